@@ -1,0 +1,74 @@
+using System.CommandLine;
+using K2RL.Common;
+
+namespace K2RL.Cli;
+
+/// <summary>Builds the `k2rl` command tree and runs it.</summary>
+public static class CliApp
+{
+    private static readonly Dictionary<string, string> GroupDescriptions = new()
+    {
+        ["bench"] = "Benchmarks: kernels, training and decoding throughput",
+        ["model"] = "Model configs, parameter accounting, checkpoints and logits",
+        ["tokenizer"] = "Train, encode and decode with the byte-level BPE tokenizer",
+        ["gym"] = "Environments: list, play and evaluate",
+    };
+
+    public static RootCommand BuildRoot(CliContext context)
+    {
+        var root = new RootCommand("k2rl: pretrain and RL-post-train Kimi-K2-style MoE models on CPU");
+        var groups = new Dictionary<string, Command>();
+        var providers = typeof(CliApp).Assembly.GetTypes()
+            .Where(t => typeof(ICommandProvider).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false })
+            .OrderBy(t => t.FullName, StringComparer.Ordinal)
+            .Select(t => (ICommandProvider)Activator.CreateInstance(t)!);
+        foreach (var provider in providers)
+        {
+            Command parent = root;
+            if (provider.Group.Length > 0)
+            {
+                if (!groups.TryGetValue(provider.Group, out var group))
+                {
+                    group = new Command(provider.Group, GroupDescriptions.GetValueOrDefault(provider.Group, provider.Group));
+                    groups[provider.Group] = group;
+                    root.Subcommands.Add(group);
+                }
+
+                parent = group;
+            }
+
+            foreach (var command in provider.Build(context))
+            {
+                parent.Subcommands.Add(command);
+            }
+        }
+
+        return root;
+    }
+
+    /// <summary>Parses and runs; a <see cref="K2Exception"/> becomes one line on stderr and exit code 1.</summary>
+    public static async Task<int> RunAsync(string[] args, CliContext context)
+    {
+        var root = BuildRoot(context);
+        var parse = root.Parse(args);
+        try
+        {
+            return await parse.InvokeAsync(new InvocationConfiguration
+            {
+                Output = context.Out,
+                Error = context.Error,
+                EnableDefaultExceptionHandler = false,
+            });
+        }
+        catch (K2Exception e)
+        {
+            await context.Error.WriteLineAsync($"error: {e.Message}");
+            return 1;
+        }
+        catch (OperationCanceledException)
+        {
+            await context.Error.WriteLineAsync("cancelled");
+            return 130;
+        }
+    }
+}

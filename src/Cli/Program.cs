@@ -1,0 +1,3 @@
+using K2RL.Cli;
+
+return await CliApp.RunAsync(args, CliContext.Console);

@@ -1,0 +1,103 @@
+using System.Diagnostics;
+
+namespace K2RL.Tests.Shared;
+
+/// <summary>
+/// Real external components the tests use (node + npm for gRPC interop, bubblewrap for the sandbox).
+/// A fresh machine may lack them: as root with apt-get available we install them once, as .ci/run does;
+/// otherwise the test fails with a message that says what to install. Never a silent skip.
+/// </summary>
+public static class ExternalTools
+{
+    private static readonly object Gate = new();
+    private static bool aptUpdated;
+
+    /// <summary>Ensures <paramref name="command"/> is on PATH, installing the Debian packages if it is not.</summary>
+    public static string Require(string command, params string[] debianPackages)
+    {
+        lock (Gate)
+        {
+            string? path = Which(command);
+            if (path is not null)
+            {
+                return path;
+            }
+
+            if (Environment.UserName == "root" && Which("apt-get") is not null)
+            {
+                if (!aptUpdated)
+                {
+                    Run("apt-get", "update -q", TimeSpan.FromMinutes(5));
+                    aptUpdated = true;
+                }
+
+                Run("apt-get", "install -y -q --no-install-recommends " + string.Join(' ', debianPackages),
+                    TimeSpan.FromMinutes(10));
+                path = Which(command);
+            }
+
+            return path ?? throw new InvalidOperationException(
+                $"'{command}' is required by this test; install the Debian packages: {string.Join(' ', debianPackages)} (.ci/run does)");
+        }
+    }
+
+    public static string? Which(string command)
+    {
+        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':'))
+        {
+            if (dir.Length == 0)
+            {
+                continue;
+            }
+
+            string candidate = Path.Combine(dir, command);
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Runs a process to completion; throws with its output if it fails or times out.</summary>
+    public static string Run(string fileName, string arguments, TimeSpan timeout, string? workingDirectory = null)
+    {
+        var psi = new ProcessStartInfo(fileName, arguments)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? Environment.CurrentDirectory,
+        };
+        psi.Environment["DEBIAN_FRONTEND"] = "noninteractive";
+        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {fileName}");
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeout))
+        {
+            p.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{fileName} {arguments} did not finish within {timeout}");
+        }
+
+        if (p.ExitCode != 0)
+        {
+            throw new InvalidOperationException(
+                $"{fileName} {arguments} exited {p.ExitCode}\n{stdout.Result}\n{stderr.Result}");
+        }
+
+        return stdout.Result;
+    }
+
+    /// <summary>The repository root (the folder holding K2RL.sln), found upward from the test assembly.</summary>
+    public static string RepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "K2RL.sln")))
+        {
+            dir = dir.Parent;
+        }
+
+        return dir?.FullName ?? throw new InvalidOperationException("K2RL.sln not found above " + AppContext.BaseDirectory);
+    }
+}
