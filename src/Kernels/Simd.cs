@@ -27,6 +27,8 @@ internal interface ISimd<TV>
 
     static abstract TV Mul(TV a, TV b);
 
+    static abstract TV Div(TV a, TV b);
+
     /// <summary>a * b + c, fused (one rounding).</summary>
     static abstract TV Fma(TV a, TV b, TV c);
 
@@ -71,6 +73,9 @@ internal readonly struct Simd512 : ISimd<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Mul(Vector512<float> a, Vector512<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Div(Vector512<float> a, Vector512<float> b) => a / b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c)
@@ -127,6 +132,9 @@ internal readonly struct Simd256 : ISimd<Vector256<float>>
     public static Vector256<float> Mul(Vector256<float> a, Vector256<float> b) => a * b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Div(Vector256<float> a, Vector256<float> b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c)
         => Vector256.FusedMultiplyAdd(a, b, c);
 
@@ -179,6 +187,9 @@ internal readonly struct Simd128 : ISimd<Vector128<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Mul(Vector128<float> a, Vector128<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Div(Vector128<float> a, Vector128<float> b) => a / b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c)
