@@ -30,22 +30,22 @@ function collect(call, map) {
 
 const scenarios = {
   unary() {
-    client.Echo({ text: 'from js ✓', replySize: 10 }, deadline(10000), (err, r) =>
+    client.Echo({ text: 'from js ✓', replySize: 10 }, deadline(30000), (err, r) =>
       err ? failure(err) : done({ code: 0, text: r.text, payloadLength: r.payload.length }));
   },
   serverStream() {
-    collect(client.Count({ n: 5 }, deadline(10000)), (m) => m.i);
+    collect(client.Count({ n: 5 }, deadline(30000)), (m) => m.i);
   },
   streamError() {
-    collect(client.Count({ n: 2, failCode: grpc.status.ABORTED }, deadline(10000)), (m) => m.i);
+    collect(client.Count({ n: 2, failCode: grpc.status.ABORTED }, deadline(30000)), (m) => m.i);
   },
   clientStream() {
-    const call = client.Sum(deadline(10000), (err, r) => (err ? failure(err) : done({ code: 0, total: r.total, count: r.count })));
+    const call = client.Sum(deadline(30000), (err, r) => (err ? failure(err) : done({ code: 0, total: r.total, count: r.count })));
     [1, 2, 3, 4].forEach((value) => call.write({ value }));
     call.end();
   },
   bidi() {
-    const call = client.Chat(deadline(10000));
+    const call = client.Chat(deadline(30000));
     const texts = ['a', 'b', 'c'];
     let next = 0;
     const items = [];
@@ -62,15 +62,15 @@ const scenarios = {
     call.write({ text: texts[0] });
   },
   deadline() {
-    client.Echo({ text: 'js-deadline', delayMs: 60000 }, deadline(300), (err) =>
+    client.Echo({ text: 'js-deadline', delayMs: 60000 }, deadline(1000), (err) =>
       (err ? failure(err) : done({ code: 0 })));
   },
   error() {
-    client.Echo({ failCode: grpc.status.FAILED_PRECONDITION, failMessage: 'nope: 100% ✓' }, deadline(10000), (err) =>
+    client.Echo({ failCode: grpc.status.FAILED_PRECONDITION, failMessage: 'nope: 100% ✓' }, deadline(30000), (err) =>
       (err ? failure(err) : done({ code: 0 })));
   },
   oversize() {
-    client.Echo({ text: 'big', payload: Buffer.alloc(100 * 1024) }, deadline(10000), (err) =>
+    client.Echo({ text: 'big', payload: Buffer.alloc(100 * 1024) }, deadline(30000), (err) =>
       (err ? failure(err) : done({ code: 0 })));
   },
   cancel() {

@@ -58,10 +58,12 @@ async function Echo(call, callback) {
 async function Count(call) {
   const r = call.request;
   for (let i = 0; r.n < 0 || i < r.n; i++) {
-    try {
-      await wait(call, r.delayMs, r.tag);
-    } catch {
-      return;
+    if (i > 0) {
+      try {
+        await wait(call, r.delayMs, r.tag);
+      } catch {
+        return;
+      }
     }
     call.write({ i });
   }
