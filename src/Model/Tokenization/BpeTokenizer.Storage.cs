@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using K2RL.Common;
@@ -56,7 +57,7 @@ public sealed partial class BpeTokenizer
 
         File.WriteAllText(Path.Combine(directory, RankFileName), text.ToString(), new UTF8Encoding(false));
         using var stream = File.Create(Path.Combine(directory, ConfigFileName));
-        using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+        using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         json.WriteStartObject();
         json.WriteString("tokenizer_type", "tiktoken_bpe");
         json.WriteString("rank_file", RankFileName);
@@ -178,7 +179,7 @@ public sealed partial class BpeTokenizer
             {
                 foreach (var p in ours.EnumerateObject())
                 {
-                    if (!p.Value.TryGetInt32(out int id))
+                    if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetInt32(out int id))
                     {
                         throw new CorruptFileException(path, $"special_tokens.{p.Name}: the id must be an integer, got {p.Value.GetRawText()}");
                     }
@@ -231,7 +232,7 @@ public sealed partial class BpeTokenizer
             }
 
             if (root.TryGetProperty("num_base_tokens", out var baseTokens)
-                && (!baseTokens.TryGetInt32(out int declared) || declared != rankCount))
+                && (baseTokens.ValueKind != JsonValueKind.Number || !baseTokens.TryGetInt32(out int declared) || declared != rankCount))
             {
                 throw new CorruptFileException(path, $"num_base_tokens is {baseTokens.GetRawText()} but the rank file has {rankCount} ranks");
             }
