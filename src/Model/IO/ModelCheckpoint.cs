@@ -1,0 +1,82 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace K2RL.Model.IO;
+
+/// <summary>A loaded checkpoint: the config, its layout and a layout-sized fp32 parameter buffer.</summary>
+/// <param name="StoredDType">the narrowest dtype the weights were stored in (F32 unless written as BF16/F16).</param>
+public sealed record CheckpointData(string Directory, ModelConfig Config, ParameterLayout Layout, float[] Parameters, SafetensorsDType StoredDType);
+
+/// <summary>
+/// A model checkpoint directory laid out as a Hugging Face one: <c>model.safetensors</c> (every tensor of
+/// the <see cref="ParameterLayout"/> under its HF name) and <c>config.json</c> (<see cref="ModelConfig.ToJson"/>,
+/// with <c>torch_dtype</c> naming the stored dtype). Each file is written atomically. Loading validates
+/// everything: the header, the config against the tensor shapes (by key), then the exact set of tensors
+/// and their shapes, then that every value is finite.
+/// </summary>
+public static class ModelCheckpoint
+{
+    public const string WeightsFile = "model.safetensors";
+    public const string ConfigFile = "config.json";
+
+    /// <summary>Writes <paramref name="dir"/>/model.safetensors and config.json (creating the directory).</summary>
+    public static void Save(string dir, ModelConfig config, float[] parameters, SafetensorsDType dtype = SafetensorsDType.F32)
+    {
+        var layout = new ParameterLayout(config);
+        if (parameters.LongLength != layout.TotalLength)
+        {
+            throw new ArgumentException(
+                $"parameters hold {parameters.LongLength} floats, the layout of this config {layout.TotalLength}", nameof(parameters));
+        }
+
+        Directory.CreateDirectory(dir);
+        SafetensorsWriter.WriteLayout(Path.Combine(dir, WeightsFile), layout, parameters, dtype);
+        AtomicFile.WriteAllText(Path.Combine(dir, ConfigFile), ConfigJson(config, dtype));
+    }
+
+    /// <summary>config.json text for a checkpoint stored as <paramref name="dtype"/>.</summary>
+    public static string ConfigJson(ModelConfig config, SafetensorsDType dtype)
+    {
+        var node = JsonNode.Parse(config.ToJson())!.AsObject();
+        node["torch_dtype"] = dtype switch
+        {
+            SafetensorsDType.BF16 => "bfloat16",
+            SafetensorsDType.F16 => "float16",
+            _ => "float32",
+        };
+        return node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+
+    /// <summary>Loads and validates a checkpoint directory; any problem is a <see cref="K2RL.Common.K2Exception"/> naming the file and tensor or key.</summary>
+    public static CheckpointData Load(string dir)
+    {
+        if (!Directory.Exists(dir))
+        {
+            throw CheckpointErrors.File(dir, "checkpoint directory not found");
+        }
+
+        string configPath = Path.Combine(dir, ConfigFile);
+        string weightsPath = Path.Combine(dir, WeightsFile);
+        if (!File.Exists(configPath))
+        {
+            throw CheckpointErrors.File(configPath, "missing: a checkpoint directory holds config.json and model.safetensors");
+        }
+
+        var config = ModelConfig.Load(configPath);
+        var layout = new ParameterLayout(config);
+        using var reader = SafetensorsReader.Open(weightsPath);
+        ConfigTensorCheck.Check(config, reader.Header, configPath);
+        if (layout.TotalLength > Array.MaxLength)
+        {
+            throw CheckpointErrors.File(configPath, $"a model of {layout.TotalLength} floats does not fit one in-memory buffer");
+        }
+
+        var parameters = layout.NewBuffer();
+        reader.LoadInto(layout, parameters);
+        var stored = reader.Header.Entries
+            .Where(e => !e.Name.EndsWith(".e_score_correction_bias", StringComparison.Ordinal))
+            .Select(e => e.DType)
+            .FirstOrDefault(d => d != SafetensorsDType.F32, SafetensorsDType.F32);
+        return new CheckpointData(dir, config, layout, parameters, stored);
+    }
+}
