@@ -47,8 +47,13 @@ public static class ModelCheckpoint
         return node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
     }
 
-    /// <summary>Loads and validates a checkpoint directory; any problem is a <see cref="K2RL.Common.K2Exception"/> naming the file and tensor or key.</summary>
-    public static CheckpointData Load(string dir)
+    /// <summary>
+    /// Loads and validates a checkpoint directory; any problem is a <see cref="K2RL.Common.K2Exception"/> naming
+    /// the file and tensor or key. <paramref name="bufferFor"/> may supply the parameter buffer (for instance a
+    /// model's own, built from the loaded config) so the weights are read straight into it; it must be
+    /// layout-sized. By default a new buffer is allocated.
+    /// </summary>
+    public static CheckpointData Load(string dir, Func<ParameterLayout, float[]>? bufferFor = null)
     {
         if (!Directory.Exists(dir))
         {
@@ -71,7 +76,13 @@ public static class ModelCheckpoint
             throw CheckpointErrors.File(configPath, $"a model of {layout.TotalLength} floats does not fit one in-memory buffer");
         }
 
-        var parameters = layout.NewBuffer();
+        var parameters = bufferFor?.Invoke(layout) ?? layout.NewBuffer();
+        if (parameters.LongLength != layout.TotalLength)
+        {
+            throw new ArgumentException($"the supplied buffer holds {parameters.LongLength} floats, the layout {layout.TotalLength}", nameof(bufferFor));
+        }
+
+        Array.Clear(parameters);                                            // padding between tensors is zero
         reader.LoadInto(layout, parameters);
         var stored = reader.Header.Entries
             .Where(e => !e.Name.EndsWith(".e_score_correction_bias", StringComparison.Ordinal))

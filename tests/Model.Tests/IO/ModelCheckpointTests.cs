@@ -72,6 +72,23 @@ public class ModelCheckpointTests
     }
 
     [Fact]
+    public void LoadsIntoACallerSuppliedBuffer()
+    {
+        var config = IoTestFiles.TestConfig();
+        var layout = new ParameterLayout(config);
+        var parameters = IoTestFiles.RandomParameters(layout, seed: 4);
+        using var dir = new TempDir();
+        ModelCheckpoint.Save(dir.Path, config, parameters);
+
+        var mine = new float[layout.TotalLength];
+        Array.Fill(mine, 9f);
+        var loaded = ModelCheckpoint.Load(dir.Path, l => l.TotalLength == mine.Length ? mine : throw new InvalidOperationException());
+        Assert.Same(mine, loaded.Parameters);
+        Assert.Equal(parameters, mine);                                     // padding cleared too
+        Assert.Throws<ArgumentException>(() => ModelCheckpoint.Load(dir.Path, _ => new float[3]));
+    }
+
+    [Fact]
     public void ManifestChecksumsEveryFileAndCatchesAChange()
     {
         var config = IoTestFiles.TestConfig();
