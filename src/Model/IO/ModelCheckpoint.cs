@@ -1,26 +1,32 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using K2RL.Model.Tokenization;
 
 namespace K2RL.Model.IO;
 
 /// <summary>A loaded checkpoint: the config, its layout and a layout-sized fp32 parameter buffer.</summary>
 /// <param name="StoredDType">the narrowest dtype the weights were stored in (F32 unless written as BF16/F16).</param>
-public sealed record CheckpointData(string Directory, ModelConfig Config, ParameterLayout Layout, float[] Parameters, SafetensorsDType StoredDType);
+/// <param name="Tokenizer">the tokenizer saved with the model, or null when the directory holds none.</param>
+public sealed record CheckpointData(
+    string Directory, ModelConfig Config, ParameterLayout Layout, float[] Parameters, SafetensorsDType StoredDType, BpeTokenizer? Tokenizer);
 
 /// <summary>
 /// A model checkpoint directory laid out as a Hugging Face one: <c>model.safetensors</c> (every tensor of
-/// the <see cref="ParameterLayout"/> under its HF name) and <c>config.json</c> (<see cref="ModelConfig.ToJson"/>,
-/// with <c>torch_dtype</c> naming the stored dtype). Each file is written atomically. Loading validates
-/// everything: the header, the config against the tensor shapes (by key), then the exact set of tensors
-/// and their shapes, then that every value is finite.
+/// the <see cref="ParameterLayout"/> under its HF name), <c>config.json</c> (<see cref="ModelConfig.ToJson"/>,
+/// with <c>torch_dtype</c> naming the stored dtype) and, when given, the tokenizer files
+/// (<see cref="BpeTokenizer.RankFileName"/>, <see cref="BpeTokenizer.ConfigFileName"/>), so the directory is
+/// usable for generation on its own. Each file is written atomically. Loading validates everything: the
+/// header, the config against the tensor shapes (by key), then the exact set of tensors and their shapes,
+/// then that every value is finite, then that the tokenizer's ids fit the vocabulary.
 /// </summary>
 public static class ModelCheckpoint
 {
     public const string WeightsFile = "model.safetensors";
     public const string ConfigFile = "config.json";
 
-    /// <summary>Writes <paramref name="dir"/>/model.safetensors and config.json (creating the directory).</summary>
-    public static void Save(string dir, ModelConfig config, float[] parameters, SafetensorsDType dtype = SafetensorsDType.F32)
+    /// <summary>Writes <paramref name="dir"/>/model.safetensors, config.json and the tokenizer files (creating the directory).</summary>
+    public static void Save(string dir, ModelConfig config, float[] parameters, BpeTokenizer? tokenizer = null,
+        SafetensorsDType dtype = SafetensorsDType.F32)
     {
         var layout = new ParameterLayout(config);
         if (parameters.LongLength != layout.TotalLength)
@@ -29,9 +35,60 @@ public static class ModelCheckpoint
                 $"parameters hold {parameters.LongLength} floats, the layout of this config {layout.TotalLength}", nameof(parameters));
         }
 
+        if (tokenizer is not null)
+        {
+            CheckTokenizerFits(tokenizer, config, "the tokenizer");
+        }
+
         Directory.CreateDirectory(dir);
         SafetensorsWriter.WriteLayout(Path.Combine(dir, WeightsFile), layout, parameters, dtype);
         AtomicFile.WriteAllText(Path.Combine(dir, ConfigFile), ConfigJson(config, dtype));
+        if (tokenizer is not null)
+        {
+            SaveTokenizer(dir, tokenizer);
+        }
+    }
+
+    /// <summary>Throws when the tokenizer has ids the model's embedding has no row for.</summary>
+    public static void CheckTokenizerFits(BpeTokenizer tokenizer, ModelConfig config, string what)
+    {
+        if (tokenizer.VocabSize > config.VocabSize)
+        {
+            throw new K2RL.Common.ConfigException(
+                $"{what} has {tokenizer.VocabSize} ids ({tokenizer.RankCount} tokens + {tokenizer.SpecialTokenIds.Count} special), "
+                + $"more than the model's \"vocab_size\" {config.VocabSize}; use a config with vocab_size >= {tokenizer.VocabSize} or a smaller tokenizer");
+        }
+    }
+
+    /// <summary>
+    /// The tokenizer writes its files non-atomically, so it writes into a temporary folder inside
+    /// <paramref name="dir"/>; each file is then flushed and renamed into place.
+    /// </summary>
+    private static void SaveTokenizer(string dir, BpeTokenizer tokenizer)
+    {
+        string temp = Path.Combine(dir, $".tokenizer.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        try
+        {
+            tokenizer.Save(temp);
+            foreach (string file in Directory.GetFiles(temp))
+            {
+                using (var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite))
+                {
+                    stream.Flush(flushToDisk: true);
+                }
+
+                File.Move(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(temp))
+            {
+                Directory.Delete(temp, recursive: true);
+            }
+        }
+
+        AtomicFile.FlushDirectory(dir);
     }
 
     /// <summary>config.json text for a checkpoint stored as <paramref name="dtype"/>.</summary>
@@ -84,10 +141,22 @@ public static class ModelCheckpoint
 
         Array.Clear(parameters);                                            // padding between tensors is zero
         reader.LoadInto(layout, parameters);
+        BpeTokenizer? tokenizer = null;
+        string rankFile = Path.Combine(dir, BpeTokenizer.RankFileName);
+        if (File.Exists(rankFile) || File.Exists(Path.Combine(dir, BpeTokenizer.ConfigFileName)))
+        {
+            tokenizer = BpeTokenizer.Load(dir);
+            if (tokenizer.VocabSize > config.VocabSize)
+            {
+                throw CheckpointErrors.File(rankFile,
+                    $"the tokenizer has {tokenizer.VocabSize} ids, more than \"vocab_size\" {config.VocabSize} in {ConfigFile}");
+            }
+        }
+
         var stored = reader.Header.Entries
             .Where(e => !e.Name.EndsWith(".e_score_correction_bias", StringComparison.Ordinal))
             .Select(e => e.DType)
             .FirstOrDefault(d => d != SafetensorsDType.F32, SafetensorsDType.F32);
-        return new CheckpointData(dir, config, layout, parameters, stored);
+        return new CheckpointData(dir, config, layout, parameters, stored, tokenizer);
     }
 }

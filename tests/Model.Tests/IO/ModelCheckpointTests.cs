@@ -1,5 +1,7 @@
 using K2RL.Common;
 using K2RL.Model.IO;
+using K2RL.Model.Tokenization;
+using K2RL.Tests.Shared;
 
 namespace K2RL.Model.Tests.IO;
 
@@ -38,7 +40,7 @@ public class ModelCheckpointTests
         const string bias = "model.layers.1.mlp.gate.e_score_correction_bias";
         layout.Span(parameters, bias)[0] = 1.0001f;                         // not representable in bf16
         using var dir = new TempDir();
-        ModelCheckpoint.Save(dir.Path, config, parameters, SafetensorsDType.BF16);
+        ModelCheckpoint.Save(dir.Path, config, parameters, dtype: SafetensorsDType.BF16);
 
         var loaded = ModelCheckpoint.Load(dir.Path);
         Assert.Equal(SafetensorsDType.BF16, loaded.StoredDType);
@@ -69,6 +71,54 @@ public class ModelCheckpointTests
         ModelCheckpoint.Save(dir.Path, config, second);
         Assert.Equal(second, ModelCheckpoint.Load(dir.Path).Parameters);
         Assert.Equal(new[] { "config.json", "model.safetensors" }, Directory.GetFiles(dir.Path).Select(Path.GetFileName).Order());
+    }
+
+    [Fact]
+    public void TokenizerTravelsWithTheCheckpoint()
+    {
+        var config = ModelConfig.Load(Path.Combine(ExternalTools.RepoRoot(), "configs", "models", "k2-nano.json"));
+        var layout = new ParameterLayout(config);
+        using var dir = new TempDir();
+        ModelCheckpoint.Save(dir.Path, config, IoTestFiles.RandomParameters(layout, 1), BpeTokenizer.ByteLevel());
+        Assert.True(File.Exists(dir[BpeTokenizer.RankFileName]));
+        Assert.True(File.Exists(dir[BpeTokenizer.ConfigFileName]));
+        Assert.Equal(4, Directory.GetFileSystemEntries(dir.Path).Length);    // no temporary folder left
+
+        var loaded = ModelCheckpoint.Load(dir.Path);
+        Assert.NotNull(loaded.Tokenizer);
+        Assert.Equal(256 + SpecialTokens.All.Count, loaded.Tokenizer.VocabSize);
+        string text = "<|im_user|>héllo<|im_end|>";
+        Assert.Equal(BpeTokenizer.ByteLevel().Encode(text), loaded.Tokenizer.Encode(text));
+        Assert.Null(ModelCheckpoint.Load(WithoutTokenizer(dir)).Tokenizer);
+    }
+
+    [Fact]
+    public void TokenizerLargerThanTheVocabularyIsRefused()
+    {
+        var config = IoTestFiles.TestConfig();                              // vocab_size 64 < 256 bytes + specials
+        var parameters = IoTestFiles.RandomParameters(new ParameterLayout(config), 1);
+        using var dir = new TempDir();
+        var e = Assert.Throws<ConfigException>(() => ModelCheckpoint.Save(dir.Path, config, parameters, BpeTokenizer.ByteLevel()));
+        Assert.Contains("vocab_size", e.Message);
+        Assert.Contains("267", e.Message);
+
+        ModelCheckpoint.Save(dir.Path, config, parameters);
+        BpeTokenizer.ByteLevel().Save(dir.Path);                            // put there by hand
+        var bad = Assert.Throws<CorruptFileException>(() => ModelCheckpoint.Load(dir.Path));
+        Assert.Contains(BpeTokenizer.RankFileName, bad.Message);
+        Assert.Contains("vocab_size", bad.Message);
+    }
+
+    private static string WithoutTokenizer(TempDir dir)
+    {
+        string copy = dir["copy"];
+        Directory.CreateDirectory(copy);
+        foreach (string name in new[] { ModelCheckpoint.WeightsFile, ModelCheckpoint.ConfigFile })
+        {
+            File.Copy(dir[name], Path.Combine(copy, name));
+        }
+
+        return copy;
     }
 
     [Fact]
