@@ -2,8 +2,10 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using K2RL.Common;
 using K2RL.Model;
 using K2RL.Model.IO;
+using K2RL.Model.Tokenization;
 
 namespace K2RL.Cli.Commands;
 
@@ -11,6 +13,8 @@ namespace K2RL.Cli.Commands;
 public sealed class ModelCommands : ICommandProvider
 {
     public string Group => "model";
+
+    internal sealed record InfoOptions(string Config, int? Seq, bool Json);
 
     public IEnumerable<Command> Build(CliContext context)
     {
@@ -44,22 +48,23 @@ public sealed class ModelCommands : ICommandProvider
         command.Options.Add(config);
         command.Options.Add(seq);
         command.Options.Add(json);
-        command.SetAction(r =>
-        {
-            string path = r.GetValue(config)!;
-            var info = ModelInfo.Compute(ModelConfig.Load(path), r.GetValue(seq));
-            if (r.GetValue(json))
-            {
-                WriteJson(context, InfoJson(info, path));
-            }
-            else
-            {
-                WriteInfoTable(context.Out, info, path);
-            }
-
-            return 0;
-        });
+        command.SetAction(r => RunInfo(context, new InfoOptions(r.GetValue(config)!, r.GetValue(seq), r.GetValue(json))));
         return command;
+    }
+
+    internal static int RunInfo(CliContext context, InfoOptions options)
+    {
+        var info = ModelInfo.Compute(ModelConfig.Load(options.Config), options.Seq);
+        if (options.Json)
+        {
+            WriteJson(context, InfoJson(info, options.Config));
+        }
+        else
+        {
+            WriteInfoTable(context.Out, info, options.Config);
+        }
+
+        return 0;
     }
 
     private static JsonObject InfoJson(ModelInfo info, string path)
@@ -116,5 +121,57 @@ public sealed class ModelCommands : ICommandProvider
         {
             o.WriteLine(key.PadRight(width + 2) + value);
         }
+    }
+
+    // ------------------------------------------------------------------ shared helpers
+
+    /// <summary>
+    /// Parses "1,2,3" into token ids, each checked against the model's vocabulary; the error names the
+    /// offending entry or id.
+    /// </summary>
+    internal static int[] ParseIds(string text, int vocabSize)
+    {
+        var ids = new List<int>();
+        foreach (string item in text.Split(',', StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(item, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int id))
+            {
+                throw new K2Exception($"--ids: '{item}' is not an integer token id");
+            }
+
+            if (id < 0 || id >= vocabSize)
+            {
+                throw new K2Exception($"--ids: token id {id} is outside the vocabulary [0, {vocabSize})");
+            }
+
+            ids.Add(id);
+        }
+
+        return ids.ToArray();
+    }
+
+    /// <summary>
+    /// The tokenizer for a new checkpoint: a tokenizer directory, a rank file (with the tokenizer_config.json
+    /// beside it, if there is one), or by default the byte-level tokenizer with the special tokens.
+    /// </summary>
+    internal static (BpeTokenizer Tokenizer, string Description) ResolveTokenizer(string? path)
+    {
+        if (path is null)
+        {
+            return (BpeTokenizer.ByteLevel(), $"the default byte-level tokenizer (256 bytes + {SpecialTokens.All.Count} special tokens)");
+        }
+
+        if (Directory.Exists(path))
+        {
+            return (BpeTokenizer.Load(path), $"--tokenizer {path}");
+        }
+
+        if (File.Exists(path))
+        {
+            string beside = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, BpeTokenizer.ConfigFileName);
+            return (BpeTokenizer.LoadFiles(path, File.Exists(beside) ? beside : null), $"--tokenizer {path}");
+        }
+
+        throw new K2Exception($"--tokenizer {path}: no such tokenizer file or directory");
     }
 }
