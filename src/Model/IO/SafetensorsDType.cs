@@ -103,18 +103,10 @@ public static class SafetensorsDTypes
 
                 break;
             case SafetensorsDType.BF16:
-                for (int i = 0; i < destination.Length; i++)
-                {
-                    destination[i] = Bf16ToFloat(BinaryPrimitives.ReadUInt16LittleEndian(source.Slice(2 * i, 2)));
-                }
-
+                From16(source, destination, Bf16ToFloat);
                 break;
             case SafetensorsDType.F16:
-                for (int i = 0; i < destination.Length; i++)
-                {
-                    destination[i] = F16ToFloat(BinaryPrimitives.ReadUInt16LittleEndian(source.Slice(2 * i, 2)));
-                }
-
+                From16(source, destination, F16ToFloat);
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(dtype));
@@ -140,33 +132,39 @@ public static class SafetensorsDTypes
 
                 break;
             case SafetensorsDType.BF16:
-                for (int i = 0; i < source.Length; i++)
-                {
-                    ushort b = FloatToBf16(source[i]);
-                    if (overflow < 0 && (b & 0x7FFF) == 0x7F80 && float.IsFinite(source[i]))
-                    {
-                        overflow = i;
-                    }
-
-                    BinaryPrimitives.WriteUInt16LittleEndian(destination.Slice(2 * i, 2), b);
-                }
-
+                overflow = To16(source, destination, FloatToBf16, 0x7F80);
                 break;
             case SafetensorsDType.F16:
-                for (int i = 0; i < source.Length; i++)
-                {
-                    ushort h = FloatToF16(source[i]);
-                    if (overflow < 0 && (h & 0x7FFF) == 0x7C00 && float.IsFinite(source[i]))
-                    {
-                        overflow = i;
-                    }
-
-                    BinaryPrimitives.WriteUInt16LittleEndian(destination.Slice(2 * i, 2), h);
-                }
-
+                overflow = To16(source, destination, FloatToF16, 0x7C00);
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(dtype));
+        }
+
+        return overflow;
+    }
+
+    private static void From16(ReadOnlySpan<byte> source, Span<float> destination, Func<ushort, float> convert)
+    {
+        for (int i = 0; i < destination.Length; i++)
+        {
+            destination[i] = convert(BinaryPrimitives.ReadUInt16LittleEndian(source.Slice(2 * i, 2)));
+        }
+    }
+
+    /// <summary>Stores 16-bit values; returns the first finite input that became <paramref name="infinity"/> (sign aside), or -1.</summary>
+    private static int To16(ReadOnlySpan<float> source, Span<byte> destination, Func<float, ushort> convert, ushort infinity)
+    {
+        int overflow = -1;
+        for (int i = 0; i < source.Length; i++)
+        {
+            ushort bits = convert(source[i]);
+            if (overflow < 0 && (bits & 0x7FFF) == infinity && float.IsFinite(source[i]))
+            {
+                overflow = i;
+            }
+
+            BinaryPrimitives.WriteUInt16LittleEndian(destination.Slice(2 * i, 2), bits);
         }
 
         return overflow;
