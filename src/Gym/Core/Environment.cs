@@ -67,6 +67,8 @@ public enum Split
 /// <summary>How to start an episode: the split, a difficulty level (1 = easiest), and free-form options for the env.</summary>
 public sealed record ResetOptions
 {
+    internal static readonly IReadOnlyDictionary<string, string> EmptyMap = new Dictionary<string, string>();
+
     public static readonly ResetOptions Default = new();
 
     public Split Split { get; init; } = Split.Train;
@@ -74,8 +76,6 @@ public sealed record ResetOptions
     public int Difficulty { get; init; } = 1;
 
     public IReadOnlyDictionary<string, string> Extra { get; init; } = EmptyMap;
-
-    internal static readonly IReadOnlyDictionary<string, string> EmptyMap = new Dictionary<string, string>();
 }
 
 /// <summary>

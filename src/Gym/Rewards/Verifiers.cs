@@ -62,7 +62,8 @@ public static partial class AnswerExtractor
 }
 
 /// <summary>
-/// Degenerate output: long runs of one character, or text whose word 4-grams mostly repeat. The rollout engine can
+/// Degenerate output: long runs of one character, or text whose word 8-grams mostly repeat (worked solutions that
+/// reuse a phrase stay well below that). The rollout engine can
 /// call <see cref="IsDegenerate"/> on a growing response to end it early.
 /// </summary>
 public static class RepetitionDetector
@@ -81,22 +82,23 @@ public static class RepetitionDetector
         }
 
         var words = text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-        if (words.Length >= 48)
+        const int n = 8;
+        if (words.Length >= 64)
         {
-            var seen = new HashSet<(string, string, string, string)>();
+            var seen = new HashSet<string>(StringComparer.Ordinal);
             int repeats = 0;
-            for (int i = 0; i + 3 < words.Length; i++)
+            for (int i = 0; i + n <= words.Length; i++)
             {
-                if (!seen.Add((words[i], words[i + 1], words[i + 2], words[i + 3])))
+                if (!seen.Add(string.Join(' ', words, i, n)))
                 {
                     repeats++;
                 }
             }
 
-            double fraction = repeats / (double)(words.Length - 3);
+            double fraction = repeats / (double)(words.Length - n + 1);
             if (fraction > 0.5)
             {
-                reason = $"{fraction:P0} of its word 4-grams repeat";
+                reason = $"{fraction:P0} of its word {n}-grams repeat";
                 return true;
             }
         }

@@ -118,7 +118,7 @@ public sealed class BubblewrapSandbox : ISandbox
         Process process;
         try
         {
-            process = Process.Start(psi) ?? throw new InvalidOperationException("no process");
+            process = await Spawner.StartAsync(psi);
         }
         catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
         {
@@ -288,6 +288,46 @@ public sealed class BubblewrapSandbox : ISandbox
         }
         catch (System.ComponentModel.Win32Exception)
         {
+        }
+    }
+
+    /// <summary>
+    /// Starts processes from one long-lived thread. bwrap's <c>--die-with-parent</c> uses PR_SET_PDEATHSIG, which fires
+    /// when the *thread* that forked bwrap exits; pool threads come and go, so forking from them would kill healthy
+    /// sandboxes at random. This thread lives as long as the process, so sandboxes die with the host and only then.
+    /// </summary>
+    private static class Spawner
+    {
+        private static readonly System.Collections.Concurrent.BlockingCollection<(ProcessStartInfo Psi, TaskCompletionSource<Process> Done)> Queue = new();
+
+        static Spawner()
+        {
+            var thread = new Thread(() =>
+            {
+                foreach (var (psi, done) in Queue.GetConsumingEnumerable())
+                {
+                    try
+                    {
+                        done.SetResult(Process.Start(psi) ?? throw new InvalidOperationException("no process"));
+                    }
+                    catch (Exception e)
+                    {
+                        done.SetException(e);
+                    }
+                }
+            })
+            {
+                IsBackground = true,
+                Name = "k2rl-sandbox-spawner",
+            };
+            thread.Start();
+        }
+
+        public static Task<Process> StartAsync(ProcessStartInfo psi)
+        {
+            var done = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
+            Queue.Add((psi, done));
+            return done.Task;
         }
     }
 

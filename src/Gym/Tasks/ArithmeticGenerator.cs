@@ -46,7 +46,7 @@ public sealed class ArithmeticGenerator : TaskGenerator
         };
     }
 
-    internal static string AdditionSteps(long a, long b)
+    public static string AdditionSteps(long a, long b)
     {
         var sb = new StringBuilder($"Add {a} and {b} column by column from the right.\n");
         string sa = a.ToString(), sb2 = b.ToString();
@@ -73,7 +73,7 @@ public sealed class ArithmeticGenerator : TaskGenerator
         return sb.ToString();
     }
 
-    internal static string SubtractionSteps(long a, long b)
+    public static string SubtractionSteps(long a, long b)
     {
         if (a < b)
         {
@@ -104,7 +104,7 @@ public sealed class ArithmeticGenerator : TaskGenerator
         return sb.ToString();
     }
 
-    internal static string MultiplicationSteps(long a, long b)
+    public static string MultiplicationSteps(long a, long b)
     {
         var sb = new StringBuilder($"Multiply {a} by each digit of {b} and add the partial products.\n");
         string sbs = b.ToString();

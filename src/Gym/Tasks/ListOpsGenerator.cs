@@ -33,7 +33,14 @@ public sealed class ListOpsGenerator : TaskGenerator
             ops.Add(rng.Pick(ListOps));
         }
 
-        ops.Add(rng.Pick(difficulty >= 2 && rng.Next(0, 2) == 0 ? ScalarOps : ListOps));
+        string last;
+        do
+        {
+            last = rng.Pick(difficulty >= 2 && rng.Next(0, 2) == 0 ? ScalarOps : ListOps);
+        }
+        while (ops.Contains(last));
+
+        ops.Add(last);
         int k = rng.Next(1, Math.Max(2, n / 2));
         var steps = new StringBuilder();
         var current = list;
