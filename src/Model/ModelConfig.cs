@@ -1,0 +1,404 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using K2RL.Common;
+
+namespace K2RL.Model;
+
+/// <summary>
+/// The model's shape, read from and written to Hugging Face `config.json` keys (DeepSeek-V3 / Kimi-K2).
+/// Immutable; validated when built. Letters: D hidden, V vocab, H heads, Dn qk_nope_head_dim,
+/// Dr qk_rope_head_dim, Dv v_head_dim, Rq q_lora_rank, R kv_lora_rank, E routed experts, K experts per
+/// token, F expert hidden size, I dense hidden size.
+/// </summary>
+public sealed record ModelConfig
+{
+    // ---- identity
+    public string ModelType { get; init; } = "kimi_k2";
+
+    // ---- trunk
+    public required int VocabSize { get; init; }                 // V
+    public required int HiddenSize { get; init; }                // D
+    public required int NumHiddenLayers { get; init; }
+    public required int IntermediateSize { get; init; }          // I (dense layers' SwiGLU)
+    public float RmsNormEps { get; init; } = 1e-6f;
+    public int MaxPositionEmbeddings { get; init; } = 4096;
+    public bool TieWordEmbeddings { get; init; }
+
+    // ---- MLA attention
+    public required int NumAttentionHeads { get; init; }         // H
+    public int? QLoraRank { get; init; }                         // Rq; null: q = q_proj x
+    public required int KvLoraRank { get; init; }                // R
+    public required int QkNopeHeadDim { get; init; }             // Dn
+    public required int QkRopeHeadDim { get; init; }             // Dr
+    public required int VHeadDim { get; init; }                  // Dv
+
+    // ---- RoPE
+    public double RopeTheta { get; init; } = 10000.0;
+    public RopeScaling? RopeScaling { get; init; }
+
+    // ---- MoE
+    public required int NRoutedExperts { get; init; }            // E
+    public required int NumExpertsPerTok { get; init; }          // K
+    public required int MoeIntermediateSize { get; init; }       // F
+    public int NSharedExperts { get; init; } = 1;
+    public int FirstKDenseReplace { get; init; } = 1;
+    public int MoeLayerFreq { get; init; } = 1;
+    public int NGroup { get; init; } = 1;
+    public int TopkGroup { get; init; } = 1;
+    public float RoutedScalingFactor { get; init; } = 1f;
+    public bool NormTopkProb { get; init; } = true;
+    public string ScoringFunc { get; init; } = "sigmoid";
+
+    public int QkHeadDim => QkNopeHeadDim + QkRopeHeadDim;      // Dn + Dr
+
+    /// <summary>Pre-softmax logit scale (Dn+Dr)^-1/2 (YaRN's mscale², when configured, multiplies it).</summary>
+    public float SoftmaxScale
+    {
+        get
+        {
+            double scale = 1.0 / Math.Sqrt(QkHeadDim);
+            if (RopeScaling is { } rs && rs.MscaleAllDim > 0 && rs.Factor > 1)
+            {
+                double m = 0.1 * rs.MscaleAllDim * Math.Log(rs.Factor) + 1.0;
+                scale *= m * m;
+            }
+
+            return (float)scale;
+        }
+    }
+
+    /// <summary>Whether layer i uses the MoE FFN (else the dense SwiGLU MLP).</summary>
+    public bool IsMoeLayer(int layer) =>
+        NRoutedExperts > 0 && layer >= FirstKDenseReplace && layer % Math.Max(MoeLayerFreq, 1) == 0;
+
+    // ------------------------------------------------------------------ loading
+
+    public static ModelConfig Load(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new ConfigException($"model config not found: {path}");
+        }
+
+        return Parse(File.ReadAllText(path), path);
+    }
+
+    /// <summary>Parses config.json text; <paramref name="source"/> names the file in errors.</summary>
+    public static ModelConfig Parse(string json, string source = "config.json")
+    {
+        JsonObject obj;
+        try
+        {
+            obj = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions
+            {
+                CommentHandling = JsonCommentHandling.Skip,
+                AllowTrailingCommas = true,
+            }) as JsonObject ?? throw new ConfigException($"{source}: the top level must be a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new ConfigException($"{source}: malformed JSON at line {e.LineNumber + 1}: {e.Message}", e);
+        }
+
+        var r = new Reader(obj, source);
+        var config = new ModelConfig
+        {
+            ModelType = r.Str("model_type", "kimi_k2"),
+            VocabSize = r.Int("vocab_size"),
+            HiddenSize = r.Int("hidden_size"),
+            NumHiddenLayers = r.Int("num_hidden_layers"),
+            IntermediateSize = r.Int("intermediate_size"),
+            RmsNormEps = (float)r.Num("rms_norm_eps", 1e-6),
+            MaxPositionEmbeddings = r.Int("max_position_embeddings", 4096),
+            TieWordEmbeddings = r.Bool("tie_word_embeddings", false),
+            NumAttentionHeads = r.Int("num_attention_heads"),
+            QLoraRank = r.NullableInt("q_lora_rank"),
+            KvLoraRank = r.Int("kv_lora_rank"),
+            QkNopeHeadDim = r.Int("qk_nope_head_dim"),
+            QkRopeHeadDim = r.Int("qk_rope_head_dim"),
+            VHeadDim = r.Int("v_head_dim"),
+            RopeTheta = r.Num("rope_theta", 10000.0),
+            RopeScaling = RopeScaling.Read(obj["rope_scaling"], source),
+            NRoutedExperts = r.Int("n_routed_experts", 0),
+            NumExpertsPerTok = r.Int("num_experts_per_tok", 0),
+            MoeIntermediateSize = r.Int("moe_intermediate_size", 0),
+            NSharedExperts = r.Int("n_shared_experts", 0),
+            FirstKDenseReplace = r.Int("first_k_dense_replace", 0),
+            MoeLayerFreq = r.Int("moe_layer_freq", 1),
+            NGroup = r.Int("n_group", 1),
+            TopkGroup = r.Int("topk_group", 1),
+            RoutedScalingFactor = (float)r.Num("routed_scaling_factor", 1.0),
+            NormTopkProb = r.Bool("norm_topk_prob", true),
+            ScoringFunc = r.Str("scoring_func", "sigmoid"),
+        };
+        config.Validate(source);
+        return config;
+    }
+
+    /// <summary>Checks every field; throws <see cref="ConfigException"/> naming the key.</summary>
+    public ModelConfig Validate(string source = "config")
+    {
+        void Positive(int v, string key)
+        {
+            if (v <= 0)
+            {
+                throw new ConfigException($"{source}: \"{key}\" must be > 0, got {v}");
+            }
+        }
+
+        Positive(VocabSize, "vocab_size");
+        Positive(HiddenSize, "hidden_size");
+        Positive(NumHiddenLayers, "num_hidden_layers");
+        Positive(IntermediateSize, "intermediate_size");
+        Positive(NumAttentionHeads, "num_attention_heads");
+        Positive(KvLoraRank, "kv_lora_rank");
+        Positive(QkNopeHeadDim, "qk_nope_head_dim");
+        Positive(QkRopeHeadDim, "qk_rope_head_dim");
+        Positive(VHeadDim, "v_head_dim");
+        Positive(MaxPositionEmbeddings, "max_position_embeddings");
+        if (QLoraRank is { } rq)
+        {
+            Positive(rq, "q_lora_rank");
+        }
+
+        if (QkRopeHeadDim % 2 != 0)
+        {
+            throw new ConfigException($"{source}: \"qk_rope_head_dim\" must be even (RoPE rotates pairs), got {QkRopeHeadDim}");
+        }
+
+        if (!(RmsNormEps > 0) || !float.IsFinite(RmsNormEps))
+        {
+            throw new ConfigException($"{source}: \"rms_norm_eps\" must be a positive number, got {RmsNormEps}");
+        }
+
+        if (!(RopeTheta > 0) || !double.IsFinite(RopeTheta))
+        {
+            throw new ConfigException($"{source}: \"rope_theta\" must be a positive number, got {RopeTheta}");
+        }
+
+        if (FirstKDenseReplace < 0)
+        {
+            throw new ConfigException($"{source}: \"first_k_dense_replace\" must be >= 0, got {FirstKDenseReplace}");
+        }
+
+        bool anyMoe = Enumerable.Range(0, NumHiddenLayers).Any(IsMoeLayer);
+        if (anyMoe)
+        {
+            Positive(NRoutedExperts, "n_routed_experts");
+            Positive(MoeIntermediateSize, "moe_intermediate_size");
+            Positive(NGroup, "n_group");
+            Positive(TopkGroup, "topk_group");
+            if (NumExpertsPerTok <= 0 || NumExpertsPerTok > NRoutedExperts)
+            {
+                throw new ConfigException(
+                    $"{source}: \"num_experts_per_tok\" must be in [1, n_routed_experts = {NRoutedExperts}], got {NumExpertsPerTok}");
+            }
+
+            if (NRoutedExperts % NGroup != 0)
+            {
+                throw new ConfigException($"{source}: \"n_routed_experts\" ({NRoutedExperts}) must divide into \"n_group\" ({NGroup}) groups");
+            }
+
+            if (TopkGroup > NGroup)
+            {
+                throw new ConfigException($"{source}: \"topk_group\" ({TopkGroup}) must be <= \"n_group\" ({NGroup})");
+            }
+
+            if (NumExpertsPerTok > TopkGroup * (NRoutedExperts / NGroup))
+            {
+                throw new ConfigException(
+                    $"{source}: \"num_experts_per_tok\" ({NumExpertsPerTok}) exceeds the experts in the kept groups ({TopkGroup} × {NRoutedExperts / NGroup})");
+            }
+
+            if (NSharedExperts < 0)
+            {
+                throw new ConfigException($"{source}: \"n_shared_experts\" must be >= 0, got {NSharedExperts}");
+            }
+
+            if (ScoringFunc != "sigmoid")
+            {
+                throw new ConfigException($"{source}: \"scoring_func\" \"{ScoringFunc}\" is not supported (K2 uses \"sigmoid\")");
+            }
+
+            if (!float.IsFinite(RoutedScalingFactor) || RoutedScalingFactor <= 0)
+            {
+                throw new ConfigException($"{source}: \"routed_scaling_factor\" must be a positive number, got {RoutedScalingFactor}");
+            }
+        }
+
+        return this;
+    }
+
+    /// <summary>The Hugging Face `config.json` text (DeepseekV3ForCausalLM layout).</summary>
+    public string ToJson()
+    {
+        var o = new JsonObject
+        {
+            ["architectures"] = new JsonArray("DeepseekV3ForCausalLM"),
+            ["model_type"] = ModelType,
+            ["vocab_size"] = VocabSize,
+            ["hidden_size"] = HiddenSize,
+            ["intermediate_size"] = IntermediateSize,
+            ["moe_intermediate_size"] = MoeIntermediateSize,
+            ["num_hidden_layers"] = NumHiddenLayers,
+            ["first_k_dense_replace"] = FirstKDenseReplace,
+            ["moe_layer_freq"] = MoeLayerFreq,
+            ["num_attention_heads"] = NumAttentionHeads,
+            ["num_key_value_heads"] = NumAttentionHeads,
+            ["q_lora_rank"] = QLoraRank,
+            ["kv_lora_rank"] = KvLoraRank,
+            ["qk_nope_head_dim"] = QkNopeHeadDim,
+            ["qk_rope_head_dim"] = QkRopeHeadDim,
+            ["v_head_dim"] = VHeadDim,
+            ["n_routed_experts"] = NRoutedExperts,
+            ["num_experts_per_tok"] = NumExpertsPerTok,
+            ["n_shared_experts"] = NSharedExperts,
+            ["n_group"] = NGroup,
+            ["topk_group"] = TopkGroup,
+            ["routed_scaling_factor"] = RoutedScalingFactor,
+            ["norm_topk_prob"] = NormTopkProb,
+            ["scoring_func"] = ScoringFunc,
+            ["topk_method"] = "noaux_tc",
+            ["rope_theta"] = RopeTheta,
+            ["rope_scaling"] = RopeScaling?.ToJson(),
+            ["rms_norm_eps"] = RmsNormEps,
+            ["max_position_embeddings"] = MaxPositionEmbeddings,
+            ["tie_word_embeddings"] = TieWordEmbeddings,
+            ["hidden_act"] = "silu",
+            ["attention_bias"] = false,
+            ["torch_dtype"] = "float32",
+        };
+        return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    /// <summary>Reads typed values, naming the file and key when one is missing or of the wrong type.</summary>
+    private sealed class Reader(JsonObject obj, string source)
+    {
+        public int Int(string key, int? fallback = null)
+        {
+            if (!obj.TryGetPropertyValue(key, out var node) || node is null)
+            {
+                return fallback ?? throw new ConfigException($"{source}: required key \"{key}\" is missing");
+            }
+
+            if (node is JsonValue v && v.TryGetValue(out long l) && l is >= int.MinValue and <= int.MaxValue)
+            {
+                return (int)l;
+            }
+
+            if (node is JsonValue d && d.TryGetValue(out double x) && x == Math.Floor(x) && Math.Abs(x) <= int.MaxValue)
+            {
+                return (int)x;
+            }
+
+            throw new ConfigException($"{source}: \"{key}\" must be an integer, got {node.ToJsonString()}");
+        }
+
+        public int? NullableInt(string key)
+        {
+            if (!obj.TryGetPropertyValue(key, out var node) || node is null)
+            {
+                return null;
+            }
+
+            return Int(key);
+        }
+
+        public double Num(string key, double fallback)
+        {
+            if (!obj.TryGetPropertyValue(key, out var node) || node is null)
+            {
+                return fallback;
+            }
+
+            if (node is JsonValue v && v.TryGetValue(out double d))
+            {
+                return d;
+            }
+
+            throw new ConfigException($"{source}: \"{key}\" must be a number, got {node.ToJsonString()}");
+        }
+
+        public bool Bool(string key, bool fallback)
+        {
+            if (!obj.TryGetPropertyValue(key, out var node) || node is null)
+            {
+                return fallback;
+            }
+
+            if (node is JsonValue v && v.TryGetValue(out bool b))
+            {
+                return b;
+            }
+
+            throw new ConfigException($"{source}: \"{key}\" must be true or false, got {node.ToJsonString()}");
+        }
+
+        public string Str(string key, string fallback)
+        {
+            if (!obj.TryGetPropertyValue(key, out var node) || node is null)
+            {
+                return fallback;
+            }
+
+            if (node is JsonValue v && v.TryGetValue(out string? s))
+            {
+                return s;
+            }
+
+            throw new ConfigException($"{source}: \"{key}\" must be a string, got {node.ToJsonString()}");
+        }
+    }
+}
+
+/// <summary>YaRN RoPE scaling as DeepSeek-V3 configures it (`rope_scaling` with type "yarn").</summary>
+public sealed record RopeScaling(
+    string Type,
+    double Factor,
+    int OriginalMaxPositionEmbeddings,
+    double BetaFast,
+    double BetaSlow,
+    double Mscale,
+    double MscaleAllDim)
+{
+    internal static RopeScaling? Read(JsonNode? node, string source)
+    {
+        if (node is null)
+        {
+            return null;
+        }
+
+        if (node is not JsonObject o)
+        {
+            throw new ConfigException($"{source}: \"rope_scaling\" must be an object or null");
+        }
+
+        string type = o["type"]?.GetValue<string>() ?? o["rope_type"]?.GetValue<string>() ?? "";
+        if (type != "yarn")
+        {
+            throw new ConfigException($"{source}: \"rope_scaling.type\" \"{type}\" is not supported (only \"yarn\")");
+        }
+
+        double D(string k, double f) => o[k] is JsonValue v && v.TryGetValue(out double d) ? d : f;
+        var rs = new RopeScaling(type, D("factor", 1), (int)D("original_max_position_embeddings", 4096),
+            D("beta_fast", 32), D("beta_slow", 1), D("mscale", 1), D("mscale_all_dim", 0));
+        if (!(rs.Factor >= 1))
+        {
+            throw new ConfigException($"{source}: \"rope_scaling.factor\" must be >= 1, got {rs.Factor.ToString(CultureInfo.InvariantCulture)}");
+        }
+
+        return rs;
+    }
+
+    internal JsonObject ToJson() => new()
+    {
+        ["type"] = Type,
+        ["factor"] = Factor,
+        ["original_max_position_embeddings"] = OriginalMaxPositionEmbeddings,
+        ["beta_fast"] = BetaFast,
+        ["beta_slow"] = BetaSlow,
+        ["mscale"] = Mscale,
+        ["mscale_all_dim"] = MscaleAllDim,
+    };
+}
