@@ -132,6 +132,20 @@ public sealed class RpcBadInputIntegrationTests(RpcServerFixture fx) : IClassFix
     }
 
     [Fact]
+    public async Task Method_other_than_POST_is_HTTP_405_with_a_grpc_status()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(fx.Server.Address, Echo))
+        {
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+        using var response = await fx.Raw.SendAsync(request);
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, response.StatusCode);
+        Assert.Equal("13", response.Headers.GetValues("grpc-status").Single());
+        await fx.AssertServesAsync();
+    }
+
+    [Fact]
     public async Task Content_type_with_proto_suffix_is_accepted()
     {
         var response = await fx.RawCallAsync(Echo, RpcServerFixture.Frame(new EchoRequest { Text = "p" }), "application/grpc+proto");
