@@ -95,6 +95,17 @@ public sealed class RpcIntegrationTests(RpcServerFixture fx) : IClassFixture<Rpc
     }
 
     [Fact]
+    public async Task Duplex_call_that_failed_keeps_reporting_its_status()
+    {
+        using var call = Client.Duplex(TestRpc.Chat);
+        await call.WriteAsync(new EchoRequest { FailCode = (int)StatusCode.OutOfRange, FailMessage = "too far" });
+        var first = await Assert.ThrowsAsync<RpcException>(call.ReadAsync);
+        Assert.Equal(StatusCode.OutOfRange, first.StatusCode);
+        Assert.Same(first, await Assert.ThrowsAsync<RpcException>(call.ReadAsync));
+        Assert.Same(first, await Assert.ThrowsAsync<RpcException>(() => call.WriteAsync(new EchoRequest { Text = "late" })));
+    }
+
+    [Fact]
     public async Task Error_status_and_message_reach_the_client_intact()
     {
         const string message = "nope: 100% ✓ \"quoted\"\nnew line";
