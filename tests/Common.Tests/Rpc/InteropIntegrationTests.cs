@@ -16,7 +16,7 @@ public sealed class InteropIntegrationTests(InteropFixture fx) : IClassFixture<I
     [Fact]
     public void Js_client_unary()
     {
-        var r = fx.RunJsClient("unary");
+        var r = fx.JsClient("unary");
         Assert.Equal(0, r.GetProperty("code").GetInt32());
         Assert.Equal("from js ✓", r.GetProperty("text").GetString());
         Assert.Equal(10, r.GetProperty("payloadLength").GetInt32());
@@ -25,7 +25,7 @@ public sealed class InteropIntegrationTests(InteropFixture fx) : IClassFixture<I
     [Fact]
     public void Js_client_server_streaming()
     {
-        var r = fx.RunJsClient("serverStream");
+        var r = fx.JsClient("serverStream");
         Assert.Equal(0, r.GetProperty("code").GetInt32());
         Assert.Equal([0, 1, 2, 3, 4], Ints(r.GetProperty("items")));
     }
@@ -33,7 +33,7 @@ public sealed class InteropIntegrationTests(InteropFixture fx) : IClassFixture<I
     [Fact]
     public void Js_client_sees_an_error_after_streamed_messages()
     {
-        var r = fx.RunJsClient("streamError");
+        var r = fx.JsClient("streamError");
         Assert.Equal((int)StatusCode.Aborted, r.GetProperty("code").GetInt32());
         Assert.Equal([0, 1], Ints(r.GetProperty("items")));
         Assert.Equal("failed after 2", r.GetProperty("details").GetString());
@@ -42,7 +42,7 @@ public sealed class InteropIntegrationTests(InteropFixture fx) : IClassFixture<I
     [Fact]
     public void Js_client_client_streaming()
     {
-        var r = fx.RunJsClient("clientStream");
+        var r = fx.JsClient("clientStream");
         Assert.Equal(0, r.GetProperty("code").GetInt32());
         Assert.Equal(10, r.GetProperty("total").GetInt64());
         Assert.Equal(4, r.GetProperty("count").GetInt32());
@@ -51,7 +51,7 @@ public sealed class InteropIntegrationTests(InteropFixture fx) : IClassFixture<I
     [Fact]
     public void Js_client_bidi_ping_pong()
     {
-        var r = fx.RunJsClient("bidi");
+        var r = fx.JsClient("bidi");
         Assert.Equal(0, r.GetProperty("code").GetInt32());
         Assert.Equal(["a", "b", "c"], r.GetProperty("items").EnumerateArray().Select(e => e.GetString()));
     }
@@ -59,7 +59,7 @@ public sealed class InteropIntegrationTests(InteropFixture fx) : IClassFixture<I
     [Fact]
     public async Task Js_client_deadline_expires_and_the_handler_sees_cancellation()
     {
-        var r = fx.RunJsClient("deadline");
+        var r = fx.JsClient("deadline");
         Assert.Equal((int)StatusCode.DeadlineExceeded, r.GetProperty("code").GetInt32());
         await fx.Service.CancellationSeen("js-deadline").WaitAsync(Patience);
     }
@@ -67,7 +67,7 @@ public sealed class InteropIntegrationTests(InteropFixture fx) : IClassFixture<I
     [Fact]
     public void Js_client_gets_status_code_and_percent_encoded_message()
     {
-        var r = fx.RunJsClient("error");
+        var r = fx.JsClient("error");
         Assert.Equal((int)StatusCode.FailedPrecondition, r.GetProperty("code").GetInt32());
         Assert.Equal("nope: 100% ✓", r.GetProperty("details").GetString());
     }
@@ -75,14 +75,14 @@ public sealed class InteropIntegrationTests(InteropFixture fx) : IClassFixture<I
     [Fact]
     public void Js_client_oversized_request_is_RESOURCE_EXHAUSTED()
     {
-        var r = fx.RunJsClient("oversize");
+        var r = fx.JsClient("oversize");
         Assert.Equal((int)StatusCode.ResourceExhausted, r.GetProperty("code").GetInt32());
     }
 
     [Fact]
     public async Task Js_client_cancel_reaches_the_handler()
     {
-        var r = fx.RunJsClient("cancel");
+        var r = fx.JsClient("cancel");
         Assert.Equal((int)StatusCode.Cancelled, r.GetProperty("code").GetInt32());
         Assert.True(r.GetProperty("received").GetInt32() >= 3);
         await fx.Service.CancellationSeen("js-cancel").WaitAsync(Patience);
