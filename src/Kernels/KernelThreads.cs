@@ -79,10 +79,32 @@ public static class KernelThreads
         }
     }
 
+    /// <summary>
+    /// A worker spins for <see cref="IdleSpin"/> after its last part before it sleeps, so back-to-back kernels
+    /// (a training step is hundreds of small GEMMs) do not pay a wake-up each; on a loaded machine a wake-up can
+    /// cost a scheduler time slice, far more than a k2-nano GEMM.
+    /// </summary>
+    private static readonly long IdleSpin = System.Diagnostics.Stopwatch.Frequency / 1000;
+
     private static void WorkerLoop()
     {
         while (true)
         {
+            long until = System.Diagnostics.Stopwatch.GetTimestamp() + IdleSpin;
+            while (System.Diagnostics.Stopwatch.GetTimestamp() < until)
+            {
+                Wake.Wait(0); // drop a wake-up meant for this spin
+                if (Volatile.Read(ref current) is { HasWork: true } batch)
+                {
+                    batch.Work();
+                    until = System.Diagnostics.Stopwatch.GetTimestamp() + IdleSpin;
+                }
+                else
+                {
+                    Thread.SpinWait(30);
+                }
+            }
+
             Wake.Wait();
             Volatile.Read(ref current)?.Work();
         }
@@ -95,6 +117,8 @@ public static class KernelThreads
         private int done;
 
         public Exception? Error { get; private set; }
+
+        public bool HasWork => Volatile.Read(ref next) < parts - 1;
 
         /// <summary>Claims and runs parts until none are left.</summary>
         public void Work()
@@ -120,6 +144,13 @@ public static class KernelThreads
 
         public void WaitAll()
         {
+            // Spin a while first: the other parts usually end within microseconds of this one.
+            long until = System.Diagnostics.Stopwatch.GetTimestamp() + IdleSpin;
+            while (Volatile.Read(ref done) < parts && System.Diagnostics.Stopwatch.GetTimestamp() < until)
+            {
+                Thread.SpinWait(20);
+            }
+
             if (Volatile.Read(ref done) < parts)
             {
                 finished.Wait();
