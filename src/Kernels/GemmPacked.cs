@@ -104,6 +104,7 @@ public static partial class Gemm
         public int Units;
         public int UnitSize;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int part, int parts)
         {
             int u0 = (int)((long)Units * part / parts);
@@ -158,6 +159,7 @@ public static partial class Gemm
         return (float*)((p + 63) & ~(nint)63);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Blocked<TOps, TV>(GemmOp op, float* c, int ldc, float* a, int lda, float* b, int ldb,
         int m, int n, int k, bool accumulate)
         where TOps : ISimd<TV>
@@ -203,6 +205,7 @@ public static partial class Gemm
     }
 
     /// <summary>A partial tile: the full tile goes to a scratch tile, the valid part is added to C.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void EdgeTile<TOps, TV>(int kc, float* aPanel, float* bPanel, float* c, int ldc, bool overwrite,
         int rows, int cols)
         where TOps : ISimd<TV>
