@@ -106,6 +106,9 @@ public sealed class DecodeModel
 
     public ModelConfig Config => config;
 
+    /// <summary>Time per phase (MoE phases only, for now).</summary>
+    public StepProfile Profile { get; } = new();
+
     public int MaxBatch { get; }
 
     /// <summary>[L, H] per layer and head, the max pre-softmax logit (scale included) of the last prefill.</summary>
@@ -472,7 +475,7 @@ public sealed class DecodeModel
             G = new float[anyDense ? C * I : 0];
             U = new float[anyDense ? C * I : 0];
             Hd = new float[anyDense ? C * I : 0];
-            Moe = anyMoe ? new MoeBlock(m.config, C, trainable: false) : null;
+            Moe = anyMoe ? new MoeBlock(m.config, C, trainable: false, m.Profile) : null;
             CtxLatent = new float[contextCapacity * m.R];
             CtxKpe = new float[contextCapacity * m.Dr];
             CtxKv = new float[contextCapacity * m.HKV];

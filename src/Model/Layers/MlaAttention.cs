@@ -45,8 +45,12 @@ public sealed class MlaAttention
     private LayerSlots slots = null!;
     private readonly Action<int, int> forwardHead, backwardHead;
 
-    public MlaAttention(ModelConfig config, int batch, int seq, float[] ropeCos, float[] ropeSin, int[] positions)
+    private readonly StepProfile profile;
+
+    public MlaAttention(ModelConfig config, int batch, int seq, float[] ropeCos, float[] ropeSin, int[] positions,
+        StepProfile profile)
     {
+        this.profile = profile;
         B = batch;
         T = seq;
         N = batch * seq;
@@ -107,6 +111,7 @@ public sealed class MlaAttention
     {
         this.parameters = parameters;
         this.slots = slots;
+        long t0 = StepProfile.Now;
         if (hasQLora)
         {
             Linear.Forward(qa, x, P(slots.QA, Rq * D), N, D, Rq);
@@ -126,9 +131,11 @@ public sealed class MlaAttention
         RmsNorm.Forward(cN, rstdKv, cRaw, P(slots.KvNorm, R), N, R, eps);
         Linear.Forward(kvb, cN, P(slots.KvB, HKV * R), N, R, HKV);
 
+        t0 = profile.Lap(ModelPhase.AttentionProjections, t0);
         ModelThreads.For(B * H, forwardHead);
-
+        t0 = profile.Lap(ModelPhase.AttentionCore, t0);
         Linear.Forward(output, attnOut, P(slots.O, D * H * Dv), N, H * Dv, D);
+        profile.Lap(ModelPhase.AttentionProjections, t0);
     }
 
     /// <summary>Max scaled logit per head over the batch, written to maxPerHead[H].</summary>
@@ -149,8 +156,9 @@ public sealed class MlaAttention
     /// <summary>dX[N, D] (assigned) and the attention weights' gradients (+=) from dOut[N, D].</summary>
     public void Backward(Span<float> dX, float[] gradients, ReadOnlySpan<float> dOut, ReadOnlySpan<float> x)
     {
+        long t0 = StepProfile.Now;
         Linear.Backward(dAttnOut, G(gradients, slots.O, D * H * Dv), dOut, attnOut, P(slots.O, D * H * Dv), N, H * Dv, D);
-
+        t0 = profile.Lap(ModelPhase.AttentionProjections, t0);
         ModelThreads.For(B * H, backwardHead);
 
         // the shared k_pe collects every head's gradient, in head order
@@ -164,6 +172,7 @@ public sealed class MlaAttention
             }
         }
 
+        t0 = profile.Lap(ModelPhase.AttentionCore, t0);
         // RoPE is a rotation: its backward rotates the gradient back
         Rope.Apply(dQ, positions, ropeCos, ropeSin, N, HQ, H, Dn + Dr, Dn, Dr, inverse: true);
         Rope.Apply(dKpe, positions, ropeCos, ropeSin, N, Dr, 1, Dr, 0, Dr, inverse: true);
@@ -184,6 +193,8 @@ public sealed class MlaAttention
         {
             Linear.Backward(dX, G(gradients, slots.Q, HQ * D), dQ, x, P(slots.Q, HQ * D), N, D, HQ, accumulateInput: true);
         }
+
+        profile.Lap(ModelPhase.AttentionProjections, t0);
     }
 
     private void ForwardHead(int item, int worker)
@@ -193,12 +204,12 @@ public sealed class MlaAttention
         var qRows = q.AsSpan(row0 * HQ + h * (Dn + Dr));
         var kvRows = kvb.AsSpan(row0 * HKV + h * (Dn + Dv));
         // S[T, T] = q_nope k_nopeᵀ + q_pe k_peᵀ
-        Gemm.Multiply(GemmOp.NT, s, T, qRows, HQ, kvRows, HKV, T, T, Dn);
-        Gemm.Multiply(GemmOp.NT, s, T, qRows[Dn..], HQ, kpe.AsSpan(row0 * Dr), Dr, T, T, Dr, accumulate: true);
+        Gemm.Multiply(GemmOp.NT, s, T, qRows, HQ, kvRows, HKV, T, T, Dn, false, maxThreads: 1);
+        Gemm.Multiply(GemmOp.NT, s, T, qRows[Dn..], HQ, kpe.AsSpan(row0 * Dr), Dr, T, T, Dr, true, maxThreads: 1);
         var p = probs.AsSpan(item * T * T, T * T);
         maxBH[item] = Softmax.Forward(p, s, T, T, scale, causal: true);
         // o[T, Dv] = P v
-        Gemm.Multiply(GemmOp.NN, attnOut.AsSpan(row0 * H * Dv + h * Dv), H * Dv, p, T, kvRows[Dn..], HKV, T, Dv, T);
+        Gemm.Multiply(GemmOp.NN, attnOut.AsSpan(row0 * H * Dv + h * Dv), H * Dv, p, T, kvRows[Dn..], HKV, T, Dv, T, false, maxThreads: 1);
     }
 
     private void BackwardHead(int item, int worker)
@@ -213,14 +224,14 @@ public sealed class MlaAttention
         var dQRows = dQ.AsSpan(row0 * HQ + h * (Dn + Dr));
         var dKvRows = dKvb.AsSpan(row0 * HKV + h * (Dn + Dv));
         // dP = dO vᵀ ; dv = Pᵀ dO
-        Gemm.Multiply(GemmOp.NT, dP, T, dO, H * Dv, kvRows[Dn..], HKV, T, T, Dv);
-        Gemm.Multiply(GemmOp.TN, dKvRows[Dn..], HKV, p, T, dO, H * Dv, T, Dv, T);
+        Gemm.Multiply(GemmOp.NT, dP, T, dO, H * Dv, kvRows[Dn..], HKV, T, T, Dv, false, maxThreads: 1);
+        Gemm.Multiply(GemmOp.TN, dKvRows[Dn..], HKV, p, T, dO, H * Dv, T, Dv, T, false, maxThreads: 1);
         Softmax.Backward(dS, dP, p, T, T, scale);
         // dq_nope = dS k_nope ; dq_pe = dS k_pe ; dk_nope = dSᵀ q_nope ; dk_pe(h) = dSᵀ q_pe
-        Gemm.Multiply(GemmOp.NN, dQRows, HQ, dS, T, kvRows, HKV, T, Dn, T);
-        Gemm.Multiply(GemmOp.NN, dQRows[Dn..], HQ, dS, T, kpe.AsSpan(row0 * Dr), Dr, T, Dr, T);
-        Gemm.Multiply(GemmOp.TN, dKvRows, HKV, dS, T, qRows, HQ, T, Dn, T);
-        Gemm.Multiply(GemmOp.TN, dKpeHeads.AsSpan(h * N * Dr + row0 * Dr), Dr, dS, T, qRows[Dn..], HQ, T, Dr, T);
+        Gemm.Multiply(GemmOp.NN, dQRows, HQ, dS, T, kvRows, HKV, T, Dn, T, false, maxThreads: 1);
+        Gemm.Multiply(GemmOp.NN, dQRows[Dn..], HQ, dS, T, kpe.AsSpan(row0 * Dr), Dr, T, Dr, T, false, maxThreads: 1);
+        Gemm.Multiply(GemmOp.TN, dKvRows, HKV, dS, T, qRows, HQ, T, Dn, T, false, maxThreads: 1);
+        Gemm.Multiply(GemmOp.TN, dKpeHeads.AsSpan(h * N * Dr + row0 * Dr), Dr, dS, T, qRows[Dn..], HQ, T, Dr, T, false, maxThreads: 1);
     }
 
     private Span<float> P(int offset, int length) => parameters.AsSpan(offset, length);

@@ -48,8 +48,11 @@ public sealed class MoeBlock
     private LayerSlots slots = null!;
     private readonly Action<int, int> forwardExpert, backwardExpert;
 
-    public MoeBlock(ModelConfig config, int capacity, bool trainable)
+    private readonly StepProfile profile;
+
+    public MoeBlock(ModelConfig config, int capacity, bool trainable, StepProfile profile)
     {
+        this.profile = profile;
         D = config.HiddenSize;
         E = config.NRoutedExperts;
         K = config.NumExpertsPerTok;
@@ -123,6 +126,7 @@ public sealed class MoeBlock
 
         this.parameters = parameters;
         this.slots = slots;
+        long t0 = StepProfile.Now;
         Route(x, N);
 
         // gather: xe[pos] = x[token of pos]
@@ -131,7 +135,9 @@ public sealed class MoeBlock
             x.Slice(tokenOf[pos] * D, D).CopyTo(xe.AsSpan(pos * D, D));
         }
 
+        t0 = profile.Lap(ModelPhase.MoeRouting, t0);
         ModelThreads.For(E, forwardExpert);
+        t0 = profile.Lap(ModelPhase.MoeExperts, t0);
 
         // shared expert into output, then the weighted routed outputs per token in slot order
         if (Fs > 0)
@@ -144,6 +150,7 @@ public sealed class MoeBlock
             output[..(N * D)].Clear();
         }
 
+        t0 = profile.Lap(ModelPhase.SharedExpert, t0);
         for (int n = 0; n < N; n++)
         {
             var o = output.Slice(n * D, D);
@@ -157,6 +164,8 @@ public sealed class MoeBlock
                 }
             }
         }
+
+        profile.Lap(ModelPhase.MoeRouting, t0);
     }
 
     /// <summary>
@@ -166,6 +175,7 @@ public sealed class MoeBlock
     public void Backward(Span<float> dX, float[] gradients, ReadOnlySpan<float> dOut, ReadOnlySpan<float> x, int N)
     {
         this.gradients = gradients;
+        long t0 = StepProfile.Now;
         // shared expert: assigns dX
         if (Fs > 0)
         {
@@ -178,6 +188,7 @@ public sealed class MoeBlock
             dX[..(N * D)].Clear();
         }
 
+        t0 = profile.Lap(ModelPhase.SharedExpert, t0);
         // per (token, slot): d mix = dOut · y ; d y = mix * dOut
         for (int n = 0; n < N; n++)
         {
@@ -199,7 +210,9 @@ public sealed class MoeBlock
             }
         }
 
+        t0 = profile.Lap(ModelPhase.MoeRouting, t0);
         ModelThreads.For(E, backwardExpert);
+        t0 = profile.Lap(ModelPhase.MoeExperts, t0);
 
         // scatter the experts' input gradients back, slot order
         for (int n = 0; n < N; n++)
@@ -242,6 +255,7 @@ public sealed class MoeBlock
         }
 
         Linear.Backward(dX, Gr(slots.Router, E * D), dR, x, P(slots.Router, E * D), N, D, E, accumulateInput: true);
+        profile.Lap(ModelPhase.MoeRouting, t0);
     }
 
     private void Route(ReadOnlySpan<float> x, int N)
@@ -368,7 +382,7 @@ public sealed class MoeBlock
 
         SwiGluMlp.Forward(ye.AsSpan(off * D, cnt * D), ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F),
             he.AsSpan(off * F, cnt * F), xe.AsSpan(off * D, cnt * D), P(slots.ExpertGate[e], F * D),
-            P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F);
+            P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F, threads: 1);
     }
 
     private void BackwardExpert(int e, int worker)
@@ -383,7 +397,7 @@ public sealed class MoeBlock
             Gr(slots.ExpertDown[e], D * F), dHe.AsSpan(off * F, cnt * F), dGe.AsSpan(off * F, cnt * F),
             dUe.AsSpan(off * F, cnt * F), dYe.AsSpan(off * D, cnt * D), xe.AsSpan(off * D, cnt * D),
             ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F), he.AsSpan(off * F, cnt * F),
-            P(slots.ExpertGate[e], F * D), P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F);
+            P(slots.ExpertGate[e], F * D), P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F, threads: 1);
     }
 
     private Span<float> P(int offset, int length) => parameters.AsSpan(offset, length);
