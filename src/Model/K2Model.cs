@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using K2RL.Common;
 using K2RL.Kernels;
 using K2RL.Model.Layers;
@@ -346,31 +347,17 @@ public sealed class K2Model
         for (int n = 0; n < N; n++)
         {
             var row = dEmbed.Slice(tokens[n] * D, D);
-            var d = a.DX.AsSpan(n * D, D);
-            for (int i = 0; i < D; i++)
-            {
-                row[i] += d[i];
-            }
+            TensorPrimitives.Add(row, a.DX.AsSpan(n * D, D), row);
         }
 
         profile.Lap(ModelPhase.Embedding, t0);
     }
 
-    private static void Add(Span<float> output, ReadOnlySpan<float> a, ReadOnlySpan<float> b, int n)
-    {
-        for (int i = 0; i < n; i++)
-        {
-            output[i] = a[i] + b[i];
-        }
-    }
+    private static void Add(Span<float> output, ReadOnlySpan<float> a, ReadOnlySpan<float> b, int n) =>
+        TensorPrimitives.Add(a[..n], b[..n], output[..n]);
 
-    private static void AddInPlace(Span<float> acc, ReadOnlySpan<float> b, int n)
-    {
-        for (int i = 0; i < n; i++)
-        {
-            acc[i] += b[i];
-        }
-    }
+    private static void AddInPlace(Span<float> acc, ReadOnlySpan<float> b, int n) =>
+        TensorPrimitives.Add(acc[..n], b[..n], acc[..n]);
 
     /// <summary>Every buffer of one (B, T) shape: saved activations per layer and the backward's scratch.</summary>
     private sealed class Activations

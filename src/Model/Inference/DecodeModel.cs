@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using K2RL.Common;
 using K2RL.Kernels;
 using K2RL.Model.Layers;
@@ -405,13 +406,8 @@ public sealed class DecodeModel
         Linear.Forward(logits, ln, P(headOffset, V * D), n, D, V);
     }
 
-    private static void AddInPlace(Span<float> acc, ReadOnlySpan<float> b, int n)
-    {
-        for (int i = 0; i < n; i++)
-        {
-            acc[i] += b[i];
-        }
-    }
+    private static void AddInPlace(Span<float> acc, ReadOnlySpan<float> b, int n) =>
+        TensorPrimitives.Add(acc[..n], b[..n], acc[..n]);
 
     private Span<float> P(int offset, int length) => parameters.AsSpan(offset, length);
 
