@@ -107,7 +107,7 @@ public sealed class DecodeModel
 
     public ModelConfig Config => config;
 
-    /// <summary>Time per phase (MoE phases only, for now).</summary>
+    /// <summary>Time per phase of prefill and decode calls, accumulated until reset.</summary>
     public StepProfile Profile { get; } = new();
 
     public int MaxBatch { get; }
@@ -250,10 +250,13 @@ public sealed class DecodeModel
 
         Embed(w, tokens);
         stepSeqs = seqs;
+        var prof = Profile;
         for (int l = 0; l < L; l++)
         {
             var s = layerSlots[l];
+            long t0 = StepProfile.Now;
             ProjectQueryAndLatent(w, s, B);
+            t0 = prof.Lap(ModelPhase.AttentionProjections, t0);
             for (int b = 0; b < B; b++)
             {
                 WriteCache(seqs[b], w, l, 1, seqs[b].Length, row: b);
@@ -272,7 +275,13 @@ public sealed class DecodeModel
             }
 
             stepLayer = l;
-            ModelThreads.For(B, decodeAttention);
+            long work = 0;
+            for (int b = 0; b < B; b++)
+            {
+                work += (long)(seqs[b].Length + 1) * H * RD;
+            }
+
+            ModelThreads.For(B, decodeAttention, parallel: work >= 1 << 18);
             // o_h [B, Dv] = ctx_h [B, R] · W_UV_hᵀ
             for (int h = 0; h < H; h++)
             {
@@ -280,6 +289,7 @@ public sealed class DecodeModel
                     wkvb[((h * (Dn + Dv) + Dn) * R)..], R, B, Dv, R);
             }
 
+            prof.Lap(ModelPhase.AttentionCore, t0);
             FinishLayer(w, s, B);
         }
 
@@ -289,10 +299,15 @@ public sealed class DecodeModel
         }
 
         stepSeqs = [];
+        long th = StepProfile.Now;
         Head(w, 0, B, logits);
+        prof.Lap(ModelPhase.HeadAndLoss, th);
     }
 
-    /// <summary>Sequence b: scores over its cached tokens block by block, softmax, context = Σ p c.</summary>
+    /// <summary>
+    /// Sequence b: score_hj = [q̃_h | q_pe_h] · [c_j | k_pe_j] over its cached tokens (one dot of R + Dr per head
+    /// and token, each cache row read once for all heads), softmax, then ctx_h = Σ_j p_hj c_j.
+    /// </summary>
     private void DecodeAttention(int b, int worker)
     {
         var w = decode;
@@ -306,16 +321,32 @@ public sealed class DecodeModel
         {
             int cnt = Math.Min(bt, len - start);
             var rows = pool.LayerRows(seq.Blocks[blk], stepLayer);
-            Gemm.Multiply(GemmOp.NT, s[start..], len, qcat, RD, rows, RD, H, cnt, RD);
+            for (int j = 0; j < cnt; j++)
+            {
+                var row = rows.Slice(j * RD, RD);
+                for (int h = 0; h < H; h++)
+                {
+                    s[h * len + start + j] = TensorPrimitives.Dot(qcat.Slice(h * RD, RD), row);
+                }
+            }
         }
 
         Softmax.Forward(p, s, H, len, scale, causal: false);
         var ctx = w.Ctx.AsSpan(b * H * R, H * R);
+        ctx.Clear();
         for (int start = 0, blk = 0; start < len; start += bt, blk++)
         {
             int cnt = Math.Min(bt, len - start);
             var rows = pool.LayerRows(seq.Blocks[blk], stepLayer);
-            Gemm.Multiply(GemmOp.NN, ctx, R, p[start..], len, rows, RD, H, R, cnt, accumulate: start > 0);
+            for (int j = 0; j < cnt; j++)
+            {
+                var c = rows.Slice(j * RD, R);
+                for (int h = 0; h < H; h++)
+                {
+                    var ch = ctx.Slice(h * R, R);
+                    TensorPrimitives.MultiplyAdd(c, p[h * len + start + j], ch, ch);
+                }
+            }
         }
     }
 
@@ -381,9 +412,11 @@ public sealed class DecodeModel
     /// <summary>o_proj and residual, then the FFN sub-block; X holds the layer's output after.</summary>
     private void FinishLayer(Work w, LayerSlots s, int n)
     {
+        long t0 = StepProfile.Now;
         Linear.Forward(w.Tmp, w.AttnOut, P(s.O, D * H * Dv), n, H * Dv, D);
         AddInPlace(w.X, w.Tmp, n * D);
         RmsNorm.Forward(w.Ln, w.Rstd, w.X, P(s.PostNorm, D), n, D, eps);
+        t0 = Profile.Lap(ModelPhase.AttentionProjections, t0);
         if (s.IsMoe)
         {
             w.Moe!.Forward(w.Tmp, w.Ln, parameters, s, n);
@@ -392,6 +425,7 @@ public sealed class DecodeModel
         {
             int I = config.IntermediateSize;
             SwiGluMlp.Forward(w.Tmp, w.G, w.U, w.Hd, w.Ln, P(s.MlpGate, I * D), P(s.MlpUp, I * D), P(s.MlpDown, D * I), n, D, I);
+            Profile.Lap(ModelPhase.DenseMlp, t0);
         }
 
         AddInPlace(w.X, w.Tmp, n * D);

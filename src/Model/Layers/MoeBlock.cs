@@ -152,7 +152,7 @@ public sealed class MoeBlock
         }
 
         t0 = profile.Lap(ModelPhase.SharedExpert, t0);
-        ModelThreads.For(TokenChunks, combine);
+        ModelThreads.For(TokenChunks, combine, parallel: N * K * D >= ParallelMinFloats);
         profile.Lap(ModelPhase.MoeRouting, t0);
         xIn = outBuf = dOutBuf = dXBuf = [];
     }
@@ -181,11 +181,11 @@ public sealed class MoeBlock
         dOutBuf = dOut;
         dXBuf = dX;
         tokens = N;
-        ModelThreads.For(TokenChunks, mixBackward);   // d mix = dOut · y ; d y = mix · dOut
+        ModelThreads.For(TokenChunks, mixBackward, parallel: N * K * D >= ParallelMinFloats);   // d mix = dOut · y ; d y = mix · dOut
         t0 = profile.Lap(ModelPhase.MoeRouting, t0);
         ModelThreads.For(E, backwardExpert);
         t0 = profile.Lap(ModelPhase.MoeExperts, t0);
-        ModelThreads.For(TokenChunks, scatter);       // dX[n] += Σ_k dXe[pos(n, k)], slot order
+        ModelThreads.For(TokenChunks, scatter, parallel: N * K * D >= ParallelMinFloats);       // dX[n] += Σ_k dXe[pos(n, k)], slot order
 
         // router: mix_k = scaling * s_k / S (S = Σ chosen s, when normalizing); s = sigmoid(logit)
         var dR = dRouter.AsSpan(0, N * E);
@@ -217,6 +217,9 @@ public sealed class MoeBlock
         profile.Lap(ModelPhase.MoeRouting, t0);
         xIn = outBuf = dOutBuf = dXBuf = [];
     }
+
+    /// <summary>Below this many floats touched, the per-token loops are cheaper than waking a thread.</summary>
+    private const int ParallelMinFloats = 1 << 17;
 
     /// <summary>Token ranges for the per-token loops: a fixed count, so the split never depends on timing.</summary>
     private const int TokenChunks = 16;
