@@ -38,7 +38,15 @@ public sealed class SafetensorsReader : IDisposable
         var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
         try
         {
-            return new SafetensorsReader(handle, path, SafetensorsHeader.Read(handle, path));
+            var header = SafetensorsHeader.Read(handle, path);
+            if (header.Metadata.TryGetValue(SafetensorsWriter.FormatKey, out string? version) && version != SafetensorsWriter.FormatVersion)
+            {
+                // Files from other tools carry no k2rl_format and load as plain safetensors.
+                throw CheckpointErrors.Header(path,
+                    $"\"{SafetensorsHeader.MetadataKey}\".\"{SafetensorsWriter.FormatKey}\" is \"{version}\"; this build reads version {SafetensorsWriter.FormatVersion}");
+            }
+
+            return new SafetensorsReader(handle, path, header);
         }
         catch
         {

@@ -113,6 +113,13 @@ public sealed class CorruptCheckpointTests : IDisposable
     }
 
     [Fact]
+    public void NewerK2rlFormatVersion()
+    {
+        IoTestFiles.EditHeader(Weights, h => h["__metadata__"]!["k2rl_format"] = "2");
+        LoadFails<CorruptFileException>("k2rl_format", "\"2\"", "reads version 1");
+    }
+
+    [Fact]
     public void DuplicateTensorName()
     {
         var (header, data) = IoTestFiles.Split(Weights);
