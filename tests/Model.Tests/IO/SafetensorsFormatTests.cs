@@ -161,4 +161,29 @@ public class SafetensorsFormatTests
         Assert.Equal("old", File.ReadAllText(path));
         Assert.Single(Directory.GetFiles(dir.Path));
     }
+
+    [Fact]
+    public void ADirectoryAppearsWholeOrNotAtAll()
+    {
+        using var dir = new TempDir();
+        string target = dir["step-1"];
+        Assert.Throws<InvalidOperationException>(() => AtomicFile.WriteDirectory(target, tmp =>
+        {
+            File.WriteAllText(Path.Combine(tmp, "a.txt"), "a");
+            throw new InvalidOperationException("crash while writing the checkpoint");
+        }));
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));              // neither the target nor the temporary
+
+        AtomicFile.WriteDirectory(target, tmp =>
+        {
+            Directory.CreateDirectory(Path.Combine(tmp, "sub"));
+            File.WriteAllText(Path.Combine(tmp, "sub", "b.txt"), "b");
+        });
+        Assert.Equal("b", File.ReadAllText(Path.Combine(target, "sub", "b.txt")));
+        Assert.Throws<K2Exception>(() => AtomicFile.WriteDirectory(target, _ => { }));
+
+        AtomicFile.WriteDirectory(target, tmp => File.WriteAllText(Path.Combine(tmp, "c.txt"), "c"), replace: true);
+        Assert.Equal(new[] { "c.txt" }, Directory.GetFileSystemEntries(target).Select(Path.GetFileName));
+        Assert.Equal(new[] { "step-1" }, Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));
+    }
 }
