@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text.Json.Nodes;
 using K2RL.Common;
 using K2RL.Model.IO;
+using K2RL.Model.Tests.Tokenization;
 
 namespace K2RL.Model.Tests.IO;
 
@@ -14,15 +15,15 @@ public sealed class CorruptCheckpointTests : IDisposable
     private const string Embed = "model.embed_tokens.weight";
     private const string QB = "model.layers.0.self_attn.q_b_proj.weight";
 
-    private readonly TempDir dir = new();
+    private readonly TempDirectory dir = new();
     private readonly ModelConfig config = IoTestFiles.TestConfig();
 
     public CorruptCheckpointTests() =>
         ModelCheckpoint.Save(dir.Path, config, IoTestFiles.RandomParameters(new ParameterLayout(config), 5));
 
-    private string Weights => dir[ModelCheckpoint.WeightsFile];
+    private string Weights => dir.At(ModelCheckpoint.WeightsFile);
 
-    private string ConfigPath => dir[ModelCheckpoint.ConfigFile];
+    private string ConfigPath => dir.At(ModelCheckpoint.ConfigFile);
 
     public void Dispose() => dir.Dispose();
 
@@ -352,7 +353,7 @@ public sealed class CorruptCheckpointTests : IDisposable
         LoadFails<CorruptFileException>("model.safetensors", "not found");
         File.Delete(ConfigPath);
         LoadFails<CorruptFileException>("config.json", "missing");
-        Assert.Contains("not found", Assert.Throws<CorruptFileException>(() => ModelCheckpoint.Load(dir["nope"])).Message);
+        Assert.Contains("not found", Assert.Throws<CorruptFileException>(() => ModelCheckpoint.Load(dir.At("nope"))).Message);
     }
 
     /// <summary>Drops a tensor's entry and bytes, shifting the later ranges down so the rest stays well-formed.</summary>

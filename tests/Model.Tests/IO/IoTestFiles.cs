@@ -1,38 +1,17 @@
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json.Nodes;
+using K2RL.Model.Tests.Tokenization;
 using K2RL.Tests.Shared;
 
 namespace K2RL.Model.Tests.IO;
 
-/// <summary>A temporary directory deleted after the test.</summary>
-public sealed class TempDir : IDisposable
-{
-    public TempDir()
-    {
-        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "k2rl-io-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(Path);
-    }
-
-    public string Path { get; }
-
-    public string this[string name] => System.IO.Path.Combine(Path, name);
-
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(Path, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
-}
-
 /// <summary>Builds safetensors files byte by byte (independently of the writer) and edits existing ones.</summary>
-public static class IoTestFiles
+internal static class IoTestFiles
 {
+    /// <summary>A path inside a test's temporary directory.</summary>
+    public static string At(this TempDirectory dir, string name) => System.IO.Path.Combine(dir.Path, name);
+
     public static ModelConfig TestConfig() =>
         ModelConfig.Load(System.IO.Path.Combine(ExternalTools.RepoRoot(), "configs", "models", "k2-test.json"));
 
