@@ -49,6 +49,9 @@ public sealed class ModelCommandCheckpointTests : IDisposable
         Assert.Equal(expected.Parameters, loaded.Parameters);
         Assert.NotNull(loaded.Tokenizer);
         Assert.Equal(Checksums.Sha256File(Path.Combine(Dir("a"), "model.safetensors")), json["model_safetensors_sha256"]!.GetValue<string>());
+
+        var info = await RunJson("model", "info", "--config", Dir("a"), "--json");       // a checkpoint directory describes itself
+        Assert.Equal(17_879_424L, info["total_params"]!.GetValue<long>());
     }
 
     [Fact]

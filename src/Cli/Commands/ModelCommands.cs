@@ -29,7 +29,7 @@ public sealed class ModelCommands : ICommandProvider
 
     private static Option<string> ConfigOption() => new("--config")
     {
-        Description = "Model config (Hugging Face config.json keys), e.g. configs/models/k2-nano.json",
+        Description = "Model config (Hugging Face config.json keys), e.g. configs/models/k2-nano.json, or a checkpoint directory",
         Required = true,
     };
 
@@ -60,7 +60,9 @@ public sealed class ModelCommands : ICommandProvider
 
     internal static int RunInfo(CliContext context, InfoOptions options)
     {
-        var info = ModelInfo.Compute(ModelConfig.Load(options.Config), options.Seq);
+        // A checkpoint directory works too: its config.json describes the model.
+        string path = Directory.Exists(options.Config) ? Path.Combine(options.Config, ModelCheckpoint.ConfigFile) : options.Config;
+        var info = ModelInfo.Compute(ModelConfig.Load(path), options.Seq);
         if (options.Json)
         {
             WriteJson(context, InfoJson(info, options.Config));
@@ -206,6 +208,7 @@ public sealed class ModelCommands : ICommandProvider
 
     internal static int RunLogits(CliContext context, LogitsOptions options)
     {
+        ParseIds(options.Ids, int.MaxValue);                                // syntax first, before loading any weights
         K2Model? model = null;
         var checkpoint = ModelCheckpoint.Load(options.Checkpoint, layout => (model = new K2Model(layout.Config)).Parameters);
         var config = checkpoint.Config;
