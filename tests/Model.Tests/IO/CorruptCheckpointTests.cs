@@ -356,6 +356,45 @@ public sealed class CorruptCheckpointTests : IDisposable
         Assert.Contains("not found", Assert.Throws<CorruptFileException>(() => ModelCheckpoint.Load(dir.At("nope"))).Message);
     }
 
+    [Fact]
+    public void RandomHeaderDamageIsAlwaysAnErrorNeverACrash()
+    {
+        // Fixed seed: flip one byte of the length prefix or header JSON, or cut the file short, 400 times.
+        // Each load must either succeed (a harmless change, e.g. in the padding) or fail with a K2Exception.
+        byte[] good = File.ReadAllBytes(Weights);
+        int headerEnd = 8 + (int)BinaryPrimitives.ReadUInt64LittleEndian(good);
+        var rng = new Random(12345);
+        int failures = 0;
+        for (int trial = 0; trial < 400; trial++)
+        {
+            byte[] bad = (byte[])good.Clone();
+            if (trial % 4 == 3)
+            {
+                bad = bad[..rng.Next(0, good.Length)];
+            }
+            else
+            {
+                bad[rng.Next(0, headerEnd)] = (byte)rng.Next(0, 256);
+            }
+
+            WriteRaw(bad);
+            try
+            {
+                ModelCheckpoint.Load(dir.Path);
+            }
+            catch (K2Exception)
+            {
+                failures++;
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"trial {trial}: {e.GetType().Name} instead of a K2Exception: {e.Message}");
+            }
+        }
+
+        Assert.True(failures > 300, $"only {failures} of 400 damaged files were refused");
+    }
+
     /// <summary>Drops a tensor's entry and bytes, shifting the later ranges down so the rest stays well-formed.</summary>
     private static byte[] RemoveTensor(JsonObject h, byte[] d, string name)
     {
