@@ -356,6 +356,66 @@ public sealed class CorruptCheckpointTests : IDisposable
         Assert.Contains("not found", Assert.Throws<CorruptFileException>(() => ModelCheckpoint.Load(dir.At("nope"))).Message);
     }
 
+    // ------------------------------------------------------------------ sharded checkpoints (index + shards)
+
+    [Fact]
+    public void IndexMapsATensorToTheWrongShard()
+    {
+        string index = IoTestFiles.ShardCheckpoint(dir.Path);
+        IoTestFiles.EditIndex(index, m => m[Embed] = "model-00002-of-00002.safetensors");
+        LoadFails<CorruptFileException>(SafetensorsSet.IndexFile, Embed, "but it is in model-00001-of-00002.safetensors");
+    }
+
+    [Fact]
+    public void IndexLeavesATensorOut()
+    {
+        string index = IoTestFiles.ShardCheckpoint(dir.Path);
+        IoTestFiles.EditIndex(index, m => m.Remove(QB));
+        LoadFails<CorruptFileException>(QB, "not listed");
+    }
+
+    [Fact]
+    public void IndexNamesAShardOutsideTheDirectory()
+    {
+        string index = IoTestFiles.ShardCheckpoint(dir.Path);
+        IoTestFiles.EditIndex(index, m => m[QB] = "../model-00001-of-00002.safetensors");
+        LoadFails<CorruptFileException>(QB, "must be a file name");
+    }
+
+    [Fact]
+    public void ShardMissing()
+    {
+        IoTestFiles.ShardCheckpoint(dir.Path);
+        File.Delete(dir.At("model-00002-of-00002.safetensors"));
+        LoadFails<CorruptFileException>("model-00002-of-00002.safetensors", "not found");
+    }
+
+    [Fact]
+    public void TensorInTwoShards()
+    {
+        string index = IoTestFiles.ShardCheckpoint(dir.Path);
+        string second = dir.At("model-00002-of-00002.safetensors");
+        IoTestFiles.Edit(second, (h, d) =>
+        {
+            h[Embed] = new JsonObject
+            {
+                ["dtype"] = "F32",
+                ["shape"] = new JsonArray(64, 32),
+                ["data_offsets"] = new JsonArray(d.Length, d.Length + 64 * 32 * 4),
+            };
+            return [.. d, .. new byte[64 * 32 * 4]];
+        });
+        LoadFails<CorruptFileException>(Embed, "is also in");
+    }
+
+    [Fact]
+    public void IndexNotJson()
+    {
+        string index = IoTestFiles.ShardCheckpoint(dir.Path);
+        File.WriteAllText(index, "{\"weight_map\": [");
+        LoadFails<CorruptFileException>(SafetensorsSet.IndexFile, "not valid JSON");
+    }
+
     [Fact]
     public void RandomHeaderDamageIsAlwaysAnErrorNeverACrash()
     {

@@ -75,6 +75,20 @@ public class ModelCheckpointTests
     }
 
     [Fact]
+    public void ShardedCheckpointWithAnIndexLoadsTheSameWeights()
+    {
+        var config = IoTestFiles.TestConfig();
+        var parameters = IoTestFiles.RandomParameters(new ParameterLayout(config), seed: 6);
+        using var dir = new TempDirectory();
+        ModelCheckpoint.Save(dir.Path, config, parameters);
+        IoTestFiles.ShardCheckpoint(dir.Path);
+        Assert.False(File.Exists(dir.At(ModelCheckpoint.WeightsFile)));
+
+        var loaded = ModelCheckpoint.Load(dir.Path);
+        Assert.Equal(parameters, loaded.Parameters);
+    }
+
+    [Fact]
     public void TokenizerTravelsWithTheCheckpoint()
     {
         var config = ModelConfig.Load(Path.Combine(ExternalTools.RepoRoot(), "configs", "models", "k2-nano.json"));
