@@ -35,6 +35,17 @@ public class SandboxTests
     }
 
     [Fact]
+    public async Task ProgramsSeeAnOrdinaryScriptEnvironment()
+    {
+        var r = await Run("import sys, json\nprint(__name__, __file__, sys.argv, json.dumps([1]))\nexit(3)");
+        Assert.Equal(SandboxStatus.NonZeroExit, r.Status);
+        Assert.Equal(3, r.ExitCode);
+        Assert.Equal("__main__ /code/main ['/code/main'] [1]", r.Stdout.Trim());
+        var q = await Run("quit()");
+        Assert.Equal(SandboxStatus.Ok, q.Status);
+    }
+
+    [Fact]
     public async Task ReportsNonZeroExitAndStderr()
     {
         var r = await Run("raise SystemExit('boom')");
