@@ -154,6 +154,25 @@ public sealed class RemoteEnvironmentIntegrationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task SessionLimitIsAStatusAndIdleSessionsAreClosed()
+    {
+        await using var small = await RemoteEnvironmentServer.StartAsync(Registry(), options: new GymServiceOptions
+        {
+            MaxSessions = 2,
+            IdleTimeout = TimeSpan.FromMilliseconds(300),
+        });
+        using var c = new RpcClient(small.Address);
+        await new RemoteEnvironment(c, "arithmetic").ResetAsync(1);
+        await new RemoteEnvironment(c, "arithmetic").ResetAsync(2);
+        var e = await Assert.ThrowsAsync<RemoteEnvironmentException>(async () => await new RemoteEnvironment(c, "arithmetic").ResetAsync(3));
+        Assert.Contains("ResourceExhausted", e.Message);
+
+        await Task.Delay(500);
+        await new RemoteEnvironment(c, "arithmetic").ResetAsync(4);
+        Assert.Equal(1, small.Service.SessionCount);
+    }
+
+    [Fact]
     public async Task CloseEndsTheSession()
     {
         var remote = new RemoteEnvironment(client, "list_ops");
