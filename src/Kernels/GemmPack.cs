@@ -17,77 +17,76 @@ internal static unsafe class GemmPack
     /// <summary>Packs op(A)[ic.., pc..] (mc × kc) into MR-row panels at dst (16 floats of slack after the last).</summary>
     public static void PackA(GemmOp op, float* a, int lda, int ic, int pc, int mc, int kc, float* dst)
     {
+        if (op == GemmOp.TN)
+        {
+            // A(i, p) = a[p, i]: row p of a holds every panel's slot p; read it once, contiguously.
+            for (int p = 0; p < kc; p++)
+            {
+                ScatterRow(a + (long)(pc + p) * lda + ic, mc, dst + p * MR, MR, kc);
+            }
+
+            return;
+        }
+
         for (int ir = 0; ir < mc; ir += MR)
         {
-            int rows = Math.Min(MR, mc - ir);
-            float* panel = dst + (long)ir * kc;
-            if (op == GemmOp.TN)
-            {
-                // A(i, p) = a[p, i]: each p is a contiguous run of MR values.
-                float* src = a + (long)pc * lda + ic + ir;
-                for (int p = 0; p < kc; p++, src += lda)
-                {
-                    float* d = panel + p * MR;
-                    int r = 0;
-                    for (; r < rows; r++)
-                    {
-                        d[r] = src[r];
-                    }
-
-                    for (; r < MR; r++)
-                    {
-                        d[r] = 0f;
-                    }
-                }
-            }
-            else
-            {
-                float* src = a + (long)(ic + ir) * lda + pc;
-                TransposeRows(src, lda, rows, kc, panel, MR);
-            }
+            float* src = a + (long)(ic + ir) * lda + pc;
+            TransposeRows(src, lda, Math.Min(MR, mc - ir), kc, dst + (long)ir * kc, MR);
         }
     }
 
     /// <summary>Packs op(B)[pc.., jc..] (kc × nc) into nr-column panels at dst.</summary>
     public static void PackB(GemmOp op, float* b, int ldb, int pc, int jc, int kc, int nc, int nr, float* dst)
     {
+        if (op != GemmOp.NT)
+        {
+            // B(p, j) = b[p, j]: row p of b holds every panel's slot p.
+            for (int p = 0; p < kc; p++)
+            {
+                ScatterRow(b + (long)(pc + p) * ldb + jc, nc, dst + p * nr, nr, kc);
+            }
+
+            return;
+        }
+
         for (int jr = 0; jr < nc; jr += nr)
         {
             int cols = Math.Min(nr, nc - jr);
             float* panel = dst + (long)jr * kc;
-            if (op == GemmOp.NT)
-            {
-                // B(p, j) = b[j, p]: rows of b become columns of the panel, 8 at a time.
-                for (int j8 = 0; j8 < nr; j8 += 8)
-                {
-                    float* src = b + (long)(jc + jr + j8) * ldb + pc;
-                    TransposeRows(src, ldb, Math.Clamp(cols - j8, 0, 8), kc, panel + j8, nr);
-                }
-            }
-            else
-            {
-                float* src = b + (long)pc * ldb + jc + jr;
-                for (int p = 0; p < kc; p++, src += ldb)
-                {
-                    float* d = panel + p * nr;
-                    if (cols == nr)
-                    {
-                        CopyRow(src, d, nr);
-                    }
-                    else
-                    {
-                        int j = 0;
-                        for (; j < cols; j++)
-                        {
-                            d[j] = src[j];
-                        }
 
-                        for (; j < nr; j++)
-                        {
-                            d[j] = 0f;
-                        }
-                    }
-                }
+            // B(p, j) = b[j, p]: rows of b become columns of the panel, 8 at a time.
+            for (int j8 = 0; j8 < nr; j8 += 8)
+            {
+                float* src = b + (long)(jc + jr + j8) * ldb + pc;
+                TransposeRows(src, ldb, Math.Clamp(cols - j8, 0, 8), kc, panel + j8, nr);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Splits a contiguous run of <paramref name="count"/> floats into panels of <paramref name="width"/>: piece q goes
+    /// to dst + q·width·kc (the same slot p of panel q); the ragged last piece is padded with zeros.
+    /// </summary>
+    private static void ScatterRow(float* src, int count, float* dst, int width, int kc)
+    {
+        long panelStride = (long)width * kc;
+        int j = 0;
+        for (; j + width <= count; j += width, dst += panelStride)
+        {
+            CopyRow(src + j, dst, width);
+        }
+
+        if (j < count)
+        {
+            int q = 0;
+            for (; j + q < count; q++)
+            {
+                dst[q] = src[j + q];
+            }
+
+            for (; q < width; q++)
+            {
+                dst[q] = 0f;
             }
         }
     }
@@ -101,6 +100,14 @@ internal static unsafe class GemmPack
             for (; j + 8 <= count; j += 8)
             {
                 Vector256.Store(Vector256.Load(src + j), dst + j);
+            }
+        }
+
+        if (Vector128.IsHardwareAccelerated)
+        {
+            for (; j + 4 <= count; j += 4)
+            {
+                Vector128.Store(Vector128.Load(src + j), dst + j);
             }
         }
 
