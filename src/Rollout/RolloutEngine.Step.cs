@@ -1,0 +1,374 @@
+namespace K2RL.Rollout;
+
+public sealed partial class RolloutEngine
+{
+    /// <summary>One scheduling step; returns how many tokens it sampled.</summary>
+    public int Step()
+    {
+        TakeInbox();
+        TakeNewerWeights();
+        DropCancelled();
+        var decoding = running.ToList(); // those admitted below get their first token from prefill
+        int sampled = Admit();
+        sampled += Decode(decoding);
+        TotalTokensGenerated += sampled;
+        return sampled;
+    }
+
+    private void TakeInbox()
+    {
+        List<ActiveSequence> fresh;
+        lock (inboxGate)
+        {
+            if (inbox.Count == 0)
+            {
+                return;
+            }
+
+            fresh = [.. inbox];
+            inbox.Clear();
+        }
+
+        foreach (var seq in fresh)
+        {
+            string? problem = Validate(seq);
+            if (problem is not null)
+            {
+                seq.Error = problem;
+                Finish(seq, FinishReason.Error);
+                continue;
+            }
+
+            waiting.AddLast(seq);
+        }
+    }
+
+    private string? Validate(ActiveSequence seq)
+    {
+        int V = decoder.VocabSize;
+        if (seq.Sampling.Problem(V) is { } p)
+        {
+            return p;
+        }
+
+        if (seq.Prompt.Length == 0)
+        {
+            return "the prompt is empty";
+        }
+
+        int total = seq.Prompt.Length + seq.Tokens.Count;
+        if (total >= decoder.MaxContext)
+        {
+            return $"prompt of {total} tokens does not fit the context of {decoder.MaxContext} (it must leave room for one generated token)";
+        }
+
+        for (int i = 0; i < seq.Prompt.Length; i++)
+        {
+            if ((uint)seq.Prompt[i] >= (uint)V)
+            {
+                return $"prompt token {i} is {seq.Prompt[i]}, outside the vocabulary [0, {V})";
+            }
+        }
+
+        foreach (var t in seq.Tokens)
+        {
+            if ((uint)t.Token >= (uint)V)
+            {
+                return $"resumed token {t.Token} is outside the vocabulary [0, {V})";
+            }
+        }
+
+        if (seq.Sampling.StopStrings.Count > 0 && options.Detokenize is null)
+        {
+            return "stop strings need a tokenizer, and this engine has none";
+        }
+
+        int need = BlocksNeeded(seq);
+        if (need > BlockBudget)
+        {
+            return $"the request needs {need} cache blocks (prompt {seq.Prompt.Length} + up to {seq.Sampling.MaxTokens} tokens) but the cache budget is {BlockBudget} blocks";
+        }
+
+        return null;
+    }
+
+    private int BlocksNeeded(ActiveSequence seq)
+    {
+        long tokens = Math.Min((long)seq.Prompt.Length + seq.Sampling.MaxTokens, decoder.MaxContext);
+        return (int)((tokens + decoder.BlockTokens - 1) / decoder.BlockTokens);
+    }
+
+    private void TakeNewerWeights()
+    {
+        if (weights is not null && weights.TryGetNewer(WeightVersion, out var w) && w is not null)
+        {
+            decoder.LoadWeights(w.Parameters);
+            WeightVersion = w.Version;
+        }
+    }
+
+    private void DropCancelled()
+    {
+        for (int i = running.Count - 1; i >= 0; i--)
+        {
+            if (running[i].Handle.IsCancellationRequested)
+            {
+                var seq = running[i];
+                running.RemoveAt(i);
+                Finish(seq, FinishReason.Cancelled);
+            }
+        }
+
+        for (var node = waiting.First; node is not null;)
+        {
+            var next = node.Next;
+            if (node.Value.Handle.IsCancellationRequested)
+            {
+                waiting.Remove(node);
+                Finish(node.Value, FinishReason.Cancelled);
+            }
+
+            node = next;
+        }
+    }
+
+    /// <summary>First come, first served: the head of the queue waits until its blocks fit, and so do those behind it.</summary>
+    private int Admit()
+    {
+        int sampled = 0;
+        int V = decoder.VocabSize;
+        while (waiting.First is { } node && running.Count < decoder.MaxBatch)
+        {
+            var seq = node.Value;
+            int need = BlocksNeeded(seq);
+            if (usedBlocks + need > BlockBudget || decoder.FreeBlocks < need)
+            {
+                break;
+            }
+
+            waiting.RemoveFirst();
+            seq.Cache = decoder.NewSequence();
+            for (int b = 0; b < need; b++)
+            {
+                if (!decoder.TryAllocateBlock(out int block))
+                {
+                    throw new InvalidOperationException($"cache pool refused block {b} of {need} with {decoder.FreeBlocks} free");
+                }
+
+                seq.Cache.Blocks.Add(block);
+            }
+
+            Interlocked.Add(ref usedBlocks, need);
+            PeakUsedBlocks = Math.Max(PeakUsedBlocks, usedBlocks);
+
+            var row = logits.AsSpan(0, V);
+            try
+            {
+                var context = new int[seq.Prompt.Length + seq.Tokens.Count];
+                seq.Prompt.CopyTo(context, 0);
+                for (int i = 0; i < seq.Tokens.Count; i++)
+                {
+                    context[seq.Prompt.Length + i] = seq.Tokens[i].Token;
+                }
+
+                decoder.Prefill(seq.Cache, context, row);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                seq.Error = $"prefill failed: {e.Message}";
+                Finish(seq, FinishReason.Error);
+                continue;
+            }
+
+            running.Add(seq);
+            SampleAndCheck(seq, row);
+            sampled++;
+        }
+
+        return sampled;
+    }
+
+    private int Decode(List<ActiveSequence> batch)
+    {
+        batch.RemoveAll(s => s.Finished);
+        if (batch.Count == 0)
+        {
+            return 0;
+        }
+
+        int V = decoder.VocabSize;
+        var caches = new IDecoderSequence[batch.Count];
+        var tokens = new int[batch.Count];
+        for (int b = 0; b < batch.Count; b++)
+        {
+            caches[b] = batch[b].Cache!;
+            tokens[b] = batch[b].Tokens[^1].Token;
+        }
+
+        try
+        {
+            decoder.DecodeStep(caches, tokens, logits.AsSpan(0, batch.Count * V));
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            foreach (var seq in batch)
+            {
+                running.Remove(seq);
+                seq.Error = $"decode step failed: {e.Message}";
+                Finish(seq, FinishReason.Error);
+            }
+
+            return 0;
+        }
+
+        for (int b = 0; b < batch.Count; b++)
+        {
+            SampleAndCheck(batch[b], logits.AsSpan(b * V, V));
+        }
+
+        return batch.Count;
+    }
+
+    private void SampleAndCheck(ActiveSequence seq, ReadOnlySpan<float> row)
+    {
+        var rng = seq.Rng;
+        int token = Sampler.Sample(row, seq.Sampling, ref rng, sortScratch, probScratch);
+        seq.Rng = rng;
+        var sampled = new SampledToken(token, Sampler.LogProb(row, token), seq.Sampling.Temperature, WeightVersion);
+        seq.Tokens.Add(sampled);
+        if (seq.OnToken is { } onToken)
+        {
+            try
+            {
+                onToken(sampled);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                running.Remove(seq);
+                seq.Error = $"token callback failed: {e.Message}";
+                Finish(seq, FinishReason.Error);
+                return;
+            }
+        }
+
+        var reason = FinishCheck(seq);
+        if (reason != FinishReason.None)
+        {
+            running.Remove(seq);
+            Finish(seq, reason);
+        }
+    }
+
+    private FinishReason FinishCheck(ActiveSequence seq)
+    {
+        var s = seq.Sampling;
+        int token = seq.Tokens[^1].Token;
+        foreach (int stop in s.StopTokens)
+        {
+            if (stop == token)
+            {
+                return FinishReason.StopToken;
+            }
+        }
+
+        if (s.StopStrings.Count > 0 && HitsStopString(seq))
+        {
+            return FinishReason.StopString;
+        }
+
+        if (seq.Tokens.Count >= s.MaxTokens)
+        {
+            return FinishReason.Length;
+        }
+
+        if (seq.Prompt.Length + seq.Tokens.Count >= decoder.MaxContext)
+        {
+            return FinishReason.ContextFull;
+        }
+
+        if (s.StopOnRepetition && options.Repetition.Period(seq.Tokens) > 0)
+        {
+            return FinishReason.Degenerate;
+        }
+
+        return FinishReason.None;
+    }
+
+    // Every token decodes to at least one byte, so a stop string completed by the newest token lies
+    // within the last (longest stop string + 1) tokens.
+    private bool HitsStopString(ActiveSequence seq)
+    {
+        int longest = seq.Sampling.StopStrings.Max(x => x.Length) * 4 + 1; // UTF-16 chars to UTF-8 bytes, at most 4 each... plus one
+        int from = Math.Max(0, seq.Tokens.Count - longest);
+        var tail = new int[seq.Tokens.Count - from];
+        for (int i = 0; i < tail.Length; i++)
+        {
+            tail[i] = seq.Tokens[from + i].Token;
+        }
+
+        string text = options.Detokenize!(tail);
+        foreach (string stop in seq.Sampling.StopStrings)
+        {
+            if (text.Contains(stop, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private void Finish(ActiveSequence seq, FinishReason reason)
+    {
+        seq.Finished = true;
+        if (seq.Cache is { } cache)
+        {
+            foreach (int block in cache.Blocks)
+            {
+                decoder.FreeBlock(block);
+            }
+
+            Interlocked.Add(ref usedBlocks, -cache.Blocks.Count);
+            cache.Blocks.Clear();
+            cache.Length = 0;
+            seq.Cache = null;
+        }
+
+        seq.Handle.Complete(new GenerationResult
+        {
+            Id = seq.Id,
+            Prompt = seq.Prompt,
+            Tokens = seq.Tokens.ToArray(),
+            FinishReason = reason,
+            Seed = seq.Seed,
+            Error = seq.Error,
+        });
+    }
+
+    private sealed class ActiveSequence(string id, int[] prompt, SamplingParams sampling, RequestHandle handle, Action<SampledToken>? onToken)
+    {
+        public string Id { get; } = id;
+
+        public int[] Prompt { get; } = prompt;
+
+        public SamplingParams Sampling { get; } = sampling;
+
+        public RequestHandle Handle { get; } = handle;
+
+        public Action<SampledToken>? OnToken { get; } = onToken;
+
+        public List<SampledToken> Tokens { get; } = [];
+
+        public SamplerRng Rng { get; set; }
+
+        public ulong Seed { get; init; }
+
+        public int Pauses { get; init; }
+
+        public IDecoderSequence? Cache { get; set; }
+
+        public bool Finished { get; set; }
+
+        public string? Error { get; set; }
+    }
+}
