@@ -25,6 +25,9 @@ public interface IDecoder
     /// <summary>Cache bytes per cached token (for budgets given in bytes).</summary>
     long BytesPerToken { get; }
 
+    /// <summary>The length of the flat parameter buffer <see cref="LoadWeights"/> takes.</summary>
+    long ParameterCount { get; }
+
     IDecoderSequence NewSequence();
 
     bool TryAllocateBlock(out int block);

@@ -15,6 +15,13 @@ public sealed partial class RolloutEngine
         return sampled;
     }
 
+    /// <summary>Takes new requests and ends cancelled ones (freeing their blocks) without stepping: for a paused engine.</summary>
+    public void Sweep()
+    {
+        TakeInbox();
+        DropCancelled();
+    }
+
     private void TakeInbox()
     {
         List<ActiveSequence> fresh;
@@ -43,34 +50,39 @@ public sealed partial class RolloutEngine
         }
     }
 
-    private string? Validate(ActiveSequence seq)
+    private string? Validate(ActiveSequence seq) => Problem(seq.Prompt, seq.Tokens, seq.Sampling);
+
+    /// <summary>What is wrong with a request for this engine (the error it would end with), or null.</summary>
+    public string? Problem(GenerationRequest request) => Problem(request.Prompt, [], request.Sampling);
+
+    private string? Problem(IReadOnlyList<int> prompt, IReadOnlyList<SampledToken> tokens, SamplingParams sampling)
     {
         int V = decoder.VocabSize;
-        if (seq.Sampling.Problem(V) is { } p)
+        if (sampling.Problem(V) is { } p)
         {
             return p;
         }
 
-        if (seq.Prompt.Length == 0)
+        if (prompt.Count == 0)
         {
             return "the prompt is empty";
         }
 
-        int total = seq.Prompt.Length + seq.Tokens.Count;
+        int total = prompt.Count + tokens.Count;
         if (total >= decoder.MaxContext)
         {
             return $"prompt of {total} tokens does not fit the context of {decoder.MaxContext} (it must leave room for one generated token)";
         }
 
-        for (int i = 0; i < seq.Prompt.Length; i++)
+        for (int i = 0; i < prompt.Count; i++)
         {
-            if ((uint)seq.Prompt[i] >= (uint)V)
+            if ((uint)prompt[i] >= (uint)V)
             {
-                return $"prompt token {i} is {seq.Prompt[i]}, outside the vocabulary [0, {V})";
+                return $"prompt token {i} is {prompt[i]}, outside the vocabulary [0, {V})";
             }
         }
 
-        foreach (var t in seq.Tokens)
+        foreach (var t in tokens)
         {
             if ((uint)t.Token >= (uint)V)
             {
@@ -78,23 +90,25 @@ public sealed partial class RolloutEngine
             }
         }
 
-        if (seq.Sampling.StopStrings.Count > 0 && options.Detokenize is null)
+        if (sampling.StopStrings.Count > 0 && options.Detokenize is null)
         {
             return "stop strings need a tokenizer, and this engine has none";
         }
 
-        int need = BlocksNeeded(seq);
+        int need = BlocksNeeded(prompt.Count, sampling.MaxTokens);
         if (need > BlockBudget)
         {
-            return $"the request needs {need} cache blocks (prompt {seq.Prompt.Length} + up to {seq.Sampling.MaxTokens} tokens) but the cache budget is {BlockBudget} blocks";
+            return $"the request needs {need} cache blocks (prompt {prompt.Count} + up to {sampling.MaxTokens} tokens) but the cache budget is {BlockBudget} blocks";
         }
 
         return null;
     }
 
-    private int BlocksNeeded(ActiveSequence seq)
+    private int BlocksNeeded(ActiveSequence seq) => BlocksNeeded(seq.Prompt.Length, seq.Sampling.MaxTokens);
+
+    private int BlocksNeeded(int promptLength, int maxTokens)
     {
-        long tokens = Math.Min((long)seq.Prompt.Length + seq.Sampling.MaxTokens, decoder.MaxContext);
+        long tokens = Math.Min((long)promptLength + maxTokens, decoder.MaxContext);
         return (int)((tokens + decoder.BlockTokens - 1) / decoder.BlockTokens);
     }
 
@@ -294,11 +308,11 @@ public sealed partial class RolloutEngine
         return FinishReason.None;
     }
 
-    // Every token decodes to at least one byte, so a stop string completed by the newest token lies
-    // within the last (longest stop string + 1) tokens.
+    // Every token decodes to at least one byte and a UTF-16 char is at most 3 UTF-8 bytes, so a stop string
+    // completed by the newest token lies within the last 3 × (longest stop string) + 1 tokens.
     private bool HitsStopString(ActiveSequence seq)
     {
-        int longest = seq.Sampling.StopStrings.Max(x => x.Length) * 4 + 1; // UTF-16 chars to UTF-8 bytes, at most 4 each... plus one
+        int longest = seq.Sampling.StopStrings.Max(x => x.Length) * 3 + 1;
         int from = Math.Max(0, seq.Tokens.Count - longest);
         var tail = new int[seq.Tokens.Count - from];
         for (int i = 0; i < tail.Length; i++)

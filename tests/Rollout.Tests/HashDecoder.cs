@@ -39,6 +39,8 @@ internal sealed class HashDecoder : IDecoder
 
     public long BytesPerToken => 16;
 
+    public long ParameterCount => 1;
+
     public float Salt { get; private set; }
 
     public int MaxAllocated { get; private set; }
@@ -49,6 +51,9 @@ internal sealed class HashDecoder : IDecoder
 
     /// <summary>When set, the logits strongly favour (last token + 1) mod Loop: a stuck model.</summary>
     public int Loop { get; set; }
+
+    /// <summary>When set, every decode step first takes a permit: the test decides how far the engine gets.</summary>
+    public SemaphoreSlim? StepGate { get; set; }
 
     public IDecoderSequence NewSequence() => new Seq();
 
@@ -98,6 +103,7 @@ internal sealed class HashDecoder : IDecoder
             throw new InvalidOperationException($"batch {seqs.Count} > {MaxBatch}");
         }
 
+        StepGate?.Wait();
         BatchSizes.Add(seqs.Count);
         for (int b = 0; b < seqs.Count; b++)
         {
