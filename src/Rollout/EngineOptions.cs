@@ -9,6 +9,12 @@ public sealed record EngineOptions
     /// <summary>Token ids to text, for stop strings; requests with stop strings are refused without it.</summary>
     public Func<IReadOnlyList<int>, string>? Detokenize { get; init; }
 
+    /// <summary>
+    /// When new weights are taken, prefill the sequences in flight again so their cache (and so every later
+    /// token's log-probability) is the new policy's; off: they continue over the cache the old weights wrote.
+    /// </summary>
+    public bool RecomputeCacheOnNewWeights { get; init; } = true;
+
     public RepetitionDetector Repetition { get; init; } = new();
 
     /// <summary>Seeds the seeds of requests that bring none (reported in their results).</summary>

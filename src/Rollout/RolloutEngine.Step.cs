@@ -118,6 +118,39 @@ public sealed partial class RolloutEngine
         {
             decoder.LoadWeights(w.Parameters);
             WeightVersion = w.Version;
+            if (options.RecomputeCacheOnNewWeights)
+            {
+                RecomputeCaches();
+            }
+        }
+    }
+
+    // The cache of a sequence in flight was computed by the old weights; rebuild it under the new ones so that
+    // the next tokens' log-probabilities are the new policy's own. Everything but the last sampled token
+    // (which the next decode step feeds) is prefilled again into the blocks the sequence already holds.
+    private void RecomputeCaches()
+    {
+        var scratch = logits.AsSpan(0, decoder.VocabSize);
+        foreach (var seq in running.ToList())
+        {
+            var context = new int[seq.Prompt.Length + seq.Tokens.Count - 1];
+            seq.Prompt.CopyTo(context, 0);
+            for (int i = 0; i < seq.Tokens.Count - 1; i++)
+            {
+                context[seq.Prompt.Length + i] = seq.Tokens[i].Token;
+            }
+
+            try
+            {
+                seq.Cache!.Length = 0;
+                decoder.Prefill(seq.Cache, context, scratch);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                running.Remove(seq);
+                seq.Error = $"recomputing the cache under weight version {WeightVersion} failed: {e.Message}";
+                Finish(seq, FinishReason.Error);
+            }
         }
     }
 
