@@ -15,6 +15,12 @@ public sealed record EngineOptions
     /// </summary>
     public bool RecomputeCacheOnNewWeights { get; init; } = true;
 
+    /// <summary>
+    /// Sample only ids below this (a model vocabulary padded past its tokenizer's); null: all. Log-probabilities
+    /// stay the policy's over the whole vocabulary, as the trainer computes them.
+    /// </summary>
+    public int? SampleableVocab { get; init; }
+
     public RepetitionDetector Repetition { get; init; } = new();
 
     /// <summary>Seeds the seeds of requests that bring none (reported in their results).</summary>

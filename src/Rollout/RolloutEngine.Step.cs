@@ -279,7 +279,16 @@ public sealed partial class RolloutEngine
     private void SampleAndCheck(ActiveSequence seq, ReadOnlySpan<float> row)
     {
         var rng = seq.Rng;
-        int token = Sampler.Sample(row, seq.Sampling, ref rng, sortScratch, probScratch);
+        var candidates = row;
+        if (options.SampleableVocab is { } limit && limit < row.Length)
+        {
+            var masked = maskScratch.AsSpan(0, row.Length);
+            row.CopyTo(masked);
+            masked[limit..].Fill(float.NegativeInfinity);
+            candidates = masked;
+        }
+
+        int token = Sampler.Sample(candidates, seq.Sampling, ref rng, sortScratch, probScratch);
         seq.Rng = rng;
         var sampled = new SampledToken(token, Sampler.LogProb(row, token), seq.Sampling.Temperature, WeightVersion);
         seq.Tokens.Add(sampled);

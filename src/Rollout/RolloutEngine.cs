@@ -20,6 +20,7 @@ public sealed partial class RolloutEngine
     private readonly float[] logits;        // [MaxBatch, V]
     private readonly int[] sortScratch;     // [V]
     private readonly double[] probScratch;  // [V]
+    private readonly float[] maskScratch;   // [V]
     private ulong seedCounter;
     private int usedBlocks;
 
@@ -40,6 +41,11 @@ public sealed partial class RolloutEngine
         logits = new float[decoder.MaxBatch * V];
         sortScratch = new int[V];
         probScratch = new double[V];
+        maskScratch = new float[V];
+        if (this.options.SampleableVocab is { } limit && (limit < 1 || limit > V))
+        {
+            throw new ArgumentException($"sampleable vocabulary {limit} must be in [1, {V}]");
+        }
     }
 
     /// <summary>The version of the weights in use; every token sampled carries it.</summary>

@@ -310,4 +310,14 @@ public class RolloutEngineTests
         var again = RunAlone(Req("n", [1], maxTokens: 12, seed: r.Seed));
         Assert.Equal(r.TokenIds, again.TokenIds);
     }
+
+    [Fact]
+    public void SampleableVocabKeepsIdsBelowTheLimitAndLogProbsOverTheWholeVocabulary()
+    {
+        var engine = new RolloutEngine(new HashDecoder(vocab: 64), new EngineOptions { SampleableVocab = 10 });
+        var h = engine.Submit(Req("m", [1, 2], maxTokens: 50, seed: 3));
+        engine.RunUntilIdle();
+        Assert.All(h.Result!.Tokens, t => Assert.InRange(t.Token, 0, 9));
+        Assert.True(h.Result!.Tokens.Sum(t => Math.Exp(t.LogProb)) < 50 * 0.5, "log-probs are over all 64 ids, not renormalized over 10");
+    }
 }
