@@ -117,7 +117,8 @@ function Chat(call) {
   call.on('end', () => chain.then(() => { if (!failed) call.end(); }));
 }
 
-const server = new grpc.Server();
+// The same receive limit as the K2RL test server (RpcServerFixture.Limit).
+const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 });
 server.addService(proto.TestService.service, { Echo, Count, Sum, Chat });
 server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
   if (err) {

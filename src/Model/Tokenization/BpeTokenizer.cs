@@ -156,6 +156,7 @@ public sealed partial class BpeTokenizer
                     invalid += consumed;
                 }
 
+                invalid = Math.Max(invalid, 1); // always progress
                 EncodePiece(bytes[..invalid], output);
                 bytes = bytes[invalid..];
             }
