@@ -377,6 +377,7 @@ public sealed partial class RolloutEngine
     private void Finish(ActiveSequence seq, FinishReason reason)
     {
         seq.Finished = true;
+        Interlocked.Increment(ref finishCounts[(int)reason]);
         if (seq.Cache is { } cache)
         {
             foreach (int block in cache.Blocks)

@@ -21,6 +21,7 @@ public sealed partial class RolloutEngine
     private readonly int[] sortScratch;     // [V]
     private readonly double[] probScratch;  // [V]
     private readonly float[] maskScratch;   // [V]
+    private readonly long[] finishCounts = new long[Enum.GetValues<FinishReason>().Length];
     private ulong seedCounter;
     private int usedBlocks;
 
@@ -83,6 +84,9 @@ public sealed partial class RolloutEngine
     }
 
     public long TotalTokensGenerated { get; private set; }
+
+    /// <summary>How many requests have ended for <paramref name="reason"/> since construction.</summary>
+    public long FinishedCount(FinishReason reason) => Interlocked.Read(ref finishCounts[(int)reason]);
 
     public IDecoder Decoder => decoder;
 

@@ -196,6 +196,8 @@ public sealed class RolloutService : IDisposable
         UsedBlocks = engine.UsedBlocks,
         BlockBudget = engine.BlockBudget,
         TokensGenerated = engine.TotalTokensGenerated,
+        RequestsFinished = Enum.GetValues<FinishReason>().Where(r => r != FinishReason.Cancelled).Sum(engine.FinishedCount),
+        RequestsCancelled = engine.FinishedCount(FinishReason.Cancelled),
     };
 
     public void Dispose()
