@@ -7,8 +7,12 @@ namespace K2RL.Rollout;
 public static class DecodeBenchmark
 {
     public sealed record Result(int Batch, int PromptTokens, int NewTokens, double PrefillTokensPerSecond, double DecodeTokensPerSecond,
-        double PrefillSeconds, double DecodeSeconds, int Threads, double PrefillCpuSeconds, double DecodeCpuSeconds)
+        double PrefillSeconds, double DecodeSeconds, int Threads, double PrefillCpuSeconds, double DecodeCpuSeconds,
+        double DecodeModelSeconds)
     {
+        /// <summary>The part of decode time spent inside the model's DecodeStep (the rest: sampling and scheduling).</summary>
+        public double DecodeModelShare => DecodeModelSeconds / DecodeSeconds;
+
         /// <summary>Tokens per second of process CPU time: what the figures would be with the CPU to ourselves, one core.</summary>
         public double PrefillTokensPerCpuSecond => Batch * (double)PromptTokens / PrefillCpuSeconds;
 
@@ -36,8 +40,9 @@ public static class DecodeBenchmark
         model.InitializeWeights(seed);
         int blockTokens = 16;
         int blocks = batch * ((promptTokens + newTokens + blockTokens - 1) / blockTokens);
-        var decoder = new ModelDecoder(config, batch, blockTokens, blocks);
-        decoder.LoadWeights(model.Parameters);
+        var model2 = new ModelDecoder(config, batch, blockTokens, blocks);
+        model2.LoadWeights(model.Parameters);
+        var decoder = new TimedDecoder(model2);
         var rng = new SamplerRng(seed);
 
         (double, double, double, double) Once(int n)
@@ -68,6 +73,7 @@ public static class DecodeBenchmark
             }
 
             sw.Restart();
+            decoder.DecodeSeconds = 0;
             engine.RunUntilIdle();
             double decode = sw.Elapsed.TotalSeconds;
             process.Refresh();
@@ -82,6 +88,44 @@ public static class DecodeBenchmark
         return new Result(batch, promptTokens, newTokens,
             batch * (double)promptTokens / prefillSeconds,
             batch * (double)(newTokens - 1) / decodeSeconds,
-            prefillSeconds, decodeSeconds, ModelThreads.Workers, prefillCpu, decodeCpu);
+            prefillSeconds, decodeSeconds, ModelThreads.Workers, prefillCpu, decodeCpu, decoder.DecodeSeconds);
+    }
+
+    private sealed class TimedDecoder(IDecoder inner) : IDecoder
+    {
+        public double DecodeSeconds { get; set; }
+
+        public int VocabSize => inner.VocabSize;
+
+        public int MaxContext => inner.MaxContext;
+
+        public int MaxBatch => inner.MaxBatch;
+
+        public int BlockTokens => inner.BlockTokens;
+
+        public int TotalBlocks => inner.TotalBlocks;
+
+        public int FreeBlocks => inner.FreeBlocks;
+
+        public long BytesPerToken => inner.BytesPerToken;
+
+        public long ParameterCount => inner.ParameterCount;
+
+        public IDecoderSequence NewSequence() => inner.NewSequence();
+
+        public bool TryAllocateBlock(out int block) => inner.TryAllocateBlock(out block);
+
+        public void FreeBlock(int block) => inner.FreeBlock(block);
+
+        public void LoadWeights(float[] parameters) => inner.LoadWeights(parameters);
+
+        public void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits) => inner.Prefill(seq, tokens, lastLogits);
+
+        public void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            inner.DecodeStep(seqs, tokens, logits);
+            DecodeSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        }
     }
 }

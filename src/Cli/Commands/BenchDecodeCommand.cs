@@ -36,6 +36,7 @@ public sealed class BenchDecodeCommand : ICommandProvider
                     threads = r.Threads,
                     prefill_tokens_per_cpu_s = Math.Round(r.PrefillTokensPerCpuSecond, 1),
                     decode_tokens_per_cpu_s = Math.Round(r.DecodeTokensPerCpuSecond, 1),
+                    decode_model_share = Math.Round(r.DecodeModelShare, 3),
                     load_average = Environment.ProcessorCount > 0 && File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "",
                 }));
             }
@@ -43,7 +44,7 @@ public sealed class BenchDecodeCommand : ICommandProvider
             {
                 context.Out.WriteLine($"prefill {r.PrefillTokensPerSecond,10:0} tokens/s  ({r.Batch} x {r.PromptTokens} tokens in {r.PrefillSeconds * 1e3:0.0} ms)");
                 context.Out.WriteLine($"decode  {r.DecodeTokensPerSecond,10:0} tokens/s  ({r.Batch} x {r.NewTokens - 1} tokens in {r.DecodeSeconds * 1e3:0.0} ms, {r.Threads} threads)");
-                context.Out.WriteLine($"per CPU-second: prefill {r.PrefillTokensPerCpuSecond:0}, decode {r.DecodeTokensPerCpuSecond:0} tokens");
+                context.Out.WriteLine($"per CPU-second: prefill {r.PrefillTokensPerCpuSecond:0}, decode {r.DecodeTokensPerCpuSecond:0} tokens; {r.DecodeModelShare:P0} of decode time in the model's DecodeStep");
             }
 
             return 0;
