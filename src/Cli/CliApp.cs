@@ -51,6 +51,18 @@ public static class CliApp
     {
         var root = BuildRoot(context);
         var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            // Usage errors go to stderr only: stdout stays clean for callers that read --json.
+            foreach (var error in parse.Errors)
+            {
+                await context.Error.WriteLineAsync($"error: {error.Message}");
+            }
+
+            await context.Error.WriteLineAsync("Run 'k2rl --help' (or the command with --help) for usage.");
+            return 2;
+        }
+
         try
         {
             return await parse.InvokeAsync(new InvocationConfiguration

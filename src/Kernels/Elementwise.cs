@@ -1,14 +1,14 @@
 namespace K2RL.Kernels;
 
 /// <summary>RMSNorm over the last axis: rows × C.</summary>
-public static class RmsNorm
+public static partial class RmsNorm
 {
     public static void Forward(Span<float> output, Span<float> rstd, ReadOnlySpan<float> inp, ReadOnlySpan<float> weight,
-        int rows, int C, float eps) => ScalarKernels.RmsNormForward(output, rstd, inp, weight, rows, C, eps);
+        int rows, int C, float eps) => ForwardFast(output, rstd, inp, weight, rows, C, eps);
 
     public static void Backward(Span<float> dInp, Span<float> dWeight, ReadOnlySpan<float> dOut, ReadOnlySpan<float> inp,
         ReadOnlySpan<float> weight, ReadOnlySpan<float> rstd, int rows, int C)
-        => ScalarKernels.RmsNormBackward(dInp, dWeight, dOut, inp, weight, rstd, rows, C);
+        => BackwardFast(dInp, dWeight, dOut, inp, weight, rstd, rows, C);
 
     internal static void Validate(int outLen, int rstdLen, int inpLen, int wLen, int rows, int C)
     {
@@ -30,18 +30,18 @@ public static class RmsNorm
 }
 
 /// <summary>Row softmax (optionally causal) and log-softmax.</summary>
-public static class Softmax
+public static partial class Softmax
 {
     /// <inheritdoc cref="ScalarKernels.SoftmaxForward"/>
     public static float Forward(Span<float> probs, ReadOnlySpan<float> logits, int rows, int cols, float scale,
         bool causal, int causalOffset = 0)
-        => ScalarKernels.SoftmaxForward(probs, logits, rows, cols, scale, causal, causalOffset);
+        => ForwardFast(probs, logits, rows, cols, scale, causal, causalOffset);
 
     public static void Backward(Span<float> dLogits, ReadOnlySpan<float> dProbs, ReadOnlySpan<float> probs, int rows,
-        int cols, float scale) => ScalarKernels.SoftmaxBackward(dLogits, dProbs, probs, rows, cols, scale);
+        int cols, float scale) => BackwardFast(dLogits, dProbs, probs, rows, cols, scale);
 
     public static void LogSoftmax(Span<float> output, ReadOnlySpan<float> logits, int rows, int V)
-        => ScalarKernels.LogSoftmaxForward(output, logits, rows, V);
+        => LogSoftmaxFast(output, logits, rows, V);
 
     internal static void Validate(int outLen, int inLen, int rows, int cols)
     {
@@ -60,13 +60,13 @@ public static class Softmax
 }
 
 /// <summary>SwiGLU: silu(gate) * up, elementwise over n values.</summary>
-public static class SwiGlu
+public static partial class SwiGlu
 {
     public static void Forward(Span<float> output, ReadOnlySpan<float> gate, ReadOnlySpan<float> up, int n)
-        => ScalarKernels.SwiGluForward(output, gate, up, n);
+        => ForwardFast(output, gate, up, n);
 
     public static void Backward(Span<float> dGate, Span<float> dUp, ReadOnlySpan<float> dOut, ReadOnlySpan<float> gate,
-        ReadOnlySpan<float> up, int n) => ScalarKernels.SwiGluBackward(dGate, dUp, dOut, gate, up, n);
+        ReadOnlySpan<float> up, int n) => BackwardFast(dGate, dUp, dOut, gate, up, n);
 
     internal static void Validate(int outLen, int gateLen, int upLen, int n)
     {
@@ -85,7 +85,7 @@ public static class SwiGlu
 }
 
 /// <summary>Rotary position embedding on adjacent pairs.</summary>
-public static class Rope
+public static partial class Rope
 {
     /// <summary>cos/sin tables [maxPos, dim/2] with inv_freq_i = theta^(−2i/dim).</summary>
     public static (float[] Cos, float[] Sin) BuildTables(int dim, int maxPos, double theta)
@@ -116,7 +116,7 @@ public static class Rope
     /// <inheritdoc cref="ScalarKernels.RopeApply"/>
     public static void Apply(Span<float> x, ReadOnlySpan<int> positions, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin,
         int rows, int rowStride, int vecs, int vecStride, int offset, int dim, bool inverse = false)
-        => ScalarKernels.RopeApply(x, positions, cos, sin, rows, rowStride, vecs, vecStride, offset, dim, inverse);
+        => ApplyFast(x, positions, cos, sin, rows, rowStride, vecs, vecStride, offset, dim, inverse);
 
     internal static void Validate(int xLen, int posLen, int cosLen, int sinLen, int rows, int rowStride, int vecs,
         int vecStride, int offset, int dim)
@@ -154,14 +154,14 @@ public static class Rope
 }
 
 /// <summary>Cross-entropy over rows of logits, with the log-sum-exp saved for backward.</summary>
-public static class CrossEntropy
+public static partial class CrossEntropy
 {
     public static void Forward(Span<float> losses, Span<float> lse, ReadOnlySpan<float> logits, ReadOnlySpan<int> targets,
-        int rows, int V) => ScalarKernels.CrossEntropyForward(losses, lse, logits, targets, rows, V);
+        int rows, int V) => ForwardFast(losses, lse, logits, targets, rows, V);
 
     public static void Backward(Span<float> dLogits, ReadOnlySpan<float> dLoss, ReadOnlySpan<float> logits,
         ReadOnlySpan<float> lse, ReadOnlySpan<int> targets, int rows, int V)
-        => ScalarKernels.CrossEntropyBackward(dLogits, dLoss, logits, lse, targets, rows, V);
+        => BackwardFast(dLogits, dLoss, logits, lse, targets, rows, V);
 
     internal static void Validate(int lossLen, int lseLen, int logitsLen, int targetsLen, int rows, int V)
     {
@@ -190,10 +190,10 @@ public static class CrossEntropy
 }
 
 /// <summary>Per-row top-k selection.</summary>
-public static class TopK
+public static partial class TopK
 {
     public static void Select(Span<int> indices, ReadOnlySpan<float> scores, int rows, int n, int k)
-        => ScalarKernels.TopK(indices, scores, rows, n, k);
+        => SelectFast(indices, scores, rows, n, k);
 
     /// <summary>Total order used by top-k: larger first, NaN last, ties to the lower index (caller scans upward).</summary>
     internal static bool Before(float a, float b) => !float.IsNaN(a) && (float.IsNaN(b) || a > b);
@@ -213,14 +213,14 @@ public static class TopK
 }
 
 /// <summary>Newton–Schulz orthogonalization used by Muon (SPEC §2).</summary>
-public static class NewtonSchulz
+public static partial class NewtonSchulz
 {
     public const float A = 3.4445f;
     public const float B = -4.7750f;
     public const float C = 2.0315f;
 
     public static void Orthogonalize(Span<float> output, ReadOnlySpan<float> g, int rows, int cols, int steps = 5)
-        => ScalarKernels.NewtonSchulz5(output, g, rows, cols, steps);
+        => Orthogonalize(output, g, rows, cols, NewtonSchulzWorkspace.ForCurrentThread, steps);
 
     internal static void Validate(int outLen, int gLen, int rows, int cols, int steps)
     {

@@ -9,9 +9,50 @@ public static partial class Gemm
     /// <summary>C[M,N] (+)= op(A)·op(B). Throws <see cref="ArgumentException"/> naming the shapes on a mismatch.</summary>
     public static void Multiply(GemmOp op, Span<float> c, int ldc, ReadOnlySpan<float> a, int lda,
         ReadOnlySpan<float> b, int ldb, int m, int n, int k, bool accumulate = false)
+        => Multiply(op, c, ldc, a, lda, b, ldb, m, n, k, accumulate, KernelThreads.Count);
+
+    /// <summary>
+    /// As above, on at most <paramref name="maxThreads"/> threads. The result is bit-identical for every thread
+    /// count: each C element is reduced in an order fixed by the shapes alone.
+    /// </summary>
+    public static unsafe void Multiply(GemmOp op, Span<float> c, int ldc, ReadOnlySpan<float> a, int lda,
+        ReadOnlySpan<float> b, int ldb, int m, int n, int k, bool accumulate, int maxThreads)
     {
-        // Until the packed SIMD path lands, the scalar twin is the implementation.
-        ScalarKernels.Gemm(op, c, ldc, a, lda, b, ldb, m, n, k, accumulate);
+        Validate(op, c.Length, ldc, a.Length, lda, b.Length, ldb, m, n, k);
+        if (maxThreads < 1)
+        {
+            throw new ArgumentException($"maxThreads must be >= 1, got {maxThreads}", nameof(maxThreads));
+        }
+
+        if (m == 0 || n == 0)
+        {
+            return;
+        }
+
+        SimdWidth width = SimdSelect.Current;
+        if (width == SimdWidth.Scalar)
+        {
+            ScalarKernels.Gemm(op, c, ldc, a, lda, b, ldb, m, n, k, accumulate);
+            return;
+        }
+
+        if (k == 0)
+        {
+            if (!accumulate)
+            {
+                for (int i = 0; i < m; i++)
+                {
+                    c.Slice(i * ldc, n).Clear();
+                }
+            }
+
+            return;
+        }
+
+        fixed (float* pc = c, pa = a, pb = b)
+        {
+            MultiplyPacked(op, pc, ldc, pa, lda, pb, ldb, m, n, k, accumulate, maxThreads, width);
+        }
     }
 
     /// <summary>Dense (contiguous) operands: leading dimensions follow from the stored shapes.</summary>

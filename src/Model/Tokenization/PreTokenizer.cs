@@ -1,0 +1,103 @@
+using System.Text.RegularExpressions;
+
+namespace K2RL.Model.Tokenization;
+
+/// <summary>
+/// The split applied before BPE: text is cut into pieces (words with their leading space or punctuation
+/// mark, runs of up to three digits, punctuation runs, whitespace runs, runs of Han characters), and merges
+/// never cross a piece boundary. The pattern follows the GPT-4o/Kimi family but is our own; .NET regex has
+/// no script classes, so Han is the CJK ideograph blocks.
+/// </summary>
+public static class PreTokenizer
+{
+    private const string Han = @"\p{IsCJKUnifiedIdeographs}\p{IsCJKUnifiedIdeographsExtensionA}\p{IsCJKCompatibilityIdeographs}";
+    private const string Upper = @"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}-[" + Han + "]]";
+    private const string Lower = @"[\p{Ll}\p{Lm}\p{Lo}\p{M}-[" + Han + "]]";
+    private const string Contraction = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)?";
+
+    /// <summary>The default pattern; a tokenizer records the one it was trained with in its config.</summary>
+    public const string DefaultPattern =
+        "[" + Han + "]+"
+        + @"|[^\r\n\p{L}\p{N}]?" + Upper + "*" + Lower + "+" + Contraction
+        + @"|[^\r\n\p{L}\p{N}]?" + Upper + "+" + Lower + "*" + Contraction
+        + @"|\p{N}{1,3}"
+        + @"| ?[^\s\p{L}\p{N}]+[\r\n]*"
+        + @"|\s*[\r\n]+"
+        + @"|\s+(?!\S)"
+        + @"|\s+";
+
+    internal static Regex Compile(string pattern) =>
+        new(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+}
+
+/// <summary>
+/// Walks the pieces of a text as char ranges. Every char lands in exactly one piece (text the pattern does not
+/// match becomes a piece of its own) and a piece boundary never falls inside a surrogate pair, so encoding the
+/// pieces to UTF-8 one by one gives exactly the UTF-8 of the whole text.
+/// </summary>
+internal ref struct PieceEnumerator
+{
+    private readonly ReadOnlySpan<char> text;
+    private Regex.ValueMatchEnumerator matches;
+    private int pos;
+    private bool hasMatch;
+    private int matchStart;
+    private int matchEnd;
+
+    public PieceEnumerator(Regex regex, ReadOnlySpan<char> text)
+    {
+        this.text = text;
+        matches = regex.EnumerateMatches(text);
+    }
+
+    /// <summary>Start (in chars) of the current piece.</summary>
+    public int Start { get; private set; }
+
+    /// <summary>Length (in chars) of the current piece.</summary>
+    public int Length { get; private set; }
+
+    public bool MoveNext()
+    {
+        while (true)
+        {
+            if (!hasMatch)
+            {
+                if (!matches.MoveNext())
+                {
+                    return Emit(text.Length);
+                }
+
+                var m = matches.Current;
+                (matchStart, matchEnd, hasMatch) = (m.Index, m.Index + m.Length, true);
+            }
+
+            if (matchStart > pos)
+            {
+                return Emit(AfterPair(matchStart)); // a gap the pattern did not match
+            }
+
+            hasMatch = false;
+            if (Emit(AfterPair(matchEnd)))
+            {
+                return true;
+            }
+        }
+    }
+
+    private bool Emit(int end)
+    {
+        if (end <= pos)
+        {
+            return false;
+        }
+
+        (Start, Length, pos) = (pos, end - pos, end);
+        return true;
+    }
+
+    /// <summary>Moves a boundary that would split a surrogate pair to after the pair.</summary>
+    private readonly int AfterPair(int boundary) =>
+        boundary > 0 && boundary < text.Length && char.IsHighSurrogate(text[boundary - 1]) && char.IsLowSurrogate(text[boundary])
+            ? boundary + 1
+            : boundary;
+}

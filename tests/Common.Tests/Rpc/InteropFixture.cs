@@ -1,0 +1,113 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using K2RL.Common.Rpc;
+using K2RL.Tests.Shared;
+
+namespace K2RL.Common.Tests.Rpc;
+
+/// <summary>
+/// @grpc/grpc-js, a real and independent gRPC implementation, on both sides of K2RL's transport: a JS server
+/// (tests/interop/server.js) for K2RL's client, and a K2RL server with the test service for the JS client.
+/// Installs node and the npm packages (npm ci, from the committed lock) when missing.
+/// </summary>
+public sealed class InteropFixture : IAsyncLifetime
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> lines = new();
+    private readonly ConcurrentQueue<string> output = new();
+    private Process? jsServer;
+
+    public static string InteropDir => Path.Combine(ExternalTools.RepoRoot(), "tests", "interop");
+
+    public static string ProtoPath => Path.Combine(ExternalTools.RepoRoot(), "tests", "Common.Tests", "Rpc", "test_service.proto");
+
+    public TestService Service { get; } = new();
+
+    public RpcServer Server { get; } = new(new RpcServerOptions { MaxReceiveMessageSize = RpcServerFixture.Limit });
+
+    /// <summary>K2RL's client pointed at the JS server.</summary>
+    public RpcClient JsServerClient { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        string node = ExternalTools.Require("node", "nodejs");
+        if (!File.Exists(Path.Combine(InteropDir, "node_modules", "@grpc", "grpc-js", "package.json")))
+        {
+            ExternalTools.Require("npm", "npm");
+            ExternalTools.Run("npm", "ci --no-audit --no-fund", TimeSpan.FromMinutes(5), InteropDir);
+        }
+
+        Server.AddService(Service);
+        await Server.StartAsync();
+        int port = await StartJsServerAsync(node);
+        JsServerClient = new RpcClient(new Uri($"http://127.0.0.1:{port}/"), new RpcClientOptions { MaxReceiveMessageSize = RpcServerFixture.Limit });
+    }
+
+    public async Task DisposeAsync()
+    {
+        JsServerClient?.Dispose();
+        if (jsServer is { HasExited: false })
+        {
+            jsServer.Kill(entireProcessTree: true);
+            await jsServer.WaitForExitAsync();
+        }
+
+        jsServer?.Dispose();
+        await Server.DisposeAsync();
+    }
+
+    /// <summary>Completes when the JS server has printed <paramref name="line"/> ("started TAG", "cancelled TAG").</summary>
+    public Task JsServerSaid(string line) => Line(line).Task.WaitAsync(Patience);
+
+    /// <summary>Runs client.js against K2RL's server and returns its one-line JSON report.</summary>
+    public JsonElement RunJsClient(string scenario)
+    {
+        string stdout = ExternalTools.Run(
+            "node", $"client.js \"{ProtoPath}\" 127.0.0.1:{Server.Port} {scenario}", Patience, InteropDir);
+        using var doc = JsonDocument.Parse(stdout.Trim());
+        return doc.RootElement.Clone();
+    }
+
+    private async Task<int> StartJsServerAsync(string node)
+    {
+        var psi = new ProcessStartInfo(node)
+        {
+            WorkingDirectory = InteropDir,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add("server.js");
+        psi.ArgumentList.Add(ProtoPath);
+        jsServer = Process.Start(psi) ?? throw new InvalidOperationException("could not start node server.js");
+        jsServer.OutputDataReceived += (_, e) => Record(e.Data);
+        jsServer.ErrorDataReceived += (_, e) => Record(e.Data is null ? null : "stderr: " + e.Data);
+        jsServer.BeginOutputReadLine();
+        jsServer.BeginErrorReadLine();
+
+        var listening = Line("listening");
+        var exited = jsServer.WaitForExitAsync();
+        if (await Task.WhenAny(listening.Task, exited, Task.Delay(Patience)) != listening.Task)
+        {
+            throw new InvalidOperationException("server.js did not report its port:\n" + string.Join('\n', output));
+        }
+
+        return int.Parse(output.First(l => l.StartsWith("listening ", StringComparison.Ordinal))["listening ".Length..]);
+    }
+
+    private void Record(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        output.Enqueue(line);
+        Line(line.StartsWith("listening ", StringComparison.Ordinal) ? "listening" : line).TrySetResult();
+    }
+
+    private TaskCompletionSource Line(string line) =>
+        lines.GetOrAdd(line, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+}
