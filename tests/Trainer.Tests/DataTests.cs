@@ -1,4 +1,5 @@
 using System.Text.Json;
+using K2RL.Model.Tokenization;
 using K2RL.Trainer.Pretraining;
 
 namespace K2RL.Trainer.Tests;
@@ -6,7 +7,9 @@ namespace K2RL.Trainer.Tests;
 public class DataTests
 {
     private static BatchPacker Packer(ulong seed, DataSettings data) =>
-        new(new DocumentStream(seed, data, PretrainLoopTests.Corpus), new ByteTokenizer(), 260);
+        new(new DocumentStream(seed, data, PretrainLoopTests.Corpus), Encoder, 272);
+
+    private static readonly BpeTextEncoder Encoder = new(BpeTokenizer.ByteLevel());
 
     private static List<int[]> Batches(BatchPacker p, int n, int B = 3, int T = 20)
     {
@@ -38,8 +41,8 @@ public class DataTests
         var y = new int[64];
         p.Next(x, y, 1, 64);
         Assert.Equal(x[1..], y[..^1]);
-        Assert.Contains(256, x);
-        string text = new ByteTokenizer().Decode(x.TakeWhile(t => t != 256).ToArray());
+        Assert.Contains(Encoder.Separator, x);
+        string text = Encoder.Decode(x.TakeWhile(t => t != Encoder.Separator).ToArray());
         Assert.Matches(@"^\d+\+\d+=\d+$", text);
     }
 

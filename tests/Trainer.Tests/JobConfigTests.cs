@@ -8,7 +8,7 @@ public class JobConfigTests
     private static (string Path, TestUtil.TempDir Dir) Write(string body)
     {
         var dir = new TestUtil.TempDir();
-        var cfg = TestUtil.TestConfig() with { VocabSize = 260 };
+        var cfg = TestUtil.TestConfig() with { VocabSize = 272 };
         File.WriteAllText(Path.Combine(dir.Path, "model.json"), cfg.ToJson());
         string path = Path.Combine(dir.Path, "job.yaml");
         File.WriteAllText(path, "model: model.json\n" + body);
@@ -57,7 +57,7 @@ public class JobConfigTests
             Assert.Equal("cosine", job.Schedule.Kind);
             Assert.Equal(0.002f, job.BiasGamma);
             Assert.Equal(["rev"], job.Data.SyntheticTasks);
-            Assert.Equal(260, job.Model.VocabSize);
+            Assert.Equal(272, job.Model.VocabSize);
         }
     }
 
@@ -102,14 +102,14 @@ public class JobConfigTests
     }
 
     [Fact]
-    public void ByteTokenizer_NeedsAVocabOf257()
+    public void ByteLevelTokenizer_NeedsAVocabOf267()
     {
         using var dir = new TestUtil.TempDir();
         File.WriteAllText(Path.Combine(dir.Path, "model.json"), TestUtil.TestConfig().ToJson());
         string path = Path.Combine(dir.Path, "job.yaml");
         File.WriteAllText(path, "model: model.json\nseq_len: 32\n");
         var e = Assert.Throws<ConfigException>(() => JobConfig.Load(path, PretrainLoopTests.Corpus.Kinds));
-        Assert.True(e.Message.Contains("vocab_size >= 257"), e.Message);
+        Assert.True(e.Message.Contains("vocab_size >= 267"), e.Message);
     }
 
     [Fact]

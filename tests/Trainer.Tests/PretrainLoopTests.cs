@@ -1,4 +1,5 @@
 using K2RL.Model;
+using K2RL.Model.Tokenization;
 using K2RL.Trainer.Checkpointing;
 using K2RL.Trainer.Pretraining;
 using Serilog;
@@ -17,7 +18,7 @@ public class PretrainLoopTests
 
     internal static JobConfig Job(TestUtil.TempDir dir, string extra = "", int steps = 12, int every = 4, int keep = 3)
     {
-        var cfg = TestUtil.TestConfig() with { VocabSize = 260 };
+        var cfg = TestUtil.TestConfig() with { VocabSize = 272 };
         string modelPath = Path.Combine(dir.Path, "model.json");
         File.WriteAllText(modelPath, cfg.ToJson());
         string yaml = $"""
@@ -49,7 +50,7 @@ public class PretrainLoopTests
         BigramModel? model = null, IStepObserver? observer = null, ILogger? log = null)
     {
         model ??= new BigramModel(job.Model);
-        var t = new Pretrainer(job, runDir, model, Corpus, new ByteTokenizer(), log);
+        var t = new Pretrainer(job, runDir, model, Corpus, new BpeTextEncoder(BpeTokenizer.ByteLevel()), log);
         return t.Train(resume, maxSteps, CancellationToken.None, observer);
     }
 

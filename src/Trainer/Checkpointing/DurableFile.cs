@@ -14,6 +14,13 @@ public static class DurableFile
         fs.Flush(flushToDisk: true);
     }
 
+    /// <summary>fsync of a file written by someone else.</summary>
+    public static void Fsync(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+        fs.Flush(flushToDisk: true);
+    }
+
     public static void WriteText(string path, string text) =>
         Write(path, s =>
         {

@@ -27,7 +27,7 @@ public sealed record JobConfig
 
     public required ModelConfig Model { get; init; }
 
-    /// <summary>"bytes" (256 byte ids + a separator; needs vocab_size ≥ 257) or a tokenizer file path.</summary>
+    /// <summary>"bytes" (byte-level BPE without merges), "train" (BPE trained to vocab_size on the corpus at the start), or a tokenizer directory.</summary>
     public string Tokenizer { get; init; } = "bytes";
 
     public ulong Seed { get; init; } = 1234;
@@ -139,8 +139,8 @@ public sealed record JobConfig
         {
             ModelPath = modelPath,
             Model = model,
-            Tokenizer = tokenizer == "bytes" ? tokenizer : ResolvePath(tokenizer, file)
-                ?? throw new ConfigException($"{file}:{r.LineOf("tokenizer")}: \"tokenizer\": no file {tokenizer}"),
+            Tokenizer = tokenizer is "bytes" or "train" ? tokenizer : ResolveDirectory(tokenizer, file)
+                ?? throw new ConfigException($"{file}:{r.LineOf("tokenizer")}: \"tokenizer\": no tokenizer directory {tokenizer} (or use bytes / train)"),
             Seed = (ulong)r.Long("seed", 1234),
             BatchSize = r.Int("batch_size", 8, 1, 4096),
             SeqLen = seqLen,
@@ -162,13 +162,19 @@ public sealed record JobConfig
             throw new ConfigException($"{file}:{r.LineOf("seq_len")}: \"seq_len\" {seqLen} exceeds the model's max_position_embeddings {model.MaxPositionEmbeddings}");
         }
 
-        if (tokenizer == "bytes" && model.VocabSize < ByteTokenizer.VocabNeeded)
+        if (tokenizer is "bytes" or "train" && model.VocabSize < BpeTextEncoder.ByteLevelVocab)
         {
             throw new ConfigException(
-                $"{file}:{r.LineOf("tokenizer")}: \"tokenizer: bytes\" needs vocab_size >= {ByteTokenizer.VocabNeeded}, {modelPath} has {model.VocabSize}");
+                $"{file}:{r.LineOf("tokenizer")}: \"tokenizer: {tokenizer}\" needs vocab_size >= {BpeTextEncoder.ByteLevelVocab}, {modelPath} has {model.VocabSize}");
         }
 
         return job;
+    }
+
+    internal static string? ResolveDirectory(string path, string jobFile)
+    {
+        string? marker = ResolvePath(Path.Combine(path, K2RL.Model.Tokenization.BpeTokenizer.ConfigFileName), jobFile);
+        return marker is null ? null : Path.GetDirectoryName(marker);
     }
 
     /// <summary>An existing file: as given, relative to the working directory, to the job file's folder, or to a folder above it.</summary>

@@ -45,6 +45,7 @@ public sealed class Pretrainer
     private readonly ITrainableModel model;
     private readonly Optimizer optimizer;
     private readonly BatchPacker packer;
+    private readonly ITextEncoder encoder;
     private readonly ILogger log;
     private readonly string jobSha;
     private long step;
@@ -58,6 +59,7 @@ public sealed class Pretrainer
         this.log = log ?? Serilog.Core.Logger.None;
         run = new RunDirectory(runDir, this.log);
         optimizer = new Optimizer(model.Layout, job.Optimizer, job.Threads);
+        this.encoder = encoder;
         packer = new BatchPacker(new DocumentStream(job.Seed, job.Data, corpus), encoder, job.Model.VocabSize);
         jobSha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.SourceText)));
     }
@@ -82,7 +84,6 @@ public sealed class Pretrainer
         int L = cfg.NumHiddenLayers, E = cfg.NRoutedExperts;
         observer?.OnStart(step, total);
         float lastLoss = float.NaN;
-        string? lastCheckpoint = null;
 
         while (step < end)
         {
@@ -153,7 +154,7 @@ public sealed class Pretrainer
 
             if (step % job.CheckpointEvery == 0 && step < end)
             {
-                lastCheckpoint = SaveCheckpoint();
+                SaveCheckpoint();
             }
         }
 
@@ -236,6 +237,14 @@ public sealed class Pretrainer
         DurableFile.Write(Path.Combine(dir, WeightsFile), s => SafeTensorsFile.Save(s, model.Layout, model.Parameters));
         DurableFile.WriteText(Path.Combine(dir, ConfigFile), job.Model.ToJson());
         DurableFile.Write(Path.Combine(dir, OptimizerFile), optimizer.Save);
+        if (encoder is BpeTextEncoder bpe)
+        {
+            // The tokenizer travels with the weights, so a checkpoint is usable on its own.
+            bpe.Tokenizer.Save(dir);
+            DurableFile.Fsync(Path.Combine(dir, K2RL.Model.Tokenization.BpeTokenizer.RankFileName));
+            DurableFile.Fsync(Path.Combine(dir, K2RL.Model.Tokenization.BpeTokenizer.ConfigFileName));
+        }
+
         var state = new TrainState
         {
             Step = step,
