@@ -1,0 +1,110 @@
+namespace K2RL.Model.Inference;
+
+/// <summary>
+/// The compressed MLA cache (SPEC §1 item 6) as a pool of fixed-size blocks. Per block and layer it holds
+/// [BlockTokens, R + Dr] floats: for each cached token the latent c after kv_a_layernorm (R values) followed by
+/// k_pe after RoPE (Dr values). Nothing per head is cached. Blocks are handed out lowest index first and
+/// returned with <see cref="Free"/>; the pool never grows.
+/// Letters: L layers, R kv_lora_rank, Dr qk_rope_head_dim.
+/// </summary>
+public sealed class KvBlockPool
+{
+    private readonly float[][] blocks;     // [NumBlocks][L, BlockTokens, R + Dr]
+    private readonly int[] freeStack;      // free block ids; top = next handed out
+    private readonly bool[] isFree;        // [NumBlocks]
+    private int freeCount;
+
+    public KvBlockPool(ModelConfig config, int blockTokens, int numBlocks)
+    {
+        if (blockTokens <= 0)
+        {
+            throw new ArgumentException($"blockTokens must be > 0, got {blockTokens}", nameof(blockTokens));
+        }
+
+        if (numBlocks < 0)
+        {
+            throw new ArgumentException($"numBlocks must be >= 0, got {numBlocks}", nameof(numBlocks));
+        }
+
+        Config = config;
+        BlockTokens = blockTokens;
+        NumBlocks = numBlocks;
+        RowFloats = config.KvLoraRank + config.QkRopeHeadDim;
+        long perBlock = (long)config.NumHiddenLayers * blockTokens * RowFloats;
+        if (perBlock > Array.MaxLength)
+        {
+            throw new ArgumentException($"a block of {blockTokens} tokens needs {perBlock} floats, more than one array holds", nameof(blockTokens));
+        }
+
+        blocks = new float[numBlocks][];
+        freeStack = new int[numBlocks];
+        isFree = new bool[numBlocks];
+        for (int i = 0; i < numBlocks; i++)
+        {
+            blocks[i] = new float[perBlock];
+            freeStack[i] = numBlocks - 1 - i;
+            isFree[i] = true;
+        }
+
+        freeCount = numBlocks;
+    }
+
+    public ModelConfig Config { get; }
+
+    public int BlockTokens { get; }
+
+    public int NumBlocks { get; }
+
+    public int FreeBlocks => freeCount;
+
+    /// <summary>Floats per cached token per layer: R + Dr.</summary>
+    public int RowFloats { get; }
+
+    /// <summary>Cache bytes per token: L × (R + Dr) × 4.</summary>
+    public long BytesPerToken => (long)Config.NumHiddenLayers * RowFloats * sizeof(float);
+
+    public bool TryAllocate(out int block)
+    {
+        if (freeCount == 0)
+        {
+            block = -1;
+            return false;
+        }
+
+        block = freeStack[--freeCount];
+        isFree[block] = false;
+        return true;
+    }
+
+    public void Free(int block)
+    {
+        if ((uint)block >= (uint)NumBlocks)
+        {
+            throw new ArgumentOutOfRangeException(nameof(block), $"block {block} is not in [0, {NumBlocks})");
+        }
+
+        if (isFree[block])
+        {
+            throw new InvalidOperationException($"block {block} is already free");
+        }
+
+        isFree[block] = true;
+        freeStack[freeCount++] = block;
+    }
+
+    /// <summary>The [BlockTokens, R + Dr] rows of one layer in one block.</summary>
+    public Span<float> LayerRows(int block, int layer) =>
+        blocks[block].AsSpan(layer * BlockTokens * RowFloats, BlockTokens * RowFloats);
+}
+
+/// <summary>One sequence's place in the cache: its blocks in order and how many tokens are cached.</summary>
+public sealed class SequenceCache
+{
+    public List<int> Blocks { get; } = [];
+
+    /// <summary>Tokens cached (the next token's position).</summary>
+    public int Length { get; set; }
+
+    /// <summary>Tokens the blocks can hold.</summary>
+    public int Capacity(KvBlockPool pool) => Blocks.Count * pool.BlockTokens;
+}

@@ -1,0 +1,392 @@
+using K2RL.Kernels;
+
+namespace K2RL.Model.Layers;
+
+/// <summary>
+/// The MoE feed-forward of one layer (SPEC §1 MoE FFN) with its saved activations for up to
+/// <see cref="Capacity"/> tokens. Routing: s = sigmoid(x Wgᵀ) in fp32; selection on s + bias, group-limited
+/// when n_group &gt; 1 (group score = sum of its top-2); mixing weights from the unbiased s, normalized when
+/// norm_topk_prob, times routed_scaling_factor. Tokens go to experts in grouped batches: the (token, slot)
+/// pairs are sorted by expert (stable, by token), gathered into one contiguous block per expert, run through
+/// one GEMM per projection per expert, and combined back per token in slot order (deterministic).
+/// Letters: N tokens, D hidden, E experts, K experts per token, F expert hidden, Fs shared hidden, G groups.
+/// Parameter gradients accumulate (+=); activation gradients are assigned (=).
+/// </summary>
+public sealed class MoeBlock
+{
+    private readonly int D, E, K, F, Fs, G, topkGroup;
+    private readonly bool normTopk;
+    private readonly float scaling;
+
+    // ---- saved activations
+    private readonly float[] scores;     // [N, E] sigmoid router scores (unbiased)
+    private readonly float[] choice;     // [N, E] biased, group-masked selection scores
+    private readonly int[] selected;     // [N, K] chosen experts, best first
+    private readonly float[] mix;        // [N, K] mixing weights
+    private readonly float[] denom;      // [N] sum of chosen unbiased scores (+1e-20) when normalizing
+    private readonly int[] counts;       // [E] tokens per expert
+    private readonly int[] offsets;      // [E + 1] start of each expert's block in sorted order
+    private readonly int[] fill;         // [E] scratch
+    private readonly int[] posOf;        // [N, K] sorted position of (token, slot)
+    private readonly int[] tokenOf;      // [N*K] token of each sorted position
+    private readonly float[] xe;         // [N*K, D] gathered expert inputs
+    private readonly float[] ge, ue, he; // [N*K, F] expert gate / up pre-activations and hidden
+    private readonly float[] ye;         // [N*K, D] expert outputs (unweighted)
+    private readonly float[] gs, us, hs; // [N, Fs] shared expert
+    private readonly float[] groupScore; // [G] scratch (single-threaded routing)
+
+    // ---- backward scratch (shared by all layers would be possible; kept per block for simplicity)
+    private readonly float[] dMix;       // [N, K]
+    private readonly float[] dRouter;    // [N, E] d loss / d router logits
+    private readonly float[] dYe, dXe;   // [N*K, D]
+    private readonly float[] dHe, dGe, dUe; // [N*K, F]
+    private readonly float[] dHs, dGs, dUs; // [N, Fs]
+
+    // ---- arguments of the call in flight (read by the per-expert bodies)
+    private float[] parameters = [];
+    private float[] gradients = [];
+    private LayerSlots slots = null!;
+    private readonly Action<int, int> forwardExpert, backwardExpert;
+
+    public MoeBlock(ModelConfig config, int capacity, bool trainable)
+    {
+        D = config.HiddenSize;
+        E = config.NRoutedExperts;
+        K = config.NumExpertsPerTok;
+        F = config.MoeIntermediateSize;
+        Fs = F * config.NSharedExperts;
+        G = config.NGroup;
+        topkGroup = config.TopkGroup;
+        normTopk = config.NormTopkProb;
+        scaling = config.RoutedScalingFactor;
+        Capacity = capacity;
+        int N = capacity, NK = capacity * K;
+        scores = new float[N * E];
+        choice = new float[N * E];
+        selected = new int[NK];
+        mix = new float[NK];
+        denom = new float[N];
+        counts = new int[E];
+        offsets = new int[E + 1];
+        fill = new int[E];
+        posOf = new int[NK];
+        tokenOf = new int[NK];
+        xe = new float[NK * D];
+        ge = new float[NK * F];
+        ue = new float[NK * F];
+        he = new float[NK * F];
+        ye = new float[NK * D];
+        gs = new float[N * Fs];
+        us = new float[N * Fs];
+        hs = new float[N * Fs];
+        groupScore = new float[G];
+        if (trainable)
+        {
+            dMix = new float[NK];
+            dRouter = new float[N * E];
+            dYe = new float[NK * D];
+            dXe = new float[NK * D];
+            dHe = new float[NK * F];
+            dGe = new float[NK * F];
+            dUe = new float[NK * F];
+            dHs = new float[N * Fs];
+            dGs = new float[N * Fs];
+            dUs = new float[N * Fs];
+        }
+        else
+        {
+            dMix = dRouter = dYe = dXe = dHe = dGe = dUe = dHs = dGs = dUs = [];
+        }
+
+        forwardExpert = ForwardExpert;
+        backwardExpert = BackwardExpert;
+    }
+
+    public int Capacity { get; }
+
+    /// <summary>Tokens routed to each expert in the last forward [E].</summary>
+    public ReadOnlySpan<int> Counts => counts;
+
+    /// <summary>Chosen experts of the last forward [N, K].</summary>
+    public ReadOnlySpan<int> Selected => selected;
+
+    /// <summary>
+    /// output[N, D] = Σ_k mix[n,k] Expert_k(x[n]) + Shared(x[n]) (assigned). x is the post-attention-normed
+    /// input and must stay unchanged until <see cref="Backward"/>.
+    /// </summary>
+    public void Forward(Span<float> output, ReadOnlySpan<float> x, float[] parameters, LayerSlots slots, int N)
+    {
+        if (N > Capacity)
+        {
+            throw new ArgumentException($"MoE block holds {Capacity} tokens, asked for {N}", nameof(N));
+        }
+
+        this.parameters = parameters;
+        this.slots = slots;
+        Route(x, N);
+
+        // gather: xe[pos] = x[token of pos]
+        for (int pos = 0; pos < N * K; pos++)
+        {
+            x.Slice(tokenOf[pos] * D, D).CopyTo(xe.AsSpan(pos * D, D));
+        }
+
+        ModelThreads.For(E, forwardExpert);
+
+        // shared expert into output, then the weighted routed outputs per token in slot order
+        if (Fs > 0)
+        {
+            SwiGluMlp.Forward(output, gs, us, hs, x, P(slots.SharedGate, Fs * D), P(slots.SharedUp, Fs * D),
+                P(slots.SharedDown, D * Fs), N, D, Fs);
+        }
+        else
+        {
+            output[..(N * D)].Clear();
+        }
+
+        for (int n = 0; n < N; n++)
+        {
+            var o = output.Slice(n * D, D);
+            for (int k = 0; k < K; k++)
+            {
+                float w = mix[n * K + k];
+                var y = ye.AsSpan(posOf[n * K + k] * D, D);
+                for (int i = 0; i < D; i++)
+                {
+                    o[i] += w * y[i];
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Given dOut[N, D], dX[N, D] (assigned) and every MoE weight's gradient (+=), the router's through the
+    /// mixing weights (normalization included). The correction bias gets no gradient.
+    /// </summary>
+    public void Backward(Span<float> dX, float[] gradients, ReadOnlySpan<float> dOut, ReadOnlySpan<float> x, int N)
+    {
+        this.gradients = gradients;
+        // shared expert: assigns dX
+        if (Fs > 0)
+        {
+            SwiGluMlp.Backward(dX, Gr(slots.SharedGate, Fs * D), Gr(slots.SharedUp, Fs * D), Gr(slots.SharedDown, D * Fs),
+                dHs, dGs, dUs, dOut, x, gs, us, hs, P(slots.SharedGate, Fs * D), P(slots.SharedUp, Fs * D),
+                P(slots.SharedDown, D * Fs), N, D, Fs);
+        }
+        else
+        {
+            dX[..(N * D)].Clear();
+        }
+
+        // per (token, slot): d mix = dOut · y ; d y = mix * dOut
+        for (int n = 0; n < N; n++)
+        {
+            var g = dOut.Slice(n * D, D);
+            for (int k = 0; k < K; k++)
+            {
+                int pos = posOf[n * K + k];
+                var y = ye.AsSpan(pos * D, D);
+                var dy = dYe.AsSpan(pos * D, D);
+                float w = mix[n * K + k];
+                double dot = 0;
+                for (int i = 0; i < D; i++)
+                {
+                    dot += g[i] * y[i];
+                    dy[i] = w * g[i];
+                }
+
+                dMix[n * K + k] = (float)dot;
+            }
+        }
+
+        ModelThreads.For(E, backwardExpert);
+
+        // scatter the experts' input gradients back, slot order
+        for (int n = 0; n < N; n++)
+        {
+            var d = dX.Slice(n * D, D);
+            for (int k = 0; k < K; k++)
+            {
+                var src = dXe.AsSpan(posOf[n * K + k] * D, D);
+                for (int i = 0; i < D; i++)
+                {
+                    d[i] += src[i];
+                }
+            }
+        }
+
+        // router: mix_k = scaling * s_k / S (S = Σ chosen s, when normalizing); s = sigmoid(logit)
+        var dR = dRouter.AsSpan(0, N * E);
+        dR.Clear();
+        for (int n = 0; n < N; n++)
+        {
+            float corr = 0f;
+            if (normTopk)
+            {
+                double acc = 0;
+                for (int k = 0; k < K; k++)
+                {
+                    acc += dMix[n * K + k] * scores[n * E + selected[n * K + k]];
+                }
+
+                corr = (float)(acc / ((double)denom[n] * denom[n]));
+            }
+
+            for (int k = 0; k < K; k++)
+            {
+                int e = selected[n * K + k];
+                float s = scores[n * E + e];
+                float ds = normTopk ? scaling * (dMix[n * K + k] / denom[n] - corr) : scaling * dMix[n * K + k];
+                dR[n * E + e] = ds * s * (1f - s);
+            }
+        }
+
+        Linear.Backward(dX, Gr(slots.Router, E * D), dR, x, P(slots.Router, E * D), N, D, E, accumulateInput: true);
+    }
+
+    private void Route(ReadOnlySpan<float> x, int N)
+    {
+        var s = scores.AsSpan(0, N * E);
+        Linear.Forward(s, x, P(slots.Router, E * D), N, D, E);
+        var bias = P(slots.RouterBias, E);
+        for (int i = 0; i < N * E; i++)
+        {
+            s[i] = 1f / (1f + MathF.Exp(-s[i]));
+        }
+
+        var ch = choice.AsSpan(0, N * E);
+        for (int n = 0; n < N; n++)
+        {
+            for (int e = 0; e < E; e++)
+            {
+                ch[n * E + e] = s[n * E + e] + bias[e];
+            }
+
+            if (G > 1)
+            {
+                MaskGroups(ch.Slice(n * E, E));
+            }
+        }
+
+        TopK.Select(selected.AsSpan(0, N * K), ch, N, E, K);
+
+        Array.Clear(counts);
+        for (int n = 0; n < N; n++)
+        {
+            double sum = 0;
+            for (int k = 0; k < K; k++)
+            {
+                int e = selected[n * K + k];
+                sum += s[n * E + e];
+                counts[e]++;
+            }
+
+            float dn = normTopk ? (float)(sum + 1e-20) : 1f;
+            denom[n] = dn;
+            for (int k = 0; k < K; k++)
+            {
+                mix[n * K + k] = normTopk ? scaling * (s[n * E + selected[n * K + k]] / dn) : scaling * s[n * E + selected[n * K + k]];
+            }
+        }
+
+        offsets[0] = 0;
+        for (int e = 0; e < E; e++)
+        {
+            offsets[e + 1] = offsets[e] + counts[e];
+            fill[e] = 0;
+        }
+
+        for (int n = 0; n < N; n++)
+        {
+            for (int k = 0; k < K; k++)
+            {
+                int e = selected[n * K + k];
+                int pos = offsets[e] + fill[e]++;
+                posOf[n * K + k] = pos;
+                tokenOf[pos] = n;
+            }
+        }
+    }
+
+    /// <summary>Keeps the best topk_group groups (score = sum of the group's top 2) and sets the rest to −∞.</summary>
+    private void MaskGroups(Span<float> row)
+    {
+        int size = E / G;
+        for (int g = 0; g < G; g++)
+        {
+            float a = float.NegativeInfinity, b = float.NegativeInfinity;
+            for (int j = g * size; j < (g + 1) * size; j++)
+            {
+                float v = row[j];
+                if (v > a)
+                {
+                    b = a;
+                    a = v;
+                }
+                else if (v > b)
+                {
+                    b = v;
+                }
+            }
+
+            groupScore[g] = size == 1 ? a : a + b;
+        }
+
+        // keep topk_group groups: repeatedly take the best remaining (ties to the lower index)
+        Span<bool> keep = stackalloc bool[G];
+        keep.Clear();
+        for (int t = 0; t < topkGroup; t++)
+        {
+            int best = -1;
+            for (int g = 0; g < G; g++)
+            {
+                if (!keep[g] && (best < 0 || groupScore[g] > groupScore[best]))
+                {
+                    best = g;
+                }
+            }
+
+            keep[best] = true;
+        }
+
+        for (int g = 0; g < G; g++)
+        {
+            if (!keep[g])
+            {
+                row.Slice(g * size, size).Fill(float.NegativeInfinity);
+            }
+        }
+    }
+
+    private void ForwardExpert(int e, int worker)
+    {
+        int cnt = counts[e], off = offsets[e];
+        if (cnt == 0)
+        {
+            return;
+        }
+
+        SwiGluMlp.Forward(ye.AsSpan(off * D, cnt * D), ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F),
+            he.AsSpan(off * F, cnt * F), xe.AsSpan(off * D, cnt * D), P(slots.ExpertGate[e], F * D),
+            P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F);
+    }
+
+    private void BackwardExpert(int e, int worker)
+    {
+        int cnt = counts[e], off = offsets[e];
+        if (cnt == 0)
+        {
+            return;
+        }
+
+        SwiGluMlp.Backward(dXe.AsSpan(off * D, cnt * D), Gr(slots.ExpertGate[e], F * D), Gr(slots.ExpertUp[e], F * D),
+            Gr(slots.ExpertDown[e], D * F), dHe.AsSpan(off * F, cnt * F), dGe.AsSpan(off * F, cnt * F),
+            dUe.AsSpan(off * F, cnt * F), dYe.AsSpan(off * D, cnt * D), xe.AsSpan(off * D, cnt * D),
+            ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F), he.AsSpan(off * F, cnt * F),
+            P(slots.ExpertGate[e], F * D), P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F);
+    }
+
+    private Span<float> P(int offset, int length) => parameters.AsSpan(offset, length);
+
+    private Span<float> Gr(int offset, int length) => gradients.AsSpan(offset, length);
+}

@@ -1,0 +1,132 @@
+namespace K2RL.Model;
+
+/// <summary>
+/// The model's own fork/join pool for work that is naturally split into independent items (attention per
+/// batch row × head, MoE per expert, decode per sequence). The calling thread is worker 0; up to
+/// <see cref="Workers"/> − 1 persistent background threads join it. Threads claim items one at a time, so an
+/// item's result never depends on which thread ran it: each item writes only its own outputs, and any
+/// reduction across items is done afterwards in a fixed order by the caller. A worker index is passed to the
+/// body so that it can use per-worker scratch. Allocation-free after the first call.
+/// A call made while the pool is busy (another model on another thread) runs its items inline on worker 0.
+/// </summary>
+public static class ModelThreads
+{
+    private static readonly object StartGate = new();
+    private static readonly int WorkerCount = Math.Max(1, Environment.ProcessorCount);
+    private static SemaphoreSlim[]? wake;
+    private static readonly CountdownEvent Finished = new(0);
+    private static int busy;
+
+    private static Action<int, int>? body;
+    private static int itemCount;
+    private static int nextItem;
+    private static Exception? failure;
+
+    /// <summary>Upper bound on the worker index passed to bodies (size per-worker scratch by it).</summary>
+    public static int Workers => WorkerCount;
+
+    /// <summary>Runs body(item, worker) once for each item in [0, count) and waits for all of them.</summary>
+    public static void For(int count, Action<int, int> work)
+    {
+        if (count <= 0)
+        {
+            return;
+        }
+
+        if (WorkerCount == 1 || count == 1 || Interlocked.CompareExchange(ref busy, 1, 0) != 0)
+        {
+            for (int i = 0; i < count; i++)
+            {
+                work(i, 0);
+            }
+
+            return;
+        }
+
+        try
+        {
+            EnsureStarted();
+            int helpers = Math.Min(WorkerCount - 1, count - 1);
+            body = work;
+            itemCount = count;
+            failure = null;
+            Volatile.Write(ref nextItem, -1);
+            Finished.Reset(helpers);
+            for (int w = 1; w <= helpers; w++)
+            {
+                wake![w].Release();
+            }
+
+            RunItems(0);
+            Finished.Wait();
+            body = null;
+            if (failure is { } e)
+            {
+                throw new AggregateException("a model worker failed", e);
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref busy, 0);
+        }
+    }
+
+    private static void RunItems(int worker)
+    {
+        var b = body!;
+        int n = itemCount;
+        int i;
+        while ((i = Interlocked.Increment(ref nextItem)) < n)
+        {
+            try
+            {
+                b(i, worker);
+            }
+            catch (Exception e)
+            {
+                Interlocked.CompareExchange(ref failure, e, null);
+            }
+        }
+    }
+
+    private static void EnsureStarted()
+    {
+        if (wake is not null)
+        {
+            return;
+        }
+
+        lock (StartGate)
+        {
+            if (wake is not null)
+            {
+                return;
+            }
+
+            var events = new SemaphoreSlim[WorkerCount];
+            for (int w = 1; w < WorkerCount; w++)
+            {
+                events[w] = new SemaphoreSlim(0);
+                int worker = w;
+                var thread = new Thread(() => Loop(worker, events[worker]))
+                {
+                    IsBackground = true,
+                    Name = $"k2rl-model-{w}",
+                };
+                thread.Start();
+            }
+
+            wake = events;
+        }
+    }
+
+    private static void Loop(int worker, SemaphoreSlim signal)
+    {
+        while (true)
+        {
+            signal.Wait();
+            RunItems(worker);
+            Finished.Signal();
+        }
+    }
+}

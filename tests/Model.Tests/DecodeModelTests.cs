@@ -1,0 +1,150 @@
+using K2RL.Model.Inference;
+using Xunit.Abstractions;
+
+namespace K2RL.Model.Tests;
+
+/// <summary>Absorbed decode and plain prefill over the compressed cache against the training forward.</summary>
+public class DecodeModelTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void PrefillAndAbsorbedDecodeGiveTheTrainingForwardsLogitsAtEveryPosition(bool testWeights)
+    {
+        var config = ModelTestUtil.Preset("k2-nano");
+        var model = new K2Model(config);
+        if (testWeights)
+        {
+            ModelTestUtil.FillTestWeights(model, seed: 17);
+        }
+        else
+        {
+            model.InitializeWeights(17);
+        }
+
+        int V = config.VocabSize;
+        int[] lengths = [21, 13, 7];
+        int[][] prefillPlan = [[9, 3], [1], [5]]; // then one token at a time
+        var rng = new Random(3);
+        var seqTokens = lengths.Select(n => Enumerable.Range(0, n).Select(_ => rng.Next(V)).ToArray()).ToArray();
+        // expected: the training forward of each sequence alone
+        var expected = seqTokens.Select(t =>
+        {
+            model.Forward(t, new int[t.Length], 1, t.Length);
+            return model.Logits.ToArray();
+        }).ToArray();
+
+        var pool = new KvBlockPool(config, blockTokens: 4, numBlocks: 16);
+        Assert.Equal(6L * (64 + 16) * 4, pool.BytesPerToken);
+        var dm = new DecodeModel(config, pool, maxBatch: 4);
+        dm.LoadWeights(model.Parameters);
+        var seqs = lengths.Select(_ => new SequenceCache()).ToArray();
+        void Ensure(SequenceCache s, int length)
+        {
+            while (s.Capacity(pool) < length)
+            {
+                Assert.True(pool.TryAllocate(out int b));
+                s.Blocks.Add(b);
+            }
+        }
+
+        double worst = 0;
+        void Compare(int seq, int pos, ReadOnlySpan<float> got)
+        {
+            for (int v = 0; v < V; v++)
+            {
+                worst = Math.Max(worst, Math.Abs(got[v] - expected[seq][pos * V + v]));
+            }
+        }
+
+        var last = new float[V];
+        for (int s = 0; s < seqs.Length; s++)
+        {
+            foreach (int n in prefillPlan[s])
+            {
+                int start = seqs[s].Length;
+                Ensure(seqs[s], start + n);
+                var all = new float[n * V];
+                dm.Prefill(seqs[s], seqTokens[s].AsSpan(start, n), last, all);
+                Assert.Equal(start + n, seqs[s].Length);
+                for (int i = 0; i < n; i++)
+                {
+                    Compare(s, start + i, all.AsSpan(i * V, V));
+                }
+
+                Assert.Equal(all.AsSpan((n - 1) * V, V).ToArray(), last);
+            }
+        }
+
+        double prefillWorst = worst;
+        // decode: sequences leave the batch as they finish; each step feeds each live sequence its next token
+        var logits = new float[4 * V];
+        while (true)
+        {
+            var live = Enumerable.Range(0, seqs.Length).Where(s => seqs[s].Length < lengths[s]).ToArray();
+            if (live.Length == 0)
+            {
+                break;
+            }
+
+            var batch = live.Select(s => seqs[s]).ToList();
+            var tokens = live.Select(s => seqTokens[s][seqs[s].Length]).ToArray();
+            var positions = live.Select(s => seqs[s].Length).ToArray();
+            foreach (int s in live)
+            {
+                Ensure(seqs[s], seqs[s].Length + 1);
+            }
+
+            dm.DecodeStep(batch, tokens, logits);
+            for (int b = 0; b < live.Length; b++)
+            {
+                Assert.Equal(positions[b] + 1, seqs[live[b]].Length);
+                Compare(live[b], positions[b], logits.AsSpan(b * V, V));
+            }
+        }
+
+        double scale = expected.SelectMany(e => e).Max(Math.Abs);
+        output.WriteLine($"weights: {(testWeights ? "O(1) test weights" : "InitializeWeights")}; max |logit| {scale:F4}; " +
+            $"prefill max |diff| {prefillWorst:E2}; overall (prefill + decode) max |diff| {worst:E2}");
+        Assert.True(worst <= 1e-4, $"decode logits differ from the training forward by {worst}");
+        Assert.Equal(16 - (6 + 4 + 2), pool.FreeBlocks);
+    }
+
+    [Fact]
+    public void PoolHandsOutEveryBlockOnceAndRejectsDoubleFree()
+    {
+        var pool = new KvBlockPool(ModelTestUtil.Preset("k2-test"), 8, 3);
+        Assert.True(pool.TryAllocate(out int a));
+        Assert.True(pool.TryAllocate(out int b));
+        Assert.True(pool.TryAllocate(out int c));
+        Assert.Equal(new[] { 0, 1, 2 }, new[] { a, b, c });
+        Assert.False(pool.TryAllocate(out _));
+        pool.Free(b);
+        Assert.Throws<InvalidOperationException>(() => pool.Free(b));
+        Assert.Equal(1, pool.FreeBlocks);
+        Assert.True(pool.TryAllocate(out int again));
+        Assert.Equal(b, again);
+    }
+
+    [Fact]
+    public void DecodeRejectsOutOfVocabularyTokensAndMissingBlocks()
+    {
+        var config = ModelTestUtil.Preset("k2-test");
+        var model = new K2Model(config);
+        model.InitializeWeights(1);
+        var pool = new KvBlockPool(config, 4, 4);
+        var dm = new DecodeModel(config, pool, 2);
+        dm.LoadWeights(model.Parameters);
+        var seq = new SequenceCache();
+        var logits = new float[config.VocabSize];
+        Assert.Throws<InvalidOperationException>(() => dm.Prefill(seq, new[] { 1, 2 }, logits));
+        pool.TryAllocate(out int blk);
+        seq.Blocks.Add(blk);
+        var e = Assert.Throws<ArgumentException>(() => dm.Prefill(seq, new[] { 1, config.VocabSize + 2 }, logits));
+        Assert.Contains($"token id {config.VocabSize + 2} at position 1", e.Message);
+        dm.Prefill(seq, new[] { 1, 2 }, logits);
+        e = Assert.Throws<ArgumentException>(() => dm.DecodeStep(new[] { seq }, new[] { -1 }, logits));
+        Assert.Contains("token id -1", e.Message);
+        Assert.Equal(2, seq.Length);
+    }
+}
