@@ -78,7 +78,7 @@ public sealed record JobConfig
         string modelRef = r.OptionalStr("model") ?? throw new ConfigException($"{file}:1: required key \"model\" (a model config.json path) is missing");
         string modelPath = ResolvePath(modelRef, file)
             ?? throw new ConfigException($"{file}:{r.LineOf("model")}: \"model\": no file {modelRef} (looked relative to the working directory and the job file)");
-        var model = ModelConfig.Load(modelPath);
+        var model = LoadModel(modelPath, r.Section("model_overrides"));
 
         var o = r.Section("optimizer");
         var optimizer = new OptimizerSettings
@@ -169,6 +169,48 @@ public sealed record JobConfig
         }
 
         return job;
+    }
+
+    /// <summary>
+    /// The model config file, with `model_overrides` (HF config.json keys → values) applied on top, so an
+    /// experiment can shrink a preset without a new file. Errors name the job file line of the override.
+    /// </summary>
+    private static ModelConfig LoadModel(string modelPath, YamlReader overrides)
+    {
+        var keys = overrides.Keys();
+        if (keys.Count == 0)
+        {
+            return ModelConfig.Load(modelPath);
+        }
+
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(modelPath))!.AsObject();
+        foreach (var (key, line) in keys)
+        {
+            string text = overrides.Str(key, "");
+            System.Text.Json.Nodes.JsonNode? value = text switch
+            {
+                "true" => true,
+                "false" => false,
+                "null" => null,
+                _ when double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double d) => d,
+                _ => text,
+            };
+            if (!json.ContainsKey(key))
+            {
+                throw new ConfigException($"{overrides.File}:{line}: \"model_overrides.{key}\" is not a key of {modelPath}");
+            }
+
+            json[key] = value;
+        }
+
+        try
+        {
+            return ModelConfig.Parse(json.ToJsonString(), $"{modelPath} with model_overrides from {overrides.File}");
+        }
+        catch (ConfigException e)
+        {
+            throw new ConfigException($"{overrides.File}:{keys[0].Line}: model_overrides: {e.Message}", e);
+        }
     }
 
     internal static string? ResolveDirectory(string path, string jobFile)

@@ -217,6 +217,20 @@ internal sealed class YamlReader
         return new YamlReader(m, File, Prefix + key + ".");
     }
 
+    /// <summary>Every key of this mapping with its line (all marked as read).</summary>
+    public List<(string Key, int Line)> Keys()
+    {
+        var keys = new List<(string, int)>();
+        foreach (var (k, _) in map.Children)
+        {
+            string name = (k as YamlScalarNode)?.Value ?? "";
+            seen.Add(name);
+            keys.Add((name, (int)k.Start.Line));
+        }
+
+        return keys;
+    }
+
     public int LineOf(string key)
     {
         foreach (var (k, _) in map.Children)
