@@ -28,6 +28,63 @@ public sealed class PretrainCommand : ICommandProvider
         // A synchronous action: the job handles SIGINT/SIGTERM itself so it can checkpoint before exiting.
         command.SetAction(parse => Run(context, new PretrainOptions(parse.GetValue(job)!, parse.GetValue(runDir)!, parse.GetValue(resume), parse.GetValue(maxSteps))));
         yield return command;
+        yield return EvalCommand(context);
+    }
+
+    internal sealed record EvalOptions(string Checkpoint, string[] Kinds, int Tasks, int Difficulty, int MaxNewTokens, long Seed);
+
+    private static Command EvalCommand(CliContext context)
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "A checkpoint folder (runs/NAME/checkpoints/step-N) or a run directory (its LATEST)", Required = true };
+        var kinds = new Option<string[]>("--task") { Description = "Task kinds (default: arithmetic countdown list_ops)", AllowMultipleArgumentsPerToken = true };
+        var tasks = new Option<int>("--tasks") { Description = "Held-out tasks per kind", DefaultValueFactory = _ => 50 };
+        var difficulty = new Option<int>("--difficulty") { Description = "Task difficulty", DefaultValueFactory = _ => 1 };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Greedy decoding budget per response", DefaultValueFactory = _ => 256 };
+        var seed = new Option<long>("--seed") { Description = "First task seed", DefaultValueFactory = _ => 1 };
+        var command = new Command("eval-base", "Held-out accuracy of a pretrained base on the synthetic tasks (greedy decoding, Gym verifiers)")
+            { checkpoint, kinds, tasks, difficulty, maxNew, seed };
+        command.SetAction(parse => Eval(context, new EvalOptions(parse.GetValue(checkpoint)!, parse.GetValue(kinds) ?? [],
+            parse.GetValue(tasks), parse.GetValue(difficulty), parse.GetValue(maxNew), parse.GetValue(seed))));
+        return command;
+    }
+
+    internal static int Eval(CliContext context, EvalOptions options)
+    {
+        string dir = options.Checkpoint;
+        string latest = Path.Combine(dir, K2RL.Trainer.Checkpointing.RunDirectory.LatestName);
+        if (File.Exists(latest))
+        {
+            dir = Path.Combine(dir, File.ReadAllText(latest).Trim());
+        }
+
+        if (K2RL.Trainer.Checkpointing.RunDirectory.Verify(dir) is { } problem)
+        {
+            throw new CorruptFileException(dir, $"checkpoint refused: {problem}");
+        }
+
+        var config = K2RL.Model.ModelConfig.Load(Path.Combine(dir, Pretrainer.ConfigFile));
+        var layout = new K2RL.Model.ParameterLayout(config);
+        var parameters = layout.NewBuffer();
+        K2RL.Trainer.Checkpointing.SafeTensorsFile.Load(Path.Combine(dir, Pretrainer.WeightsFile), layout, parameters);
+        var tokenizer = K2RL.Model.Tokenization.BpeTokenizer.Load(dir);
+        string[] kinds = options.Kinds.Length > 0 ? options.Kinds : ["arithmetic", "countdown", "list_ops"];
+        var results = HeldOutEval.Run(config, parameters, tokenizer, kinds, options.Tasks, options.Difficulty, options.MaxNewTokens,
+            options.Seed, line => context.Error.WriteLine(line));
+        foreach (var r in results)
+        {
+            context.Out.WriteLine(System.Text.Json.JsonSerializer.Serialize(new
+            {
+                kind = r.Kind,
+                tasks = r.Tasks,
+                correct = r.Correct,
+                accuracy = Math.Round(r.Accuracy, 4),
+                with_answer_line = r.WithAnswerLine,
+                mean_response_tokens = Math.Round(r.MeanResponseTokens, 1),
+                checkpoint = dir,
+            }));
+        }
+
+        return 0;
     }
 
     internal static int Run(CliContext context, PretrainOptions options, Func<K2RL.Model.ModelConfig, ITrainableModel>? modelFactory = null)

@@ -33,9 +33,9 @@ public static class RunPlots
 
         Directory.CreateDirectory(outDir);
         var files = new List<string>();
-        void Chart(string file, string title, string yLabel, Func<StepMetrics, double> value, bool smoothIt, (double, string)? reference = null)
+        void Chart(string file, string title, string yLabel, Func<StepMetrics, double> value, bool smoothIt, (double, string)? reference = null, bool logY = false)
         {
-            var chart = new SvgChart { Title = title, YLabel = yLabel };
+            var chart = new SvgChart { Title = title, YLabel = yLabel, LogY = logY };
             foreach (var (name, metrics) in runs)
             {
                 var pts = metrics.Where(m => !m.Skipped).Select(m => ((double)m.Step, value(m))).ToList();
@@ -54,8 +54,8 @@ public static class RunPlots
 
         string suffix = smooth > 1 ? $" (mean of {smooth} steps)" : "";
         Chart("loss.svg", "Training loss" + suffix, "cross-entropy (nats/token)", m => m.Loss, true);
-        Chart("max_logit.svg", "Max attention logit (over layers and heads, before QK-Clip)", "max pre-softmax logit", m => m.MaxLogit, false,
-            tau is { } t ? (t, $"tau = {t}") : null);
+        Chart("max_logit.svg", "Max attention logit (over layers and heads, before QK-Clip)", "max pre-softmax logit (log scale)", m => m.MaxLogit, false,
+            tau is { } t ? (t, $"tau = {t}") : null, logY: true);
         Chart("balance.svg", "Expert load balance" + suffix, "max / mean expert load (worst MoE layer)", m => m.ExpertLoadMaxOverMean, true);
         Chart("throughput.svg", "Throughput" + suffix, "tokens / s", m => m.TokensPerS, true);
         return files;

@@ -24,6 +24,9 @@ public sealed class SvgChart
 
     public List<(double Y, string Label)> ReferenceLines { get; } = [];
 
+    /// <summary>Log10 y axis (for quantities spanning decades, like the max logit without QK-Clip); y ≤ 0 is left out.</summary>
+    public bool LogY { get; init; }
+
     public int Width { get; init; } = 760;
 
     public int Height { get; init; } = 400;
@@ -32,13 +35,13 @@ public sealed class SvgChart
     {
         const int left = 78, right = 24, top = 44, bottom = 56;
         int pw = Width - left - right, ph = Height - top - bottom;
-        var pts = Series.SelectMany(s => s.Points).Where(p => double.IsFinite(p.X) && double.IsFinite(p.Y)).ToList();
+        var pts = Series.SelectMany(s => s.Points).Where(Good).Select(Map).ToList();
         double x0 = pts.Count > 0 ? pts.Min(p => p.X) : 0, x1 = pts.Count > 0 ? pts.Max(p => p.X) : 1;
         double y0 = pts.Count > 0 ? pts.Min(p => p.Y) : 0, y1 = pts.Count > 0 ? pts.Max(p => p.Y) : 1;
-        foreach (var (y, _) in ReferenceLines)
+        foreach (var (y, _) in ReferenceLines.Where(r => !LogY || r.Y > 0))
         {
-            y0 = Math.Min(y0, y);
-            y1 = Math.Max(y1, y);
+            y0 = Math.Min(y0, Ty(y));
+            y1 = Math.Max(y1, Ty(y));
         }
 
         if (x1 <= x0)
@@ -51,7 +54,8 @@ public sealed class SvgChart
             y1 = y0 + 1;
         }
 
-        var yTicks = Ticks(y0, y1, 6);
+        var yTicks = LogY ? Enumerable.Range((int)Math.Floor(y0), (int)Math.Ceiling(y1) - (int)Math.Floor(y0) + 1).Select(k => (double)k).ToArray()
+            : Ticks(y0, y1, 6);
         var xTicks = Ticks(x0, x1, 8);
         y0 = Math.Min(y0, yTicks[0]);
         y1 = Math.Max(y1, yTicks[^1]);
@@ -65,7 +69,7 @@ public sealed class SvgChart
         foreach (double t in yTicks)
         {
             sb.Append($"<line x1=\"{left}\" x2=\"{left + pw}\" y1=\"{F(Y(t))}\" y2=\"{F(Y(t))}\" stroke=\"#e5e5e5\"/>\n");
-            sb.Append($"<text x=\"{left - 6}\" y=\"{F(Y(t) + 4)}\" text-anchor=\"end\">{Esc(Label(t))}</text>\n");
+            sb.Append($"<text x=\"{left - 6}\" y=\"{F(Y(t) + 4)}\" text-anchor=\"end\">{Esc(Label(LogY ? Math.Pow(10, t) : t))}</text>\n");
         }
 
         foreach (double t in xTicks.Where(t => t >= x0 && t <= x1))
@@ -77,8 +81,9 @@ public sealed class SvgChart
         sb.Append($"<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#333\"/>\n");
         sb.Append($"<text x=\"{left + pw / 2}\" y=\"{Height - 12}\" text-anchor=\"middle\">{Esc(XLabel)}</text>\n");
         sb.Append($"<text transform=\"translate(18 {top + ph / 2}) rotate(-90)\" text-anchor=\"middle\">{Esc(YLabel)}</text>\n");
-        foreach (var (y, label) in ReferenceLines)
+        foreach (var (ry, label) in ReferenceLines.Where(r => !LogY || r.Y > 0))
         {
+            double y = Ty(ry);
             sb.Append($"<line x1=\"{left}\" x2=\"{left + pw}\" y1=\"{F(Y(y))}\" y2=\"{F(Y(y))}\" stroke=\"#555\" stroke-dasharray=\"6 4\"/>\n");
             sb.Append($"<text x=\"{left + pw - 4}\" y=\"{F(Y(y) - 5)}\" text-anchor=\"end\" fill=\"#555\">{Esc(label)}</text>\n");
         }
@@ -86,7 +91,7 @@ public sealed class SvgChart
         for (int i = 0; i < Series.Count; i++)
         {
             string color = Colors[i % Colors.Length];
-            var good = Series[i].Points.Where(p => double.IsFinite(p.X) && double.IsFinite(p.Y)).ToList();
+            var good = Series[i].Points.Where(Good).Select(Map).ToList();
             if (good.Count == 0)
             {
                 continue;
@@ -102,6 +107,12 @@ public sealed class SvgChart
         sb.Append("</svg>\n");
         return sb.ToString();
     }
+
+    private bool Good((double X, double Y) p) => double.IsFinite(p.X) && double.IsFinite(p.Y) && (!LogY || p.Y > 0);
+
+    private (double X, double Y) Map((double X, double Y) p) => (p.X, Ty(p.Y));
+
+    private double Ty(double y) => LogY ? Math.Log10(y) : y;
 
     /// <summary>Round-number ticks (1, 2, 5 × 10^k) covering [lo, hi].</summary>
     public static double[] Ticks(double lo, double hi, int target)
