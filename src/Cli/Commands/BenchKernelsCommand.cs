@@ -159,6 +159,8 @@ public sealed class BenchKernelsCommand : ICommandProvider
             Ansi = AnsiSupport.No,
             ColorSystem = ColorSystemSupport.NoColors,
         });
+        console.Profile.Width = 160; // a redirected stdout reports 80 columns; rows must not wrap
+
         var table = new Table().AddColumns("group", "op", "m", "n", "k", "GFLOP/s", "ms", "OpenBLAS GFLOP/s", "naive GFLOP/s");
         foreach (var t in results)
         {
