@@ -93,7 +93,8 @@ public sealed class RolloutService : IDisposable
         switch (result.FinishReason)
         {
             case FinishReason.Error:
-                throw new RolloutServiceException(RolloutStatus.InvalidArgument, result.Error ?? "request failed");
+                // The request was checked before it was submitted, so an error now is the engine's, not the input's.
+                throw new RolloutServiceException(RolloutStatus.Internal, result.Error ?? "request failed");
             case FinishReason.Cancelled:
                 ct.ThrowIfCancellationRequested();
                 throw new RolloutServiceException(RolloutStatus.Cancelled, "the request was cancelled");
