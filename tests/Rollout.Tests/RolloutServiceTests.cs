@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using K2RL.Common.Rpc;
 using K2RL.Rollout;
 using Pb = K2RL.Protos.V1;
 
@@ -73,13 +74,13 @@ public sealed class RolloutServiceTests : IDisposable
         var good = All(service.GenerateAsync(Call("good", 20), default));
         var bad = Call("bad", 5, 1, 1, 999);
         var e = await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(bad, default)));
-        Assert.Equal(RolloutStatus.InvalidArgument, e.Status);
+        Assert.Equal(StatusCode.InvalidArgument, e.Status);
         Assert.Contains("outside the vocabulary", e.Message);
         var badTopP = Call("bad2", 5);
         badTopP.Sampling.TopP = 0;
-        Assert.Equal(RolloutStatus.InvalidArgument, (await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(badTopP, default)))).Status);
+        Assert.Equal(StatusCode.InvalidArgument, (await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(badTopP, default)))).Status);
         var textWithoutTokenizer = new Pb.GenerateRequest { Prompt = "hello" };
-        Assert.Equal(RolloutStatus.InvalidArgument, (await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(textWithoutTokenizer, default)))).Status);
+        Assert.Equal(StatusCode.InvalidArgument, (await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(textWithoutTokenizer, default)))).Status);
         Assert.Equal(Pb.FinishReason.Length, (await good)[^1].Finished.FinishReason);
     }
 
@@ -117,10 +118,10 @@ public sealed class RolloutServiceTests : IDisposable
     public async Task UpdateWeightsChecksSizeAndVersionAndNewTokensCarryIt()
     {
         var wrongSize = new Pb.UpdateWeightsRequest { Version = 1, Parameters = ByteString.CopyFrom(new byte[8]) };
-        Assert.Equal(RolloutStatus.InvalidArgument, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(wrongSize)).Status);
+        Assert.Equal(StatusCode.InvalidArgument, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(wrongSize)).Status);
         var v3 = new Pb.UpdateWeightsRequest { Version = 3, Parameters = ByteString.CopyFrom(BitConverter.GetBytes(0.5f)) };
         Assert.Equal(3, service.UpdateWeights(v3).AcceptedVersion);
-        Assert.Equal(RolloutStatus.FailedPrecondition, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(v3)).Status);
+        Assert.Equal(StatusCode.FailedPrecondition, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(v3)).Status);
         var events = await All(service.GenerateAsync(Call("w", 5), default));
         Assert.All(events.Where(e => e.Token is not null), e => Assert.Equal(3, e.Token.WeightVersion));
         Assert.Equal(3, service.Health(new()).WeightVersion);
@@ -162,7 +163,7 @@ public sealed class RolloutServiceTests : IDisposable
 
         await service.DrainAsync(new(), default);
         var e = await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(Call("late", 4), default)));
-        Assert.Equal(RolloutStatus.Unavailable, e.Status);
+        Assert.Equal(StatusCode.Unavailable, e.Status);
         Assert.False(service.Health(new()).Serving);
     }
 }
