@@ -28,12 +28,18 @@ public sealed record GemmShape(string Group, int M, int N, int K)
     }
 }
 
-/// <summary>A timed GEMM: the best of several trials, and the scalar twin where it was run (null otherwise).</summary>
-public sealed record GemmTiming(GemmOp Op, GemmShape Shape, int Threads, double Seconds, double? NaiveSeconds)
+/// <summary>
+/// A timed GEMM: the best of several trials, the scalar twin where it was run, and OpenBLAS where it was loaded
+/// (timed in the same trials, interleaved); null where not run.
+/// </summary>
+public sealed record GemmTiming(GemmOp Op, GemmShape Shape, int Threads, double Seconds, double? NaiveSeconds,
+    double? OpenBlasSeconds = null)
 {
     public double GFlops => Shape.Flops / Seconds / 1e9;
 
     public double? NaiveGFlops => NaiveSeconds is { } s ? Shape.Flops / s / 1e9 : null;
+
+    public double? OpenBlasGFlops => OpenBlasSeconds is { } s ? Shape.Flops / s / 1e9 : null;
 }
 
 /// <summary>Times <see cref="Gemm.Multiply(GemmOp, Span{float}, int, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, int, int, int, bool, int)"/> on dense operands.</summary>
@@ -44,7 +50,8 @@ public static class GemmBenchmark
     /// last about <paramref name="trialSeconds"/>; the best trial counts (other work on the machine only slows runs).
     /// The scalar twin is timed once when <paramref name="naive"/>.
     /// </summary>
-    public static GemmTiming Run(GemmOp op, GemmShape shape, int threads, int trials, double trialSeconds, bool naive)
+    public static GemmTiming Run(GemmOp op, GemmShape shape, int threads, int trials, double trialSeconds, bool naive,
+        OpenBlasReference? openBlas = null)
     {
         int m = shape.M, n = shape.N, k = shape.K;
         var a = Fill(m * k, 1);
@@ -52,31 +59,48 @@ public static class GemmBenchmark
         var c = new float[m * n];
         int lda = op == GemmOp.TN ? m : k;
         int ldb = op == GemmOp.NT ? k : n;
-        var sw = Stopwatch.StartNew();
-        Gemm.Multiply(op, c, n, a, lda, b, ldb, m, n, k, false, threads);
-        double once = Math.Max(sw.Elapsed.TotalSeconds, 1e-6);
-        int reps = Math.Max(1, (int)(trialSeconds / once));
-        double best = double.MaxValue;
+        var ours = Timer(() => Gemm.Multiply(op, c, n, a, lda, b, ldb, m, n, k, false, threads), trialSeconds);
+        var theirs = openBlas is null ? null : Timer(() => openBlas.Multiply(op, c, a, b, m, n, k), trialSeconds);
         for (int t = 0; t < trials; t++)
         {
-            sw.Restart();
-            for (int r = 0; r < reps; r++)
-            {
-                Gemm.Multiply(op, c, n, a, lda, b, ldb, m, n, k, false, threads);
-            }
-
-            best = Math.Min(best, sw.Elapsed.TotalSeconds / reps);
+            ours.Trial();
+            theirs?.Trial();
         }
 
         double? naiveSeconds = null;
         if (naive)
         {
-            sw.Restart();
+            var sw = Stopwatch.StartNew();
             ScalarKernels.Gemm(op, c, n, a, lda, b, ldb, m, n, k, false);
             naiveSeconds = sw.Elapsed.TotalSeconds;
         }
 
-        return new GemmTiming(op, shape, threads, best, naiveSeconds);
+        return new GemmTiming(op, shape, threads, ours.Best, naiveSeconds, theirs?.Best);
+    }
+
+    private static BestOf Timer(Action call, double trialSeconds)
+    {
+        var sw = Stopwatch.StartNew();
+        call(); // warm-up, and the size of one call
+        double once = Math.Max(sw.Elapsed.TotalSeconds, 1e-6);
+        return new BestOf(call, Math.Max(1, (int)(trialSeconds / once)));
+    }
+
+    /// <summary>Repeats a call <paramref name="reps"/> times per trial and keeps the fastest trial's time per call.</summary>
+    private sealed class BestOf(Action call, int reps)
+    {
+        public double Best { get; private set; } = double.MaxValue;
+
+        public void Trial()
+        {
+            var sw = Stopwatch.StartNew();
+            for (int r = 0; r < reps; r++)
+            {
+                call();
+            }
+
+            Best = Math.Min(Best, sw.Elapsed.TotalSeconds / reps);
+        }
     }
 
     private static float[] Fill(int n, int seed)

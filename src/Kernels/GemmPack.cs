@@ -9,12 +9,15 @@ namespace K2RL.Kernels;
 /// [p * MR + i]; a B block [kc, nc] becomes NR-column micro-panels, element (p, j) at [p * NR + j]; the ragged
 /// last panel is padded with zeros (which add exact zeros to the padded lanes only). Where a panel is a
 /// transpose of the stored rows (A in NN/NT, B in NT) 8×8 blocks are transposed in registers.
+/// Every routine here is compiled fully optimized at once (AggressiveOptimization): tier-0 code for these loops is
+/// an order of magnitude slower, and on a loaded machine the background re-JIT to tier 1 can take seconds.
 /// </summary>
 internal static unsafe class GemmPack
 {
     private const int MR = Gemm.MR;
 
     /// <summary>Packs op(A)[ic.., pc..] (mc × kc) into MR-row panels at dst (16 floats of slack after the last).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackA(GemmOp op, float* a, int lda, int ic, int pc, int mc, int kc, float* dst)
     {
         if (op == GemmOp.TN)
@@ -36,6 +39,7 @@ internal static unsafe class GemmPack
     }
 
     /// <summary>Packs op(B)[pc.., jc..] (kc × nc) into nr-column panels at dst.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackB(GemmOp op, float* b, int ldb, int pc, int jc, int kc, int nc, int nr, float* dst)
     {
         if (op != GemmOp.NT)
@@ -67,6 +71,7 @@ internal static unsafe class GemmPack
     /// Splits a contiguous run of <paramref name="count"/> floats into panels of <paramref name="width"/>: piece q goes
     /// to dst + q·width·kc (the same slot p of panel q); the ragged last piece is padded with zeros.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScatterRow(float* src, int count, float* dst, int width, int kc)
     {
         long panelStride = (long)width * kc;
@@ -122,6 +127,7 @@ internal static unsafe class GemmPack
     /// With AVX, 8 rows × 8 p are transposed in registers and stored as 8-wide rows; a row may spill up to
     /// 8 − dstStride floats past its slot when dstStride = MR, which the next store (or the slack) absorbs.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TransposeRows(float* src, int ld, int rows, int kc, float* dst, int dstStride)
     {
         int width = Math.Min(8, dstStride);

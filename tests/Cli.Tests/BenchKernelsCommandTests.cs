@@ -55,4 +55,23 @@ public class BenchKernelsCommandTests
         Assert.Contains("--threads", stderr.ToString());
         Assert.Equal("", stdout.ToString());
     }
+
+    [Fact]
+    public async Task RejectsALibraryWithoutSgemm()
+    {
+        var (stdout, stderr) = (new StringWriter(), new StringWriter());
+        string notBlas = Path.Combine(Path.GetTempPath(), $"k2rl-not-blas-{Guid.NewGuid():N}.so");
+        await File.WriteAllTextAsync(notBlas, "not a shared library");
+        try
+        {
+            int code = await CliApp.RunAsync(new[] { "bench", "kernels", "--quick", "--openblas", notBlas }, new CliContext(stdout, stderr));
+            Assert.Equal(2, code);
+            Assert.Contains("cblas_sgemm", stderr.ToString());
+            Assert.Equal("", stdout.ToString());
+        }
+        finally
+        {
+            File.Delete(notBlas);
+        }
+    }
 }

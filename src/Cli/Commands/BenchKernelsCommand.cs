@@ -7,7 +7,7 @@ using Spectre.Console;
 namespace K2RL.Cli.Commands;
 
 /// <summary>Options of `k2rl bench kernels`.</summary>
-public sealed record BenchKernelsOptions(bool Json, bool Quick, int Threads);
+public sealed record BenchKernelsOptions(bool Json, bool Quick, int Threads, string? OpenBlas = null);
 
 /// <summary>
 /// `k2rl bench kernels [--json] [--quick] [--threads N]`: GEMM GFLOP/s on the standard shapes in the nn, nt and tn
@@ -32,12 +32,18 @@ public sealed class BenchKernelsCommand : ICommandProvider
             Description = "Threads per GEMM (default: KernelThreads.Count, the processor count)",
             DefaultValueFactory = _ => KernelThreads.Count,
         };
+        var openBlas = new Option<string?>("--openblas")
+        {
+            Description = "Also time OpenBLAS's cblas_sgemm from this shared library, interleaved with K2RL's trials " +
+                "(e.g. /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0)",
+        };
         var command = new Command("kernels", "GEMM GFLOP/s at the square and k2-nano shapes, nn/nt/tn, vs the scalar twin");
         command.Options.Add(json);
         command.Options.Add(quick);
         command.Options.Add(threads);
+        command.Options.Add(openBlas);
         command.SetAction((ParseResult r, CancellationToken ct) =>
-            RunAsync(new BenchKernelsOptions(r.GetValue(json), r.GetValue(quick), r.GetValue(threads)), context, ct));
+            RunAsync(new BenchKernelsOptions(r.GetValue(json), r.GetValue(quick), r.GetValue(threads), r.GetValue(openBlas)), context, ct));
         return [command];
     }
 
@@ -47,6 +53,22 @@ public sealed class BenchKernelsCommand : ICommandProvider
         {
             await context.Error.WriteLineAsync($"error: --threads must be >= 1, got {options.Threads}");
             return 2;
+        }
+
+        OpenBlasReference? blas = null;
+        if (options.OpenBlas is { } path)
+        {
+            try
+            {
+                blas = OpenBlasReference.Load(path, options.Threads);
+            }
+            catch (ArgumentException e)
+            {
+                await context.Error.WriteLineAsync($"error: --openblas: {e.Message}");
+                return 2;
+            }
+
+            await context.Error.WriteLineAsync($"OpenBLAS core: {blas.CoreName}; config: {blas.Config}");
         }
 
         var ops = new[] { GemmOp.NN, GemmOp.NT, GemmOp.TN };
@@ -60,12 +82,13 @@ public sealed class BenchKernelsCommand : ICommandProvider
                 ct.ThrowIfCancellationRequested();
                 bool naive = shape.Flops <= (options.Quick ? QuickNaiveMaxFlops : NaiveMaxFlops);
                 var timing = options.Quick
-                    ? GemmBenchmark.Run(op, shape, options.Threads, trials: 1, trialSeconds: 0, naive)
-                    : GemmBenchmark.Run(op, shape, options.Threads, trials: 7, trialSeconds: 0.15, naive);
+                    ? GemmBenchmark.Run(op, shape, options.Threads, trials: 1, trialSeconds: 0, naive, blas)
+                    : GemmBenchmark.Run(op, shape, options.Threads, trials: 9, trialSeconds: 0.1, naive, blas);
                 results.Add(timing);
                 done++;
                 await context.Error.WriteLineAsync(
                     $"[{done}/{total}] {Label(timing)}: {timing.GFlops:F1} GFLOP/s" +
+                    (timing.OpenBlasGFlops is { } o ? $", OpenBLAS {o:F1}" : "") +
                     (timing.NaiveGFlops is { } g ? $" (naive {g:F2})" : ""));
             }
         }
@@ -110,6 +133,11 @@ public sealed class BenchKernelsCommand : ICommandProvider
                     w.WriteNull("naive_gflops");
                 }
 
+                if (t.OpenBlasGFlops is { } blasGflops)
+                {
+                    w.WriteNumber("openblas_gflops", Math.Round(blasGflops, 2));
+                }
+
                 w.WriteString("group", t.Shape.Group);
                 w.WriteNumber("threads", t.Threads);
                 w.WriteEndObject();
@@ -130,7 +158,7 @@ public sealed class BenchKernelsCommand : ICommandProvider
             Ansi = AnsiSupport.No,
             ColorSystem = ColorSystemSupport.NoColors,
         });
-        var table = new Table().AddColumns("group", "op", "m", "n", "k", "GFLOP/s", "ms", "naive GFLOP/s");
+        var table = new Table().AddColumns("group", "op", "m", "n", "k", "GFLOP/s", "ms", "OpenBLAS GFLOP/s", "naive GFLOP/s");
         foreach (var t in results)
         {
             table.AddRow(
@@ -141,6 +169,7 @@ public sealed class BenchKernelsCommand : ICommandProvider
                 t.Shape.K.ToString(CultureInfo.InvariantCulture),
                 t.GFlops.ToString("F1", CultureInfo.InvariantCulture),
                 (t.Seconds * 1e3).ToString("F3", CultureInfo.InvariantCulture),
+                t.OpenBlasGFlops?.ToString("F1", CultureInfo.InvariantCulture) ?? "-",
                 t.NaiveGFlops?.ToString("F2", CultureInfo.InvariantCulture) ?? "-");
         }
 

@@ -16,14 +16,20 @@ public sealed class ModelCommands : ICommandProvider
 
     internal sealed record InfoOptions(string Config, int? Seq, bool Json);
 
+    internal sealed record InitOptions(string Config, ulong Seed, string Out, string? Tokenizer, SafetensorsDType DType, bool Json);
+
+    internal sealed record LogitsOptions(string Checkpoint, string Ids, bool Json);
+
     public IEnumerable<Command> Build(CliContext context)
     {
         yield return Info(context);
+        yield return Init(context);
+        yield return Logits(context);
     }
 
     private static Option<string> ConfigOption() => new("--config")
     {
-        Description = "Model config (Hugging Face config.json keys), e.g. configs/models/k2-nano.json",
+        Description = "Model config (Hugging Face config.json keys), e.g. configs/models/k2-nano.json, or a checkpoint directory",
         Required = true,
     };
 
@@ -54,7 +60,9 @@ public sealed class ModelCommands : ICommandProvider
 
     internal static int RunInfo(CliContext context, InfoOptions options)
     {
-        var info = ModelInfo.Compute(ModelConfig.Load(options.Config), options.Seq);
+        // A checkpoint directory works too: its config.json describes the model.
+        string path = Directory.Exists(options.Config) ? Path.Combine(options.Config, ModelCheckpoint.ConfigFile) : options.Config;
+        var info = ModelInfo.Compute(ModelConfig.Load(path), options.Seq);
         if (options.Json)
         {
             WriteJson(context, InfoJson(info, options.Config));
@@ -121,6 +129,166 @@ public sealed class ModelCommands : ICommandProvider
         {
             o.WriteLine(key.PadRight(width + 2) + value);
         }
+    }
+
+    // ------------------------------------------------------------------ init
+
+    private static Command Init(CliContext context)
+    {
+        var config = ConfigOption();
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the weight initialization (same seed, same weights)", Required = true };
+        var output = new Option<string>("--out") { Description = "Checkpoint directory to write: model.safetensors, config.json, tokenizer files", Required = true };
+        var tokenizer = new Option<string?>("--tokenizer")
+        {
+            Description = "Tokenizer directory or tiktoken rank file; default: byte-level with the special tokens (needs vocab_size >= 267)",
+        };
+        var dtype = new Option<string>("--dtype") { Description = "Stored weight dtype: f32 (default), bf16 or f16", DefaultValueFactory = _ => "f32" };
+        var json = JsonOption();
+        var command = new Command("init", "Write a freshly initialized checkpoint (Hugging Face layout) with its tokenizer")
+        {
+            config, seed, output, tokenizer, dtype, json,
+        };
+        command.SetAction(r => RunInit(context, new InitOptions(r.GetValue(config)!, r.GetValue(seed), r.GetValue(output)!,
+            r.GetValue(tokenizer), SafetensorsDTypes.ParseOption(r.GetValue(dtype)!), r.GetValue(json))));
+        return command;
+    }
+
+    internal static int RunInit(CliContext context, InitOptions options)
+    {
+        var config = ModelConfig.Load(options.Config);
+        var (tokenizer, what) = ResolveTokenizer(options.Tokenizer);
+        ModelCheckpoint.CheckTokenizerFits(tokenizer, config, what);
+        var model = new K2Model(config);
+        model.InitializeWeights(options.Seed);
+        context.Error.WriteLine($"writing {options.Out} ({N(model.Layout.ParameterCount)} parameters as {options.DType.Name()})");
+        ModelCheckpoint.Save(options.Out, config, model.Parameters, tokenizer, options.DType);
+
+        string weights = Path.Combine(options.Out, ModelCheckpoint.WeightsFile);
+        var result = new JsonObject
+        {
+            ["out"] = options.Out,
+            ["seed"] = options.Seed,
+            ["total_params"] = model.Layout.ParameterCount,
+            ["dtype"] = options.DType.Name(),
+            ["vocab_size"] = config.VocabSize,
+            ["tokenizer_vocab_size"] = tokenizer.VocabSize,
+            ["files"] = new JsonArray(Directory.GetFiles(options.Out)
+                .Select(f => Path.GetFileName(f)).Order(StringComparer.Ordinal).Select(f => (JsonNode?)f).ToArray()),
+            ["model_safetensors_bytes"] = new FileInfo(weights).Length,
+            ["model_safetensors_sha256"] = Checksums.Sha256File(weights),
+        };
+        if (options.Json)
+        {
+            WriteJson(context, result);
+        }
+        else
+        {
+            context.Out.WriteLine($"wrote {options.Out}: {N(model.Layout.ParameterCount)} parameters ({options.DType.Name()}), "
+                                  + $"tokenizer {tokenizer.VocabSize} ids in a vocabulary of {config.VocabSize}, "
+                                  + $"model.safetensors sha256 {result["model_safetensors_sha256"]}");
+        }
+
+        return 0;
+    }
+
+    // ------------------------------------------------------------------ logits
+
+    private static Command Logits(CliContext context)
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint directory (model.safetensors + config.json)", Required = true };
+        var ids = new Option<string>("--ids") { Description = "Comma-separated token ids, e.g. 1,2,3", Required = true };
+        var json = JsonOption();
+        var command = new Command("logits", "Run the model on token ids: logits per position and the max attention logit per layer and head")
+        {
+            checkpoint, ids, json,
+        };
+        command.SetAction(r => RunLogits(context, new LogitsOptions(r.GetValue(checkpoint)!, r.GetValue(ids)!, r.GetValue(json))));
+        return command;
+    }
+
+    internal static int RunLogits(CliContext context, LogitsOptions options)
+    {
+        ParseIds(options.Ids, int.MaxValue);                                // syntax first, before loading any weights
+        K2Model? model = null;
+        var checkpoint = ModelCheckpoint.Load(options.Checkpoint, layout => (model = new K2Model(layout.Config)).Parameters);
+        var config = checkpoint.Config;
+        int[] tokens = ParseIds(options.Ids, config.VocabSize);
+        if (tokens.Length > config.MaxPositionEmbeddings)
+        {
+            throw new K2Exception($"--ids: {tokens.Length} tokens exceed \"max_position_embeddings\" {config.MaxPositionEmbeddings}");
+        }
+
+        var targets = new int[tokens.Length];
+        Array.Fill(targets, -1);                                            // no loss: logits only
+        model!.Forward(tokens, targets, 1, tokens.Length);
+        int T = tokens.Length, V = config.VocabSize, L = config.NumHiddenLayers, H = config.NumAttentionHeads;
+        var logits = model.Logits;                                          // [T, V]
+        var maxLogits = model.MaxLogits;                                    // [L, H]
+        if (options.Json)
+        {
+            using var buffer = new MemoryStream();
+            using (var w = new Utf8JsonWriter(buffer))
+            {
+                w.WriteStartObject();
+                w.WriteStartArray("ids");
+                foreach (int id in tokens)
+                {
+                    w.WriteNumberValue(id);
+                }
+
+                w.WriteEndArray();
+                WriteMatrix(w, "logits", logits, T, V);
+                WriteMatrix(w, "max_logit", maxLogits, L, H);
+                w.WriteEndObject();
+            }
+
+            context.Out.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length));
+        }
+        else
+        {
+            for (int t = 0; t < T; t++)
+            {
+                var row = logits.Slice(t * V, V);
+                int best = 0;
+                for (int v = 1; v < V; v++)
+                {
+                    best = row[v] > row[best] ? v : best;
+                }
+
+                context.Out.WriteLine($"position {t} (id {tokens[t]}): argmax id {best}, logit {row[best]:G6}");
+            }
+
+            for (int l = 0; l < L; l++)
+            {
+                context.Out.WriteLine($"layer {l} max attention logit per head: "
+                                      + string.Join(" ", maxLogits.Slice(l * H, H).ToArray().Select(x => x.ToString("G6", CultureInfo.InvariantCulture))));
+            }
+        }
+
+        return 0;
+    }
+
+    /// <summary>Writes a row-major [rows, cols] span as a JSON array of arrays (floats in shortest round-trip form).</summary>
+    private static void WriteMatrix(Utf8JsonWriter w, string name, ReadOnlySpan<float> values, int rows, int cols)
+    {
+        w.WriteStartArray(name);
+        for (int r = 0; r < rows; r++)
+        {
+            w.WriteStartArray();
+            foreach (float x in values.Slice(r * cols, cols))
+            {
+                if (!float.IsFinite(x))
+                {
+                    throw new K2Exception($"{name}[{r}] holds a non-finite value {x}: the model diverged or the weights are broken");
+                }
+
+                w.WriteNumberValue(x);
+            }
+
+            w.WriteEndArray();
+        }
+
+        w.WriteEndArray();
     }
 
     // ------------------------------------------------------------------ shared helpers

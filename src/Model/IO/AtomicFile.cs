@@ -36,6 +36,64 @@ public static class AtomicFile
         FlushDirectory(dir);
     }
 
+    /// <summary>
+    /// Makes directory <paramref name="dir"/> appear complete or not at all (a run's <c>checkpoints/step-N/</c>):
+    /// <paramref name="fill"/> writes into a temporary sibling directory, every file in it is flushed to disk, then
+    /// the directory is renamed into place and the parent flushed. An existing <paramref name="dir"/> is an error
+    /// unless <paramref name="replace"/>, in which case it is moved aside first and deleted after the rename.
+    /// </summary>
+    public static void WriteDirectory(string dir, Action<string> fill, bool replace = false)
+    {
+        string full = System.IO.Path.GetFullPath(dir).TrimEnd(System.IO.Path.DirectorySeparatorChar);
+        string parent = System.IO.Path.GetDirectoryName(full)!;
+        string name = System.IO.Path.GetFileName(full);
+        if (Directory.Exists(full) && !replace)
+        {
+            throw new K2RL.Common.K2Exception($"{full}: already exists (pass replace to overwrite it)");
+        }
+
+        Directory.CreateDirectory(parent);
+        string temp = System.IO.Path.Combine(parent, $".{name}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(temp);
+        try
+        {
+            fill(temp);
+            foreach (string file in Directory.EnumerateFiles(temp, "*", SearchOption.AllDirectories))
+            {
+                using var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite);
+                stream.Flush(flushToDisk: true);
+            }
+
+            foreach (string sub in Directory.EnumerateDirectories(temp, "*", SearchOption.AllDirectories).Append(temp))
+            {
+                FlushDirectory(sub);
+            }
+
+            string? aside = null;
+            if (Directory.Exists(full))
+            {
+                aside = System.IO.Path.Combine(parent, $".{name}.old-{Environment.ProcessId}-{Guid.NewGuid():N}");
+                Directory.Move(full, aside);
+            }
+
+            Directory.Move(temp, full);
+            FlushDirectory(parent);
+            if (aside is not null)
+            {
+                Directory.Delete(aside, recursive: true);
+            }
+        }
+        catch
+        {
+            if (Directory.Exists(temp))
+            {
+                Directory.Delete(temp, recursive: true);
+            }
+
+            throw;
+        }
+    }
+
     public static void WriteAllText(string path, string text) =>
         Write(path, s =>
         {

@@ -12,9 +12,9 @@ namespace K2RL.Model.IO;
 internal static class ConfigTensorCheck
 {
     /// <summary>Throws <see cref="K2RL.Common.CorruptFileException"/> naming config.json and the first key that disagrees.</summary>
-    public static void Check(ModelConfig config, SafetensorsHeader header, string configPath)
+    public static void Check(ModelConfig config, SafetensorsSet tensors, string configPath)
     {
-        foreach (var (key, fromTensors, evidence) in Infer(header))
+        foreach (var (key, fromTensors, evidence) in Infer(tensors))
         {
             object? inConfig = ConfigValue(config, key);
             if (!Equals(inConfig, fromTensors))
@@ -54,9 +54,9 @@ internal static class ConfigTensorCheck
     };
 
     /// <summary>Config values read back from tensor shapes, in the order they are checked, each with the tensor it came from.</summary>
-    private static IEnumerable<(string Key, object? Value, string Evidence)> Infer(SafetensorsHeader h)
+    private static IEnumerable<(string Key, object? Value, string Evidence)> Infer(SafetensorsSet h)
     {
-        long[]? Shape(string name) => h.TryGet(name, out var e) ? e.Shape : null;
+        long[]? Shape(string name) => h.ShapeOf(name);
         string Ev(string name) => $"\"{name}\" has shape {CheckpointErrors.Shape(Shape(name)!)}";
 
         const string embed = "model.embed_tokens.weight";
@@ -68,8 +68,8 @@ internal static class ConfigTensorCheck
                 h.Contains("lm_head.weight") ? "it holds \"lm_head.weight\"" : "it holds no \"lm_head.weight\"");
         }
 
-        var layers = h.Entries
-            .Select(e => e.Name.Split('.'))
+        var layers = h.Names
+            .Select(n => n.Split('.'))
             .Where(p => p.Length > 3 && p[0] == "model" && p[1] == "layers")
             .Select(p => int.TryParse(p[2], NumberStyles.None, CultureInfo.InvariantCulture, out int i) ? i : -1)
             .Where(i => i >= 0)

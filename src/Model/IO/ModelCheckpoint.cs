@@ -118,16 +118,15 @@ public static class ModelCheckpoint
         }
 
         string configPath = Path.Combine(dir, ConfigFile);
-        string weightsPath = Path.Combine(dir, WeightsFile);
         if (!File.Exists(configPath))
         {
-            throw CheckpointErrors.File(configPath, "missing: a checkpoint directory holds config.json and model.safetensors");
+            throw CheckpointErrors.File(configPath, "missing: a checkpoint directory holds config.json and model.safetensors (or shards and model.safetensors.index.json)");
         }
 
         var config = ModelConfig.Load(configPath);
         var layout = new ParameterLayout(config);
-        using var reader = SafetensorsReader.Open(weightsPath);
-        ConfigTensorCheck.Check(config, reader.Header, configPath);
+        using var weights = SafetensorsSet.OpenCheckpoint(dir);
+        ConfigTensorCheck.Check(config, weights, configPath);
         if (layout.TotalLength > Array.MaxLength)
         {
             throw CheckpointErrors.File(configPath, $"a model of {layout.TotalLength} floats does not fit one in-memory buffer");
@@ -140,7 +139,7 @@ public static class ModelCheckpoint
         }
 
         Array.Clear(parameters);                                            // padding between tensors is zero
-        reader.LoadInto(layout, parameters);
+        weights.LoadInto(layout, parameters);
         BpeTokenizer? tokenizer = null;
         string rankFile = Path.Combine(dir, BpeTokenizer.RankFileName);
         if (File.Exists(rankFile) || File.Exists(Path.Combine(dir, BpeTokenizer.ConfigFileName)))
@@ -153,10 +152,7 @@ public static class ModelCheckpoint
             }
         }
 
-        var stored = reader.Header.Entries
-            .Where(e => !e.Name.EndsWith(".e_score_correction_bias", StringComparison.Ordinal))
-            .Select(e => e.DType)
-            .FirstOrDefault(d => d != SafetensorsDType.F32, SafetensorsDType.F32);
+        var stored = weights.StoredDType;
         return new CheckpointData(dir, config, layout, parameters, stored, tokenizer);
     }
 }

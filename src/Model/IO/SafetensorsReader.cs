@@ -38,7 +38,15 @@ public sealed class SafetensorsReader : IDisposable
         var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
         try
         {
-            return new SafetensorsReader(handle, path, SafetensorsHeader.Read(handle, path));
+            var header = SafetensorsHeader.Read(handle, path);
+            if (header.Metadata.TryGetValue(SafetensorsWriter.FormatKey, out string? version) && version != SafetensorsWriter.FormatVersion)
+            {
+                // Files from other tools carry no k2rl_format and load as plain safetensors.
+                throw CheckpointErrors.Header(path,
+                    $"\"{SafetensorsHeader.MetadataKey}\".\"{SafetensorsWriter.FormatKey}\" is \"{version}\"; this build reads version {SafetensorsWriter.FormatVersion}");
+            }
+
+            return new SafetensorsReader(handle, path, header);
         }
         catch
         {
@@ -97,71 +105,8 @@ public sealed class SafetensorsReader : IDisposable
         return values;
     }
 
-    /// <summary>
-    /// Fills a <paramref name="layout"/>-sized buffer from this file. The file must hold exactly the layout's
-    /// tensors with the layout's shapes (any of F32, BF16, F16), and every value must be finite; otherwise the
-    /// error names the missing, extra or mis-shaped tensor, or the first non-finite value.
-    /// </summary>
-    public void LoadInto(ParameterLayout layout, float[] buffer)
-    {
-        if (buffer.LongLength != layout.TotalLength)
-        {
-            throw new ArgumentException($"buffer has {buffer.LongLength} floats, the layout {layout.TotalLength}", nameof(buffer));
-        }
-
-        CheckMatches(layout);
-        foreach (var slot in layout.Tensors)
-        {
-            Header.TryGet(slot.Name, out var entry);
-            var span = slot.Of(buffer);
-            ReadInto(entry, span);
-            int bad = IndexOfNonFinite(span);
-            if (bad >= 0)
-            {
-                throw CheckpointErrors.Tensor(Path, slot.Name, $"element {bad} is {span[bad]} (weights must be finite)");
-            }
-        }
-    }
-
-    /// <summary>Checks that this file holds exactly the layout's tensors with the layout's shapes.</summary>
-    public void CheckMatches(ParameterLayout layout)
-    {
-        foreach (var slot in layout.Tensors)
-        {
-            if (!Header.TryGet(slot.Name, out var entry))
-            {
-                throw CheckpointErrors.Tensor(Path, slot.Name, $"missing (the model needs it with shape {slot.ShapeText})");
-            }
-
-            if (!entry.ShapeEquals(slot.Shape))
-            {
-                throw CheckpointErrors.Tensor(Path, slot.Name,
-                    $"has shape {CheckpointErrors.Shape(entry.Shape)}, the model needs {slot.ShapeText}");
-            }
-        }
-
-        foreach (var entry in Header.Entries)
-        {
-            if (!layout.Contains(entry.Name))
-            {
-                throw CheckpointErrors.Tensor(Path, entry.Name,
-                    $"is not part of this model (shape {CheckpointErrors.Shape(entry.Shape)}); the config and the weights disagree");
-            }
-        }
-    }
-
-    private static int IndexOfNonFinite(ReadOnlySpan<float> values)
-    {
-        for (int i = 0; i < values.Length; i++)
-        {
-            if (!float.IsFinite(values[i]))
-            {
-                return i;
-            }
-        }
-
-        return -1;
-    }
+    /// <summary>Fills a <paramref name="layout"/>-sized buffer from this file, validated as <see cref="SafetensorsSet.LoadInto"/> does.</summary>
+    public void LoadInto(ParameterLayout layout, float[] buffer) => SafetensorsSet.Of(this).LoadInto(layout, buffer);
 
     public void Dispose() => file.Dispose();
 }

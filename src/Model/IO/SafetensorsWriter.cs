@@ -18,6 +18,10 @@ public sealed record SafetensorsTensor(string Name, int[] Shape, ReadOnlyMemory<
 /// </summary>
 public static class SafetensorsWriter
 {
+    /// <summary>The <c>__metadata__</c> key that carries <see cref="FormatVersion"/>.</summary>
+    public const string FormatKey = "k2rl_format";
+
+    /// <summary>The version of K2RL's conventions in a file it writes (tensor names, F32 routing biases).</summary>
     public const string FormatVersion = "1";
 
     private const int ChunkFloats = 1 << 18;
@@ -88,10 +92,10 @@ public static class SafetensorsWriter
             json.WriteStartObject();
             json.WriteStartObject(SafetensorsHeader.MetadataKey);
             json.WriteString("format", "pt");
-            json.WriteString("k2rl_format", FormatVersion);
+            json.WriteString(FormatKey, FormatVersion);
             foreach (var (key, value) in (metadata ?? new Dictionary<string, string>()).OrderBy(kv => kv.Key, StringComparer.Ordinal))
             {
-                if (key is not ("format" or "k2rl_format"))
+                if (key is not ("format" or FormatKey))
                 {
                     json.WriteString(key, value);
                 }

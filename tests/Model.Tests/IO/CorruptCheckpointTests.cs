@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text.Json.Nodes;
 using K2RL.Common;
 using K2RL.Model.IO;
+using K2RL.Model.Tests.Tokenization;
 
 namespace K2RL.Model.Tests.IO;
 
@@ -14,15 +15,15 @@ public sealed class CorruptCheckpointTests : IDisposable
     private const string Embed = "model.embed_tokens.weight";
     private const string QB = "model.layers.0.self_attn.q_b_proj.weight";
 
-    private readonly TempDir dir = new();
+    private readonly TempDirectory dir = new();
     private readonly ModelConfig config = IoTestFiles.TestConfig();
 
     public CorruptCheckpointTests() =>
         ModelCheckpoint.Save(dir.Path, config, IoTestFiles.RandomParameters(new ParameterLayout(config), 5));
 
-    private string Weights => dir[ModelCheckpoint.WeightsFile];
+    private string Weights => dir.At(ModelCheckpoint.WeightsFile);
 
-    private string ConfigPath => dir[ModelCheckpoint.ConfigFile];
+    private string ConfigPath => dir.At(ModelCheckpoint.ConfigFile);
 
     public void Dispose() => dir.Dispose();
 
@@ -110,6 +111,13 @@ public sealed class CorruptCheckpointTests : IDisposable
     {
         IoTestFiles.EditHeader(Weights, h => h["__metadata__"] = new JsonObject { ["format"] = 3 });
         LoadFails<CorruptFileException>("__metadata__", "format");
+    }
+
+    [Fact]
+    public void NewerK2rlFormatVersion()
+    {
+        IoTestFiles.EditHeader(Weights, h => h["__metadata__"]!["k2rl_format"] = "2");
+        LoadFails<CorruptFileException>("k2rl_format", "\"2\"", "reads version 1");
     }
 
     [Fact]
@@ -345,7 +353,106 @@ public sealed class CorruptCheckpointTests : IDisposable
         LoadFails<CorruptFileException>("model.safetensors", "not found");
         File.Delete(ConfigPath);
         LoadFails<CorruptFileException>("config.json", "missing");
-        Assert.Contains("not found", Assert.Throws<CorruptFileException>(() => ModelCheckpoint.Load(dir["nope"])).Message);
+        Assert.Contains("not found", Assert.Throws<CorruptFileException>(() => ModelCheckpoint.Load(dir.At("nope"))).Message);
+    }
+
+    // ------------------------------------------------------------------ sharded checkpoints (index + shards)
+
+    [Fact]
+    public void IndexMapsATensorToTheWrongShard()
+    {
+        string index = IoTestFiles.ShardCheckpoint(dir.Path);
+        IoTestFiles.EditIndex(index, m => m[Embed] = "model-00002-of-00002.safetensors");
+        LoadFails<CorruptFileException>(SafetensorsSet.IndexFile, Embed, "but it is in model-00001-of-00002.safetensors");
+    }
+
+    [Fact]
+    public void IndexLeavesATensorOut()
+    {
+        string index = IoTestFiles.ShardCheckpoint(dir.Path);
+        IoTestFiles.EditIndex(index, m => m.Remove(QB));
+        LoadFails<CorruptFileException>(QB, "not listed");
+    }
+
+    [Fact]
+    public void IndexNamesAShardOutsideTheDirectory()
+    {
+        string index = IoTestFiles.ShardCheckpoint(dir.Path);
+        IoTestFiles.EditIndex(index, m => m[QB] = "../model-00001-of-00002.safetensors");
+        LoadFails<CorruptFileException>(QB, "must be a file name");
+    }
+
+    [Fact]
+    public void ShardMissing()
+    {
+        IoTestFiles.ShardCheckpoint(dir.Path);
+        File.Delete(dir.At("model-00002-of-00002.safetensors"));
+        LoadFails<CorruptFileException>("model-00002-of-00002.safetensors", "not found");
+    }
+
+    [Fact]
+    public void TensorInTwoShards()
+    {
+        string index = IoTestFiles.ShardCheckpoint(dir.Path);
+        string second = dir.At("model-00002-of-00002.safetensors");
+        IoTestFiles.Edit(second, (h, d) =>
+        {
+            h[Embed] = new JsonObject
+            {
+                ["dtype"] = "F32",
+                ["shape"] = new JsonArray(64, 32),
+                ["data_offsets"] = new JsonArray(d.Length, d.Length + 64 * 32 * 4),
+            };
+            return [.. d, .. new byte[64 * 32 * 4]];
+        });
+        LoadFails<CorruptFileException>(Embed, "is also in");
+    }
+
+    [Fact]
+    public void IndexNotJson()
+    {
+        string index = IoTestFiles.ShardCheckpoint(dir.Path);
+        File.WriteAllText(index, "{\"weight_map\": [");
+        LoadFails<CorruptFileException>(SafetensorsSet.IndexFile, "not valid JSON");
+    }
+
+    [Fact]
+    public void RandomHeaderDamageIsAlwaysAnErrorNeverACrash()
+    {
+        // Fixed seed: flip one byte of the length prefix or header JSON, or cut the file short, 400 times.
+        // Each load must either succeed (a harmless change, e.g. in the padding) or fail with a K2Exception.
+        byte[] good = File.ReadAllBytes(Weights);
+        int headerEnd = 8 + (int)BinaryPrimitives.ReadUInt64LittleEndian(good);
+        var rng = new Random(12345);
+        int failures = 0;
+        for (int trial = 0; trial < 400; trial++)
+        {
+            byte[] bad = (byte[])good.Clone();
+            if (trial % 4 == 3)
+            {
+                bad = bad[..rng.Next(0, good.Length)];
+            }
+            else
+            {
+                bad[rng.Next(0, headerEnd)] = (byte)rng.Next(0, 256);
+            }
+
+            WriteRaw(bad);
+            try
+            {
+                ModelCheckpoint.Load(dir.Path);
+            }
+            catch (K2Exception)
+            {
+                failures++;
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"trial {trial}: {e.GetType().Name} instead of a K2Exception: {e.Message}");
+            }
+        }
+
+        Assert.True(failures > 300, $"only {failures} of 400 damaged files were refused");
     }
 
     /// <summary>Drops a tensor's entry and bytes, shifting the later ranges down so the rest stays well-formed.</summary>

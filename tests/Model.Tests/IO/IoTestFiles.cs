@@ -1,38 +1,18 @@
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json.Nodes;
+using K2RL.Model.IO;
+using K2RL.Model.Tests.Tokenization;
 using K2RL.Tests.Shared;
 
 namespace K2RL.Model.Tests.IO;
 
-/// <summary>A temporary directory deleted after the test.</summary>
-public sealed class TempDir : IDisposable
-{
-    public TempDir()
-    {
-        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "k2rl-io-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(Path);
-    }
-
-    public string Path { get; }
-
-    public string this[string name] => System.IO.Path.Combine(Path, name);
-
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(Path, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
-}
-
 /// <summary>Builds safetensors files byte by byte (independently of the writer) and edits existing ones.</summary>
-public static class IoTestFiles
+internal static class IoTestFiles
 {
+    /// <summary>A path inside a test's temporary directory.</summary>
+    public static string At(this TempDirectory dir, string name) => System.IO.Path.Combine(dir.Path, name);
+
     public static ModelConfig TestConfig() =>
         ModelConfig.Load(System.IO.Path.Combine(ExternalTools.RepoRoot(), "configs", "models", "k2-test.json"));
 
@@ -91,4 +71,45 @@ public static class IoTestFiles
 
     public static long[] Offsets(JsonObject header, string name) =>
         Entry(header, name)["data_offsets"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray();
+
+    /// <summary>
+    /// Splits a checkpoint's model.safetensors into two Hugging Face shards (first half of the tensors, second
+    /// half) with a model.safetensors.index.json, and deletes the single file. Returns the index's path.
+    /// </summary>
+    public static string ShardCheckpoint(string dir)
+    {
+        string single = System.IO.Path.Combine(dir, ModelCheckpoint.WeightsFile);
+        var names = new List<string>();
+        var values = new Dictionary<string, (int[] Shape, float[] Data)>();
+        using (var reader = SafetensorsReader.Open(single))
+        {
+            foreach (var e in reader.Header.Entries)
+            {
+                names.Add(e.Name);
+                values[e.Name] = (e.Shape.Select(d => (int)d).ToArray(), reader.ReadTensor(e.Name));
+            }
+        }
+
+        var weightMap = new JsonObject();
+        for (int part = 0; part < 2; part++)
+        {
+            string shard = $"model-0000{part + 1}-of-00002.safetensors";
+            var mine = names.Where((_, i) => i * 2 / names.Count == part).ToList();
+            SafetensorsWriter.Write(System.IO.Path.Combine(dir, shard),
+                mine.Select(n => new SafetensorsTensor(n, values[n].Shape, values[n].Data)).ToList());
+            mine.ForEach(n => weightMap[n] = shard);
+        }
+
+        File.Delete(single);
+        string index = System.IO.Path.Combine(dir, SafetensorsSet.IndexFile);
+        File.WriteAllText(index, new JsonObject { ["metadata"] = new JsonObject(), ["weight_map"] = weightMap }.ToJsonString());
+        return index;
+    }
+
+    public static void EditIndex(string index, Action<JsonObject> edit)
+    {
+        var json = JsonNode.Parse(File.ReadAllText(index))!.AsObject();
+        edit(json["weight_map"]!.AsObject());
+        File.WriteAllText(index, json.ToJsonString());
+    }
 }

@@ -1,5 +1,6 @@
 using K2RL.Common;
 using K2RL.Model.IO;
+using K2RL.Model.Tests.Tokenization;
 using K2RL.Model.Tokenization;
 using K2RL.Tests.Shared;
 
@@ -13,7 +14,7 @@ public class ModelCheckpointTests
         var config = IoTestFiles.TestConfig();
         var layout = new ParameterLayout(config);
         var parameters = IoTestFiles.RandomParameters(layout, seed: 1);
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         ModelCheckpoint.Save(dir.Path, config, parameters);
 
         var loaded = ModelCheckpoint.Load(dir.Path);
@@ -25,10 +26,10 @@ public class ModelCheckpointTests
             Assert.Equal(BitConverter.SingleToInt32Bits(parameters[i]), BitConverter.SingleToInt32Bits(loaded.Parameters[i]));
         }
 
-        using var reader = SafetensorsReader.Open(dir[ModelCheckpoint.WeightsFile]);
+        using var reader = SafetensorsReader.Open(dir.At(ModelCheckpoint.WeightsFile));
         Assert.Equal(layout.Tensors.Count, reader.Header.Entries.Count);
         Assert.Equal(layout.Tensors.Select(t => t.Name).Order(), reader.Header.Entries.Select(e => e.Name).Order());
-        Assert.Contains("\"torch_dtype\": \"float32\"", File.ReadAllText(dir[ModelCheckpoint.ConfigFile]));
+        Assert.Contains("\"torch_dtype\": \"float32\"", File.ReadAllText(dir.At(ModelCheckpoint.ConfigFile)));
     }
 
     [Fact]
@@ -39,7 +40,7 @@ public class ModelCheckpointTests
         var parameters = IoTestFiles.RandomParameters(layout, seed: 2);
         const string bias = "model.layers.1.mlp.gate.e_score_correction_bias";
         layout.Span(parameters, bias)[0] = 1.0001f;                         // not representable in bf16
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         ModelCheckpoint.Save(dir.Path, config, parameters, dtype: SafetensorsDType.BF16);
 
         var loaded = ModelCheckpoint.Load(dir.Path);
@@ -56,8 +57,8 @@ public class ModelCheckpointTests
         }
 
         Assert.Equal(1.0001f, loaded.Layout.Span(loaded.Parameters, bias)[0]);
-        Assert.True(new FileInfo(dir[ModelCheckpoint.WeightsFile]).Length < layout.ParameterCount * 4 * 0.6);
-        Assert.Contains("\"torch_dtype\": \"bfloat16\"", File.ReadAllText(dir[ModelCheckpoint.ConfigFile]));
+        Assert.True(new FileInfo(dir.At(ModelCheckpoint.WeightsFile)).Length < layout.ParameterCount * 4 * 0.6);
+        Assert.Contains("\"torch_dtype\": \"bfloat16\"", File.ReadAllText(dir.At(ModelCheckpoint.ConfigFile)));
     }
 
     [Fact]
@@ -65,7 +66,7 @@ public class ModelCheckpointTests
     {
         var config = IoTestFiles.TestConfig();
         var layout = new ParameterLayout(config);
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         ModelCheckpoint.Save(dir.Path, config, IoTestFiles.RandomParameters(layout, 1));
         var second = IoTestFiles.RandomParameters(layout, 2);
         ModelCheckpoint.Save(dir.Path, config, second);
@@ -74,14 +75,28 @@ public class ModelCheckpointTests
     }
 
     [Fact]
+    public void ShardedCheckpointWithAnIndexLoadsTheSameWeights()
+    {
+        var config = IoTestFiles.TestConfig();
+        var parameters = IoTestFiles.RandomParameters(new ParameterLayout(config), seed: 6);
+        using var dir = new TempDirectory();
+        ModelCheckpoint.Save(dir.Path, config, parameters);
+        IoTestFiles.ShardCheckpoint(dir.Path);
+        Assert.False(File.Exists(dir.At(ModelCheckpoint.WeightsFile)));
+
+        var loaded = ModelCheckpoint.Load(dir.Path);
+        Assert.Equal(parameters, loaded.Parameters);
+    }
+
+    [Fact]
     public void TokenizerTravelsWithTheCheckpoint()
     {
         var config = ModelConfig.Load(Path.Combine(ExternalTools.RepoRoot(), "configs", "models", "k2-nano.json"));
         var layout = new ParameterLayout(config);
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         ModelCheckpoint.Save(dir.Path, config, IoTestFiles.RandomParameters(layout, 1), BpeTokenizer.ByteLevel());
-        Assert.True(File.Exists(dir[BpeTokenizer.RankFileName]));
-        Assert.True(File.Exists(dir[BpeTokenizer.ConfigFileName]));
+        Assert.True(File.Exists(dir.At(BpeTokenizer.RankFileName)));
+        Assert.True(File.Exists(dir.At(BpeTokenizer.ConfigFileName)));
         Assert.Equal(4, Directory.GetFileSystemEntries(dir.Path).Length);    // no temporary folder left
 
         var loaded = ModelCheckpoint.Load(dir.Path);
@@ -97,7 +112,7 @@ public class ModelCheckpointTests
     {
         var config = IoTestFiles.TestConfig();                              // vocab_size 64 < 256 bytes + specials
         var parameters = IoTestFiles.RandomParameters(new ParameterLayout(config), 1);
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         var e = Assert.Throws<ConfigException>(() => ModelCheckpoint.Save(dir.Path, config, parameters, BpeTokenizer.ByteLevel()));
         Assert.Contains("vocab_size", e.Message);
         Assert.Contains("267", e.Message);
@@ -109,13 +124,13 @@ public class ModelCheckpointTests
         Assert.Contains("vocab_size", bad.Message);
     }
 
-    private static string WithoutTokenizer(TempDir dir)
+    private static string WithoutTokenizer(TempDirectory dir)
     {
-        string copy = dir["copy"];
+        string copy = dir.At("copy");
         Directory.CreateDirectory(copy);
         foreach (string name in new[] { ModelCheckpoint.WeightsFile, ModelCheckpoint.ConfigFile })
         {
-            File.Copy(dir[name], Path.Combine(copy, name));
+            File.Copy(dir.At(name), Path.Combine(copy, name));
         }
 
         return copy;
@@ -127,7 +142,7 @@ public class ModelCheckpointTests
         var config = IoTestFiles.TestConfig();
         var layout = new ParameterLayout(config);
         var parameters = IoTestFiles.RandomParameters(layout, seed: 4);
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         ModelCheckpoint.Save(dir.Path, config, parameters);
 
         var mine = new float[layout.TotalLength];
@@ -142,26 +157,26 @@ public class ModelCheckpointTests
     public void ManifestChecksumsEveryFileAndCatchesAChange()
     {
         var config = IoTestFiles.TestConfig();
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         ModelCheckpoint.Save(dir.Path, config, IoTestFiles.RandomParameters(new ParameterLayout(config), 1));
-        Directory.CreateDirectory(dir["sub"]);
-        File.WriteAllText(Path.Combine(dir["sub"], "abc.txt"), "abc");
+        Directory.CreateDirectory(dir.At("sub"));
+        File.WriteAllText(Path.Combine(dir.At("sub"), "abc.txt"), "abc");
         Checksums.WriteManifest(dir.Path);
 
-        string manifest = File.ReadAllText(dir[Checksums.ManifestName]);
+        string manifest = File.ReadAllText(dir.At(Checksums.ManifestName));
         Assert.Contains("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  sub/abc.txt\n", manifest);   // sha256("abc")
         Assert.Equal(3, manifest.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
         Checksums.VerifyManifest(dir.Path);
 
-        File.WriteAllText(Path.Combine(dir["sub"], "abc.txt"), "abd");
+        File.WriteAllText(Path.Combine(dir.At("sub"), "abc.txt"), "abd");
         var changed = Assert.Throws<CorruptFileException>(() => Checksums.VerifyManifest(dir.Path));
         Assert.Contains("abc.txt", changed.Message);
 
-        File.Delete(Path.Combine(dir["sub"], "abc.txt"));
+        File.Delete(Path.Combine(dir.At("sub"), "abc.txt"));
         Assert.Contains("missing", Assert.Throws<CorruptFileException>(() => Checksums.VerifyManifest(dir.Path)).Message);
 
         Checksums.WriteManifest(dir.Path);
-        File.WriteAllText(dir["extra.bin"], "x");
+        File.WriteAllText(dir.At("extra.bin"), "x");
         Assert.Contains("extra.bin", Assert.Throws<CorruptFileException>(() => Checksums.VerifyManifest(dir.Path)).Message);
     }
 }

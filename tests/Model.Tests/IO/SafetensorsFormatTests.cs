@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using K2RL.Common;
 using K2RL.Model.IO;
+using K2RL.Model.Tests.Tokenization;
 
 namespace K2RL.Model.Tests.IO;
 
@@ -12,8 +13,8 @@ public class SafetensorsFormatTests
     [Fact]
     public void WrittenFileHasTheSafetensorsLayout()
     {
-        using var dir = new TempDir();
-        string path = dir["a.safetensors"];
+        using var dir = new TempDirectory();
+        string path = dir.At("a.safetensors");
         SafetensorsWriter.Write(path,
         [
             new SafetensorsTensor("b", [2, 3], new float[] { 1, 2, 3, 4, 5, 6 }, SafetensorsDType.BF16),
@@ -51,9 +52,9 @@ public class SafetensorsFormatTests
             BinaryPrimitives.WriteSingleLittleEndian(data.AsSpan(4 * i), i + 1);
         }
 
-        using var dir = new TempDir();
-        File.WriteAllBytes(dir["ref.safetensors"], IoTestFiles.Compose(json, data));
-        using var reader = SafetensorsReader.Open(dir["ref.safetensors"]);
+        using var dir = new TempDirectory();
+        File.WriteAllBytes(dir.At("ref.safetensors"), IoTestFiles.Compose(json, data));
+        using var reader = SafetensorsReader.Open(dir.At("ref.safetensors"));
         Assert.Equal(new long[] { 2, 2 }, reader.Header.Entries.Single().Shape);
         Assert.Empty(reader.Header.Metadata);
         Assert.Equal(new float[] { 1, 2, 3, 4 }, reader.ReadTensor("w"));
@@ -75,9 +76,9 @@ public class SafetensorsFormatTests
 
         string json = "{\"x\":{\"dtype\":\"BF16\",\"shape\":[6],\"data_offsets\":[0,12]},"
                       + "\"y\":{\"dtype\":\"F16\",\"shape\":[2,3],\"data_offsets\":[12,24]}}";
-        using var dir = new TempDir();
-        File.WriteAllBytes(dir["h.safetensors"], IoTestFiles.Compose(json, data));
-        using var reader = SafetensorsReader.Open(dir["h.safetensors"]);
+        using var dir = new TempDirectory();
+        File.WriteAllBytes(dir.At("h.safetensors"), IoTestFiles.Compose(json, data));
+        using var reader = SafetensorsReader.Open(dir.At("h.safetensors"));
         float[] x = reader.ReadTensor("x");
         float[] y = reader.ReadTensor("y");
         for (int i = 0; i < 6; i++)
@@ -105,12 +106,12 @@ public class SafetensorsFormatTests
     [Fact]
     public void WritingAValueThatDoesNotFitF16NamesTheTensorAndElement()
     {
-        using var dir = new TempDir();
-        var e = Assert.Throws<K2Exception>(() => SafetensorsWriter.Write(dir["o.safetensors"],
+        using var dir = new TempDirectory();
+        var e = Assert.Throws<K2Exception>(() => SafetensorsWriter.Write(dir.At("o.safetensors"),
             [new SafetensorsTensor("big", [3], new float[] { 1, 70000, 2 }, SafetensorsDType.F16)]));
         Assert.Contains("\"big\"", e.Message);
         Assert.Contains("element 1", e.Message);
-        Assert.False(File.Exists(dir["o.safetensors"]));
+        Assert.False(File.Exists(dir.At("o.safetensors")));
         Assert.Empty(Directory.GetFiles(dir.Path));                          // no temp file left behind
     }
 
@@ -128,9 +129,9 @@ public class SafetensorsFormatTests
             values[i] = (float)(rng.NextDouble() * 20 - 10);
         }
 
-        using var dir = new TempDir();
-        SafetensorsWriter.Write(dir["l.safetensors"], [new SafetensorsTensor("v", [values.Length], values, dtype)]);
-        using var reader = SafetensorsReader.Open(dir["l.safetensors"]);
+        using var dir = new TempDirectory();
+        SafetensorsWriter.Write(dir.At("l.safetensors"), [new SafetensorsTensor("v", [values.Length], values, dtype)]);
+        using var reader = SafetensorsReader.Open(dir.At("l.safetensors"));
         float[] back = reader.ReadTensor("v");
         for (int i = 0; i < values.Length; i++)
         {
@@ -150,8 +151,8 @@ public class SafetensorsFormatTests
     [Fact]
     public void AFailedWriteLeavesTheOldFileIntact()
     {
-        using var dir = new TempDir();
-        string path = dir["keep.txt"];
+        using var dir = new TempDirectory();
+        string path = dir.At("keep.txt");
         AtomicFile.WriteAllText(path, "old");
         Assert.Throws<InvalidOperationException>(() => AtomicFile.Write(path, s =>
         {
@@ -160,5 +161,30 @@ public class SafetensorsFormatTests
         }));
         Assert.Equal("old", File.ReadAllText(path));
         Assert.Single(Directory.GetFiles(dir.Path));
+    }
+
+    [Fact]
+    public void ADirectoryAppearsWholeOrNotAtAll()
+    {
+        using var dir = new TempDirectory();
+        string target = dir.At("step-1");
+        Assert.Throws<InvalidOperationException>(() => AtomicFile.WriteDirectory(target, tmp =>
+        {
+            File.WriteAllText(Path.Combine(tmp, "a.txt"), "a");
+            throw new InvalidOperationException("crash while writing the checkpoint");
+        }));
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));              // neither the target nor the temporary
+
+        AtomicFile.WriteDirectory(target, tmp =>
+        {
+            Directory.CreateDirectory(Path.Combine(tmp, "sub"));
+            File.WriteAllText(Path.Combine(tmp, "sub", "b.txt"), "b");
+        });
+        Assert.Equal("b", File.ReadAllText(Path.Combine(target, "sub", "b.txt")));
+        Assert.Throws<K2Exception>(() => AtomicFile.WriteDirectory(target, _ => { }));
+
+        AtomicFile.WriteDirectory(target, tmp => File.WriteAllText(Path.Combine(tmp, "c.txt"), "c"), replace: true);
+        Assert.Equal(new[] { "c.txt" }, Directory.GetFileSystemEntries(target).Select(Path.GetFileName));
+        Assert.Equal(new[] { "step-1" }, Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));
     }
 }

@@ -1,0 +1,212 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using K2RL.Common;
+using K2RL.Common.Logging;
+using K2RL.Trainer.Pretraining;
+using Serilog;
+using Spectre.Console;
+
+namespace K2RL.Cli.Commands;
+
+/// <summary>
+/// <c>k2rl pretrain --job FILE --run-dir DIR [--resume] [--max-steps N]</c>: the pretraining job. Results go to
+/// stdout (one JSON object), progress and logs to stderr. Ctrl-C and SIGTERM write a checkpoint and exit.
+/// </summary>
+public sealed class PretrainCommand : ICommandProvider
+{
+    public string Group => "";
+
+    internal sealed record PretrainOptions(string Job, string RunDir, bool Resume, long? MaxSteps);
+
+    public IEnumerable<Command> Build(CliContext context)
+    {
+        var job = new Option<string>("--job") { Description = "Job file (YAML), e.g. configs/jobs/pretrain-nano.yaml", Required = true };
+        var runDir = new Option<string>("--run-dir") { Description = "Run directory (checkpoints, metrics.jsonl, logs)", Required = true };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the run directory's newest good checkpoint" };
+        var maxSteps = new Option<long?>("--max-steps") { Description = "Stop (with a checkpoint) once this many steps are done" };
+        var command = new Command("pretrain", "Pretrain a K2-style MoE with MuonClip (or AdamW) from a job file") { job, runDir, resume, maxSteps };
+        // A synchronous action: the job handles SIGINT/SIGTERM itself so it can checkpoint before exiting.
+        command.SetAction(parse => Run(context, new PretrainOptions(parse.GetValue(job)!, parse.GetValue(runDir)!, parse.GetValue(resume), parse.GetValue(maxSteps))));
+        yield return command;
+        yield return EvalCommand(context);
+    }
+
+    internal sealed record EvalOptions(string Checkpoint, string[] Kinds, int Tasks, int Difficulty, int MaxNewTokens, long Seed);
+
+    private static Command EvalCommand(CliContext context)
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "A checkpoint folder (runs/NAME/checkpoints/step-N) or a run directory (its LATEST)", Required = true };
+        var kinds = new Option<string[]>("--task") { Description = "Task kinds (default: arithmetic countdown list_ops)", AllowMultipleArgumentsPerToken = true };
+        var tasks = new Option<int>("--tasks") { Description = "Held-out tasks per kind", DefaultValueFactory = _ => 50 };
+        var difficulty = new Option<int>("--difficulty") { Description = "Task difficulty", DefaultValueFactory = _ => 1 };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Greedy decoding budget per response", DefaultValueFactory = _ => 256 };
+        var seed = new Option<long>("--seed") { Description = "First task seed", DefaultValueFactory = _ => 1 };
+        var command = new Command("eval-base", "Held-out accuracy of a pretrained base on the synthetic tasks (greedy decoding, Gym verifiers)")
+            { checkpoint, kinds, tasks, difficulty, maxNew, seed };
+        command.SetAction(parse => Eval(context, new EvalOptions(parse.GetValue(checkpoint)!, parse.GetValue(kinds) ?? [],
+            parse.GetValue(tasks), parse.GetValue(difficulty), parse.GetValue(maxNew), parse.GetValue(seed))));
+        return command;
+    }
+
+    internal static int Eval(CliContext context, EvalOptions options)
+    {
+        string dir = options.Checkpoint;
+        string latest = Path.Combine(dir, K2RL.Trainer.Checkpointing.RunDirectory.LatestName);
+        if (File.Exists(latest))
+        {
+            dir = Path.Combine(dir, File.ReadAllText(latest).Trim());
+        }
+
+        if (K2RL.Trainer.Checkpointing.RunDirectory.Verify(dir) is { } problem)
+        {
+            throw new CorruptFileException(dir, $"checkpoint refused: {problem}");
+        }
+
+        var config = K2RL.Model.ModelConfig.Load(Path.Combine(dir, Pretrainer.ConfigFile));
+        var layout = new K2RL.Model.ParameterLayout(config);
+        var parameters = layout.NewBuffer();
+        K2RL.Trainer.Checkpointing.SafeTensorsFile.Load(Path.Combine(dir, Pretrainer.WeightsFile), layout, parameters);
+        var tokenizer = K2RL.Model.Tokenization.BpeTokenizer.Load(dir);
+        string[] kinds = options.Kinds.Length > 0 ? options.Kinds : ["arithmetic", "countdown", "list_ops"];
+        var results = HeldOutEval.Run(config, parameters, tokenizer, kinds, options.Tasks, options.Difficulty, options.MaxNewTokens,
+            options.Seed, line => context.Error.WriteLine(line));
+        foreach (var r in results)
+        {
+            context.Out.WriteLine(System.Text.Json.JsonSerializer.Serialize(new
+            {
+                kind = r.Kind,
+                tasks = r.Tasks,
+                correct = r.Correct,
+                accuracy = Math.Round(r.Accuracy, 4),
+                with_answer_line = r.WithAnswerLine,
+                mean_response_tokens = Math.Round(r.MeanResponseTokens, 1),
+                checkpoint = dir,
+            }));
+        }
+
+        return 0;
+    }
+
+    internal static int Run(CliContext context, PretrainOptions options, Func<K2RL.Model.ModelConfig, ITrainableModel>? modelFactory = null)
+    {
+        var corpus = SyntheticCorpus.FromGym();
+        var job = JobConfig.Load(options.Job, corpus.Kinds);   // every check before any work
+        if (options.MaxSteps is <= 0)
+        {
+            throw new ConfigException($"--max-steps must be > 0, got {options.MaxSteps}");
+        }
+
+        var run = new K2RL.Trainer.Checkpointing.RunDirectory(options.RunDir);
+        run.Create();
+        using var log = K2Log.Create(jsonFile: Path.Combine(run.Logs, "pretrain.json"));
+        var encoder = CreateEncoder(job, corpus, run.Root, log);
+        var model = (modelFactory ?? TrainableModels.Create)(job.Model);
+        var trainer = new Pretrainer(job, options.RunDir, model, corpus, encoder, log);
+
+        using var stop = new CancellationTokenSource();
+        void OnSignal(PosixSignalContext ctx)
+        {
+            ctx.Cancel = true;   // keep running until the checkpoint is written
+            if (!stop.IsCancellationRequested)
+            {
+                log.Warning("{Signal}: stopping after this step and writing a checkpoint", ctx.Signal);
+                stop.Cancel();
+            }
+        }
+
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
+        PretrainResult result;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(context.Error) });
+        if (console.Profile.Capabilities.Interactive && !Console.IsErrorRedirected)
+        {
+            result = null!;
+            console.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("pretrain", maxValue: job.Steps);
+                    result = trainer.Train(options.Resume, options.MaxSteps, stop.Token, new SpectreObserver(task));
+                });
+        }
+        else
+        {
+            result = trainer.Train(options.Resume, options.MaxSteps, stop.Token, new LogObserver(log));
+        }
+
+        context.Out.WriteLine(System.Text.Json.JsonSerializer.Serialize(new
+        {
+            reason = result.Reason.ToString().ToLowerInvariant(),
+            step = result.Step,
+            checkpoint = result.Checkpoint,
+            loss = float.IsFinite(result.LastLoss) ? result.LastLoss : (float?)null,
+        }));
+        return result.Reason switch
+        {
+            StopReason.Completed or StopReason.MaxSteps => 0,
+            StopReason.Interrupted => 130,
+            _ => 1,
+        };
+    }
+
+    /// <summary>The job's tokenizer; "train" trains once per run and keeps it in RUN_DIR/tokenizer.</summary>
+    private static BpeTextEncoder CreateEncoder(JobConfig job, SyntheticCorpus corpus, string runDir, ILogger log)
+    {
+        string saved = Path.Combine(runDir, "tokenizer");
+        if (job.Tokenizer == "train" && File.Exists(Path.Combine(saved, K2RL.Model.Tokenization.BpeTokenizer.ConfigFileName)))
+        {
+            return BpeTextEncoder.Create(saved, job.Model.VocabSize, () => []);
+        }
+
+        var encoder = BpeTextEncoder.Create(job.Tokenizer, job.Model.VocabSize, () => TokenizerSample(job, corpus),
+            line => log.Information("tokenizer: {Line}", line));
+        if (job.Tokenizer == "train")
+        {
+            encoder.Tokenizer.Save(saved);
+        }
+
+        return encoder;
+    }
+
+    /// <summary>Documents for tokenizer training: a separate stream (seed + 1) so it does not touch the training cursor.</summary>
+    private static IEnumerable<string> TokenizerSample(JobConfig job, SyntheticCorpus corpus)
+    {
+        var docs = new DocumentStream(job.Seed + 1, job.Data, corpus);
+        for (int i = 0; i < 4000; i++)
+        {
+            yield return docs.Next().Text;
+        }
+    }
+
+    private sealed class SpectreObserver(ProgressTask task) : IStepObserver
+    {
+        public void OnStart(long firstStep, long totalSteps) => task.Value = firstStep;
+
+        public void OnStep(StepMetrics m, long totalSteps)
+        {
+            task.Value = m.Step;
+            task.Description = $"step {m.Step}/{totalSteps} loss {m.Loss:F4} max-logit {m.MaxLogit:F1} {m.TokensPerS:F0} tok/s";
+        }
+    }
+
+    private sealed class LogObserver(ILogger log) : IStepObserver
+    {
+        private long every = 1;
+
+        public void OnStart(long firstStep, long totalSteps)
+        {
+            every = Math.Max(1, totalSteps / 50);
+            log.Information("pretraining from step {First} to {Total}", firstStep, totalSteps);
+        }
+
+        public void OnStep(StepMetrics m, long totalSteps)
+        {
+            if (m.Step % every == 0 || m.Step == totalSteps)
+            {
+                log.Information("step {Step}/{Total} loss {Loss:F4} lr {Lr:G3} grad-norm {Norm:F3} max-logit {MaxLogit:F1} clipped {Clipped} balance {Balance:F2} {Tps:F0} tok/s",
+                    m.Step, totalSteps, m.Loss, m.Lr, m.GradNorm, m.MaxLogit, m.ClippedHeads, m.ExpertLoadMaxOverMean, m.TokensPerS);
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+using System.Globalization;
+using K2RL.Common;
+using Serilog;
+
+namespace K2RL.Trainer.Checkpointing;
+
+/// <summary>
+/// The run-directory contract (DESIGN.md): checkpoints/step-N/ written in a temporary folder, fsynced, renamed;
+/// a MANIFEST with the SHA-256 of every file; LATEST, written last by atomic rename, the only pointer a resume
+/// trusts. A checkpoint whose checksums do not match is refused and the next older good one is used.
+/// </summary>
+public sealed class RunDirectory
+{
+    public const string ManifestName = "MANIFEST";
+    public const string LatestName = "LATEST";
+
+    private readonly ILogger log;
+
+    public RunDirectory(string root, ILogger? log = null)
+    {
+        Root = Path.GetFullPath(root);
+        this.log = log ?? Serilog.Core.Logger.None;
+    }
+
+    public string Root { get; }
+
+    public string Checkpoints => Path.Combine(Root, "checkpoints");
+
+    public string Metrics => Path.Combine(Root, "metrics.jsonl");
+
+    public string Logs => Path.Combine(Root, "logs");
+
+    public string LatestPath => Path.Combine(Root, LatestName);
+
+    public static string StepName(long step) => "step-" + step.ToString(CultureInfo.InvariantCulture);
+
+    public void Create()
+    {
+        Directory.CreateDirectory(Checkpoints);
+        Directory.CreateDirectory(Logs);
+    }
+
+    /// <summary>
+    /// Writes checkpoint <paramref name="step"/>: <paramref name="writeFiles"/> fills a temporary folder (each file
+    /// fsynced), MANIFEST is added, the folder is renamed to step-N, then LATEST is replaced atomically. Older
+    /// checkpoints beyond <paramref name="keep"/> are removed afterwards. Returns the checkpoint folder.
+    /// </summary>
+    public string Save(long step, Action<string> writeFiles, int keep = 3)
+    {
+        Create();
+        string name = StepName(step);
+        string tmp = Path.Combine(Checkpoints, $".tmp-{name}-{Environment.ProcessId}");
+        if (Directory.Exists(tmp))
+        {
+            Directory.Delete(tmp, recursive: true);
+        }
+
+        Directory.CreateDirectory(tmp);
+        writeFiles(tmp);
+        var lines = Directory.GetFiles(tmp).Select(Path.GetFileName).Order(StringComparer.Ordinal)
+            .Select(f => $"{DurableFile.Sha256(Path.Combine(tmp, f!))}  {f}");
+        DurableFile.WriteText(Path.Combine(tmp, ManifestName), string.Join('\n', lines) + "\n");
+        DurableFile.SyncDirectory(tmp);
+
+        string final = Path.Combine(Checkpoints, name);
+        if (Directory.Exists(final))
+        {
+            // Same step written again (e.g. stop right after a periodic checkpoint): replace it, never half-way.
+            string old = final + $".old-{Environment.ProcessId}";
+            Directory.Move(final, old);
+            Directory.Move(tmp, final);
+            Directory.Delete(old, recursive: true);
+        }
+        else
+        {
+            Directory.Move(tmp, final);
+        }
+
+        DurableFile.SyncDirectory(Checkpoints);
+        DurableFile.ReplaceText(LatestPath, Path.Combine("checkpoints", name) + "\n");
+        Prune(keep, name);
+        return final;
+    }
+
+    /// <summary>Checks a checkpoint folder against its MANIFEST; returns null when good, else what is wrong.</summary>
+    public static string? Verify(string dir)
+    {
+        string manifest = Path.Combine(dir, ManifestName);
+        if (!File.Exists(manifest))
+        {
+            return "no MANIFEST";
+        }
+
+        var listed = new HashSet<string>(StringComparer.Ordinal);
+        foreach (string line in File.ReadAllLines(manifest).Where(l => l.Length > 0))
+        {
+            int sep = line.IndexOf("  ", StringComparison.Ordinal);
+            if (sep != 64)
+            {
+                return $"MANIFEST line \"{line}\" is malformed";
+            }
+
+            string file = line[(sep + 2)..];
+            string path = Path.Combine(dir, file);
+            if (file.Contains('/') || !File.Exists(path))
+            {
+                return $"{file} is listed in MANIFEST but missing";
+            }
+
+            if (DurableFile.Sha256(path) != line[..sep])
+            {
+                return $"{file} does not match its MANIFEST checksum";
+            }
+
+            listed.Add(file);
+        }
+
+        return listed.Count == 0 ? "MANIFEST lists no files" : null;
+    }
+
+    /// <summary>
+    /// The newest good checkpoint: LATEST's target if it verifies, else older step-N folders, newest first, each
+    /// refused with a warning when its checksums fail. <paramref name="load"/> is tried on each good candidate;
+    /// a <see cref="CorruptFileException"/> from it also moves on to the next. Null when none is usable.
+    /// </summary>
+    public (long Step, string Dir)? LoadLatest(Action<string> load)
+    {
+        if (!File.Exists(LatestPath))
+        {
+            return null;
+        }
+
+        string target = File.ReadAllText(LatestPath).Trim();
+        long latestStep = ParseStep(Path.GetFileName(target)) ?? long.MaxValue;
+        var candidates = new List<(long, string)>();
+        string latestDir = Path.Combine(Root, target);
+        if (Directory.Exists(latestDir) && ParseStep(Path.GetFileName(target)) is { } ls)
+        {
+            candidates.Add((ls, latestDir));
+        }
+        else
+        {
+            log.Warning("LATEST points to {Target}, which is not a checkpoint folder", target);
+        }
+
+        if (Directory.Exists(Checkpoints))
+        {
+            candidates.AddRange(Directory.GetDirectories(Checkpoints)
+                .Select(d => (Step: ParseStep(Path.GetFileName(d)), Dir: d))
+                .Where(c => c.Step is { } s && s < latestStep)
+                .Select(c => (c.Step!.Value, c.Dir))
+                .OrderByDescending(c => c.Item1));
+        }
+
+        foreach (var (step, dir) in candidates)
+        {
+            string? problem = Verify(dir);
+            if (problem is not null)
+            {
+                log.Warning("checkpoint {Dir} refused: {Problem}; falling back to an older one", dir, problem);
+                continue;
+            }
+
+            try
+            {
+                load(dir);
+                return (step, dir);
+            }
+            catch (CorruptFileException e)
+            {
+                log.Warning("checkpoint {Dir} refused: {Problem}; falling back to an older one", dir, e.Message);
+            }
+        }
+
+        return null;
+    }
+
+    private void Prune(int keep, string current)
+    {
+        var steps = Directory.GetDirectories(Checkpoints)
+            .Select(d => (Step: ParseStep(Path.GetFileName(d)), Dir: d))
+            .Where(c => c.Step is not null && Path.GetFileName(c.Dir) != current)
+            .OrderByDescending(c => c.Step)
+            .Skip(Math.Max(0, keep - 1));
+        foreach (var (_, dir) in steps)
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    internal static long? ParseStep(string name) =>
+        name.StartsWith("step-", StringComparison.Ordinal)
+        && long.TryParse(name.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out long s) ? s : null;
+}

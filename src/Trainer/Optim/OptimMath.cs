@@ -1,0 +1,96 @@
+using K2RL.Kernels;
+
+namespace K2RL.Trainer.Optim;
+
+/// <summary>
+/// The optimizer math as pure functions over spans (SPEC §2). Nothing here holds state: the moments live
+/// in flat buffers of the parameter layout and <see cref="Optimizer"/> walks them.
+/// </summary>
+public static class OptimMath
+{
+    /// <summary>Quintic Newton–Schulz, 5 steps, via the kernel: output[rows, cols] ≈ U Vᵀ of g (singular values ~0.5–1.5).</summary>
+    public static void NewtonSchulz5(Span<float> output, ReadOnlySpan<float> g, int rows, int cols, int steps = 5)
+        => NewtonSchulz.Orthogonalize(output, g, rows, cols, steps);
+
+    /// <summary>Moonlight's RMS-matching factor for an A×B matrix: 0.2·sqrt(max(A, B)).</summary>
+    public static float MuonScale(int rows, int cols) => 0.2f * MathF.Sqrt(Math.Max(rows, cols));
+
+    /// <summary>
+    /// One Muon step for W[rows, cols] (Moonlight form, K2 Algorithm 1):
+    /// M = mu·M + G; X = nesterov ? G + mu·M : M; O = NS5(X)·0.2·sqrt(max(A,B)); W = W − lr·(O + wd·W).
+    /// <paramref name="scratchIn"/> and <paramref name="scratchOut"/> hold rows·cols floats each.
+    /// </summary>
+    public static void MuonUpdate(Span<float> param, ReadOnlySpan<float> grad, Span<float> momentum,
+        Span<float> scratchIn, Span<float> scratchOut, int rows, int cols,
+        float lr, float mu, bool nesterov, float wd, int nsSteps = 5)
+    {
+        int n = rows * cols;
+        if (param.Length < n || grad.Length < n || momentum.Length < n || scratchIn.Length < n || scratchOut.Length < n)
+        {
+            throw new ArgumentException($"MuonUpdate: a span is shorter than the [{rows}, {cols}] matrix");
+        }
+
+        for (int i = 0; i < n; i++)
+        {
+            float m = mu * momentum[i] + grad[i];
+            momentum[i] = m;
+            scratchIn[i] = nesterov ? grad[i] + mu * m : m;
+        }
+
+        NewtonSchulz5(scratchOut[..n], scratchIn[..n], rows, cols, nsSteps);
+        float scale = MuonScale(rows, cols);
+        for (int i = 0; i < n; i++)
+        {
+            param[i] -= lr * (scratchOut[i] * scale + wd * param[i]);
+        }
+    }
+
+    /// <summary>
+    /// One AdamW step (decoupled weight decay) with bias correction; <paramref name="step"/> counts from 1.
+    /// </summary>
+    public static void AdamUpdate(Span<float> param, ReadOnlySpan<float> grad, Span<float> m, Span<float> v,
+        long step, float lr, float beta1, float beta2, float eps, float wd)
+    {
+        float c1 = 1f - MathF.Pow(beta1, step);
+        float c2 = 1f - MathF.Pow(beta2, step);
+        for (int i = 0; i < param.Length; i++)
+        {
+            float g = grad[i];
+            float mi = beta1 * m[i] + (1f - beta1) * g;
+            float vi = beta2 * v[i] + (1f - beta2) * g * g;
+            m[i] = mi;
+            v[i] = vi;
+            float mHat = mi / c1;
+            float vHat = vi / c2;
+            param[i] -= lr * (mHat / (MathF.Sqrt(vHat) + eps) + wd * param[i]);
+        }
+    }
+
+    /// <summary>Global L2 norm of a gradient buffer (double accumulation, fixed order).</summary>
+    public static double GlobalNorm(ReadOnlySpan<float> grad)
+    {
+        double s = 0;
+        for (int i = 0; i < grad.Length; i++)
+        {
+            s += (double)grad[i] * grad[i];
+        }
+
+        return Math.Sqrt(s);
+    }
+
+    /// <summary>Scales the gradient so its global norm is at most <paramref name="maxNorm"/>; returns the norm before clipping.</summary>
+    public static double ClipGlobalNorm(Span<float> grad, double maxNorm)
+    {
+        double norm = GlobalNorm(grad);
+        if (maxNorm > 0 && norm > maxNorm && double.IsFinite(norm))
+        {
+            float f = (float)(maxNorm / (norm + 1e-6));
+            for (int i = 0; i < grad.Length; i++)
+            {
+                grad[i] *= f;
+            }
+        }
+
+        return norm;
+    }
+}

@@ -1,0 +1,177 @@
+using System.Buffers.Binary;
+using K2RL.Common;
+using K2RL.Model;
+
+namespace K2RL.Trainer.Optim;
+
+/// <summary>Optimizer hyperparameters (job file section `optimizer`). lr comes from the schedule each step.</summary>
+public sealed record OptimizerSettings
+{
+    /// <summary>"muonclip" (Muon + QK-Clip), "muon" (no clip) or "adamw" (every tensor AdamW).</summary>
+    public string Kind { get; init; } = "muonclip";
+
+    public float Lr { get; init; } = 0.02f;
+
+    public float WeightDecay { get; init; } = 0.1f;
+
+    public float Momentum { get; init; } = 0.95f;
+
+    public bool Nesterov { get; init; } = true;
+
+    public int NsSteps { get; init; } = 5;
+
+    public float Beta1 { get; init; } = 0.9f;
+
+    public float Beta2 { get; init; } = 0.95f;
+
+    public float Eps { get; init; } = 1e-8f;
+
+    /// <summary>QK-Clip threshold on the max pre-softmax logit (K2: 100).</summary>
+    public float QkClipTau { get; init; } = 100f;
+
+    /// <summary>Global gradient-norm clip; 0 turns it off.</summary>
+    public float GradClip { get; init; } = 1f;
+
+    public bool UsesMuon => Kind is "muonclip" or "muon";
+
+    public bool UsesQkClip => Kind == "muonclip";
+}
+
+/// <summary>
+/// The thin stateful wrapper: walks the layout once per step and applies <see cref="OptimMath.MuonUpdate"/>
+/// or <see cref="OptimMath.AdamUpdate"/> to each tensor as <see cref="ParameterRouting"/> says. State is two
+/// layout-sized buffers (Muon momentum / Adam first moment share <see cref="M"/>; <see cref="V"/> is Adam's
+/// second moment) and the step count. Muon matrices are independent, so they run in parallel; each tensor's
+/// arithmetic is fixed, so the result does not depend on the thread count.
+/// </summary>
+public sealed class Optimizer
+{
+    private const uint Magic = 0x4F32_4B32; // "K2O" + version byte follows
+    private const int Version = 1;
+
+    private readonly ParamGroup[] groups;
+    private readonly int maxThreads;
+
+    public Optimizer(ParameterLayout layout, OptimizerSettings settings, int maxThreads = 0)
+    {
+        Layout = layout;
+        Settings = settings;
+        groups = ParameterRouting.Resolve(layout, settings.UsesMuon);
+        M = layout.NewBuffer();
+        V = layout.NewBuffer();
+        this.maxThreads = maxThreads > 0 ? maxThreads : Environment.ProcessorCount;
+    }
+
+    public ParameterLayout Layout { get; }
+
+    public OptimizerSettings Settings { get; }
+
+    /// <summary>Muon momentum or Adam first moment, layout-shaped.</summary>
+    public float[] M { get; }
+
+    /// <summary>Adam second moment, layout-shaped (zero for Muon tensors).</summary>
+    public float[] V { get; }
+
+    /// <summary>Steps taken (Adam's bias correction uses Step after increment).</summary>
+    public long Step { get; private set; }
+
+    public ParamGroup GroupOf(int tensorIndex) => groups[tensorIndex];
+
+    /// <summary>Applies one step with learning rate <paramref name="lr"/>. Gradients are read, not changed.</summary>
+    public void Apply(float[] parameters, float[] gradients, float lr)
+    {
+        Step++;
+        var s = Settings;
+        var tensors = Layout.Tensors;
+        var muon = new List<TensorSlot>();
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            var t = tensors[i];
+            switch (groups[i])
+            {
+                case ParamGroup.AdamW:
+                    OptimMath.AdamUpdate(t.Of(parameters), t.Of(gradients), t.Of(M), t.Of(V), Step, lr, s.Beta1, s.Beta2, s.Eps, s.WeightDecay);
+                    break;
+                case ParamGroup.Muon:
+                    muon.Add(t);
+                    break;
+            }
+        }
+
+        // Largest first, so the parallel loop ends evenly.
+        muon.Sort((a, b) => b.Length.CompareTo(a.Length));
+        Parallel.ForEach(muon, new ParallelOptions { MaxDegreeOfParallelism = maxThreads }, t =>
+        {
+            var scratchIn = new float[t.Length];
+            var scratchOut = new float[t.Length];
+            OptimMath.MuonUpdate(t.Of(parameters), t.Of(gradients), t.Of(M), scratchIn, scratchOut, t.Rows, t.Cols,
+                lr, s.Momentum, s.Nesterov, s.WeightDecay, s.NsSteps);
+        });
+    }
+
+    /// <summary>Writes the state: magic, version, step, tensor count, then M and V as little-endian floats.</summary>
+    public void Save(Stream stream)
+    {
+        Span<byte> head = stackalloc byte[24];
+        BinaryPrimitives.WriteUInt32LittleEndian(head, Magic);
+        BinaryPrimitives.WriteInt32LittleEndian(head[4..], Version);
+        BinaryPrimitives.WriteInt64LittleEndian(head[8..], Step);
+        BinaryPrimitives.WriteInt64LittleEndian(head[16..], Layout.TotalLength);
+        stream.Write(head);
+        WriteFloats(stream, M);
+        WriteFloats(stream, V);
+    }
+
+    /// <summary>Reads state written by <see cref="Save"/> for the same layout; throws <see cref="CorruptFileException"/> otherwise.</summary>
+    public void Load(Stream stream, string path)
+    {
+        Span<byte> head = stackalloc byte[24];
+        if (stream.ReadAtLeast(head, 24, throwOnEndOfStream: false) < 24
+            || BinaryPrimitives.ReadUInt32LittleEndian(head) != Magic)
+        {
+            throw new CorruptFileException(path, "not a K2RL optimizer state (bad magic)");
+        }
+
+        int version = BinaryPrimitives.ReadInt32LittleEndian(head[4..]);
+        if (version != Version)
+        {
+            throw new CorruptFileException(path, $"optimizer state version {version}, this build reads {Version}");
+        }
+
+        long step = BinaryPrimitives.ReadInt64LittleEndian(head[8..]);
+        long total = BinaryPrimitives.ReadInt64LittleEndian(head[16..]);
+        if (total != Layout.TotalLength)
+        {
+            throw new CorruptFileException(path, $"optimizer state holds {total} floats per moment, the model needs {Layout.TotalLength}");
+        }
+
+        ReadFloats(stream, M, path);
+        ReadFloats(stream, V, path);
+        Step = step;
+    }
+
+    private static void WriteFloats(Stream stream, float[] data)
+    {
+        var bytes = new byte[data.Length * 4];
+        for (int i = 0; i < data.Length; i++)
+        {
+            BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(i * 4), data[i]);
+        }
+
+        stream.Write(bytes);
+    }
+
+    private static void ReadFloats(Stream stream, float[] data, string path)
+    {
+        var bytes = new byte[data.Length * 4];
+        if (stream.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false) < bytes.Length)
+        {
+            throw new CorruptFileException(path, "optimizer state is truncated");
+        }
+
+        for (int i = 0; i < data.Length; i++)
+        {
+            data[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(i * 4));
+        }
+    }
+}

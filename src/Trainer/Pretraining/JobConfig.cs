@@ -1,0 +1,249 @@
+using K2RL.Common;
+using K2RL.Model;
+using K2RL.Trainer.Optim;
+
+namespace K2RL.Trainer.Pretraining;
+
+/// <summary>Where documents come from (job file section `data`).</summary>
+public sealed record DataSettings
+{
+    /// <summary>Synthetic task kinds drawn from the Gym generators; empty turns the synthetic corpus off.</summary>
+    public IReadOnlyList<string> SyntheticTasks { get; init; } = [];
+
+    /// <summary>Highest difficulty drawn for synthetic tasks (uniform in [1, max]).</summary>
+    public int SyntheticMaxDifficulty { get; init; } = 2;
+
+    /// <summary>User text (.txt: one document per blank-line-separated block) and JSONL ("text" field) files.</summary>
+    public IReadOnlyList<string> Files { get; init; } = [];
+
+    /// <summary>Share of documents taken from the files when both sources are on.</summary>
+    public float FileFraction { get; init; } = 0.5f;
+}
+
+/// <summary>A pretraining job, parsed and checked from YAML before any work starts.</summary>
+public sealed record JobConfig
+{
+    public required string ModelPath { get; init; }
+
+    public required ModelConfig Model { get; init; }
+
+    /// <summary>"bytes" (byte-level BPE without merges), "train" (BPE trained to vocab_size on the corpus at the start), or a tokenizer directory.</summary>
+    public string Tokenizer { get; init; } = "bytes";
+
+    public ulong Seed { get; init; } = 1234;
+
+    public int BatchSize { get; init; } = 8;
+
+    public int SeqLen { get; init; } = 256;
+
+    public int Steps { get; init; } = 1000;
+
+    public OptimizerSettings Optimizer { get; init; } = new();
+
+    public LrSchedule Schedule { get; init; } = new();
+
+    /// <summary>Aux-loss-free bias step (SPEC: 0.001); 0 turns the rule off.</summary>
+    public float BiasGamma { get; init; } = ExpertBalance.DefaultGamma;
+
+    /// <summary>Sequence-wise balance loss weight (SPEC: 0.0001 when on); 0 is off.</summary>
+    public float SeqAuxAlpha { get; init; }
+
+    public DataSettings Data { get; init; } = new();
+
+    public int CheckpointEvery { get; init; } = 100;
+
+    public int KeepCheckpoints { get; init; } = 3;
+
+    /// <summary>Non-finite losses in a row that stop the job.</summary>
+    public int MaxBadSteps { get; init; } = 3;
+
+    /// <summary>Threads for the optimizer (0: all cores).</summary>
+    public int Threads { get; init; }
+
+    public string SourceText { get; init; } = "";
+
+    public static JobConfig Load(string path, IReadOnlyCollection<string> syntheticKinds)
+    {
+        if (!File.Exists(path))
+        {
+            throw new ConfigException($"job file not found: {path}");
+        }
+
+        return Parse(File.ReadAllText(path), path, syntheticKinds);
+    }
+
+    public static JobConfig Parse(string text, string file, IReadOnlyCollection<string> syntheticKinds)
+    {
+        var r = YamlReader.Parse(text, file);
+        string modelRef = r.OptionalStr("model") ?? throw new ConfigException($"{file}:1: required key \"model\" (a model config.json path) is missing");
+        string modelPath = ResolvePath(modelRef, file)
+            ?? throw new ConfigException($"{file}:{r.LineOf("model")}: \"model\": no file {modelRef} (looked relative to the working directory and the job file)");
+        var model = LoadModel(modelPath, r.Section("model_overrides"));
+
+        var o = r.Section("optimizer");
+        var optimizer = new OptimizerSettings
+        {
+            Kind = o.Str("kind", "muonclip", "muonclip", "muon", "adamw"),
+            Lr = o.Float("lr", 0.02f, 0, 10, minExclusive: true),
+            WeightDecay = o.Float("weight_decay", 0.1f, 0, 1),
+            Momentum = o.Float("momentum", 0.95f, 0, 1),
+            Nesterov = o.Bool("nesterov", true),
+            NsSteps = o.Int("ns_steps", 5, 1, 20),
+            Beta1 = o.Float("beta1", 0.9f, 0, 1),
+            Beta2 = o.Float("beta2", 0.95f, 0, 1),
+            Eps = o.Float("eps", 1e-8f, 0, 1, minExclusive: true),
+            QkClipTau = o.Float("qk_clip_tau", 100f, 0, double.PositiveInfinity, minExclusive: true),
+            GradClip = o.Float("grad_clip", 1f, 0),
+        };
+        o.RejectUnknown();
+
+        var s = r.Section("schedule");
+        var schedule = new LrSchedule
+        {
+            Kind = s.Str("kind", "wsd", "wsd", "cosine", "constant"),
+            WarmupSteps = s.Int("warmup_steps", 20, 0),
+            DecayFraction = s.Float("decay_fraction", 0.2f, 0, 1),
+            MinLrRatio = s.Float("min_lr_ratio", 0.1f, 0, 1),
+        };
+        s.RejectUnknown();
+
+        var b = r.Section("balance");
+        float biasGamma = b.Float("bias_gamma", ExpertBalance.DefaultGamma, 0, 1);
+        float seqAux = b.Float("seq_aux_alpha", 0f, 0, 1);
+        b.RejectUnknown();
+
+        var d = r.Section("data");
+        var kinds = syntheticKinds.Order(StringComparer.Ordinal).ToArray();
+        var data = new DataSettings
+        {
+            SyntheticTasks = d.StrList("synthetic", kinds, kinds),
+            SyntheticMaxDifficulty = d.Int("max_difficulty", 2, 1, 10),
+            Files = d.StrList("files", []).Select(f => ResolvePath(f, file)
+                ?? throw new ConfigException($"{file}:{d.LineOf("files")}: \"data.files\": no file {f}")).ToArray(),
+            FileFraction = d.Float("file_fraction", 0.5f, 0, 1),
+        };
+        d.RejectUnknown();
+        if (data.SyntheticTasks.Count == 0 && data.Files.Count == 0)
+        {
+            throw new ConfigException($"{file}:{r.LineOf("data")}: \"data\" names no source: list synthetic tasks or files");
+        }
+
+        var c = r.Section("checkpoint");
+        int every = c.Int("every_steps", 100, 1);
+        int keep = c.Int("keep", 3, 1);
+        c.RejectUnknown();
+
+        string tokenizer = r.Str("tokenizer", "bytes");
+        int seqLen = r.Int("seq_len", 256, 2);
+        var job = new JobConfig
+        {
+            ModelPath = modelPath,
+            Model = model,
+            Tokenizer = tokenizer is "bytes" or "train" ? tokenizer : ResolveDirectory(tokenizer, file)
+                ?? throw new ConfigException($"{file}:{r.LineOf("tokenizer")}: \"tokenizer\": no tokenizer directory {tokenizer} (or use bytes / train)"),
+            Seed = (ulong)r.Long("seed", 1234),
+            BatchSize = r.Int("batch_size", 8, 1, 4096),
+            SeqLen = seqLen,
+            Steps = r.Int("steps", 1000, 1),
+            Optimizer = optimizer,
+            Schedule = schedule,
+            BiasGamma = biasGamma,
+            SeqAuxAlpha = seqAux,
+            Data = data,
+            CheckpointEvery = every,
+            KeepCheckpoints = keep,
+            MaxBadSteps = r.Int("max_bad_steps", 3, 1),
+            Threads = r.Int("threads", 0, 0, 1024),
+            SourceText = text,
+        };
+        r.RejectUnknown();
+        if (seqLen > model.MaxPositionEmbeddings)
+        {
+            throw new ConfigException($"{file}:{r.LineOf("seq_len")}: \"seq_len\" {seqLen} exceeds the model's max_position_embeddings {model.MaxPositionEmbeddings}");
+        }
+
+        if (tokenizer is "bytes" or "train" && model.VocabSize < BpeTextEncoder.ByteLevelVocab)
+        {
+            throw new ConfigException(
+                $"{file}:{r.LineOf("tokenizer")}: \"tokenizer: {tokenizer}\" needs vocab_size >= {BpeTextEncoder.ByteLevelVocab}, {modelPath} has {model.VocabSize}");
+        }
+
+        return job;
+    }
+
+    /// <summary>
+    /// The model config file, with `model_overrides` (HF config.json keys → values) applied on top, so an
+    /// experiment can shrink a preset without a new file. Errors name the job file line of the override.
+    /// </summary>
+    private static ModelConfig LoadModel(string modelPath, YamlReader overrides)
+    {
+        var keys = overrides.Keys();
+        if (keys.Count == 0)
+        {
+            return ModelConfig.Load(modelPath);
+        }
+
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(modelPath))!.AsObject();
+        foreach (var (key, line) in keys)
+        {
+            string text = overrides.Str(key, "");
+            System.Text.Json.Nodes.JsonNode? value = text switch
+            {
+                "true" => true,
+                "false" => false,
+                "null" => null,
+                _ when double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double d) => d,
+                _ => text,
+            };
+            if (!json.ContainsKey(key))
+            {
+                throw new ConfigException($"{overrides.File}:{line}: \"model_overrides.{key}\" is not a key of {modelPath}");
+            }
+
+            json[key] = value;
+        }
+
+        try
+        {
+            return ModelConfig.Parse(json.ToJsonString(), $"{modelPath} with model_overrides from {overrides.File}");
+        }
+        catch (ConfigException e)
+        {
+            throw new ConfigException($"{overrides.File}:{keys[0].Line}: model_overrides: {e.Message}", e);
+        }
+    }
+
+    internal static string? ResolveDirectory(string path, string jobFile)
+    {
+        string? marker = ResolvePath(Path.Combine(path, K2RL.Model.Tokenization.BpeTokenizer.ConfigFileName), jobFile);
+        return marker is null ? null : Path.GetDirectoryName(marker);
+    }
+
+    /// <summary>An existing file: as given, relative to the working directory, to the job file's folder, or to a folder above it.</summary>
+    internal static string? ResolvePath(string path, string jobFile)
+    {
+        if (Path.IsPathRooted(path))
+        {
+            return File.Exists(path) ? path : null;
+        }
+
+        if (File.Exists(path))
+        {
+            return Path.GetFullPath(path);
+        }
+
+        var dir = new DirectoryInfo(Path.GetDirectoryName(Path.GetFullPath(jobFile))!);
+        while (dir is not null)
+        {
+            string candidate = Path.Combine(dir.FullName, path);
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+
+            dir = dir.Parent;
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,370 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using K2RL.Common;
+using K2RL.Model;
+using K2RL.Trainer.Checkpointing;
+using K2RL.Trainer.Optim;
+using Serilog;
+
+namespace K2RL.Trainer.Pretraining;
+
+/// <summary>Why a pretraining run stopped.</summary>
+public enum StopReason
+{
+    Completed,
+    MaxSteps,
+    Interrupted,
+    TooManyBadSteps,
+}
+
+public sealed record PretrainResult(StopReason Reason, long Step, string? Checkpoint, float LastLoss);
+
+/// <summary>Receives each step's metrics (the CLI draws its progress bar from them).</summary>
+public interface IStepObserver
+{
+    void OnStart(long firstStep, long totalSteps);
+
+    void OnStep(StepMetrics metrics, long totalSteps);
+}
+
+/// <summary>
+/// The pretraining job: packs batches, runs forward/backward, clips gradients, steps MuonClip or AdamW,
+/// applies QK-Clip and the correction-bias rule, appends metrics.jsonl, and checkpoints by the run-directory
+/// contract. With the same seed a resumed run reproduces the uninterrupted one step for step.
+/// </summary>
+public sealed class Pretrainer
+{
+    public const string WeightsFile = "model.safetensors";
+    public const string ConfigFile = "config.json";
+    public const string OptimizerFile = "optimizer.bin";
+    public const string StateFile = "state.json";
+
+    private readonly JobConfig job;
+    private readonly RunDirectory run;
+    private readonly ITrainableModel model;
+    private readonly Optimizer optimizer;
+    private readonly BatchPacker packer;
+    private readonly ITextEncoder encoder;
+    private readonly ILogger log;
+    private readonly string jobSha;
+    private long step;
+    private long tokens;
+    private int badInARow;
+
+    public Pretrainer(JobConfig job, string runDir, ITrainableModel model, SyntheticCorpus corpus, ITextEncoder encoder, ILogger? log = null)
+    {
+        this.job = job;
+        this.model = model;
+        this.log = log ?? Serilog.Core.Logger.None;
+        run = new RunDirectory(runDir, this.log);
+        optimizer = new Optimizer(model.Layout, job.Optimizer, job.Threads);
+        this.encoder = encoder;
+        packer = new BatchPacker(new DocumentStream(job.Seed, job.Data, corpus), encoder, job.Model.VocabSize);
+        jobSha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.SourceText)));
+    }
+
+    public RunDirectory Run => run;
+
+    public long Step => step;
+
+    /// <summary>
+    /// Runs until the job's step count, <paramref name="maxSteps"/> (an absolute step count), a stop request, or
+    /// too many non-finite losses in a row. Every stop except the last writes a checkpoint.
+    /// </summary>
+    public PretrainResult Train(bool resume, long? maxSteps, CancellationToken stop, IStepObserver? observer = null)
+    {
+        Prepare(resume);
+        long total = job.Steps;
+        long end = Math.Min(total, maxSteps ?? total);
+        int B = job.BatchSize, T = job.SeqLen;
+        var inputs = new int[B * T];
+        var targets = new int[B * T];
+        var cfg = job.Model;
+        int L = cfg.NumHiddenLayers, E = cfg.NRoutedExperts;
+        observer?.OnStart(step, total);
+        float lastLoss = float.NaN;
+
+        while (step < end)
+        {
+            if (stop.IsCancellationRequested)
+            {
+                return Stop(StopReason.Interrupted, lastLoss);
+            }
+
+            var sw = Stopwatch.StartNew();
+            packer.Next(inputs, targets, B, T);
+            model.ZeroGradients();
+            float loss = model.ForwardBackward(inputs, targets, B, T);
+            double fwdMs = sw.Elapsed.TotalMilliseconds;
+            double gradNorm = OptimMath.ClipGlobalNorm(model.Gradients, job.Optimizer.GradClip);
+            float maxLogit = Max(model.MaxLogits);
+            double balance = LoadImbalance(model.ExpertLoad, L, E);
+            double lr = job.Optimizer.Lr * job.Schedule.Factor(step, total);
+            tokens += B * T;
+            bool bad = !float.IsFinite(loss) || !double.IsFinite(gradNorm);
+            int clippedHeads = 0;
+            double optMs = 0;
+            if (bad)
+            {
+                badInARow++;
+                log.Warning("step {Step}: non-finite loss {Loss} / grad norm {Norm}; step skipped ({Bad} in a row)", step + 1, loss, gradNorm, badInARow);
+            }
+            else
+            {
+                badInARow = 0;
+                var o = Stopwatch.StartNew();
+                optimizer.Apply(model.Parameters, model.Gradients, (float)lr);
+                if (job.Optimizer.UsesQkClip)
+                {
+                    clippedHeads = QkClip.Apply(model.Parameters, model.Layout, model.MaxLogits, job.Optimizer.QkClipTau).Count;
+                }
+
+                ApplyBiasRule(L, E);
+                optMs = o.Elapsed.TotalMilliseconds;
+                lastLoss = loss;
+            }
+
+            step++;
+            double ms = sw.Elapsed.TotalMilliseconds;
+            var m = new StepMetrics
+            {
+                Step = step,
+                Loss = loss,
+                Lr = lr,
+                GradNorm = gradNorm,
+                MaxLogit = maxLogit,
+                ClippedHeads = clippedHeads,
+                ExpertLoadMaxOverMean = balance,
+                TokensPerS = B * T / Math.Max(1e-9, ms / 1000),
+                Tokens = tokens,
+                Skipped = bad,
+                StepMs = ms,
+                ForwardBackwardMs = fwdMs,
+                OptimizerMs = optMs,
+            };
+            File.AppendAllText(run.Metrics, m.ToJson() + "\n");
+            observer?.OnStep(m, total);
+
+            if (badInARow >= job.MaxBadSteps)
+            {
+                log.Error("{Bad} non-finite losses in a row: stopping; the last good checkpoint is kept", badInARow);
+                return new PretrainResult(StopReason.TooManyBadSteps, step, ReadLatest(), lastLoss);
+            }
+
+            if (step % job.CheckpointEvery == 0 && step < end)
+            {
+                SaveCheckpoint();
+            }
+        }
+
+        return Stop(step >= total ? StopReason.Completed : StopReason.MaxSteps, lastLoss);
+    }
+
+    private PretrainResult Stop(StopReason reason, float lastLoss)
+    {
+        string dir = SaveCheckpoint();
+        log.Information("{Reason} at step {Step}: checkpoint {Dir}", reason, step, dir);
+        return new PretrainResult(reason, step, dir, lastLoss);
+    }
+
+    private string? ReadLatest() => File.Exists(run.LatestPath) ? Path.Combine(run.Root, File.ReadAllText(run.LatestPath).Trim()) : null;
+
+    private void Prepare(bool resume)
+    {
+        bool hasCheckpoint = File.Exists(run.LatestPath);
+        if (hasCheckpoint && !resume)
+        {
+            throw new ConfigException($"{run.Root} already holds a run (LATEST exists): pass --resume to continue it, or choose a new --run-dir");
+        }
+
+        run.Create();
+        if (resume && hasCheckpoint)
+        {
+            var loaded = run.LoadLatest(Load);
+            if (loaded is null)
+            {
+                throw new CorruptFileException(run.Root, "no checkpoint passes its checksums; refusing to continue from garbage");
+            }
+
+            log.Information("resumed from {Dir} at step {Step}", loaded.Value.Dir, step);
+            TruncateMetrics(step);
+        }
+        else
+        {
+            if (resume)
+            {
+                log.Warning("{Root} has no checkpoint yet: starting from step 0", run.Root);
+            }
+
+            model.InitializeWeights(job.Seed);
+            step = 0;
+            tokens = 0;
+            TruncateMetrics(0);
+        }
+
+        DurableFile.ReplaceText(Path.Combine(run.Root, "config.yaml"), ResolvedConfigText());
+    }
+
+    private void Load(string dir)
+    {
+        var state = TrainState.FromJson(File.ReadAllText(Path.Combine(dir, StateFile)), Path.Combine(dir, StateFile));
+        if (state.Seed != job.Seed)
+        {
+            log.Warning("the checkpoint was made with seed {Old}, the job says {New}: the data stream continues with the job's seed", state.Seed, job.Seed);
+        }
+
+        if (state.JobSha256 != jobSha)
+        {
+            log.Warning("the job file differs from the one that wrote this checkpoint; continuing with the new one");
+        }
+
+        SafeTensorsFile.Load(Path.Combine(dir, WeightsFile), model.Layout, model.Parameters);
+        using (var fs = File.OpenRead(Path.Combine(dir, OptimizerFile)))
+        {
+            optimizer.Load(fs, Path.Combine(dir, OptimizerFile));
+        }
+
+        packer.Restore(state.Data);
+        step = state.Step;
+        tokens = state.Tokens;
+        badInARow = state.BadStepsInARow;
+    }
+
+    /// <summary>Writes checkpoints/step-N by the run-directory contract and returns its folder.</summary>
+    public string SaveCheckpoint() => run.Save(step, dir =>
+    {
+        DurableFile.Write(Path.Combine(dir, WeightsFile), s => SafeTensorsFile.Save(s, model.Layout, model.Parameters));
+        DurableFile.WriteText(Path.Combine(dir, ConfigFile), job.Model.ToJson());
+        DurableFile.Write(Path.Combine(dir, OptimizerFile), optimizer.Save);
+        if (encoder is BpeTextEncoder bpe)
+        {
+            // The tokenizer travels with the weights, so a checkpoint is usable on its own.
+            bpe.Tokenizer.Save(dir);
+            DurableFile.Fsync(Path.Combine(dir, K2RL.Model.Tokenization.BpeTokenizer.RankFileName));
+            DurableFile.Fsync(Path.Combine(dir, K2RL.Model.Tokenization.BpeTokenizer.ConfigFileName));
+        }
+
+        var state = new TrainState
+        {
+            Step = step,
+            Seed = job.Seed,
+            Tokens = tokens,
+            BadStepsInARow = badInARow,
+            Data = packer.Cursor,
+            LrFactor = job.Schedule.Factor(step, job.Steps),
+            Optimizer = job.Optimizer.Kind,
+            JobSha256 = jobSha,
+        };
+        DurableFile.WriteText(Path.Combine(dir, StateFile), state.ToJson());
+    }, job.KeepCheckpoints);
+
+    /// <summary>Keeps metrics.jsonl lines of steps ≤ <paramref name="lastStep"/> (a resumed run rewrites the rest).</summary>
+    private void TruncateMetrics(long lastStep)
+    {
+        if (!File.Exists(run.Metrics))
+        {
+            return;
+        }
+
+        var keep = File.ReadLines(run.Metrics).Where(l => l.Trim().Length > 0)
+            .TakeWhile(l =>
+            {
+                try
+                {
+                    return StepMetrics.Parse(l).Step <= lastStep;
+                }
+                catch (System.Text.Json.JsonException)
+                {
+                    return false; // a line cut short by a kill
+                }
+            })
+            .ToList();
+        DurableFile.ReplaceText(run.Metrics, keep.Count == 0 ? "" : string.Join('\n', keep) + "\n");
+    }
+
+    private void ApplyBiasRule(int L, int E)
+    {
+        if (job.BiasGamma <= 0 || E == 0)
+        {
+            return;
+        }
+
+        var load = model.ExpertLoad;
+        for (int l = 0; l < L; l++)
+        {
+            if (!job.Model.IsMoeLayer(l))
+            {
+                continue;
+            }
+
+            var bias = model.Layout[$"model.layers.{l}.mlp.gate.e_score_correction_bias"].Of(model.Parameters);
+            ExpertBalance.UpdateBias(bias, load.Slice(l * E, E), job.BiasGamma);
+        }
+    }
+
+    private double LoadImbalance(ReadOnlySpan<float> load, int L, int E)
+    {
+        double worst = 0;
+        for (int l = 0; l < L && E > 0 && load.Length >= (l + 1) * E; l++)
+        {
+            if (job.Model.IsMoeLayer(l))
+            {
+                worst = Math.Max(worst, ExpertBalance.MaxOverMean(load.Slice(l * E, E)));
+            }
+        }
+
+        return worst;
+    }
+
+    private static float Max(ReadOnlySpan<float> xs)
+    {
+        float m = float.NegativeInfinity;
+        foreach (float x in xs)
+        {
+            m = MathF.Max(m, x);
+        }
+
+        return xs.Length == 0 ? 0 : m;
+    }
+
+    private string ResolvedConfigText()
+    {
+        var sb = new StringBuilder();
+        sb.Append("# resolved job config, written by k2rl pretrain\n");
+        sb.Append($"# git_revision: {GitRevision()}\n");
+        sb.Append($"# job_sha256: {jobSha}\n");
+        sb.Append($"# model: {job.ModelPath}\n");
+        var o = job.Optimizer;
+        sb.Append($"# resolved: seed={job.Seed} batch_size={job.BatchSize} seq_len={job.SeqLen} steps={job.Steps} optimizer={o.Kind} lr={o.Lr} wd={o.WeightDecay} momentum={o.Momentum} nesterov={o.Nesterov} tau={o.QkClipTau} grad_clip={o.GradClip} schedule={job.Schedule.Kind}/{job.Schedule.WarmupSteps}/{job.Schedule.DecayFraction}/{job.Schedule.MinLrRatio} bias_gamma={job.BiasGamma} data={string.Join('+', job.Data.SyntheticTasks)}|{job.Data.Files.Count} files\n");
+        sb.Append(job.SourceText);
+        return sb.ToString();
+    }
+
+    private static string GitRevision()
+    {
+        try
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !Directory.Exists(Path.Combine(dir.FullName, ".git")) && !File.Exists(Path.Combine(dir.FullName, ".git")))
+            {
+                dir = dir.Parent;
+            }
+
+            if (dir is null)
+            {
+                return "unknown";
+            }
+
+            var psi = new ProcessStartInfo("git", "rev-parse HEAD") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir.FullName };
+            using var p = Process.Start(psi);
+            string rev = p?.StandardOutput.ReadToEnd().Trim() ?? "";
+            p?.WaitForExit(5000);
+            return rev.Length == 40 ? rev : "unknown";
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return "unknown";
+        }
+    }
+}

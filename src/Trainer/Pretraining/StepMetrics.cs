@@ -1,0 +1,110 @@
+using System.Text;
+using System.Text.Json;
+
+namespace K2RL.Trainer.Pretraining;
+
+/// <summary>One line of metrics.jsonl.</summary>
+public sealed record StepMetrics
+{
+    public long Step { get; init; }
+
+    public float Loss { get; init; }
+
+    public double Lr { get; init; }
+
+    public double GradNorm { get; init; }
+
+    public float MaxLogit { get; init; }
+
+    public int ClippedHeads { get; init; }
+
+    public double ExpertLoadMaxOverMean { get; init; }
+
+    public double TokensPerS { get; init; }
+
+    public long Tokens { get; init; }
+
+    public bool Skipped { get; init; }
+
+    public double StepMs { get; init; }
+
+    public double ForwardBackwardMs { get; init; }
+
+    public double OptimizerMs { get; init; }
+
+    public string ToJson()
+    {
+        var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteNumber("step", Step);
+            WriteFloat(w, "loss", Loss);
+            w.WriteNumber("lr", Lr);
+            WriteDouble(w, "grad_norm", GradNorm);
+            WriteFloat(w, "max_logit", MaxLogit);
+            w.WriteNumber("clipped_heads", ClippedHeads);
+            w.WriteNumber("expert_load_max_over_mean", Math.Round(ExpertLoadMaxOverMean, 5));
+            w.WriteNumber("tokens_per_s", Math.Round(TokensPerS, 1));
+            w.WriteNumber("tokens", Tokens);
+            w.WriteBoolean("skipped", Skipped);
+            w.WriteNumber("step_ms", Math.Round(StepMs, 2));
+            w.WriteNumber("fwd_bwd_ms", Math.Round(ForwardBackwardMs, 2));
+            w.WriteNumber("optimizer_ms", Math.Round(OptimizerMs, 2));
+            w.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    /// <summary>Non-finite values are written as null (JSON has no NaN).</summary>
+    private static void WriteFloat(Utf8JsonWriter w, string name, float v)
+    {
+        if (float.IsFinite(v))
+        {
+            w.WriteNumber(name, v);
+        }
+        else
+        {
+            w.WriteNull(name);
+        }
+    }
+
+    private static void WriteDouble(Utf8JsonWriter w, string name, double v)
+    {
+        if (double.IsFinite(v))
+        {
+            w.WriteNumber(name, v);
+        }
+        else
+        {
+            w.WriteNull(name);
+        }
+    }
+
+    public static StepMetrics Parse(string line)
+    {
+        using var doc = JsonDocument.Parse(line);
+        var r = doc.RootElement;
+        double D(string k) => r.TryGetProperty(k, out var e) && e.ValueKind == JsonValueKind.Number ? e.GetDouble() : double.NaN;
+        return new StepMetrics
+        {
+            Step = r.GetProperty("step").GetInt64(),
+            Loss = r.TryGetProperty("loss", out var l) && l.ValueKind == JsonValueKind.Number ? l.GetSingle() : float.NaN,
+            Lr = D("lr"),
+            GradNorm = D("grad_norm"),
+            MaxLogit = (float)D("max_logit"),
+            ClippedHeads = (int)D("clipped_heads"),
+            ExpertLoadMaxOverMean = D("expert_load_max_over_mean"),
+            TokensPerS = D("tokens_per_s"),
+            Tokens = r.TryGetProperty("tokens", out var t) ? t.GetInt64() : 0,
+            Skipped = r.TryGetProperty("skipped", out var s) && s.ValueKind == JsonValueKind.True,
+            StepMs = D("step_ms"),
+            ForwardBackwardMs = D("fwd_bwd_ms"),
+            OptimizerMs = D("optimizer_ms"),
+        };
+    }
+
+    public static List<StepMetrics> ReadAll(string path) =>
+        File.Exists(path) ? File.ReadLines(path).Where(l => l.Trim().Length > 0).Select(Parse).ToList() : [];
+}

@@ -1,0 +1,51 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace K2RL.Trainer.Pretraining;
+
+/// <summary>state.json of a checkpoint: everything besides weights and moments that the next step depends on.</summary>
+public sealed record TrainState
+{
+    public int Version { get; init; } = 1;
+
+    /// <summary>Steps completed (the next step has this 0-based index).</summary>
+    public long Step { get; init; }
+
+    public ulong Seed { get; init; }
+
+    public long Tokens { get; init; }
+
+    /// <summary>Non-finite losses in a row at the time of the checkpoint.</summary>
+    public int BadStepsInARow { get; init; }
+
+    public required DataCursor Data { get; init; }
+
+    /// <summary>The schedule position, for people reading the file (the schedule is a function of the step).</summary>
+    public double LrFactor { get; init; }
+
+    public string Optimizer { get; init; } = "";
+
+    public string JobSha256 { get; init; } = "";
+
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Options);
+
+    public static TrainState FromJson(string json, string path)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<TrainState>(json, Options)
+                ?? throw new K2RL.Common.CorruptFileException(path, "state.json is null");
+        }
+        catch (JsonException e)
+        {
+            throw new K2RL.Common.CorruptFileException(path, $"state.json: {e.Message}");
+        }
+    }
+}

@@ -1,0 +1,76 @@
+namespace K2RL.Cli.Tests;
+
+public class PretrainCommandTests
+{
+    private static async Task<(int Code, string Out, string Err)> Cli(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = await CliApp.RunAsync(args, new CliContext(output, error));
+        return (code, output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public async Task Pretrain_RunsToMaxSteps_WritesTheRunDirectory_AndPlotDrawsIt()
+    {
+        using var jobs = new PretrainTestJobs(steps: 10, every: 5);
+        string run = jobs.RunDir("r");
+        var (code, stdout, _) = await Cli("pretrain", "--job", jobs.JobPath, "--run-dir", run, "--max-steps", "6");
+        Assert.Equal(0, code);
+        Assert.Contains("\"reason\":\"maxsteps\"", stdout);
+        Assert.Equal(6, PretrainTestJobs.Losses(run).Length);
+        Assert.Equal("checkpoints/step-6", File.ReadAllText(Path.Combine(run, "LATEST")).Trim());
+        foreach (string f in new[] { "model.safetensors", "config.json", "optimizer.bin", "state.json", "MANIFEST", "tiktoken.model" })
+        {
+            Assert.True(File.Exists(Path.Combine(run, "checkpoints/step-6", f)), f);
+        }
+
+        (code, stdout, _) = await Cli("pretrain", "--job", jobs.JobPath, "--run-dir", run, "--resume");
+        Assert.Equal(0, code);
+        Assert.Contains("\"reason\":\"completed\"", stdout);
+        Assert.Equal(10, PretrainTestJobs.Losses(run).Length);
+
+        (code, stdout, _) = await Cli("plot", "--run-dir", run, "--tau", "100");
+        Assert.Equal(0, code);
+        foreach (string chart in new[] { "loss.svg", "max_logit.svg", "balance.svg", "throughput.svg" })
+        {
+            string path = Path.Combine(run, "plots", chart);
+            Assert.Contains(path, stdout);
+            string svg = File.ReadAllText(path);
+            Assert.StartsWith("<svg", svg);
+            Assert.Contains("<polyline", svg);
+        }
+    }
+
+    [Fact]
+    public async Task Pretrain_BadJob_IsRejectedBeforeAnyWork_NamingKeyAndLine()
+    {
+        using var jobs = new PretrainTestJobs();
+        File.AppendAllText(jobs.JobPath, "\nlearning_rate: 3\n");
+        string run = jobs.RunDir("never");
+        var (code, _, stderr) = await Cli("pretrain", "--job", jobs.JobPath, "--run-dir", run);
+        Assert.Equal(1, code);
+        Assert.True(stderr.Contains("job.yaml:18:"), stderr);
+        Assert.Contains("unknown key \"learning_rate\"", stderr);
+        Assert.False(Directory.Exists(run), "nothing may be written for a rejected job");
+    }
+
+    [Fact]
+    public async Task Pretrain_ExistingRunWithoutResume_IsRefused()
+    {
+        using var jobs = new PretrainTestJobs(steps: 2, every: 2);
+        string run = jobs.RunDir("r");
+        Assert.Equal(0, (await Cli("pretrain", "--job", jobs.JobPath, "--run-dir", run)).Code);
+        var (code, _, stderr) = await Cli("pretrain", "--job", jobs.JobPath, "--run-dir", run);
+        Assert.Equal(1, code);
+        Assert.Contains("--resume", stderr);
+    }
+
+    [Fact]
+    public async Task Plot_WithoutMetrics_Fails()
+    {
+        var (code, _, stderr) = await Cli("plot", "--run-dir", Path.Combine(Path.GetTempPath(), "no-such-run-" + Guid.NewGuid().ToString("N")));
+        Assert.Equal(1, code);
+        Assert.Contains("no metrics.jsonl", stderr);
+    }
+}

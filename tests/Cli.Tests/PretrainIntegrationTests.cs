@@ -1,0 +1,115 @@
+using System.Diagnostics;
+
+namespace K2RL.Cli.Tests;
+
+/// <summary>
+/// The built k2rl as a child process: SIGTERM writes a checkpoint and exits; kill -9 between checkpoints loses
+/// only the steps since the last one. Either way, --resume reproduces the uninterrupted run's losses exactly.
+/// </summary>
+public class PretrainIntegrationTests
+{
+    private const int Compared = 24;
+
+    private static Process Start(string job, string runDir, params string[] extra)
+    {
+        var psi = new ProcessStartInfo(Environment.ProcessPath!)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "k2rl.dll"));
+        foreach (string a in new[] { "pretrain", "--job", job, "--run-dir", runDir }.Concat(extra))
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        var p = Process.Start(psi)!;
+        p.ErrorDataReceived += (_, _) => { };
+        p.BeginErrorReadLine();
+        return p;
+    }
+
+    private static void Finish(Process p)
+    {
+        string stdout = p.StandardOutput.ReadToEnd();
+        Assert.True(p.WaitForExit(TimeSpan.FromMinutes(5)), "the child did not finish");
+        Assert.True(p.ExitCode == 0, $"exit code {p.ExitCode}: {stdout}");
+    }
+
+    /// <summary>Waits (polling the file, no time assertions) until the child has written at least <paramref name="steps"/> metrics lines.</summary>
+    private static void WaitForSteps(Process p, string runDir, int steps)
+    {
+        string metrics = Path.Combine(runDir, "metrics.jsonl");
+        var deadline = DateTime.UtcNow.AddMinutes(5);
+        while (DateTime.UtcNow < deadline && !p.HasExited)
+        {
+            if (File.Exists(metrics) && File.ReadLines(metrics).Count() >= steps)
+            {
+                return;
+            }
+
+            Thread.Sleep(10);
+        }
+
+        Assert.Fail($"the child exited or stalled before step {steps}");
+    }
+
+    private static float[] Reference(PretrainTestJobs jobs)
+    {
+        using var p = Start(jobs.JobPath, jobs.RunDir("reference"), "--max-steps", Compared.ToString());
+        Finish(p);
+        return PretrainTestJobs.Losses(jobs.RunDir("reference"));
+    }
+
+    [Fact]
+    public void Sigterm_WritesACheckpointAndExits_AndResumeMatchesTheUninterruptedRun()
+    {
+        using var jobs = new PretrainTestJobs(steps: 1000, every: 1000);
+        var reference = Reference(jobs);
+        string run = jobs.RunDir("sigterm");
+        using (var p = Start(jobs.JobPath, run))
+        {
+            WaitForSteps(p, run, 4);
+            Process.Start("kill", ["-TERM", p.Id.ToString()])!.WaitForExit();
+            Assert.True(p.WaitForExit(TimeSpan.FromMinutes(2)));
+            Assert.Equal(130, p.ExitCode);
+        }
+
+        int done = PretrainTestJobs.Losses(run).Length;
+        Assert.Equal($"checkpoints/step-{done}", File.ReadAllText(Path.Combine(run, "LATEST")).Trim());
+        Assert.True(done < Compared, $"stopped at {done}");
+        using (var p = Start(jobs.JobPath, run, "--resume", "--max-steps", Compared.ToString()))
+        {
+            Finish(p);
+        }
+
+        Assert.Equal(reference, PretrainTestJobs.Losses(run));
+    }
+
+    [Fact]
+    public void Kill9_BetweenCheckpoints_ResumeFromTheLastOneMatchesTheUninterruptedRun()
+    {
+        using var jobs = new PretrainTestJobs(steps: 1000, every: 4);
+        var reference = Reference(jobs);
+        string run = jobs.RunDir("killed");
+        using (var p = Start(jobs.JobPath, run))
+        {
+            WaitForSteps(p, run, 10);
+            p.Kill(); // SIGKILL: no handler runs
+            p.WaitForExit();
+        }
+
+        string latest = File.ReadAllText(Path.Combine(run, "LATEST")).Trim();
+        int written = PretrainTestJobs.Losses(run).Length;
+        Assert.True(written >= 10);
+        Assert.True(written < Compared, $"the child ran to {written} before the kill");
+        Assert.Matches(@"^checkpoints/step-(4|8|12|16|20)$", latest);
+        using (var p = Start(jobs.JobPath, run, "--resume", "--max-steps", Compared.ToString()))
+        {
+            Finish(p);
+        }
+
+        Assert.Equal(reference, PretrainTestJobs.Losses(run));
+    }
+}
