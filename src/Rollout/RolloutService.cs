@@ -204,10 +204,21 @@ public sealed class RolloutService : IDisposable
 
     public void Dispose()
     {
+        if (stopping)
+        {
+            return;
+        }
+
         stopping = true;
         wake.Release();
         loop.Join();
-        wake.Dispose();
+        // The loop has stopped: end what is still in flight here, so no caller waits forever.
+        foreach (var handle in inFlight.Keys)
+        {
+            handle.Cancel();
+        }
+
+        engine.Sweep(); // (the semaphore is not disposed: a late cancellation callback may still release it)
     }
 
     private GenerationRequest ToRequest(Pb.GenerateRequest call)

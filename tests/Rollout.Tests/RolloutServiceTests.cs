@@ -166,4 +166,46 @@ public sealed class RolloutServiceTests : IDisposable
         Assert.Equal(StatusCode.Unavailable, e.Status);
         Assert.False(service.Health(new()).Serving);
     }
+
+    [Fact]
+    public async Task TextPromptsAreTokenizedAndTokensCarryTheirText()
+    {
+        var tok = K2RL.Model.Tokenization.BpeTokenizer.ByteLevel();
+        using var texty = new RolloutService(new HashDecoder(vocab: 256), new InMemoryPartialRolloutStore(),
+            new EngineOptions { Detokenize = x => tok.Decode(x.ToArray()) }, tokenize: s => tok.Encode(s));
+        var call = new Pb.GenerateRequest { Prompt = "Hi ✓", Sampling = new Pb.SamplingParams { MaxTokens = 20, Seed = 4, StopOnRepetition = false } };
+        var events = await All(texty.GenerateAsync(call, default));
+        var tokens = events.Where(e => e.Token is not null).Select(e => e.Token).ToList();
+        Assert.Equal(20, tokens.Count);
+        string streamed = string.Concat(tokens.Select(t => t.Text));
+        string whole = tok.Decode(tokens.Select(t => t.TokenId).ToArray());
+        Assert.StartsWith(streamed, whole);
+        Assert.True(whole.Length - streamed.Length <= 1, "at most one held-back partial character at the end");
+
+        var engine = new RolloutEngine(new HashDecoder(vocab: 256));
+        var h = engine.Submit(new GenerationRequest("x", tok.Encode("Hi ✓"), new SamplingParams { MaxTokens = 20, Seed = 4, StopOnRepetition = false }));
+        engine.RunUntilIdle();
+        Assert.Equal(h.Result!.TokenIds, tokens.Select(t => t.TokenId));
+    }
+
+    [Fact]
+    public async Task DisposingEndsRequestsInFlight()
+    {
+        var gate = new SemaphoreSlim(0);
+        decoder.StepGate = gate;
+        var events = service.GenerateAsync(Call("held", 200, 1), default).GetAsyncEnumerator();
+        Assert.True(await events.MoveNextAsync()); // the prefill's token; the engine now waits at the gate
+        var rest = Task.Run(async () =>
+        {
+            while (await events.MoveNextAsync())
+            {
+            }
+        });
+        var pausing = service.PauseAsync(new Pb.PauseRequest()); // taken at the end of the step the gate holds
+        gate.Release();
+        await pausing;
+        service.Dispose();
+        var e = await Assert.ThrowsAsync<RolloutServiceException>(() => rest);
+        Assert.Equal(StatusCode.Cancelled, e.Status);
+    }
 }
