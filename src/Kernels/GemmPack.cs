@@ -9,85 +9,89 @@ namespace K2RL.Kernels;
 /// [p * MR + i]; a B block [kc, nc] becomes NR-column micro-panels, element (p, j) at [p * NR + j]; the ragged
 /// last panel is padded with zeros (which add exact zeros to the padded lanes only). Where a panel is a
 /// transpose of the stored rows (A in NN/NT, B in NT) 8×8 blocks are transposed in registers.
+/// Every routine here is compiled fully optimized at once (AggressiveOptimization): tier-0 code for these loops is
+/// an order of magnitude slower, and on a loaded machine the background re-JIT to tier 1 can take seconds.
 /// </summary>
 internal static unsafe class GemmPack
 {
     private const int MR = Gemm.MR;
 
     /// <summary>Packs op(A)[ic.., pc..] (mc × kc) into MR-row panels at dst (16 floats of slack after the last).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackA(GemmOp op, float* a, int lda, int ic, int pc, int mc, int kc, float* dst)
     {
+        if (op == GemmOp.TN)
+        {
+            // A(i, p) = a[p, i]: row p of a holds every panel's slot p; read it once, contiguously.
+            for (int p = 0; p < kc; p++)
+            {
+                ScatterRow(a + (long)(pc + p) * lda + ic, mc, dst + p * MR, MR, kc);
+            }
+
+            return;
+        }
+
         for (int ir = 0; ir < mc; ir += MR)
         {
-            int rows = Math.Min(MR, mc - ir);
-            float* panel = dst + (long)ir * kc;
-            if (op == GemmOp.TN)
-            {
-                // A(i, p) = a[p, i]: each p is a contiguous run of MR values.
-                float* src = a + (long)pc * lda + ic + ir;
-                for (int p = 0; p < kc; p++, src += lda)
-                {
-                    float* d = panel + p * MR;
-                    int r = 0;
-                    for (; r < rows; r++)
-                    {
-                        d[r] = src[r];
-                    }
-
-                    for (; r < MR; r++)
-                    {
-                        d[r] = 0f;
-                    }
-                }
-            }
-            else
-            {
-                float* src = a + (long)(ic + ir) * lda + pc;
-                TransposeRows(src, lda, rows, kc, panel, MR);
-            }
+            float* src = a + (long)(ic + ir) * lda + pc;
+            TransposeRows(src, lda, Math.Min(MR, mc - ir), kc, dst + (long)ir * kc, MR);
         }
     }
 
     /// <summary>Packs op(B)[pc.., jc..] (kc × nc) into nr-column panels at dst.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackB(GemmOp op, float* b, int ldb, int pc, int jc, int kc, int nc, int nr, float* dst)
     {
+        if (op != GemmOp.NT)
+        {
+            // B(p, j) = b[p, j]: row p of b holds every panel's slot p.
+            for (int p = 0; p < kc; p++)
+            {
+                ScatterRow(b + (long)(pc + p) * ldb + jc, nc, dst + p * nr, nr, kc);
+            }
+
+            return;
+        }
+
         for (int jr = 0; jr < nc; jr += nr)
         {
             int cols = Math.Min(nr, nc - jr);
             float* panel = dst + (long)jr * kc;
-            if (op == GemmOp.NT)
-            {
-                // B(p, j) = b[j, p]: rows of b become columns of the panel, 8 at a time.
-                for (int j8 = 0; j8 < nr; j8 += 8)
-                {
-                    float* src = b + (long)(jc + jr + j8) * ldb + pc;
-                    TransposeRows(src, ldb, Math.Clamp(cols - j8, 0, 8), kc, panel + j8, nr);
-                }
-            }
-            else
-            {
-                float* src = b + (long)pc * ldb + jc + jr;
-                for (int p = 0; p < kc; p++, src += ldb)
-                {
-                    float* d = panel + p * nr;
-                    if (cols == nr)
-                    {
-                        CopyRow(src, d, nr);
-                    }
-                    else
-                    {
-                        int j = 0;
-                        for (; j < cols; j++)
-                        {
-                            d[j] = src[j];
-                        }
 
-                        for (; j < nr; j++)
-                        {
-                            d[j] = 0f;
-                        }
-                    }
-                }
+            // B(p, j) = b[j, p]: rows of b become columns of the panel, 8 at a time.
+            for (int j8 = 0; j8 < nr; j8 += 8)
+            {
+                float* src = b + (long)(jc + jr + j8) * ldb + pc;
+                TransposeRows(src, ldb, Math.Clamp(cols - j8, 0, 8), kc, panel + j8, nr);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Splits a contiguous run of <paramref name="count"/> floats into panels of <paramref name="width"/>: piece q goes
+    /// to dst + q·width·kc (the same slot p of panel q); the ragged last piece is padded with zeros.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScatterRow(float* src, int count, float* dst, int width, int kc)
+    {
+        long panelStride = (long)width * kc;
+        int j = 0;
+        for (; j + width <= count; j += width, dst += panelStride)
+        {
+            CopyRow(src + j, dst, width);
+        }
+
+        if (j < count)
+        {
+            int q = 0;
+            for (; j + q < count; q++)
+            {
+                dst[q] = src[j + q];
+            }
+
+            for (; q < width; q++)
+            {
+                dst[q] = 0f;
             }
         }
     }
@@ -104,6 +108,14 @@ internal static unsafe class GemmPack
             }
         }
 
+        if (Vector128.IsHardwareAccelerated)
+        {
+            for (; j + 4 <= count; j += 4)
+            {
+                Vector128.Store(Vector128.Load(src + j), dst + j);
+            }
+        }
+
         for (; j < count; j++)
         {
             dst[j] = src[j];
@@ -115,6 +127,7 @@ internal static unsafe class GemmPack
     /// With AVX, 8 rows × 8 p are transposed in registers and stored as 8-wide rows; a row may spill up to
     /// 8 − dstStride floats past its slot when dstStride = MR, which the next store (or the slack) absorbs.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TransposeRows(float* src, int ld, int rows, int kc, float* dst, int dstStride)
     {
         int width = Math.Min(8, dstStride);

@@ -42,7 +42,8 @@ public static partial class Gemm
         bool splitM = m >= n;
         int units = splitM ? (m + MR - 1) / MR : (n + nr - 1) / nr;
         long flops = 2L * m * n * k;
-        int parts = flops < ParallelMinFlops ? 1 : Math.Max(1, Math.Min(maxThreads, units));
+        int threads = flops < ParallelMinFlops ? 1 : Math.Max(1, Math.Min(maxThreads, units));
+        int parts = PartsFor(threads, splitM ? m : n, units);
         var job = new Job
         {
             Op = op, C = c, Ldc = ldc, A = a, Lda = lda, B = b, Ldb = ldb, M = m, N = n, K = k,
@@ -54,8 +55,27 @@ public static partial class Gemm
         }
         else
         {
-            KernelThreads.Run(job, parts);
+            KernelThreads.Run(job, parts, threads);
         }
+    }
+
+    /// <summary>Each part repacks all of B, so parts keep at least this many rows (or columns) of C.</summary>
+    internal const int MinPartExtent = 512;
+
+    /// <summary>
+    /// Up to 4 parts per thread where each part keeps ≥ <see cref="MinPartExtent"/> rows: threads claim parts as they
+    /// come free, so a thread the OS parks for a while (a loaded machine) delays the GEMM by one part, not half.
+    /// A function of the shapes and the thread count only.
+    /// </summary>
+    private static int PartsFor(int threads, int extent, int units)
+    {
+        if (threads <= 1)
+        {
+            return 1;
+        }
+
+        int perThread = Math.Clamp(extent / (MinPartExtent * threads), 1, 4);
+        return Math.Min(units, threads * perThread);
     }
 
     private static int VectorCount(SimdWidth width) => width switch
@@ -84,6 +104,7 @@ public static partial class Gemm
         public int Units;
         public int UnitSize;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int part, int parts)
         {
             int u0 = (int)((long)Units * part / parts);
@@ -138,6 +159,7 @@ public static partial class Gemm
         return (float*)((p + 63) & ~(nint)63);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Blocked<TOps, TV>(GemmOp op, float* c, int ldc, float* a, int lda, float* b, int ldb,
         int m, int n, int k, bool accumulate)
         where TOps : ISimd<TV>
@@ -183,6 +205,7 @@ public static partial class Gemm
     }
 
     /// <summary>A partial tile: the full tile goes to a scratch tile, the valid part is added to C.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void EdgeTile<TOps, TV>(int kc, float* aPanel, float* bPanel, float* c, int ldc, bool overwrite,
         int rows, int cols)
         where TOps : ISimd<TV>

@@ -36,10 +36,11 @@ public static class KernelThreads
         void Run(int part, int parts);
     }
 
-    /// <summary>Runs every part of <paramref name="job"/> once, on up to <paramref name="parts"/> threads, and waits.</summary>
-    internal static void Run(IJob job, int parts)
+    /// <summary>Runs every part of <paramref name="job"/> once, on up to <paramref name="threads"/> threads, and waits.</summary>
+    internal static void Run(IJob job, int parts, int threads)
     {
-        if (parts <= 1 || !Monitor.TryEnter(Gate))
+        threads = Math.Min(threads, parts);
+        if (threads <= 1 || !Monitor.TryEnter(Gate))
         {
             for (int p = 0; p < parts; p++)
             {
@@ -51,16 +52,16 @@ public static class KernelThreads
 
         try
         {
-            EnsureWorkers(parts - 1);
-            var batch = new Batch(job, parts);
+            EnsureWorkers(threads - 1);
+            var batch = new Batch(job, parts, helpers: threads - 1);
             Volatile.Write(ref current, batch);
-            Wake.Release(parts - 1);
+            Wake.Release(threads - 1);
             batch.Work();
             batch.WaitAll();
             Volatile.Write(ref current, null);
             if (batch.Error is { } error)
             {
-                throw new AggregateException("a kernel worker failed", error);
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error); // as if run on the caller
             }
         }
         finally
@@ -79,22 +80,54 @@ public static class KernelThreads
         }
     }
 
+    /// <summary>
+    /// A worker spins for <see cref="IdleSpin"/> after its last part before it sleeps, so back-to-back kernels
+    /// (a training step is hundreds of small GEMMs) do not pay a wake-up each; on a loaded machine a wake-up can
+    /// cost a scheduler time slice, far more than a k2-nano GEMM.
+    /// </summary>
+    private static readonly long IdleSpin = System.Diagnostics.Stopwatch.Frequency / 1000;
+
     private static void WorkerLoop()
     {
         while (true)
         {
+            long until = System.Diagnostics.Stopwatch.GetTimestamp() + IdleSpin;
+            while (System.Diagnostics.Stopwatch.GetTimestamp() < until)
+            {
+                Wake.Wait(0); // drop a wake-up meant for this spin
+                if (Volatile.Read(ref current) is { HasWork: true } batch && batch.TryJoin())
+                {
+                    batch.Work();
+                    until = System.Diagnostics.Stopwatch.GetTimestamp() + IdleSpin;
+                }
+                else
+                {
+                    Thread.SpinWait(30);
+                }
+            }
+
             Wake.Wait();
-            Volatile.Read(ref current)?.Work();
+            if (Volatile.Read(ref current) is { } woken && woken.TryJoin())
+            {
+                woken.Work();
+            }
         }
     }
 
-    private sealed class Batch(IJob job, int parts)
+    /// <summary>One kernel's parts; at most <paramref name="helpers"/> workers join the caller on it.</summary>
+    private sealed class Batch(IJob job, int parts, int helpers)
     {
+        private int seats = helpers;
         private readonly ManualResetEventSlim finished = new(false, spinCount: 200);
         private int next = -1;
         private int done;
 
         public Exception? Error { get; private set; }
+
+        public bool HasWork => Volatile.Read(ref next) < parts - 1 && Volatile.Read(ref seats) > 0;
+
+        /// <summary>Takes one of the helper seats; false when the kernel already has all the threads it asked for.</summary>
+        public bool TryJoin() => Interlocked.Decrement(ref seats) >= 0;
 
         /// <summary>Claims and runs parts until none are left.</summary>
         public void Work()
@@ -120,6 +153,13 @@ public static class KernelThreads
 
         public void WaitAll()
         {
+            // Spin a while first: the other parts usually end within microseconds of this one.
+            long until = System.Diagnostics.Stopwatch.GetTimestamp() + IdleSpin;
+            while (Volatile.Read(ref done) < parts && System.Diagnostics.Stopwatch.GetTimestamp() < until)
+            {
+                Thread.SpinWait(20);
+            }
+
             if (Volatile.Read(ref done) < parts)
             {
                 finished.Wait();

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using K2RL.Common;
 using K2RL.Kernels;
 using K2RL.Model.Layers;
@@ -23,6 +24,7 @@ public sealed class K2Model
     private readonly float[] maxLogits;     // [L, H]
     private readonly int[] expertCounts;    // [L, E]
     private Activations? acts;
+    private readonly StepProfile profile = new();
     private bool haveForward;
 
     public K2Model(ModelConfig config)
@@ -80,6 +82,9 @@ public sealed class K2Model
     public ReadOnlySpan<int> ExpertCounts => expertCounts;
 
     public void ZeroGradients() => Array.Clear(Gradients);
+
+    /// <summary>Time per phase, accumulated over forward and backward calls until reset.</summary>
+    public StepProfile Profile => profile;
 
     /// <summary>
     /// Deterministic initialization: RMSNorm weights 1, every matrix N(0, 0.02²) (embedding and lm_head
@@ -230,7 +235,7 @@ public sealed class K2Model
         if (acts is null || acts.B != B || acts.T != T)
         {
             acts = null; // let the old shape's buffers go before allocating the new ones
-            acts = new Activations(Config, layerSlots, B, T, ropeCos, ropeSin);
+            acts = new Activations(Config, layerSlots, B, T, ropeCos, ropeSin, profile);
         }
 
         haveForward = false;
@@ -241,6 +246,7 @@ public sealed class K2Model
     {
         int N = a.N;
         var p = Parameters;
+        long t0 = StepProfile.Now;
         // embedding
         var x0 = a.Resid[0].AsSpan(0, N * D);
         var embed = p.AsSpan(embedOffset, V * D);
@@ -249,6 +255,7 @@ public sealed class K2Model
             embed.Slice(tokens[n] * D, D).CopyTo(x0.Slice(n * D, D));
         }
 
+        t0 = profile.Lap(ModelPhase.Embedding, t0);
         for (int l = 0; l < L; l++)
         {
             var s = layerSlots[l];
@@ -257,16 +264,20 @@ public sealed class K2Model
             var outp = a.Resid[l + 1];
             // attention sub-block: mid = x + MLA(norm(x))
             RmsNorm.Forward(a.Ln1[l], a.Rstd1[l], x, p.AsSpan(s.InputNorm, D), N, D, Config.RmsNormEps);
+            t0 = profile.Lap(ModelPhase.NormsAndResidual, t0);
             a.Attention[l].Forward(a.Tmp, a.Ln1[l], p, s);
+            t0 = StepProfile.Now;
             Add(mid, x, a.Tmp, N * D);
             a.Attention[l].ReduceMaxLogits(maxLogits.AsSpan(l * H, H));
             // FFN sub-block: out = mid + FFN(norm(mid))
             RmsNorm.Forward(a.Ln2[l], a.Rstd2[l], mid, p.AsSpan(s.PostNorm, D), N, D, Config.RmsNormEps);
+            t0 = profile.Lap(ModelPhase.NormsAndResidual, t0);
             if (s.IsMoe)
             {
                 var moe = a.Moe[l]!;
                 moe.Forward(a.Tmp, a.Ln2[l], p, s, N);
                 moe.Counts.CopyTo(expertCounts.AsSpan(l * E, E));
+                t0 = StepProfile.Now;
             }
             else
             {
@@ -277,14 +288,18 @@ public sealed class K2Model
                 {
                     expertCounts.AsSpan(l * E, E).Clear();
                 }
+
+                t0 = profile.Lap(ModelPhase.DenseMlp, t0);
             }
 
             Add(outp, mid, a.Tmp, N * D);
+            t0 = profile.Lap(ModelPhase.NormsAndResidual, t0);
         }
 
         RmsNorm.Forward(a.FinalNorm, a.RstdF, a.Resid[L], p.AsSpan(normOffset, D), N, D, Config.RmsNormEps);
         Linear.Forward(a.Logits, a.FinalNorm, p.AsSpan(headOffset, V * D), N, D, V);
         CrossEntropy.Forward(a.Losses, a.Lse, a.Logits, targets, N, V);
+        profile.Lap(ModelPhase.HeadAndLoss, t0);
     }
 
     private void RunBackward(Activations a, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets)
@@ -292,10 +307,12 @@ public sealed class K2Model
         int N = a.N;
         var p = Parameters;
         var g = Gradients;
+        long t0 = StepProfile.Now;
         CrossEntropy.Backward(a.DLogits, a.DLoss, a.Logits, a.Lse, targets, N, V);
         Linear.Backward(a.DTmp, g.AsSpan(headOffset, V * D), a.DLogits, a.FinalNorm, p.AsSpan(headOffset, V * D), N, D, V);
         // dX: gradient of the residual stream, walked from the top
         RmsNorm.Backward(a.DX, g.AsSpan(normOffset, D), a.DTmp, a.Resid[L], p.AsSpan(normOffset, D), a.RstdF, N, D);
+        t0 = profile.Lap(ModelPhase.HeadAndLoss, t0);
         for (int l = L - 1; l >= 0; l--)
         {
             var s = layerSlots[l];
@@ -303,6 +320,7 @@ public sealed class K2Model
             if (s.IsMoe)
             {
                 a.Moe[l]!.Backward(a.DLn, g, a.DX, a.Ln2[l], N);
+                t0 = StepProfile.Now;
             }
             else
             {
@@ -310,14 +328,18 @@ public sealed class K2Model
                 SwiGluMlp.Backward(a.DLn, g.AsSpan(s.MlpGate, I * D), g.AsSpan(s.MlpUp, I * D), g.AsSpan(s.MlpDown, D * I),
                     a.DDenseH, a.DDenseG, a.DDenseU, a.DX, a.Ln2[l], a.DenseG[l], a.DenseU[l], a.DenseH[l],
                     p.AsSpan(s.MlpGate, I * D), p.AsSpan(s.MlpUp, I * D), p.AsSpan(s.MlpDown, D * I), N, D, I);
+                t0 = profile.Lap(ModelPhase.DenseMlp, t0);
             }
 
             RmsNorm.Backward(a.DTmp, g.AsSpan(s.PostNorm, D), a.DLn, a.Mid[l], p.AsSpan(s.PostNorm, D), a.Rstd2[l], N, D);
             AddInPlace(a.DX, a.DTmp, N * D);
+            t0 = profile.Lap(ModelPhase.NormsAndResidual, t0);
             // attention sub-block: dX = dMid + norm_inᵀ MLAᵀ dMid
             a.Attention[l].Backward(a.DLn, g, a.DX, a.Ln1[l]);
+            t0 = StepProfile.Now;
             RmsNorm.Backward(a.DTmp, g.AsSpan(s.InputNorm, D), a.DLn, a.Resid[l], p.AsSpan(s.InputNorm, D), a.Rstd1[l], N, D);
             AddInPlace(a.DX, a.DTmp, N * D);
+            t0 = profile.Lap(ModelPhase.NormsAndResidual, t0);
         }
 
         // embedding: scatter-add by token, in position order
@@ -325,34 +347,22 @@ public sealed class K2Model
         for (int n = 0; n < N; n++)
         {
             var row = dEmbed.Slice(tokens[n] * D, D);
-            var d = a.DX.AsSpan(n * D, D);
-            for (int i = 0; i < D; i++)
-            {
-                row[i] += d[i];
-            }
+            TensorPrimitives.Add(row, a.DX.AsSpan(n * D, D), row);
         }
+
+        profile.Lap(ModelPhase.Embedding, t0);
     }
 
-    private static void Add(Span<float> output, ReadOnlySpan<float> a, ReadOnlySpan<float> b, int n)
-    {
-        for (int i = 0; i < n; i++)
-        {
-            output[i] = a[i] + b[i];
-        }
-    }
+    private static void Add(Span<float> output, ReadOnlySpan<float> a, ReadOnlySpan<float> b, int n) =>
+        TensorPrimitives.Add(a[..n], b[..n], output[..n]);
 
-    private static void AddInPlace(Span<float> acc, ReadOnlySpan<float> b, int n)
-    {
-        for (int i = 0; i < n; i++)
-        {
-            acc[i] += b[i];
-        }
-    }
+    private static void AddInPlace(Span<float> acc, ReadOnlySpan<float> b, int n) =>
+        TensorPrimitives.Add(acc[..n], b[..n], acc[..n]);
 
     /// <summary>Every buffer of one (B, T) shape: saved activations per layer and the backward's scratch.</summary>
     private sealed class Activations
     {
-        public Activations(ModelConfig c, LayerSlots[] slots, int batch, int seq, float[] cos, float[] sin)
+        public Activations(ModelConfig c, LayerSlots[] slots, int batch, int seq, float[] cos, float[] sin, StepProfile profile)
         {
             B = batch;
             T = seq;
@@ -378,10 +388,10 @@ public sealed class K2Model
             bool anyDense = false;
             for (int l = 0; l < L; l++)
             {
-                Attention[l] = new MlaAttention(c, B, T, cos, sin, Positions);
+                Attention[l] = new MlaAttention(c, B, T, cos, sin, Positions, profile);
                 if (slots[l].IsMoe)
                 {
-                    Moe[l] = new MoeBlock(c, N, trainable: true);
+                    Moe[l] = new MoeBlock(c, N, trainable: true, profile);
                     DenseG[l] = DenseU[l] = DenseH[l] = [];
                 }
                 else

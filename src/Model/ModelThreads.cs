@@ -25,15 +25,19 @@ public static class ModelThreads
     /// <summary>Upper bound on the worker index passed to bodies (size per-worker scratch by it).</summary>
     public static int Workers => WorkerCount;
 
-    /// <summary>Runs body(item, worker) once for each item in [0, count) and waits for all of them.</summary>
-    public static void For(int count, Action<int, int> work)
+    /// <summary>
+    /// Runs body(item, worker) once for each item in [0, count) and waits for all of them. With
+    /// <paramref name="parallel"/> false (the caller judged the work too small to pay for waking a thread) the
+    /// items run inline on worker 0; results are the same either way.
+    /// </summary>
+    public static void For(int count, Action<int, int> work, bool parallel = true)
     {
         if (count <= 0)
         {
             return;
         }
 
-        if (WorkerCount == 1 || count == 1 || Interlocked.CompareExchange(ref busy, 1, 0) != 0)
+        if (!parallel || WorkerCount == 1 || count == 1 || Interlocked.CompareExchange(ref busy, 1, 0) != 0)
         {
             for (int i = 0; i < count; i++)
             {

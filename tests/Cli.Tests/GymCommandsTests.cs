@@ -82,6 +82,32 @@ public class GymCommandsTests
     }
 
     [Fact]
+    public async Task ServeHostsTheEnvironmentsForARemoteClient()
+    {
+        var output = new StringWriter();
+        using var stop = new CancellationTokenSource();
+        var serving = GymCommands.Serve(new CliContext(output, new StringWriter()), new GymCommands.ServeOptions("127.0.0.1", 0, null, true), stop.Token);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!output.ToString().Contains("address") && DateTime.UtcNow < deadline && !serving.IsCompleted)
+        {
+            await Task.Delay(50);
+        }
+
+        using var doc = JsonDocument.Parse(output.ToString());
+        var address = new Uri(doc.RootElement.GetProperty("address").GetString()!);
+        await using (var remote = new RemoteEnvironment(address, "arithmetic"))
+        {
+            await remote.ResetAsync(3);
+            var task = new ArithmeticGenerator().Generate(3, Split.Train, 1);
+            var step = await remote.StepAsync($"Answer: {task.Answer}");
+            Assert.True(step.Info.Correct);
+        }
+
+        stop.Cancel();
+        Assert.Equal(0, await serving);
+    }
+
+    [Fact]
     public async Task EvalIsNotRegisteredUntilAModelCanGenerate()
     {
         var (code, _, _) = await Run("gym", "eval", "arithmetic", "--checkpoint", "x");

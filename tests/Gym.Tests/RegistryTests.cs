@@ -64,6 +64,38 @@ public class RegistryTests
     }
 
     [Fact]
+    public async Task ConfigRegistersRemoteEnvironments()
+    {
+        await using var server = await RemoteEnvironmentServer.StartAsync(GymRegistry.CreateDefault());
+        string dir = Directory.CreateTempSubdirectory("gymcfg").FullName;
+        string path = Path.Combine(dir, "job.yaml");
+        File.WriteAllText(path, $"gym:\n  remotes:\n    - name: far_lists\n      address: {server.Address}\n      env: list_ops\n      step_timeout_s: 5\n");
+        var registry = GymConfig.Load(path).ApplyTo(GymRegistry.CreateDefault());
+        await using var env = registry.CreateEnvironment("far_lists");
+        Assert.IsType<RemoteEnvironment>(env);
+        await env.ResetAsync(4);
+        var task = new ListOpsGenerator().Generate(4, Split.Train, 1);
+        Assert.True((await env.StepAsync($"Answer: {task.Answer}")).Info.Correct);
+
+        File.WriteAllText(path, "gym:\n  remotes:\n    - name: x\n      address: ftp://nope\n");
+        Assert.StartsWith($"{path}:3:7", Assert.Throws<ConfigException>(() => GymConfig.Load(path)).Message);
+    }
+
+    [Fact]
+    public void SyntheticCorpusDocumentsAreChatFormatAndDeterministic()
+    {
+        var registry = GymRegistry.CreateDefault();
+        var docs = SyntheticCorpus.Documents(registry, "tool_use", 100, 5).ToList();
+        Assert.Equal(docs, SyntheticCorpus.Documents(registry, "tool_use", 100, 5).ToList());
+        Assert.All(docs, d => Assert.StartsWith("<|im_system|>tool_declare<|im_middle|>", d));
+        Assert.All(docs, d => Assert.Contains("functions.calculator:", d));
+        var arithmetic = SyntheticCorpus.Documents(registry, "arithmetic", 0, 3).First();
+        Assert.Contains("<|im_assistant|>assistant<|im_middle|>", arithmetic);
+        Assert.EndsWith("<|im_end|>", arithmetic);
+        Assert.Throws<ConfigException>(() => SyntheticCorpus.Documents(registry, "poetry", 0, 1).ToList());
+    }
+
+    [Fact]
     public void MissingPluginIsAConfigError()
     {
         var e = Assert.Throws<ConfigException>(() => GymRegistry.CreateDefault().LoadPlugin("/nonexistent/plugin.dll"));

@@ -57,10 +57,33 @@ public class DecodeModelTests(ITestOutputHelper output)
             }
         }
 
+        // first: one batched prefill of every sequence's opening run (different lengths, empty caches)
+        var firstCounts = prefillPlan.Select(plan => plan[0]).ToArray();
+        for (int s = 0; s < seqs.Length; s++)
+        {
+            Ensure(seqs[s], firstCounts[s]);
+        }
+
+        var batchTokens = seqTokens.SelectMany((t, s) => t.Take(firstCounts[s])).ToArray();
+        var lastBatch = new float[seqs.Length * V];
+        var allBatch = new float[batchTokens.Length * V];
+        dm.PrefillBatch(seqs, batchTokens, firstCounts, lastBatch, allBatch);
+        for (int s = 0, row = 0; s < seqs.Length; row += firstCounts[s], s++)
+        {
+            Assert.Equal(firstCounts[s], seqs[s].Length);
+            for (int i = 0; i < firstCounts[s]; i++)
+            {
+                Compare(s, i, allBatch.AsSpan((row + i) * V, V));
+            }
+
+            Compare(s, firstCounts[s] - 1, lastBatch.AsSpan(s * V, V));
+        }
+
+        // then: single-sequence prefills on top of what is cached
         var last = new float[V];
         for (int s = 0; s < seqs.Length; s++)
         {
-            foreach (int n in prefillPlan[s])
+            foreach (int n in prefillPlan[s].Skip(1))
             {
                 int start = seqs[s].Length;
                 Ensure(seqs[s], start + n);

@@ -8,7 +8,7 @@ public class K2ModelReferenceTests(ITestOutputHelper output)
 {
     [Theory]
     [InlineData("k2-test", 2, 8, 1e-4)]
-    [InlineData("k2-nano", 1, 6, 2e-4)]
+    [InlineData("k2-nano", 1, 80, 2e-4)] // two causal query blocks, the last one partial
     public void LogitsLossAndEveryGradientMatchTheReference(string preset, int B, int T, double tol)
     {
         var config = ModelTestUtil.Preset(preset);

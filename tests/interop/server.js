@@ -58,10 +58,12 @@ async function Echo(call, callback) {
 async function Count(call) {
   const r = call.request;
   for (let i = 0; r.n < 0 || i < r.n; i++) {
-    try {
-      await wait(call, r.delayMs, r.tag);
-    } catch {
-      return;
+    if (i > 0) {
+      try {
+        await wait(call, r.delayMs, r.tag);
+      } catch {
+        return;
+      }
     }
     call.write({ i });
   }
@@ -115,7 +117,8 @@ function Chat(call) {
   call.on('end', () => chain.then(() => { if (!failed) call.end(); }));
 }
 
-const server = new grpc.Server();
+// The same receive limit as the K2RL test server (RpcServerFixture.Limit).
+const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 });
 server.addService(proto.TestService.service, { Echo, Count, Sum, Chat });
 server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
   if (err) {

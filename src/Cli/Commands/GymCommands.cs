@@ -20,7 +20,10 @@ public sealed class GymCommands : ICommandProvider
     {
         yield return ListCommand(context);
         yield return TryCommand(context);
+        yield return ServeCommand(context);
     }
+
+    internal sealed record ServeOptions(string Host, int Port, string? Config, bool Json);
 
     internal sealed record ListOptions(string? Config, string? Rubrics, bool Json);
 
@@ -69,6 +72,39 @@ public sealed class GymCommands : ICommandProvider
             return await Try(context, options, reader, ct);
         });
         return command;
+    }
+
+    private static Command ServeCommand(CliContext context)
+    {
+        var host = new Option<string>("--host") { Description = "Address to bind (\"*\" for all interfaces)", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "Port (0 picks a free one)", DefaultValueFactory = _ => 0 };
+        var config = ConfigOption();
+        var json = new Option<bool>("--json") { Description = "Print the address as one JSON object" };
+        var command = new Command("serve", "Serve every registered environment over k2rl.v1.Gym (gRPC) until Ctrl-C") { host, port, config, json };
+        command.SetAction((parse, ct) => Serve(context,
+            new ServeOptions(parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(config), parse.GetValue(json)), ct));
+        return command;
+    }
+
+    internal static async Task<int> Serve(CliContext context, ServeOptions options, CancellationToken ct)
+    {
+        var registry = Registry(options.Config, null);
+        await using var server = await RemoteEnvironmentServer.StartAsync(registry,
+            new K2RL.Common.Rpc.RpcServerOptions { Host = options.Host, Port = options.Port }, ct: ct);
+        context.Out.WriteLine(options.Json
+            ? JsonSerializer.Serialize(new { Address = server.Address.ToString(), Environments = registry.Environments.Select(e => e.Name) }, Json)
+            : $"serving {string.Join(", ", registry.Environments.Select(e => e.Name))} at {server.Address}");
+        context.Out.Flush();
+        try
+        {
+            await Task.Delay(Timeout.Infinite, ct);
+        }
+        catch (OperationCanceledException)
+        {
+            context.Error.WriteLine("stopping");
+        }
+
+        return 0;
     }
 
     internal static GymRegistry Registry(string? config, string? rubrics)

@@ -31,6 +31,7 @@ internal sealed class ClientCall<TRequest, TResponse> : IDisposable
     private int writing;
     private bool requestCompleted;
     private bool finished;
+    private RpcException? failure;
 
     public ClientCall(RpcClient client, RpcMethod<TRequest, TResponse> method, CallOptions options, CancellationToken extra)
     {
@@ -75,6 +76,11 @@ internal sealed class ClientCall<TRequest, TResponse> : IDisposable
     public async Task WriteAsync(TRequest message)
     {
         ArgumentNullException.ThrowIfNull(message);
+        if (failure is not null)
+        {
+            throw failure;
+        }
+
         if (push is null || requestCompleted)
         {
             throw new InvalidOperationException($"the request stream of {method.FullName} is closed");
@@ -121,7 +127,7 @@ internal sealed class ClientCall<TRequest, TResponse> : IDisposable
     {
         if (finished)
         {
-            return null;
+            return failure is null ? null : throw failure;
         }
 
         var stream = await ResponseBodyAsync().ConfigureAwait(false);
@@ -313,6 +319,11 @@ internal sealed class ClientCall<TRequest, TResponse> : IDisposable
     /// <summary>The status of a call that failed with an exception: our deadline, the caller's cancellation, or the transport.</summary>
     private RpcException Map(Exception e)
     {
+        if (failure is not null)
+        {
+            return failure; // the first failure is the reason; later ones follow from aborting the stream
+        }
+
         if (e is RpcException rpc)
         {
             return rpc.Method is null ? Fail(rpc.StatusCode, rpc.Detail, rpc) : rpc;
@@ -346,12 +357,15 @@ internal sealed class ClientCall<TRequest, TResponse> : IDisposable
             : Fail(StatusCode.Unknown, $"{e.GetType().Name}: {e.Message}", e);
     }
 
+    /// <summary>Ends the call with a status: remembers the first failure, resets the stream.</summary>
     private RpcException Fail(StatusCode code, string detail, Exception? inner = null)
     {
-        finished = true;
-        Abort();
-        return inner is null
+        var e = inner is null
             ? new RpcException(code, detail, method.FullName, client.Address)
             : new RpcException(code, detail, method.FullName, client.Address, inner);
+        failure ??= e;
+        finished = true;
+        Abort();
+        return e;
     }
 }

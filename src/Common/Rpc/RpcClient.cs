@@ -123,54 +123,61 @@ public sealed class RpcClient : IDisposable
     public void Dispose() => Http.Dispose();
 }
 
-/// <summary>A client-streaming call: write requests, then <see cref="CompleteAsync"/> for the response. Dispose cancels it if unfinished.</summary>
-public sealed class ClientStreamingCall<TRequest, TResponse> : IDisposable
+/// <summary>What client-streaming and duplex calls share: writing requests, and Dispose, which cancels the call if unfinished.</summary>
+public abstract class RequestStreamingCall<TRequest, TResponse> : IDisposable
     where TRequest : class, IMessage<TRequest>
     where TResponse : class, IMessage<TResponse>
 {
-    private readonly ClientCall<TRequest, TResponse> call;
+    private protected RequestStreamingCall(ClientCall<TRequest, TResponse> call) => Call = call;
 
-    internal ClientStreamingCall(ClientCall<TRequest, TResponse> call) => this.call = call;
+    private protected ClientCall<TRequest, TResponse> Call { get; }
 
     /// <summary>Sends one request message; not concurrently with another write.</summary>
-    public Task WriteAsync(TRequest message) => call.WriteAsync(message);
+    public Task WriteAsync(TRequest message) => Call.WriteAsync(message);
+
+    public void Dispose() => Call.Dispose();
+}
+
+/// <summary>A client-streaming call: write requests, then <see cref="CompleteAsync"/> for the response.</summary>
+public sealed class ClientStreamingCall<TRequest, TResponse> : RequestStreamingCall<TRequest, TResponse>
+    where TRequest : class, IMessage<TRequest>
+    where TResponse : class, IMessage<TResponse>
+{
+    internal ClientStreamingCall(ClientCall<TRequest, TResponse> call)
+        : base(call)
+    {
+    }
 
     /// <summary>Ends the request stream and waits for the response.</summary>
     public Task<TResponse> CompleteAsync()
     {
-        call.CompleteRequest();
-        return call.ReadSingleResponseAsync();
+        Call.CompleteRequest();
+        return Call.ReadSingleResponseAsync();
     }
-
-    public void Dispose() => call.Dispose();
 }
 
-/// <summary>A bidirectional call: write and read in any order; <see cref="CompleteRequest"/> ends the request stream. Dispose cancels it if unfinished.</summary>
-public sealed class DuplexCall<TRequest, TResponse> : IDisposable
+/// <summary>A bidirectional call: write and read in any order; <see cref="CompleteRequest"/> ends the request stream.</summary>
+public sealed class DuplexCall<TRequest, TResponse> : RequestStreamingCall<TRequest, TResponse>
     where TRequest : class, IMessage<TRequest>
     where TResponse : class, IMessage<TResponse>
 {
-    private readonly ClientCall<TRequest, TResponse> call;
-
-    internal DuplexCall(ClientCall<TRequest, TResponse> call) => this.call = call;
-
-    /// <summary>Sends one request message; not concurrently with another write.</summary>
-    public Task WriteAsync(TRequest message) => call.WriteAsync(message);
+    internal DuplexCall(ClientCall<TRequest, TResponse> call)
+        : base(call)
+    {
+    }
 
     /// <summary>Half-closes: the server sees the end of the request stream.</summary>
-    public void CompleteRequest() => call.CompleteRequest();
+    public void CompleteRequest() => Call.CompleteRequest();
 
     /// <summary>The next response, or null when the server ended the call with OK; throws for any other status.</summary>
-    public Task<TResponse?> ReadAsync() => call.ReadAsync();
+    public Task<TResponse?> ReadAsync() => Call.ReadAsync();
 
     /// <summary>The remaining responses.</summary>
     public async IAsyncEnumerable<TResponse> ReadAllAsync()
     {
-        while (await call.ReadAsync().ConfigureAwait(false) is { } response)
+        while (await Call.ReadAsync().ConfigureAwait(false) is { } response)
         {
             yield return response;
         }
     }
-
-    public void Dispose() => call.Dispose();
 }

@@ -63,7 +63,7 @@ public static class GymBenchmark
         return
         [
             Figure("sandbox: trivial python3 program, end to end", "ms", ms),
-            Figure("code env: one step (3 tests = 3 sandboxed runs)", "ms", steps),
+            Figure("code env: one step (3 tests, run concurrently)", "ms", steps),
         ];
     }
 

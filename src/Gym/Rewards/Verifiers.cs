@@ -248,7 +248,7 @@ public sealed class CountdownVerifier : IVerifier
 
 /// <summary>
 /// Runs the program in the response (the last fenced code block, else the whole text) against the task's tests in a
-/// sandbox. Reward 1 when every test passes, else 0; the reason names the first failing test and how it failed.
+/// sandbox, all tests at once. Reward 1 when every test passes, else 0; the reason names the first failing test and how it failed.
 /// </summary>
 public sealed partial class UnitTestVerifier(ISandbox sandbox, SandboxLimits? limits = null) : IVerifier
 {
@@ -266,11 +266,12 @@ public sealed partial class UnitTestVerifier(ISandbox sandbox, SandboxLimits? li
             return VerifierResult.Fail("task has no tests");
         }
 
-        for (int i = 0; i < request.Task.Tests.Count; i++)
+        // The tests run concurrently (each in its own sandbox); the first failing one, in order, is reported.
+        var runs = await Task.WhenAll(request.Task.Tests.Select(test => sandbox.RunAsync(
+            new SandboxRequest(interpreter, program, test.Stdin) { Limits = limits ?? new SandboxLimits() }, ct).AsTask()));
+        for (int i = 0; i < runs.Length; i++)
         {
-            var test = request.Task.Tests[i];
-            var run = await sandbox.RunAsync(
-                new SandboxRequest(interpreter, program, test.Stdin) { Limits = limits ?? new SandboxLimits() }, ct);
+            var run = runs[i];
             if (run.Status == SandboxStatus.SandboxError)
             {
                 return VerifierResult.Fail("sandbox error: " + run.Stderr);
@@ -282,7 +283,7 @@ public sealed partial class UnitTestVerifier(ISandbox sandbox, SandboxLimits? li
                 return VerifierResult.Fail($"test {i}: {run.Status} (exit {run.ExitCode}) {tail}".Trim());
             }
 
-            if (Canonical(run.Stdout) != Canonical(test.ExpectedStdout))
+            if (Canonical(run.Stdout) != Canonical(request.Task.Tests[i].ExpectedStdout))
             {
                 return VerifierResult.Fail($"test {i}: wrong output");
             }

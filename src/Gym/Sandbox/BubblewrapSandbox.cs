@@ -18,6 +18,15 @@ namespace K2RL.Gym;
 /// </summary>
 public sealed class BubblewrapSandbox : ISandbox
 {
+    /// <summary>
+    /// Runs the program as a script after the setup <c>site</c> would do that matters here (<c>exit</c>/<c>quit</c>);
+    /// skipping <c>site</c> (<c>-S</c>) halves Python's start-up, the largest part of a sandboxed run.
+    /// </summary>
+    private const string PythonPrelude =
+        "import sys, builtins; builtins.exit = builtins.quit = sys.exit; p = sys.argv[1]; sys.argv = sys.argv[1:]; " +
+        "sys.path[0] = '/code'; exec(compile(open(p, encoding='utf-8').read(), p, 'exec'), " +
+        "{'__name__': '__main__', '__file__': p, '__builtins__': builtins})";
+
     private const int UidBase = 200_000;
     private const int UidPool = 100_000;
     private static int nextUid;
@@ -31,7 +40,7 @@ public sealed class BubblewrapSandbox : ISandbox
     {
         this.interpreters = interpreters?.ToDictionary(kv => kv.Key, kv => kv.Value) ?? new Dictionary<string, string[]>
         {
-            ["python3"] = ["/usr/bin/python3", "-I"],
+            ["python3"] = ["/usr/bin/python3", "-I", "-S", "-c", PythonPrelude],
             ["sh"] = ["/bin/sh"],
             ["bash"] = ["/bin/bash"],
         };

@@ -59,7 +59,7 @@ public sealed class CodeGenerator : TaskGenerator
 
     private static (string, string, Func<GymRandom, string>, Func<string, string>, string) SumTimes(ref GymRandom rng)
     {
-        int k = rng.Next(2, 10);
+        int k = rng.Next(2, 100);
         return ($"reads one line of space-separated integers and prints {k} times their sum.",
             $"nums = list(map(int, input().split()))\nprint({k} * sum(nums))\n",
             r => Ints(r, r.Next(1, 8), -50, 100),
@@ -69,7 +69,7 @@ public sealed class CodeGenerator : TaskGenerator
 
     private static (string, string, Func<GymRandom, string>, Func<string, string>, string) MaxMinusMin(ref GymRandom rng)
     {
-        int c = rng.Next(0, 20);
+        int c = rng.Next(0, 100);
         return ($"reads one line of space-separated integers and prints their maximum minus their minimum, plus {c}.",
             $"nums = list(map(int, input().split()))\nprint(max(nums) - min(nums) + {c})\n",
             r => Ints(r, r.Next(1, 8), -100, 100),
@@ -79,7 +79,7 @@ public sealed class CodeGenerator : TaskGenerator
 
     private static (string, string, Func<GymRandom, string>, Func<string, string>, string) DigitSum(ref GymRandom rng)
     {
-        int k = rng.Next(1, 10);
+        int k = rng.Next(1, 100);
         return ($"reads a non-negative integer n and prints the sum of its decimal digits multiplied by {k}.",
             $"n = input().strip()\nprint({k} * sum(int(d) for d in n))\n",
             r => r.Next(0, 1_000_000_000) + "\n",
@@ -89,7 +89,7 @@ public sealed class CodeGenerator : TaskGenerator
 
     private static (string, string, Func<GymRandom, string>, Func<string, string>, string) CountMultiples(ref GymRandom rng)
     {
-        int a = rng.Next(2, 13);
+        int a = rng.Next(2, 100);
         return ($"reads an integer n and prints how many of the numbers 1..n are divisible by {a}.",
             $"n = int(input())\nprint(sum(1 for i in range(1, n + 1) if i % {a} == 0))\n",
             r => r.Next(0, 500) + "\n",
@@ -99,7 +99,7 @@ public sealed class CodeGenerator : TaskGenerator
 
     private static (string, string, Func<GymRandom, string>, Func<string, string>, string) ReverseWords(ref GymRandom rng)
     {
-        string sep = rng.Pick(["-", ",", " ", "+"]);
+        string sep = rng.Pick(["-", ",", " ", "+", "/", "|", ";", ":", "_", " - ", ", ", ".."]);
         string[] words = ["alpha", "beta", "gamma", "delta", "omega", "kappa", "sigma"];
         return ($"reads one line of words separated by spaces and prints the words in reverse order joined by '{sep}'.",
             $"words = input().split()\nprint('{sep}'.join(reversed(words)))\n",
@@ -127,8 +127,8 @@ public sealed class CodeGenerator : TaskGenerator
 
     private static (string, string, Func<GymRandom, string>, Func<string, string>, string) FizzBuzz(ref GymRandom rng)
     {
-        int a = rng.Next(2, 8);
-        int b = rng.Next(a + 1, 12);
+        int a = rng.Next(2, 10);
+        int b = rng.Next(a + 1, 16);
         return ($"reads an integer n and prints the numbers 1..n, one per line, but 'Fizz' for multiples of {a}, " +
                 $"'Buzz' for multiples of {b}, and 'FizzBuzz' for multiples of both.",
             $"n = int(input())\nfor i in range(1, n + 1):\n    s = ('Fizz' if i % {a} == 0 else '') + ('Buzz' if i % {b} == 0 else '')\n    print(s or i)\n",

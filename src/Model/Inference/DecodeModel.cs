@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using K2RL.Common;
 using K2RL.Kernels;
 using K2RL.Model.Layers;
@@ -27,6 +28,7 @@ public sealed class DecodeModel
     private readonly float[] ropeCos, ropeSin;
     private readonly float[] parameters;
     private readonly float[] maxLogits;          // [L, H] of the last prefill
+    private float[] rstdHead = [];               // [rows] final-norm scratch
     private readonly Work decode;
     private Work? prefill;
     private bool loaded;
@@ -38,8 +40,12 @@ public sealed class DecodeModel
     private int stepLayer;
     private readonly Action<int, int> decodeAttention, prefillHead;
 
-    // prefill: arguments of the call in flight
-    private int pfTokens, pfStart;
+    // prefill: arguments of the call in flight (per sequence: first row, token count, start position, context offset)
+    private IReadOnlyList<SequenceCache> pfSeqs = [];
+    private int[] pfRow0 = [], pfCount = [], pfStart = [], pfCtx0 = [];
+    private float[] pfMax = [];                  // [B, H] max logit per sequence and head of the layer in flight
+    private readonly SequenceCache[] oneSeq = new SequenceCache[1];
+    private readonly int[] oneCount = new int[1];
 
     public DecodeModel(ModelConfig config, KvBlockPool pool, int maxBatch)
     {
@@ -106,6 +112,9 @@ public sealed class DecodeModel
 
     public ModelConfig Config => config;
 
+    /// <summary>Time per phase of prefill and decode calls, accumulated until reset.</summary>
+    public StepProfile Profile { get; } = new();
+
     public int MaxBatch { get; }
 
     /// <summary>[L, H] per layer and head, the max pre-softmax logit (scale included) of the last prefill.</summary>
@@ -137,78 +146,171 @@ public sealed class DecodeModel
     /// <inheritdoc cref="Prefill(SequenceCache, ReadOnlySpan{int}, Span{float})"/>
     public void Prefill(SequenceCache seq, ReadOnlySpan<int> tokens, Span<float> lastLogits, Span<float> allLogits)
     {
-        EnsureLoaded();
-        int Tn = tokens.Length, start = seq.Length;
-        if (Tn == 0)
+        if (!allLogits.IsEmpty && allLogits.Length < tokens.Length * V)
         {
-            throw new ArgumentException("prefill needs at least one token", nameof(tokens));
+            throw new ArgumentException($"allLogits needs {tokens.Length}×{V} floats, got {allLogits.Length}", nameof(allLogits));
         }
 
-        CheckRoom(seq, start + Tn, "prefill");
-        CheckTokens(tokens);
-        if (lastLogits.Length < V || (!allLogits.IsEmpty && allLogits.Length < Tn * V))
+        oneSeq[0] = seq;
+        oneCount[0] = tokens.Length;
+        try
         {
-            throw new ArgumentException($"logits spans too small: last needs {V}, all needs {Tn}×{V}");
+            PrefillBatch(oneSeq, tokens, oneCount, lastLogits, allLogits);
         }
-
-        var w = prefill;
-        if (w is null || w.Capacity < Tn || w.ContextCapacity < start + Tn)
+        finally
         {
-            prefill = null;
-            w = prefill = new Work(this, Math.Max(Tn, w?.Capacity ?? 0), Math.Max(start + Tn, w?.ContextCapacity ?? 0));
-        }
-
-        for (int i = 0; i < Tn; i++)
-        {
-            w.Positions[i] = start + i;
-        }
-
-        Embed(w, tokens);
-        pfTokens = Tn;
-        pfStart = start;
-        int ctx = start + Tn;
-        for (int l = 0; l < L; l++)
-        {
-            var s = layerSlots[l];
-            ProjectQueryAndLatent(w, s, Tn);
-            WriteCache(seq, w, l, Tn, start);
-            // expand every cached latent: [k_nope | v] = c Wkvbᵀ over positions [0, ctx)
-            ReadCache(seq, l, ctx, w.CtxLatent, w.CtxKpe);
-            Linear.Forward(w.CtxKv, w.CtxLatent, P(s.KvB, HKV * R), ctx, R, HKV);
-            stepLayer = l;
-            ModelThreads.For(H, prefillHead);
-            FinishLayer(w, s, Tn);
-        }
-
-        for (int h = 0; h < H * L; h++)
-        {
-            maxLogits[h] = w.HeadMax[h];
-        }
-
-        seq.Length = start + Tn;
-        if (allLogits.IsEmpty)
-        {
-            Head(w, Tn - 1, 1, lastLogits);
-        }
-        else
-        {
-            Head(w, 0, Tn, allLogits);
-            allLogits.Slice((Tn - 1) * V, V).CopyTo(lastLogits);
+            oneSeq[0] = null!;
         }
     }
 
-    private void PrefillHead(int h, int worker)
+    /// <summary>
+    /// Prefills several sequences at once (plain path): tokens holds counts[0] tokens for seqs[0], then counts[1]
+    /// for seqs[1], …; each run starts at its sequence's Length and is appended to its cache. Projections, MoE
+    /// and FFN run over all the tokens together; attention per (sequence, head). Writes each sequence's last
+    /// logits to lastLogits[B, V] and, when allLogits is not empty, every token's to allLogits[Σ counts, V].
+    /// </summary>
+    public void PrefillBatch(IReadOnlyList<SequenceCache> seqs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> counts,
+        Span<float> lastLogits, Span<float> allLogits = default)
+    {
+        EnsureLoaded();
+        int B = seqs.Count;
+        if (counts.Length != B || B == 0)
+        {
+            throw new ArgumentException($"need one count per sequence: {B} sequences, {counts.Length} counts (and at least one)");
+        }
+
+        if (pfRow0.Length < B)
+        {
+            pfRow0 = new int[B];
+            pfCount = new int[B];
+            pfStart = new int[B];
+            pfCtx0 = new int[B];
+            pfMax = new float[B * H];
+        }
+
+        int total = 0, ctxTotal = 0;
+        long scoreMax = 0;
+        for (int b = 0; b < B; b++)
+        {
+            int n = counts[b], start = seqs[b].Length;
+            if (n <= 0)
+            {
+                throw new ArgumentException($"prefill needs at least one token per sequence; sequence {b} has {n}", nameof(counts));
+            }
+
+            CheckRoom(seqs[b], start + n, $"prefill (sequence {b})");
+            pfRow0[b] = total;
+            pfCount[b] = n;
+            pfStart[b] = start;
+            pfCtx0[b] = ctxTotal;
+            total += n;
+            ctxTotal += start + n;
+            scoreMax = Math.Max(scoreMax, (long)n * (start + n));
+        }
+
+        if (tokens.Length != total)
+        {
+            throw new ArgumentException($"counts add up to {total} tokens, got {tokens.Length}", nameof(tokens));
+        }
+
+        CheckTokens(tokens);
+        if (lastLogits.Length < B * V || (!allLogits.IsEmpty && allLogits.Length < total * V))
+        {
+            throw new ArgumentException($"logits spans too small: last needs {B}×{V}, all needs {total}×{V}");
+        }
+
+        var w = prefill;
+        if (w is null || w.Capacity < Math.Max(total, B) || w.ContextCapacity < ctxTotal || w.ScoreCapacity < scoreMax)
+        {
+            prefill = null;
+            w = prefill = new Work(this, Math.Max(Math.Max(total, B), w?.Capacity ?? 0), Math.Max(ctxTotal, w?.ContextCapacity ?? 0),
+                Math.Max(scoreMax, w?.ScoreCapacity ?? 0));
+        }
+
+        for (int b = 0; b < B; b++)
+        {
+            for (int i = 0; i < pfCount[b]; i++)
+            {
+                w.Positions[pfRow0[b] + i] = pfStart[b] + i;
+            }
+        }
+
+        Embed(w, tokens);
+        pfSeqs = seqs;
+        for (int l = 0; l < L; l++)
+        {
+            var s = layerSlots[l];
+            long t0 = StepProfile.Now;
+            ProjectQueryAndLatent(w, s, total);
+            for (int b = 0; b < B; b++)
+            {
+                WriteCache(seqs[b], w, l, pfCount[b], pfStart[b], row: pfRow0[b]);
+                // expand every cached latent of the sequence: [k_nope | v] = c Wkvbᵀ over positions [0, ctx)
+                int ctx = pfStart[b] + pfCount[b];
+                ReadCache(seqs[b], l, ctx, w.CtxLatent.AsSpan(pfCtx0[b] * R), w.CtxKpe.AsSpan(pfCtx0[b] * Dr));
+            }
+
+            Linear.Forward(w.CtxKv, w.CtxLatent, P(s.KvB, HKV * R), ctxTotal, R, HKV);
+            t0 = Profile.Lap(ModelPhase.AttentionProjections, t0);
+            stepLayer = l;
+            ModelThreads.For(B * H, prefillHead);
+            for (int h = 0; h < H; h++)
+            {
+                float m = float.NegativeInfinity;
+                for (int b = 0; b < B; b++)
+                {
+                    m = Math.Max(m, pfMax[b * H + h]);
+                }
+
+                maxLogits[l * H + h] = m;
+            }
+
+            Profile.Lap(ModelPhase.AttentionCore, t0);
+            FinishLayer(w, s, total);
+        }
+
+        pfSeqs = [];
+        for (int b = 0; b < B; b++)
+        {
+            seqs[b].Length = pfStart[b] + pfCount[b];
+        }
+
+        long th = StepProfile.Now;
+        if (!allLogits.IsEmpty)
+        {
+            Head(w.X.AsSpan(0, total * D), w.Ln, total, allLogits);
+            for (int b = 0; b < B; b++)
+            {
+                allLogits.Slice((pfRow0[b] + pfCount[b] - 1) * V, V).CopyTo(lastLogits.Slice(b * V, V));
+            }
+        }
+        else
+        {
+            for (int b = 0; b < B; b++)
+            {
+                w.X.AsSpan((pfRow0[b] + pfCount[b] - 1) * D, D).CopyTo(w.Tmp.AsSpan(b * D, D));
+            }
+
+            Head(w.Tmp.AsSpan(0, B * D), w.Ln, B, lastLogits);
+        }
+
+        Profile.Lap(ModelPhase.HeadAndLoss, th);
+    }
+
+    private void PrefillHead(int item, int worker)
     {
         var w = prefill!;
-        int Tn = pfTokens, P = pfStart, ctx = P + Tn;
-        var s = w.PrefillScores[worker].AsSpan(0, Tn * ctx);
-        var p = w.PrefillProbs[worker].AsSpan(0, Tn * ctx);
-        var qh = w.Q.AsSpan(h * (Dn + Dr));
-        var kvh = w.CtxKv.AsSpan(h * (Dn + Dv));
-        Gemm.Multiply(GemmOp.NT, s, ctx, qh, HQ, kvh, HKV, Tn, ctx, Dn);
-        Gemm.Multiply(GemmOp.NT, s, ctx, qh[Dn..], HQ, w.CtxKpe, Dr, Tn, ctx, Dr, accumulate: true);
-        w.HeadMax[stepLayer * H + h] = Softmax.Forward(p, s, Tn, ctx, scale, causal: true, causalOffset: P);
-        Gemm.Multiply(GemmOp.NN, w.AttnOut.AsSpan(h * Dv), H * Dv, p, ctx, kvh[Dn..], HKV, Tn, Dv, ctx);
+        int b = item / H, h = item % H;
+        int n = pfCount[b], start = pfStart[b], ctx = start + n, row0 = pfRow0[b], c0 = pfCtx0[b];
+        var s = w.PrefillScores[worker].AsSpan(0, n * ctx);
+        var p = w.PrefillProbs[worker].AsSpan(0, n * ctx);
+        var qh = w.Q.AsSpan(row0 * HQ + h * (Dn + Dr));
+        var kvh = w.CtxKv.AsSpan(c0 * HKV + h * (Dn + Dv));
+        Gemm.Multiply(GemmOp.NT, s, ctx, qh, HQ, kvh, HKV, n, ctx, Dn, false, maxThreads: 1);
+        Gemm.Multiply(GemmOp.NT, s, ctx, qh[Dn..], HQ, w.CtxKpe.AsSpan(c0 * Dr), Dr, n, ctx, Dr, true, maxThreads: 1);
+        pfMax[item] = Softmax.Forward(p, s, n, ctx, scale, causal: true, causalOffset: start);
+        Gemm.Multiply(GemmOp.NN, w.AttnOut.AsSpan(row0 * H * Dv + h * Dv), H * Dv, p, ctx, kvh[Dn..], HKV, n, Dv, ctx,
+            false, maxThreads: 1);
     }
 
     // ------------------------------------------------------------------ decode (absorbed path)
@@ -246,10 +348,13 @@ public sealed class DecodeModel
 
         Embed(w, tokens);
         stepSeqs = seqs;
+        var prof = Profile;
         for (int l = 0; l < L; l++)
         {
             var s = layerSlots[l];
+            long t0 = StepProfile.Now;
             ProjectQueryAndLatent(w, s, B);
+            t0 = prof.Lap(ModelPhase.AttentionProjections, t0);
             for (int b = 0; b < B; b++)
             {
                 WriteCache(seqs[b], w, l, 1, seqs[b].Length, row: b);
@@ -268,7 +373,13 @@ public sealed class DecodeModel
             }
 
             stepLayer = l;
-            ModelThreads.For(B, decodeAttention);
+            long work = 0;
+            for (int b = 0; b < B; b++)
+            {
+                work += (long)(seqs[b].Length + 1) * H * RD;
+            }
+
+            ModelThreads.For(B, decodeAttention, parallel: work >= 1 << 18);
             // o_h [B, Dv] = ctx_h [B, R] · W_UV_hᵀ
             for (int h = 0; h < H; h++)
             {
@@ -276,6 +387,7 @@ public sealed class DecodeModel
                     wkvb[((h * (Dn + Dv) + Dn) * R)..], R, B, Dv, R);
             }
 
+            prof.Lap(ModelPhase.AttentionCore, t0);
             FinishLayer(w, s, B);
         }
 
@@ -285,10 +397,15 @@ public sealed class DecodeModel
         }
 
         stepSeqs = [];
-        Head(w, 0, B, logits);
+        long th = StepProfile.Now;
+        Head(w.X.AsSpan(0, B * D), w.Ln, B, logits);
+        prof.Lap(ModelPhase.HeadAndLoss, th);
     }
 
-    /// <summary>Sequence b: scores over its cached tokens block by block, softmax, context = Σ p c.</summary>
+    /// <summary>
+    /// Sequence b: score_hj = [q̃_h | q_pe_h] · [c_j | k_pe_j] over its cached tokens (one dot of R + Dr per head
+    /// and token, each cache row read once for all heads), softmax, then ctx_h = Σ_j p_hj c_j.
+    /// </summary>
     private void DecodeAttention(int b, int worker)
     {
         var w = decode;
@@ -302,16 +419,32 @@ public sealed class DecodeModel
         {
             int cnt = Math.Min(bt, len - start);
             var rows = pool.LayerRows(seq.Blocks[blk], stepLayer);
-            Gemm.Multiply(GemmOp.NT, s[start..], len, qcat, RD, rows, RD, H, cnt, RD);
+            for (int j = 0; j < cnt; j++)
+            {
+                var row = rows.Slice(j * RD, RD);
+                for (int h = 0; h < H; h++)
+                {
+                    s[h * len + start + j] = TensorPrimitives.Dot(qcat.Slice(h * RD, RD), row);
+                }
+            }
         }
 
         Softmax.Forward(p, s, H, len, scale, causal: false);
         var ctx = w.Ctx.AsSpan(b * H * R, H * R);
+        ctx.Clear();
         for (int start = 0, blk = 0; start < len; start += bt, blk++)
         {
             int cnt = Math.Min(bt, len - start);
             var rows = pool.LayerRows(seq.Blocks[blk], stepLayer);
-            Gemm.Multiply(GemmOp.NN, ctx, R, p[start..], len, rows, RD, H, R, cnt, accumulate: start > 0);
+            for (int j = 0; j < cnt; j++)
+            {
+                var c = rows.Slice(j * RD, R);
+                for (int h = 0; h < H; h++)
+                {
+                    var ch = ctx.Slice(h * R, R);
+                    TensorPrimitives.MultiplyAdd(c, p[h * len + start + j], ch, ch);
+                }
+            }
         }
     }
 
@@ -363,23 +496,25 @@ public sealed class DecodeModel
         }
     }
 
-    private void ReadCache(SequenceCache seq, int layer, int count, float[] latent, float[] kpe)
+    private void ReadCache(SequenceCache seq, int layer, int count, Span<float> latent, Span<float> kpe)
     {
         int bt = pool.BlockTokens;
         for (int pos = 0; pos < count; pos++)
         {
             var src = pool.LayerRows(seq.Blocks[pos / bt], layer).Slice(pos % bt * RD, RD);
-            src[..R].CopyTo(latent.AsSpan(pos * R, R));
-            src[R..].CopyTo(kpe.AsSpan(pos * Dr, Dr));
+            src[..R].CopyTo(latent.Slice(pos * R, R));
+            src[R..].CopyTo(kpe.Slice(pos * Dr, Dr));
         }
     }
 
     /// <summary>o_proj and residual, then the FFN sub-block; X holds the layer's output after.</summary>
     private void FinishLayer(Work w, LayerSlots s, int n)
     {
+        long t0 = StepProfile.Now;
         Linear.Forward(w.Tmp, w.AttnOut, P(s.O, D * H * Dv), n, H * Dv, D);
         AddInPlace(w.X, w.Tmp, n * D);
         RmsNorm.Forward(w.Ln, w.Rstd, w.X, P(s.PostNorm, D), n, D, eps);
+        t0 = Profile.Lap(ModelPhase.AttentionProjections, t0);
         if (s.IsMoe)
         {
             w.Moe!.Forward(w.Tmp, w.Ln, parameters, s, n);
@@ -388,27 +523,22 @@ public sealed class DecodeModel
         {
             int I = config.IntermediateSize;
             SwiGluMlp.Forward(w.Tmp, w.G, w.U, w.Hd, w.Ln, P(s.MlpGate, I * D), P(s.MlpUp, I * D), P(s.MlpDown, D * I), n, D, I);
+            Profile.Lap(ModelPhase.DenseMlp, t0);
         }
 
         AddInPlace(w.X, w.Tmp, n * D);
     }
 
-    /// <summary>logits for rows [first, first + n) of X.</summary>
-    private void Head(Work w, int first, int n, Span<float> logits)
+    /// <summary>logits[n, V] of final hidden states x[n, D] (scratch: [n, D]).</summary>
+    private void Head(ReadOnlySpan<float> x, float[] scratch, int n, Span<float> logits)
     {
-        var x = w.X.AsSpan(first * D, n * D);
-        var ln = w.Ln.AsSpan(0, n * D);
-        RmsNorm.Forward(ln, w.Rstd, x, P(normOffset, D), n, D, eps);
+        var ln = scratch.AsSpan(0, n * D);
+        RmsNorm.Forward(ln, rstdHead.AsSpan(0, n), x, P(normOffset, D), n, D, eps);
         Linear.Forward(logits, ln, P(headOffset, V * D), n, D, V);
     }
 
-    private static void AddInPlace(Span<float> acc, ReadOnlySpan<float> b, int n)
-    {
-        for (int i = 0; i < n; i++)
-        {
-            acc[i] += b[i];
-        }
-    }
+    private static void AddInPlace(Span<float> acc, ReadOnlySpan<float> b, int n) =>
+        TensorPrimitives.Add(acc[..n], b[..n], acc[..n]);
 
     private Span<float> P(int offset, int length) => parameters.AsSpan(offset, length);
 
@@ -448,10 +578,16 @@ public sealed class DecodeModel
     /// <summary>Buffers for up to Capacity tokens at once (and, for prefill, ContextCapacity cached tokens).</summary>
     private sealed class Work
     {
-        public Work(DecodeModel m, int capacity, int contextCapacity)
+        public Work(DecodeModel m, int capacity, int contextCapacity, long scoreCapacity = 0)
         {
             Capacity = capacity;
             ContextCapacity = contextCapacity;
+            ScoreCapacity = scoreCapacity;
+            if (m.rstdHead.Length < capacity)
+            {
+                m.rstdHead = new float[capacity];
+            }
+
             int C = capacity, I = m.config.IntermediateSize;
             Positions = new int[C];
             X = new float[C * m.D];
@@ -472,22 +608,22 @@ public sealed class DecodeModel
             G = new float[anyDense ? C * I : 0];
             U = new float[anyDense ? C * I : 0];
             Hd = new float[anyDense ? C * I : 0];
-            Moe = anyMoe ? new MoeBlock(m.config, C, trainable: false) : null;
+            Moe = anyMoe ? new MoeBlock(m.config, C, trainable: false, m.Profile) : null;
             CtxLatent = new float[contextCapacity * m.R];
             CtxKpe = new float[contextCapacity * m.Dr];
             CtxKv = new float[contextCapacity * m.HKV];
-            HeadMax = new float[m.L * m.H];
             PrefillScores = new float[contextCapacity == 0 ? 0 : ModelThreads.Workers][];
             PrefillProbs = new float[contextCapacity == 0 ? 0 : ModelThreads.Workers][];
             for (int w = 0; w < PrefillScores.Length; w++)
             {
-                PrefillScores[w] = new float[(long)C * contextCapacity];
-                PrefillProbs[w] = new float[(long)C * contextCapacity];
+                PrefillScores[w] = new float[scoreCapacity];
+                PrefillProbs[w] = new float[scoreCapacity];
             }
         }
 
         public int Capacity { get; }
         public int ContextCapacity { get; }
+        public long ScoreCapacity { get; }
         public int[] Positions { get; }     // [C]
         public float[] X { get; }           // [C, D] residual stream
         public float[] Ln { get; }          // [C, D] normed
@@ -509,8 +645,7 @@ public sealed class DecodeModel
         public float[] CtxLatent { get; }   // prefill [ctx, R]
         public float[] CtxKpe { get; }      // prefill [ctx, Dr]
         public float[] CtxKv { get; }       // prefill [ctx, H*(Dn+Dv)]
-        public float[] HeadMax { get; }     // [L, H]
-        public float[][] PrefillScores { get; } // per worker [C, ctx]
-        public float[][] PrefillProbs { get; }  // per worker [C, ctx]
+        public float[][] PrefillScores { get; } // per worker, max over sequences of [n, ctx]
+        public float[][] PrefillProbs { get; }  // per worker, max over sequences of [n, ctx]
     }
 }

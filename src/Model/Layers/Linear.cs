@@ -11,20 +11,23 @@ namespace K2RL.Model.Layers;
 public static class Linear
 {
     /// <summary>out[N, Out] = inp[N, In] · weight[Out, In]ᵀ.</summary>
-    public static void Forward(Span<float> output, ReadOnlySpan<float> inp, ReadOnlySpan<float> weight, int N, int In, int Out)
-        => Gemm.Multiply(GemmOp.NT, output, Out, inp, In, weight, In, N, Out, In);
+    public static void Forward(Span<float> output, ReadOnlySpan<float> inp, ReadOnlySpan<float> weight, int N, int In, int Out,
+        int threads = 0) => Gemm.Multiply(GemmOp.NT, output, Out, inp, In, weight, In, N, Out, In, false, Threads(threads));
+
+    /// <summary>0: the kernels' default thread count; inside an already parallel region pass 1.</summary>
+    internal static int Threads(int threads) => threads > 0 ? threads : KernelThreads.Count;
 
     /// <summary>dInp[N, In] (=, or += when accumulateInput) dOut · W; dWeight[Out, In] += dOutᵀ · inp.</summary>
     public static void Backward(Span<float> dInp, Span<float> dWeight, ReadOnlySpan<float> dOut, ReadOnlySpan<float> inp,
-        ReadOnlySpan<float> weight, int N, int In, int Out, bool accumulateInput = false)
+        ReadOnlySpan<float> weight, int N, int In, int Out, bool accumulateInput = false, int threads = 0)
     {
-        Gemm.Multiply(GemmOp.NN, dInp, In, dOut, Out, weight, In, N, In, Out, accumulateInput);
-        Gemm.Multiply(GemmOp.TN, dWeight, In, dOut, Out, inp, In, Out, In, N, accumulate: true);
+        Gemm.Multiply(GemmOp.NN, dInp, In, dOut, Out, weight, In, N, In, Out, accumulateInput, Threads(threads));
+        Gemm.Multiply(GemmOp.TN, dWeight, In, dOut, Out, inp, In, Out, In, N, true, Threads(threads));
     }
 
     /// <summary>dWeight[Out, In] += dOutᵀ · inp only (no input gradient needed).</summary>
     public static void BackwardWeight(Span<float> dWeight, ReadOnlySpan<float> dOut, ReadOnlySpan<float> inp, int N, int In,
-        int Out) => Gemm.Multiply(GemmOp.TN, dWeight, In, dOut, Out, inp, In, Out, In, N, accumulate: true);
+        int Out, int threads = 0) => Gemm.Multiply(GemmOp.TN, dWeight, In, dOut, Out, inp, In, Out, In, N, true, Threads(threads));
 }
 
 /// <summary>
@@ -36,17 +39,17 @@ public static class SwiGluMlp
     /// <summary>g, u, h [N, F] saved; output [N, D] (= or += when accumulate).</summary>
     public static void Forward(Span<float> output, Span<float> g, Span<float> u, Span<float> h, ReadOnlySpan<float> inp,
         ReadOnlySpan<float> wGate, ReadOnlySpan<float> wUp, ReadOnlySpan<float> wDown, int N, int D, int F,
-        bool accumulate = false)
+        bool accumulate = false, int threads = 0)
     {
         if (N == 0)
         {
             return;
         }
 
-        Linear.Forward(g, inp, wGate, N, D, F);
-        Linear.Forward(u, inp, wUp, N, D, F);
+        Linear.Forward(g, inp, wGate, N, D, F, threads);
+        Linear.Forward(u, inp, wUp, N, D, F, threads);
         SwiGlu.Forward(h, g, u, N * F);
-        Gemm.Multiply(GemmOp.NT, output, D, h, F, wDown, F, N, D, F, accumulate);
+        Gemm.Multiply(GemmOp.NT, output, D, h, F, wDown, F, N, D, F, accumulate, Linear.Threads(threads));
     }
 
     /// <summary>
@@ -56,16 +59,17 @@ public static class SwiGluMlp
     public static void Backward(Span<float> dInp, Span<float> dWGate, Span<float> dWUp, Span<float> dWDown,
         Span<float> dH, Span<float> dG, Span<float> dU, ReadOnlySpan<float> dOut, ReadOnlySpan<float> inp,
         ReadOnlySpan<float> g, ReadOnlySpan<float> u, ReadOnlySpan<float> h, ReadOnlySpan<float> wGate,
-        ReadOnlySpan<float> wUp, ReadOnlySpan<float> wDown, int N, int D, int F, bool accumulateInput = false)
+        ReadOnlySpan<float> wUp, ReadOnlySpan<float> wDown, int N, int D, int F, bool accumulateInput = false,
+        int threads = 0)
     {
         if (N == 0)
         {
             return;
         }
 
-        Linear.Backward(dH, dWDown, dOut, h, wDown, N, F, D);
+        Linear.Backward(dH, dWDown, dOut, h, wDown, N, F, D, false, threads);
         SwiGlu.Backward(dG, dU, dH, g, u, N * F);
-        Linear.Backward(dInp, dWGate, dG, inp, wGate, N, D, F, accumulateInput);
-        Linear.Backward(dInp, dWUp, dU, inp, wUp, N, D, F, accumulateInput: true);
+        Linear.Backward(dInp, dWGate, dG, inp, wGate, N, D, F, accumulateInput, threads);
+        Linear.Backward(dInp, dWUp, dU, inp, wUp, N, D, F, true, threads);
     }
 }

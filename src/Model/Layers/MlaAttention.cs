@@ -27,7 +27,7 @@ public sealed class MlaAttention
     private readonly float[] cRaw, cN, rstdKv;   // [N, R], [N, R], [N]
     private readonly float[] kpe;                // [N, Dr] after RoPE
     private readonly float[] kvb;                // [N, H*(Dn+Dv)]
-    private readonly float[] probs;              // [B, H, T, T]
+    private readonly float[] probs;              // [B, H, T, T] slots, each holding the packed causal row blocks
     private readonly float[] attnOut;            // [N, H*Dv]
     private readonly float[] maxBH;              // [B, H] max scaled logit per sequence and head
 
@@ -45,8 +45,12 @@ public sealed class MlaAttention
     private LayerSlots slots = null!;
     private readonly Action<int, int> forwardHead, backwardHead;
 
-    public MlaAttention(ModelConfig config, int batch, int seq, float[] ropeCos, float[] ropeSin, int[] positions)
+    private readonly StepProfile profile;
+
+    public MlaAttention(ModelConfig config, int batch, int seq, float[] ropeCos, float[] ropeSin, int[] positions,
+        StepProfile profile)
     {
+        this.profile = profile;
         B = batch;
         T = seq;
         N = batch * seq;
@@ -107,6 +111,7 @@ public sealed class MlaAttention
     {
         this.parameters = parameters;
         this.slots = slots;
+        long t0 = StepProfile.Now;
         if (hasQLora)
         {
             Linear.Forward(qa, x, P(slots.QA, Rq * D), N, D, Rq);
@@ -126,9 +131,11 @@ public sealed class MlaAttention
         RmsNorm.Forward(cN, rstdKv, cRaw, P(slots.KvNorm, R), N, R, eps);
         Linear.Forward(kvb, cN, P(slots.KvB, HKV * R), N, R, HKV);
 
+        t0 = profile.Lap(ModelPhase.AttentionProjections, t0);
         ModelThreads.For(B * H, forwardHead);
-
+        t0 = profile.Lap(ModelPhase.AttentionCore, t0);
         Linear.Forward(output, attnOut, P(slots.O, D * H * Dv), N, H * Dv, D);
+        profile.Lap(ModelPhase.AttentionProjections, t0);
     }
 
     /// <summary>Max scaled logit per head over the batch, written to maxPerHead[H].</summary>
@@ -149,8 +156,9 @@ public sealed class MlaAttention
     /// <summary>dX[N, D] (assigned) and the attention weights' gradients (+=) from dOut[N, D].</summary>
     public void Backward(Span<float> dX, float[] gradients, ReadOnlySpan<float> dOut, ReadOnlySpan<float> x)
     {
+        long t0 = StepProfile.Now;
         Linear.Backward(dAttnOut, G(gradients, slots.O, D * H * Dv), dOut, attnOut, P(slots.O, D * H * Dv), N, H * Dv, D);
-
+        t0 = profile.Lap(ModelPhase.AttentionProjections, t0);
         ModelThreads.For(B * H, backwardHead);
 
         // the shared k_pe collects every head's gradient, in head order
@@ -164,6 +172,7 @@ public sealed class MlaAttention
             }
         }
 
+        t0 = profile.Lap(ModelPhase.AttentionCore, t0);
         // RoPE is a rotation: its backward rotates the gradient back
         Rope.Apply(dQ, positions, ropeCos, ropeSin, N, HQ, H, Dn + Dr, Dn, Dr, inverse: true);
         Rope.Apply(dKpe, positions, ropeCos, ropeSin, N, Dr, 1, Dr, 0, Dr, inverse: true);
@@ -184,43 +193,81 @@ public sealed class MlaAttention
         {
             Linear.Backward(dX, G(gradients, slots.Q, HQ * D), dQ, x, P(slots.Q, HQ * D), N, D, HQ, accumulateInput: true);
         }
+
+        profile.Lap(ModelPhase.AttentionProjections, t0);
     }
+
+    /// <summary>
+    /// Causal attention in row blocks of <see cref="QueryBlock"/> queries: block [r0, r1) only needs keys
+    /// [0, r1), so the upper triangle is never computed. Block r's probabilities are stored packed as
+    /// [r1 − r0, r1] at <see cref="PackedOffset"/> within the item's [T, T] slot.
+    /// </summary>
+    private const int QueryBlock = 64;
 
     private void ForwardHead(int item, int worker)
     {
         int b = item / H, h = item % H, row0 = b * T;
-        var s = workS[worker];
         var qRows = q.AsSpan(row0 * HQ + h * (Dn + Dr));
         var kvRows = kvb.AsSpan(row0 * HKV + h * (Dn + Dv));
-        // S[T, T] = q_nope k_nopeᵀ + q_pe k_peᵀ
-        Gemm.Multiply(GemmOp.NT, s, T, qRows, HQ, kvRows, HKV, T, T, Dn);
-        Gemm.Multiply(GemmOp.NT, s, T, qRows[Dn..], HQ, kpe.AsSpan(row0 * Dr), Dr, T, T, Dr, accumulate: true);
-        var p = probs.AsSpan(item * T * T, T * T);
-        maxBH[item] = Softmax.Forward(p, s, T, T, scale, causal: true);
-        // o[T, Dv] = P v
-        Gemm.Multiply(GemmOp.NN, attnOut.AsSpan(row0 * H * Dv + h * Dv), H * Dv, p, T, kvRows[Dn..], HKV, T, Dv, T);
+        var kpeRows = kpe.AsSpan(row0 * Dr);
+        var pItem = probs.AsSpan(item * T * T, T * T);
+        float max = float.NegativeInfinity;
+        for (int r0 = 0; r0 < T; r0 += QueryBlock)
+        {
+            int rows = Math.Min(QueryBlock, T - r0), cols = r0 + rows;
+            var s = workS[worker].AsSpan(0, rows * cols);
+            var p = pItem.Slice(PackedOffset(r0), rows * cols);
+            // S[rows, cols] = q_nope k_nopeᵀ + q_pe k_peᵀ
+            Gemm.Multiply(GemmOp.NT, s, cols, qRows[(r0 * HQ)..], HQ, kvRows, HKV, rows, cols, Dn, false, maxThreads: 1);
+            Gemm.Multiply(GemmOp.NT, s, cols, qRows[(r0 * HQ + Dn)..], HQ, kpeRows, Dr, rows, cols, Dr, true, maxThreads: 1);
+            max = Math.Max(max, Softmax.Forward(p, s, rows, cols, scale, causal: true, causalOffset: r0));
+            // o[rows, Dv] = P v[0:cols]
+            Gemm.Multiply(GemmOp.NN, attnOut.AsSpan((row0 + r0) * H * Dv + h * Dv), H * Dv, p, cols, kvRows[Dn..], HKV,
+                rows, Dv, cols, false, maxThreads: 1);
+        }
+
+        maxBH[item] = max;
     }
 
     private void BackwardHead(int item, int worker)
     {
         int b = item / H, h = item % H, row0 = b * T;
-        var dP = workDP[worker];
-        var dS = workS[worker];
-        var p = probs.AsSpan(item * T * T, T * T);
-        var dO = dAttnOut.AsSpan(row0 * H * Dv + h * Dv);
+        var pItem = probs.AsSpan(item * T * T, T * T);
+        var dOAll = dAttnOut.AsSpan(row0 * H * Dv + h * Dv);
         var qRows = q.AsSpan(row0 * HQ + h * (Dn + Dr));
         var kvRows = kvb.AsSpan(row0 * HKV + h * (Dn + Dv));
+        var kpeRows = kpe.AsSpan(row0 * Dr);
         var dQRows = dQ.AsSpan(row0 * HQ + h * (Dn + Dr));
         var dKvRows = dKvb.AsSpan(row0 * HKV + h * (Dn + Dv));
-        // dP = dO vᵀ ; dv = Pᵀ dO
-        Gemm.Multiply(GemmOp.NT, dP, T, dO, H * Dv, kvRows[Dn..], HKV, T, T, Dv);
-        Gemm.Multiply(GemmOp.TN, dKvRows[Dn..], HKV, p, T, dO, H * Dv, T, Dv, T);
-        Softmax.Backward(dS, dP, p, T, T, scale);
-        // dq_nope = dS k_nope ; dq_pe = dS k_pe ; dk_nope = dSᵀ q_nope ; dk_pe(h) = dSᵀ q_pe
-        Gemm.Multiply(GemmOp.NN, dQRows, HQ, dS, T, kvRows, HKV, T, Dn, T);
-        Gemm.Multiply(GemmOp.NN, dQRows[Dn..], HQ, dS, T, kpe.AsSpan(row0 * Dr), Dr, T, Dr, T);
-        Gemm.Multiply(GemmOp.TN, dKvRows, HKV, dS, T, qRows, HQ, T, Dn, T);
-        Gemm.Multiply(GemmOp.TN, dKpeHeads.AsSpan(h * N * Dr + row0 * Dr), Dr, dS, T, qRows[Dn..], HQ, T, Dr, T);
+        var dKpeRows = dKpeHeads.AsSpan(h * N * Dr + row0 * Dr);
+        // the last row block sees every key: it assigns dk, dv; earlier blocks accumulate onto a prefix
+        int last = (T - 1) / QueryBlock * QueryBlock;
+        for (int r0 = last; r0 >= 0; r0 -= QueryBlock)
+        {
+            int rows = Math.Min(QueryBlock, T - r0), cols = r0 + rows;
+            bool acc = r0 != last;
+            var dP = workDP[worker].AsSpan(0, rows * cols);
+            var dS = workS[worker].AsSpan(0, rows * cols);
+            var p = pItem.Slice(PackedOffset(r0), rows * cols);
+            var dO = dOAll[(r0 * H * Dv)..];
+            // dP = dO v[0:cols]ᵀ ; dv[0:cols] (+)= Pᵀ dO
+            Gemm.Multiply(GemmOp.NT, dP, cols, dO, H * Dv, kvRows[Dn..], HKV, rows, cols, Dv, false, maxThreads: 1);
+            Gemm.Multiply(GemmOp.TN, dKvRows[Dn..], HKV, p, cols, dO, H * Dv, cols, Dv, rows, acc, maxThreads: 1);
+            Softmax.Backward(dS, dP, p, rows, cols, scale);
+            // dq_nope = dS k_nope ; dq_pe = dS k_pe ; dk_nope (+)= dSᵀ q_nope ; dk_pe(h) (+)= dSᵀ q_pe
+            Gemm.Multiply(GemmOp.NN, dQRows[(r0 * HQ)..], HQ, dS, cols, kvRows, HKV, rows, Dn, cols, false, maxThreads: 1);
+            Gemm.Multiply(GemmOp.NN, dQRows[(r0 * HQ + Dn)..], HQ, dS, cols, kpeRows, Dr, rows, Dr, cols, false, maxThreads: 1);
+            Gemm.Multiply(GemmOp.TN, dKvRows, HKV, dS, cols, qRows[(r0 * HQ)..], HQ, cols, Dn, rows, acc, maxThreads: 1);
+            Gemm.Multiply(GemmOp.TN, dKpeRows, Dr, dS, cols, qRows[(r0 * HQ + Dn)..], HQ, cols, Dr, rows, acc, maxThreads: 1);
+        }
+    }
+
+    /// <summary>Start of row block r0's packed [rows, r0 + rows] probabilities within one (b, h) item.</summary>
+    private static int PackedOffset(int r0)
+    {
+        // blocks j < r0/QB hold QB × (j+1)·QB each: QB² · k(k+1)/2 with k = r0/QB
+        int k = r0 / QueryBlock;
+        return QueryBlock * QueryBlock * k * (k + 1) / 2;
     }
 
     private Span<float> P(int offset, int length) => parameters.AsSpan(offset, length);

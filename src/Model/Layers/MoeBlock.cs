@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using K2RL.Kernels;
 
 namespace K2RL.Model.Layers;
@@ -46,10 +47,15 @@ public sealed class MoeBlock
     private float[] parameters = [];
     private float[] gradients = [];
     private LayerSlots slots = null!;
-    private readonly Action<int, int> forwardExpert, backwardExpert;
+    private float[] xIn = [], outBuf = [], dOutBuf = [], dXBuf = [];
+    private int tokens;
+    private readonly Action<int, int> forwardExpert, backwardExpert, combine, mixBackward, scatter;
 
-    public MoeBlock(ModelConfig config, int capacity, bool trainable)
+    private readonly StepProfile profile;
+
+    public MoeBlock(ModelConfig config, int capacity, bool trainable, StepProfile profile)
     {
+        this.profile = profile;
         D = config.HiddenSize;
         E = config.NRoutedExperts;
         K = config.NumExpertsPerTok;
@@ -100,6 +106,9 @@ public sealed class MoeBlock
 
         forwardExpert = ForwardExpert;
         backwardExpert = BackwardExpert;
+        combine = Combine;
+        mixBackward = MixBackward;
+        scatter = Scatter;
     }
 
     public int Capacity { get; }
@@ -114,7 +123,7 @@ public sealed class MoeBlock
     /// output[N, D] = Σ_k mix[n,k] Expert_k(x[n]) + Shared(x[n]) (assigned). x is the post-attention-normed
     /// input and must stay unchanged until <see cref="Backward"/>.
     /// </summary>
-    public void Forward(Span<float> output, ReadOnlySpan<float> x, float[] parameters, LayerSlots slots, int N)
+    public void Forward(float[] output, float[] x, float[] parameters, LayerSlots slots, int N)
     {
         if (N > Capacity)
         {
@@ -123,17 +132,15 @@ public sealed class MoeBlock
 
         this.parameters = parameters;
         this.slots = slots;
+        long t0 = StepProfile.Now;
         Route(x, N);
+        t0 = profile.Lap(ModelPhase.MoeRouting, t0);
+        xIn = x;
+        outBuf = output;
+        tokens = N;
+        ModelThreads.For(E, forwardExpert);   // gathers its own tokens, then three GEMMs
+        t0 = profile.Lap(ModelPhase.MoeExperts, t0);
 
-        // gather: xe[pos] = x[token of pos]
-        for (int pos = 0; pos < N * K; pos++)
-        {
-            x.Slice(tokenOf[pos] * D, D).CopyTo(xe.AsSpan(pos * D, D));
-        }
-
-        ModelThreads.For(E, forwardExpert);
-
-        // shared expert into output, then the weighted routed outputs per token in slot order
         if (Fs > 0)
         {
             SwiGluMlp.Forward(output, gs, us, hs, x, P(slots.SharedGate, Fs * D), P(slots.SharedUp, Fs * D),
@@ -141,31 +148,23 @@ public sealed class MoeBlock
         }
         else
         {
-            output[..(N * D)].Clear();
+            output.AsSpan(0, N * D).Clear();
         }
 
-        for (int n = 0; n < N; n++)
-        {
-            var o = output.Slice(n * D, D);
-            for (int k = 0; k < K; k++)
-            {
-                float w = mix[n * K + k];
-                var y = ye.AsSpan(posOf[n * K + k] * D, D);
-                for (int i = 0; i < D; i++)
-                {
-                    o[i] += w * y[i];
-                }
-            }
-        }
+        t0 = profile.Lap(ModelPhase.SharedExpert, t0);
+        ModelThreads.For(TokenChunks, combine, parallel: N * K * D >= ParallelMinFloats);
+        profile.Lap(ModelPhase.MoeRouting, t0);
+        xIn = outBuf = dOutBuf = dXBuf = [];
     }
 
     /// <summary>
     /// Given dOut[N, D], dX[N, D] (assigned) and every MoE weight's gradient (+=), the router's through the
     /// mixing weights (normalization included). The correction bias gets no gradient.
     /// </summary>
-    public void Backward(Span<float> dX, float[] gradients, ReadOnlySpan<float> dOut, ReadOnlySpan<float> x, int N)
+    public void Backward(float[] dX, float[] gradients, float[] dOut, float[] x, int N)
     {
         this.gradients = gradients;
+        long t0 = StepProfile.Now;
         // shared expert: assigns dX
         if (Fs > 0)
         {
@@ -175,45 +174,18 @@ public sealed class MoeBlock
         }
         else
         {
-            dX[..(N * D)].Clear();
+            dX.AsSpan(0, N * D).Clear();
         }
 
-        // per (token, slot): d mix = dOut · y ; d y = mix * dOut
-        for (int n = 0; n < N; n++)
-        {
-            var g = dOut.Slice(n * D, D);
-            for (int k = 0; k < K; k++)
-            {
-                int pos = posOf[n * K + k];
-                var y = ye.AsSpan(pos * D, D);
-                var dy = dYe.AsSpan(pos * D, D);
-                float w = mix[n * K + k];
-                double dot = 0;
-                for (int i = 0; i < D; i++)
-                {
-                    dot += g[i] * y[i];
-                    dy[i] = w * g[i];
-                }
-
-                dMix[n * K + k] = (float)dot;
-            }
-        }
-
+        t0 = profile.Lap(ModelPhase.SharedExpert, t0);
+        dOutBuf = dOut;
+        dXBuf = dX;
+        tokens = N;
+        ModelThreads.For(TokenChunks, mixBackward, parallel: N * K * D >= ParallelMinFloats);   // d mix = dOut · y ; d y = mix · dOut
+        t0 = profile.Lap(ModelPhase.MoeRouting, t0);
         ModelThreads.For(E, backwardExpert);
-
-        // scatter the experts' input gradients back, slot order
-        for (int n = 0; n < N; n++)
-        {
-            var d = dX.Slice(n * D, D);
-            for (int k = 0; k < K; k++)
-            {
-                var src = dXe.AsSpan(posOf[n * K + k] * D, D);
-                for (int i = 0; i < D; i++)
-                {
-                    d[i] += src[i];
-                }
-            }
-        }
+        t0 = profile.Lap(ModelPhase.MoeExperts, t0);
+        ModelThreads.For(TokenChunks, scatter, parallel: N * K * D >= ParallelMinFloats);       // dX[n] += Σ_k dXe[pos(n, k)], slot order
 
         // router: mix_k = scaling * s_k / S (S = Σ chosen s, when normalizing); s = sigmoid(logit)
         var dR = dRouter.AsSpan(0, N * E);
@@ -242,25 +214,70 @@ public sealed class MoeBlock
         }
 
         Linear.Backward(dX, Gr(slots.Router, E * D), dR, x, P(slots.Router, E * D), N, D, E, accumulateInput: true);
+        profile.Lap(ModelPhase.MoeRouting, t0);
+        xIn = outBuf = dOutBuf = dXBuf = [];
     }
 
-    private void Route(ReadOnlySpan<float> x, int N)
+    /// <summary>Below this many floats touched, the per-token loops are cheaper than waking a thread.</summary>
+    private const int ParallelMinFloats = 1 << 17;
+
+    /// <summary>Token ranges for the per-token loops: a fixed count, so the split never depends on timing.</summary>
+    private const int TokenChunks = 16;
+
+    private (int Start, int End) ChunkRange(int chunk) => (tokens * chunk / TokenChunks, tokens * (chunk + 1) / TokenChunks);
+
+    private void Combine(int chunk, int worker)
+    {
+        var (n0, n1) = ChunkRange(chunk);
+        for (int n = n0; n < n1; n++)
+        {
+            var o = outBuf.AsSpan(n * D, D);
+            for (int k = 0; k < K; k++)
+            {
+                TensorPrimitives.MultiplyAdd(ye.AsSpan(posOf[n * K + k] * D, D), mix[n * K + k], o, o);
+            }
+        }
+    }
+
+    private void MixBackward(int chunk, int worker)
+    {
+        var (n0, n1) = ChunkRange(chunk);
+        for (int n = n0; n < n1; n++)
+        {
+            var g = dOutBuf.AsSpan(n * D, D);
+            for (int k = 0; k < K; k++)
+            {
+                int pos = posOf[n * K + k];
+                dMix[n * K + k] = TensorPrimitives.Dot(g, ye.AsSpan(pos * D, D));
+                TensorPrimitives.Multiply(g, mix[n * K + k], dYe.AsSpan(pos * D, D));
+            }
+        }
+    }
+
+    private void Scatter(int chunk, int worker)
+    {
+        var (n0, n1) = ChunkRange(chunk);
+        for (int n = n0; n < n1; n++)
+        {
+            var d = dXBuf.AsSpan(n * D, D);
+            for (int k = 0; k < K; k++)
+            {
+                TensorPrimitives.Add(d, dXe.AsSpan(posOf[n * K + k] * D, D), d);
+            }
+        }
+    }
+
+    private void Route(float[] x, int N)
     {
         var s = scores.AsSpan(0, N * E);
         Linear.Forward(s, x, P(slots.Router, E * D), N, D, E);
         var bias = P(slots.RouterBias, E);
-        for (int i = 0; i < N * E; i++)
-        {
-            s[i] = 1f / (1f + MathF.Exp(-s[i]));
-        }
+        TensorPrimitives.Sigmoid(s, s);
 
         var ch = choice.AsSpan(0, N * E);
         for (int n = 0; n < N; n++)
         {
-            for (int e = 0; e < E; e++)
-            {
-                ch[n * E + e] = s[n * E + e] + bias[e];
-            }
+            TensorPrimitives.Add(s.Slice(n * E, E), bias, ch.Slice(n * E, E));
 
             if (G > 1)
             {
@@ -366,9 +383,14 @@ public sealed class MoeBlock
             return;
         }
 
+        for (int pos = off; pos < off + cnt; pos++)
+        {
+            xIn.AsSpan(tokenOf[pos] * D, D).CopyTo(xe.AsSpan(pos * D, D));
+        }
+
         SwiGluMlp.Forward(ye.AsSpan(off * D, cnt * D), ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F),
             he.AsSpan(off * F, cnt * F), xe.AsSpan(off * D, cnt * D), P(slots.ExpertGate[e], F * D),
-            P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F);
+            P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F, threads: 1);
     }
 
     private void BackwardExpert(int e, int worker)
@@ -383,7 +405,7 @@ public sealed class MoeBlock
             Gr(slots.ExpertDown[e], D * F), dHe.AsSpan(off * F, cnt * F), dGe.AsSpan(off * F, cnt * F),
             dUe.AsSpan(off * F, cnt * F), dYe.AsSpan(off * D, cnt * D), xe.AsSpan(off * D, cnt * D),
             ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F), he.AsSpan(off * F, cnt * F),
-            P(slots.ExpertGate[e], F * D), P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F);
+            P(slots.ExpertGate[e], F * D), P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F, threads: 1);
     }
 
     private Span<float> P(int offset, int length) => parameters.AsSpan(offset, length);

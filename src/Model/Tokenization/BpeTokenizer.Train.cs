@@ -89,8 +89,8 @@ internal static class BpeTrainer
         // words[w]: the piece as token ids; counts[w]: how often it occurs.
         var words = new int[pieces.Count][];
         var counts = new long[pieces.Count];
-        var pairCount = new Dictionary<long, long>();
-        var where = new Dictionary<long, HashSet<int>>(); // pair -> words that contained it (may be stale)
+        var pairCount = new Dictionary<long, long>(PairKeyComparer.Instance);
+        var where = new Dictionary<long, HashSet<int>>(PairKeyComparer.Instance); // pair -> words that contained it (may be stale)
         for (int w = 0; w < pieces.Count; w++)
         {
             words[w] = Array.ConvertAll(pieces[w].Bytes, b => (int)b);
@@ -105,7 +105,7 @@ internal static class BpeTrainer
             heap.Enqueue(pair, (-count, pair));
         }
 
-        var changed = new HashSet<long>();
+        var changed = new HashSet<long>(PairKeyComparer.Instance);
         int logEvery = Math.Max(1, (rankCount - 256) / 10);
         while (ranks.Count < rankCount && heap.TryDequeue(out long best, out var priority))
         {

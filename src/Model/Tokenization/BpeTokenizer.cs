@@ -156,6 +156,7 @@ public sealed partial class BpeTokenizer
                     invalid += consumed;
                 }
 
+                invalid = Math.Max(invalid, 1); // always progress
                 EncodePiece(bytes[..invalid], output);
                 bytes = bytes[invalid..];
             }
@@ -277,7 +278,7 @@ public sealed partial class BpeTokenizer
     /// <summary>Every split of every token into two tokens, as a pair -> rank table (tiktoken's "is the concatenation a token").</summary>
     private static Dictionary<long, int> BuildMerges(byte[][] ranks, Dictionary<byte[], int>.AlternateLookup<ReadOnlySpan<byte>> rankOf)
     {
-        var merges = new Dictionary<long, int>(ranks.Length * 2);
+        var merges = new Dictionary<long, int>(ranks.Length * 2, PairKeyComparer.Instance);
         for (int rank = 0; rank < ranks.Length; rank++)
         {
             var token = ranks[rank].AsSpan();

@@ -40,15 +40,21 @@ public sealed class TestService : IRpcService
 
     private async Task<EchoReply> EchoAsync(EchoRequest request, ServerCallContext context)
     {
+        using var watch = WatchCancellation(request.Text, context.CancellationToken);
         await DelayAsync(request.DelayMs, request.Text, context.CancellationToken);
         return Reply(request);
     }
 
     private async Task CountAsync(CountRequest request, IServerStreamWriter<CountReply> responses, ServerCallContext context)
     {
+        using var watch = WatchCancellation(request.Tag, context.CancellationToken);
         for (int i = 0; request.N < 0 || i < request.N; i++)
         {
-            await DelayAsync(request.DelayMs, request.Tag, context.CancellationToken);
+            if (i > 0)
+            {
+                await DelayAsync(request.DelayMs, request.Tag, context.CancellationToken);
+            }
+
             await responses.WriteAsync(new CountReply { I = i });
         }
 
@@ -101,10 +107,13 @@ public sealed class TestService : IRpcService
             return;
         }
 
-        using var registration = ct.Register(() => Signal("cancelled:" + tag).TrySetResult());
+        using var watch = WatchCancellation(tag, ct);
         Signal("started:" + tag).TrySetResult();
         await Task.Delay(ms, ct);
     }
+
+    private CancellationTokenRegistration WatchCancellation(string tag, CancellationToken ct) =>
+        ct.Register(() => Signal("cancelled:" + tag).TrySetResult());
 
     private TaskCompletionSource Signal(string tag) =>
         signals.GetOrAdd(tag, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));

@@ -55,6 +55,24 @@ public class BpeRoundTripTests
         }
     }
 
+    [Theory]
+    [InlineData(".")]          // one UTF-16 char per match: would split every surrogate pair
+    [InlineData("[a-z]+")]     // leaves everything else unmatched: gaps become pieces
+    [InlineData("(?!)")]       // matches nothing: the whole text is one piece
+    public void AnyPatternRoundTripsExactly(string pattern)
+    {
+        var tokenizer = BpeTokenizer.Train([TokenizerTestData.Corpus(6, 3000), "😀😀😀 x😀y"], 400, pattern: pattern);
+        Assert.Equal(pattern, tokenizer.Pattern);
+        var rng = new Random(19);
+        for (int trial = 0; trial < 50; trial++)
+        {
+            string text = TokenizerTestData.RandomText(rng, rng.Next(0, 100)) + "😀";
+            Assert.Equal(text, tokenizer.Decode(tokenizer.Encode(text)));
+            var bytes = TokenizerTestData.Utf8WithInvalid(rng, 10);
+            Assert.Equal(bytes, tokenizer.DecodeBytes(tokenizer.EncodeBytes(bytes)));
+        }
+    }
+
     [Fact]
     public void DecodeReplacesOnlyInvalidUtf8()
     {

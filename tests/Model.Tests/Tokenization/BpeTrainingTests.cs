@@ -55,6 +55,17 @@ public class BpeTrainingTests
     }
 
     [Fact]
+    public void TiesGoToTheSmallerLeftIdThenTheSmallerRightId()
+    {
+        // Pieces "ab", " cd", " ce": (' ', c) is seen twice and wins. Then (a, b), (" c", d), (" c", e) tie at one
+        // each: 'a' (97) is the smallest left id, then d before e on the right.
+        var tokenizer = BpeTokenizer.Train(["ab cd ce"], 256 + 3 + SpecialTokens.All.Count);
+        Assert.Equal(" c", Encoding.UTF8.GetString(tokenizer.TokenBytes(256)));
+        Assert.Equal("ab", Encoding.UTF8.GetString(tokenizer.TokenBytes(257)));
+        Assert.Equal(" cd", Encoding.UTF8.GetString(tokenizer.TokenBytes(258)));
+    }
+
+    [Fact]
     public void FrequentWordsBecomeSingleTokens()
     {
         var tokenizer = BpeTokenizer.Train([string.Concat(Enumerable.Repeat("hello world, hello there. ", 200))], 300);

@@ -20,3 +20,16 @@ internal sealed class ByteArrayComparer : IEqualityComparer<byte[]>, IAlternateE
 
     public byte[] Create(ReadOnlySpan<byte> alternate) => alternate.ToArray();
 }
+
+/// <summary>
+/// Hash for pair keys (left id &lt;&lt; 32 | right id). long's own hash is left ^ right, which collides for every
+/// pair of small ids; this multiplies by a large odd constant and keeps the high bits.
+/// </summary>
+internal sealed class PairKeyComparer : IEqualityComparer<long>
+{
+    public static readonly PairKeyComparer Instance = new();
+
+    public bool Equals(long x, long y) => x == y;
+
+    public int GetHashCode(long key) => (int)((ulong)key * 0x9E3779B97F4A7C15UL >> 32);
+}

@@ -1,0 +1,96 @@
+using K2RL.Common;
+using K2RL.Model.IO;
+using K2RL.Model.Tokenization;
+
+namespace K2RL.Rollout;
+
+/// <summary>What <c>k2rl generate</c> asks for.</summary>
+public sealed record GenerateOptions
+{
+    public required string Checkpoint { get; init; }
+
+    public required string Prompt { get; init; }
+
+    public float Temperature { get; init; } = 1f;
+
+    public float TopP { get; init; } = 1f;
+
+    public int TopK { get; init; }
+
+    public int MaxTokens { get; init; } = 128;
+
+    /// <summary>Samples of the same prompt, generated together (sample i uses seed + i).</summary>
+    public int N { get; init; } = 1;
+
+    public ulong? Seed { get; init; }
+}
+
+public sealed record GeneratedSample(int Index, string Text, GenerationResult Result);
+
+public sealed record GenerateOutput(int[] PromptTokens, IReadOnlyList<GeneratedSample> Samples);
+
+/// <summary>Loads a checkpoint directory (weights, config, tokenizer) and generates from a text prompt with the rollout engine.</summary>
+public static class CheckpointGeneration
+{
+    /// <param name="onText">receives sample 0's text as it is generated.</param>
+    public static GenerateOutput Run(GenerateOptions o, Action<string>? onText = null)
+    {
+        if (o.N < 1)
+        {
+            throw new ConfigException($"--n must be >= 1, got {o.N}");
+        }
+
+        var checkpoint = ModelCheckpoint.Load(o.Checkpoint);
+        var tokenizer = checkpoint.Tokenizer ?? BpeTokenizer.ByteLevel();
+        ModelCheckpoint.CheckTokenizerFits(tokenizer, checkpoint.Config,
+            checkpoint.Tokenizer is null ? $"{o.Checkpoint} holds no tokenizer, and the byte-level fallback" : "the checkpoint's tokenizer");
+        string Detokenize(IReadOnlyList<int> ids) => tokenizer.Decode(ids.ToArray());
+
+        var decoder = new ModelDecoder(checkpoint.Config, maxBatch: o.N);
+        decoder.LoadWeights(checkpoint.Parameters);
+        var engine = new RolloutEngine(decoder, new EngineOptions { Detokenize = Detokenize, SampleableVocab = tokenizer.VocabSize });
+        int[] prompt = tokenizer.Encode(o.Prompt);
+        var stops = new[] { SpecialTokens.ImEnd, SpecialTokens.EndOfText }
+            .Where(tokenizer.SpecialTokenIds.ContainsKey).Select(tokenizer.SpecialTokenId).ToArray();
+        ulong seed = o.Seed ?? (ulong)Random.Shared.NextInt64();
+        var handles = new List<RequestHandle>();
+        var streamer = new TextStreamer(Detokenize);
+        for (int i = 0; i < o.N; i++)
+        {
+            var sampling = new SamplingParams
+            {
+                Temperature = o.Temperature,
+                TopP = o.TopP,
+                TopK = o.TopK,
+                MaxTokens = o.MaxTokens,
+                Seed = seed + (ulong)i,
+                StopTokens = stops,
+            };
+            if (engine.Problem(new GenerationRequest("check", prompt, sampling)) is { } problem)
+            {
+                throw new ConfigException(problem);
+            }
+
+            Action<SampledToken>? onToken = i == 0 && onText is not null ? t => onText(streamer.Push(t.Token)) : null;
+            handles.Add(engine.Submit(new GenerationRequest($"sample-{i}", prompt, sampling), onToken));
+        }
+
+        engine.RunUntilIdle();
+        if (onText is not null)
+        {
+            onText(streamer.Flush());
+        }
+
+        var samples = handles.Select((h, i) =>
+        {
+            var r = h.Result!;
+            if (r.FinishReason == FinishReason.Error)
+            {
+                throw new K2Exception($"sample {i} failed: {r.Error}");
+            }
+
+            return new GeneratedSample(i, Detokenize(r.TokenIds), r);
+        }).ToList();
+        return new GenerateOutput(prompt, samples);
+    }
+}

@@ -1,0 +1,53 @@
+namespace K2RL.Rollout;
+
+/// <summary>
+/// The engine's seam over the model: a paged cache of fixed-size blocks and two forward passes.
+/// <see cref="ModelDecoder"/> is the real one (MLA with weight absorption); tests use a deterministic double.
+/// The caller owns block accounting: before a pass it makes sure each sequence holds enough blocks for
+/// its new length. Letters: B batch, V vocab.
+/// </summary>
+public interface IDecoder
+{
+    int VocabSize { get; }
+
+    /// <summary>The longest sequence (prompt + generated) the model accepts.</summary>
+    int MaxContext { get; }
+
+    /// <summary>The most sequences one <see cref="DecodeStep"/> takes.</summary>
+    int MaxBatch { get; }
+
+    int BlockTokens { get; }
+
+    int TotalBlocks { get; }
+
+    int FreeBlocks { get; }
+
+    /// <summary>Cache bytes per cached token (for budgets given in bytes).</summary>
+    long BytesPerToken { get; }
+
+    /// <summary>The length of the flat parameter buffer <see cref="LoadWeights"/> takes.</summary>
+    long ParameterCount { get; }
+
+    IDecoderSequence NewSequence();
+
+    bool TryAllocateBlock(out int block);
+
+    void FreeBlock(int block);
+
+    /// <summary>Replaces the weights (a layout-sized flat fp32 buffer). Called only between steps.</summary>
+    void LoadWeights(float[] parameters);
+
+    /// <summary>Appends <paramref name="tokens"/> to the sequence's cache; writes the last position's logits [V].</summary>
+    void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits);
+
+    /// <summary>Appends one token per sequence; writes logits [B, V].</summary>
+    void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits);
+}
+
+/// <summary>One sequence's cache: the blocks it holds, in order, and how many positions are filled.</summary>
+public interface IDecoderSequence
+{
+    List<int> Blocks { get; }
+
+    int Length { get; set; }
+}

@@ -1,0 +1,85 @@
+using K2RL.Model;
+using K2RL.Model.Inference;
+
+namespace K2RL.Rollout;
+
+/// <summary>
+/// The real decoder: K2RL's <see cref="DecodeModel"/> (plain-path prefill, weight-absorbed decode) over a
+/// <see cref="KvBlockPool"/> of compressed MLA cache blocks (latent + roped k_pe per token and layer).
+/// </summary>
+public sealed class ModelDecoder : IDecoder
+{
+    private readonly KvBlockPool pool;
+    private readonly DecodeModel model;
+    private readonly List<SequenceCache> stepCaches = [];
+
+    /// <param name="numBlocks">the cache pool; by default room for <paramref name="maxBatch"/> sequences of the full context.</param>
+    public ModelDecoder(ModelConfig config, int maxBatch, int blockTokens = 16, int? numBlocks = null)
+    {
+        Config = config;
+        int perSequence = (config.MaxPositionEmbeddings + blockTokens - 1) / blockTokens;
+        pool = new KvBlockPool(config, blockTokens, numBlocks ?? maxBatch * perSequence);
+        model = new DecodeModel(config, pool, maxBatch);
+        ParameterCount = new ParameterLayout(config).TotalLength;
+    }
+
+    /// <summary>Blocks for a cache budget in bytes (at least one).</summary>
+    public static int BlocksFor(ModelConfig config, int blockTokens, long cacheBytes)
+    {
+        long perBlock = (long)config.NumHiddenLayers * (config.KvLoraRank + config.QkRopeHeadDim) * sizeof(float) * blockTokens;
+        return (int)Math.Clamp(cacheBytes / perBlock, 1, int.MaxValue);
+    }
+
+    public ModelConfig Config { get; }
+
+    public int VocabSize => Config.VocabSize;
+
+    public int MaxContext => Config.MaxPositionEmbeddings;
+
+    public int MaxBatch => model.MaxBatch;
+
+    public int BlockTokens => pool.BlockTokens;
+
+    public int TotalBlocks => pool.NumBlocks;
+
+    public int FreeBlocks => pool.FreeBlocks;
+
+    public long BytesPerToken => pool.BytesPerToken;
+
+    public long ParameterCount { get; }
+
+    public IDecoderSequence NewSequence() => new Sequence();
+
+    public bool TryAllocateBlock(out int block) => pool.TryAllocate(out block);
+
+    public void FreeBlock(int block) => pool.Free(block);
+
+    public void LoadWeights(float[] parameters) => model.LoadWeights(parameters);
+
+    public void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits) =>
+        model.Prefill(((Sequence)seq).Cache, tokens, lastLogits);
+
+    public void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        stepCaches.Clear();
+        foreach (var s in seqs)
+        {
+            stepCaches.Add(((Sequence)s).Cache);
+        }
+
+        model.DecodeStep(stepCaches, tokens, logits);
+    }
+
+    private sealed class Sequence : IDecoderSequence
+    {
+        public SequenceCache Cache { get; } = new();
+
+        public List<int> Blocks => Cache.Blocks;
+
+        public int Length
+        {
+            get => Cache.Length;
+            set => Cache.Length = value;
+        }
+    }
+}

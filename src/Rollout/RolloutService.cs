@@ -1,0 +1,316 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Threading.Channels;
+using Pb = K2RL.Protos.V1;
+
+namespace K2RL.Rollout;
+
+/// <summary>
+/// The rollout service's logic, independent of the transport: one engine stepped on its own thread,
+/// Generate as a stream of token events, weight updates at step boundaries, pause/resume/drain, health.
+/// Failures are <see cref="RolloutServiceException"/>s carrying the gRPC status to answer with.
+/// </summary>
+public sealed class RolloutService : IDisposable
+{
+    private readonly RolloutEngine engine;
+    private readonly InProcessWeightSource weights;
+    private readonly IPartialRolloutStore store;
+    private readonly Func<string, int[]>? tokenize;
+    private readonly Func<IReadOnlyList<int>, string>? detokenize;
+    private readonly Thread loop;
+    private readonly SemaphoreSlim wake = new(0);
+    private readonly ConcurrentQueue<Action> loopActions = new();
+    private readonly ConcurrentDictionary<RequestHandle, byte> inFlight = new();
+    private readonly object publishGate = new();
+    private long publishedVersion;
+    private volatile bool paused;
+    private volatile bool draining;
+    private volatile bool stopping;
+    private volatile Exception? fault;
+    private int nextId;
+
+    /// <summary>Serves <paramref name="decoder"/> (loaded with weights of <paramref name="initialVersion"/>); paused rollouts go to <paramref name="store"/>.</summary>
+    public RolloutService(IDecoder decoder, IPartialRolloutStore store, EngineOptions? options = null, long initialVersion = 0,
+        Func<string, int[]>? tokenize = null)
+    {
+        weights = new InProcessWeightSource();
+        engine = new RolloutEngine(decoder, options, weights, initialVersion);
+        this.store = store;
+        this.tokenize = tokenize;
+        detokenize = options?.Detokenize;
+        publishedVersion = initialVersion;
+        loop = new Thread(Loop) { IsBackground = true, Name = "k2rl-rollout-engine" };
+        loop.Start();
+    }
+
+    public RolloutEngine Engine => engine;
+
+    public async IAsyncEnumerable<Pb.GenerateEvent> GenerateAsync(Pb.GenerateRequest call, [EnumeratorCancellation] CancellationToken ct)
+    {
+        ThrowIfUnavailable();
+        var request = ToRequest(call);
+        if (engine.Problem(request) is { } problem)
+        {
+            throw new RolloutServiceException(RolloutStatus.InvalidArgument, problem);
+        }
+
+        var channel = Channel.CreateUnbounded<SampledToken>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var handle = engine.Submit(request, t => channel.Writer.TryWrite(t));
+        inFlight[handle] = 0;
+        _ = handle.Completion.ContinueWith(finished =>
+        {
+            channel.Writer.TryComplete();
+            inFlight.TryRemove(handle, out _);
+        }, TaskScheduler.Default);
+        wake.Release();
+
+        // The call's cancellation (client gone, deadline) cancels the sequence; the engine frees its blocks.
+        using var registration = ct.Register(() =>
+        {
+            handle.Cancel();
+            wake.Release();
+        });
+        var text = detokenize is null ? null : new TextStreamer(detokenize);
+        int index = 0;
+        await foreach (var t in channel.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+        {
+            yield return new Pb.GenerateEvent
+            {
+                Token = new Pb.TokenEvent
+                {
+                    Index = index++,
+                    TokenId = t.Token,
+                    Logprob = t.LogProb,
+                    Temperature = t.Temperature,
+                    WeightVersion = t.WeightVersion,
+                    Text = text?.Push(t.Token) ?? "",
+                },
+            };
+        }
+
+        var result = await handle.Completion.ConfigureAwait(false);
+        switch (result.FinishReason)
+        {
+            case FinishReason.Error:
+                throw new RolloutServiceException(RolloutStatus.InvalidArgument, result.Error ?? "request failed");
+            case FinishReason.Cancelled:
+                ct.ThrowIfCancellationRequested();
+                throw new RolloutServiceException(RolloutStatus.Cancelled, "the request was cancelled");
+        }
+
+        yield return new Pb.GenerateEvent
+        {
+            Finished = new Pb.Finished
+            {
+                FinishReason = (Pb.FinishReason)(int)result.FinishReason,
+                Truncated = result.Truncated,
+                Degenerate = result.Degenerate,
+                NumTokens = result.Tokens.Count,
+                Seed = result.Seed,
+            },
+        };
+    }
+
+    public Pb.UpdateWeightsReply UpdateWeights(Pb.UpdateWeightsRequest call)
+    {
+        ThrowIfFaulted();
+        long expected = engine.Decoder.ParameterCount * sizeof(float);
+        if (call.Parameters.Length != expected)
+        {
+            throw new RolloutServiceException(RolloutStatus.InvalidArgument,
+                $"parameters are {call.Parameters.Length} bytes; this model takes {expected} ({engine.Decoder.ParameterCount} fp32 values)");
+        }
+
+        var parameters = new float[engine.Decoder.ParameterCount];
+        MemoryMarshal.Cast<byte, float>(call.Parameters.Span).CopyTo(parameters);
+        if (!BitConverter.IsLittleEndian)
+        {
+            throw new PlatformNotSupportedException("big-endian hosts");
+        }
+
+        lock (publishGate)
+        {
+            if (call.Version <= publishedVersion)
+            {
+                throw new RolloutServiceException(RolloutStatus.FailedPrecondition,
+                    $"weight version {call.Version} is not newer than {publishedVersion}");
+            }
+
+            weights.Publish(new WeightSet(call.Version, parameters));
+            publishedVersion = call.Version;
+        }
+
+        wake.Release();
+        return new Pb.UpdateWeightsReply { AcceptedVersion = call.Version };
+    }
+
+    public async Task<Pb.PauseReply> PauseAsync(Pb.PauseRequest call)
+    {
+        ThrowIfFaulted();
+        paused = true;
+        int offloaded = 0;
+        if (call.Offload)
+        {
+            offloaded = await OnLoopAsync(() => engine.PauseAll(store)).ConfigureAwait(false);
+        }
+        else
+        {
+            await OnLoopAsync(() => 0).ConfigureAwait(false); // returns once the step in progress has ended
+        }
+
+        return new Pb.PauseReply { Offloaded = offloaded };
+    }
+
+    public Pb.ResumeReply Resume(Pb.ResumeRequest call)
+    {
+        ThrowIfFaulted();
+        paused = false;
+        wake.Release();
+        return new Pb.ResumeReply();
+    }
+
+    public async Task<Pb.DrainReply> DrainAsync(Pb.DrainRequest call, CancellationToken ct)
+    {
+        ThrowIfFaulted();
+        draining = true;
+        var pending = inFlight.Keys.ToList();
+        if (paused && pending.Count > 0)
+        {
+            throw new RolloutServiceException(RolloutStatus.FailedPrecondition,
+                $"the engine is paused with {pending.Count} requests in flight; resume it to drain");
+        }
+
+        await Task.WhenAll(pending.Select(h => h.Completion)).WaitAsync(ct).ConfigureAwait(false);
+        return new Pb.DrainReply { Completed = pending.Count };
+    }
+
+    public Pb.HealthReply Health(Pb.HealthRequest call) => new()
+    {
+        Serving = fault is null && !draining,
+        Paused = paused,
+        Draining = draining,
+        WeightVersion = engine.WeightVersion,
+        Running = engine.RunningCount,
+        Waiting = engine.WaitingCount,
+        UsedBlocks = engine.UsedBlocks,
+        BlockBudget = engine.BlockBudget,
+        TokensGenerated = engine.TotalTokensGenerated,
+        RequestsFinished = Enum.GetValues<FinishReason>().Where(r => r != FinishReason.Cancelled).Sum(engine.FinishedCount),
+        RequestsCancelled = engine.FinishedCount(FinishReason.Cancelled),
+    };
+
+    public void Dispose()
+    {
+        stopping = true;
+        wake.Release();
+        loop.Join();
+        wake.Dispose();
+    }
+
+    private GenerationRequest ToRequest(Pb.GenerateRequest call)
+    {
+        int[] prompt;
+        if (call.PromptTokenIds.Count > 0)
+        {
+            if (call.Prompt.Length > 0)
+            {
+                throw new RolloutServiceException(RolloutStatus.InvalidArgument, "give prompt_token_ids or prompt, not both");
+            }
+
+            prompt = call.PromptTokenIds.ToArray();
+        }
+        else if (call.Prompt.Length > 0)
+        {
+            prompt = tokenize?.Invoke(call.Prompt)
+                ?? throw new RolloutServiceException(RolloutStatus.InvalidArgument, "this engine has no tokenizer; send prompt_token_ids");
+        }
+        else
+        {
+            throw new RolloutServiceException(RolloutStatus.InvalidArgument, "the prompt is empty");
+        }
+
+        var s = call.Sampling ?? new Pb.SamplingParams();
+        var defaults = new SamplingParams();
+        var sampling = new SamplingParams
+        {
+            Temperature = s.HasTemperature ? s.Temperature : defaults.Temperature,
+            TopK = s.TopK,
+            TopP = s.HasTopP ? s.TopP : defaults.TopP,
+            Seed = s.HasSeed ? s.Seed : null,
+            MaxTokens = s.HasMaxTokens ? s.MaxTokens : defaults.MaxTokens,
+            StopTokens = s.StopTokenIds.ToArray(),
+            StopStrings = s.StopStrings.ToArray(),
+            StopOnRepetition = !s.HasStopOnRepetition || s.StopOnRepetition,
+        };
+        string id = call.RequestId.Length > 0 ? call.RequestId : $"req-{Interlocked.Increment(ref nextId)}";
+        return new GenerationRequest(id, prompt, sampling);
+    }
+
+    private void ThrowIfUnavailable()
+    {
+        ThrowIfFaulted();
+        if (draining || stopping)
+        {
+            throw new RolloutServiceException(RolloutStatus.Unavailable, "the rollout engine is draining and takes no new requests");
+        }
+    }
+
+    private void ThrowIfFaulted()
+    {
+        if (fault is { } f)
+        {
+            throw new RolloutServiceException(RolloutStatus.Internal, $"the rollout engine stopped: {f.Message}");
+        }
+    }
+
+    private Task<T> OnLoopAsync<T>(Func<T> action)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        loopActions.Enqueue(() =>
+        {
+            try
+            {
+                done.SetResult(action());
+            }
+            catch (Exception e)
+            {
+                done.SetException(e);
+            }
+        });
+        wake.Release();
+        return done.Task;
+    }
+
+    private void Loop()
+    {
+        try
+        {
+            while (!stopping)
+            {
+                while (loopActions.TryDequeue(out var action))
+                {
+                    action();
+                }
+
+                if (!paused && engine.HasWork)
+                {
+                    engine.Step();
+                    continue;
+                }
+
+                engine.Sweep(); // paused or idle: still end cancelled requests and free their blocks
+                if (!paused && engine.HasWork)
+                {
+                    continue;
+                }
+
+                wake.Wait();
+            }
+        }
+        catch (Exception e)
+        {
+            fault = e;
+        }
+    }
+}

@@ -1,0 +1,74 @@
+using System.Text.Json;
+using K2RL.Model;
+using K2RL.Model.IO;
+using K2RL.Model.Tokenization;
+using K2RL.Tests.Shared;
+
+namespace K2RL.Cli.Tests;
+
+public sealed class GenerateCommandTests : IDisposable
+{
+    private readonly string dir = Path.Combine(Path.GetTempPath(), "k2rl-gen-" + Guid.NewGuid().ToString("N"));
+
+    public GenerateCommandTests()
+    {
+        var config = ModelConfig.Load(Path.Combine(ExternalTools.RepoRoot(), "configs", "models", "k2-nano.json"));
+        var model = new K2Model(config);
+        model.InitializeWeights(3);
+        ModelCheckpoint.Save(dir, config, model.Parameters, BpeTokenizer.ByteLevel());
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(dir))
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private async Task<(int Code, string Out, string Err)> Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = await CliApp.RunAsync(args, new CliContext(output, error));
+        return (code, output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public async Task JsonGivesTokensLogProbsAndTheTextTheStreamPrints()
+    {
+        var (code, json, _) = await Run("generate", "--checkpoint", dir, "--prompt", "Hello", "--max-tokens", "12", "--seed", "7", "--n", "2", "--json");
+        Assert.Equal(0, code);
+        using var doc = JsonDocument.Parse(json);
+        var samples = doc.RootElement.GetProperty("samples").EnumerateArray().ToList();
+        Assert.Equal(2, samples.Count);
+        Assert.Equal(BpeTokenizer.ByteLevel().Encode("Hello"), doc.RootElement.GetProperty("prompt_tokens").EnumerateArray().Select(e => e.GetInt32()));
+        foreach (var s in samples)
+        {
+            var tokens = s.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            Assert.InRange(tokens.Length, 1, 12);
+            Assert.All(s.GetProperty("logprobs").EnumerateArray(), e => Assert.True(e.GetSingle() <= 0));
+            Assert.Equal(tokens.Length == 12, s.GetProperty("truncated").GetBoolean());
+        }
+
+        Assert.Equal(7UL, samples[0].GetProperty("seed").GetUInt64());
+        Assert.Equal(8UL, samples[1].GetProperty("seed").GetUInt64());
+
+        var (code2, text, err) = await Run("generate", "--checkpoint", dir, "--prompt", "Hello", "--max-tokens", "12", "--seed", "7");
+        Assert.Equal(0, code2);
+        Assert.Equal(samples[0].GetProperty("text").GetString() + Environment.NewLine, text);
+        Assert.Contains("seed 7", err);
+    }
+
+    [Fact]
+    public async Task BadSamplingParametersAreAClearError()
+    {
+        var (code, output, err) = await Run("generate", "--checkpoint", dir, "--prompt", "Hi", "--top-p", "1.5");
+        Assert.Equal(1, code);
+        Assert.Equal("", output);
+        Assert.Contains("top_p must be in (0, 1]", err);
+        var (code2, _, err2) = await Run("generate", "--checkpoint", Path.Combine(dir, "missing"), "--prompt", "Hi");
+        Assert.Equal(1, code2);
+        Assert.Contains("not found", err2);
+    }
+}

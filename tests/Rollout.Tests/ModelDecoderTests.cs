@@ -1,0 +1,170 @@
+using K2RL.Model;
+using K2RL.Rollout;
+using K2RL.Tests.Shared;
+
+namespace K2RL.Rollout.Tests;
+
+/// <summary>The engine's behaviour again, now over the real model (k2-test and k2-nano shapes, random weights).</summary>
+public class ModelDecoderTests
+{
+    private static ModelConfig Preset(string name) =>
+        ModelConfig.Load(Path.Combine(ExternalTools.RepoRoot(), "configs", "models", name + ".json"));
+
+    private static readonly Dictionary<(string, ulong), float[]> WeightCache = [];
+
+    private static float[] Weights(ModelConfig config, string name, ulong seed)
+    {
+        lock (WeightCache)
+        {
+            if (!WeightCache.TryGetValue((name, seed), out var w))
+            {
+                var model = new K2Model(config);
+                model.InitializeWeights(seed);
+                // Sharpen the random policy so that sampling is not uniform noise (the 0.02 init gives near-flat logits).
+                var head = model.Layout[config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"];
+                foreach (ref float x in head.Of(model.Parameters))
+                {
+                    x *= 40f;
+                }
+
+                w = model.Parameters;
+                WeightCache[(name, seed)] = w;
+            }
+
+            return w;
+        }
+    }
+
+    private static ModelDecoder Decoder(string name, int maxBatch = 4, int blockTokens = 8, int? blocks = null, ulong seed = 5)
+    {
+        var config = Preset(name);
+        var d = new ModelDecoder(config, maxBatch, blockTokens, blocks);
+        d.LoadWeights(Weights(config, name, seed));
+        return d;
+    }
+
+    private static GenerationRequest Req(string id, int[] prompt, int maxTokens, ulong seed, float temperature = 1f, float topP = 1f) =>
+        new(id, prompt, new SamplingParams { Temperature = temperature, TopP = topP, MaxTokens = maxTokens, Seed = seed, StopOnRepetition = false });
+
+    [Theory]
+    [InlineData("k2-test")]
+    [InlineData("k2-nano")]
+    public void SameRequestGivesSameTokensWhateverElseIsInTheBatch(string preset)
+    {
+        var target = Req("t", [1, 2, 3, 4, 5], 20, 42, temperature: 0.9f, topP: 0.95f);
+        var alone = new RolloutEngine(Decoder(preset));
+        var ha = alone.Submit(target);
+        alone.RunUntilIdle();
+
+        var engine = new RolloutEngine(Decoder(preset));
+        var others = Enumerable.Range(0, 3).Select(i => engine.Submit(Req($"o{i}", [7 + i, 3, i], 8 + 5 * i, (ulong)i))).ToList();
+        engine.Step();
+        engine.Step();
+        var hm = engine.Submit(target);
+        engine.RunUntilIdle();
+
+        Assert.Equal(ha.Result!.TokenIds, hm.Result!.TokenIds);
+        Assert.Equal(ha.Result!.Tokens.Select(t => t.LogProb), hm.Result!.Tokens.Select(t => t.LogProb));
+        Assert.All(others, o => Assert.Equal(FinishReason.Length, o.Result!.FinishReason));
+        Assert.Equal(engine.Decoder.TotalBlocks, engine.Decoder.FreeBlocks);
+    }
+
+    [Fact]
+    public void PauseAndResumeOverTheRealModelGivesTheUninterruptedTokens()
+    {
+        var requests = new[]
+        {
+            Req("a", [1, 2, 3], 30, 1, temperature: 0.8f),
+            Req("b", [4], 40, 2, temperature: 1.1f, topP: 0.9f),
+            Req("c", [5, 6, 7, 8, 9], 20, 3, temperature: 0f),
+        };
+        var whole = new RolloutEngine(Decoder("k2-nano"));
+        var expected = requests.Select(r => whole.Submit(r)).ToList();
+        whole.RunUntilIdle();
+
+        var store = new InMemoryPartialRolloutStore();
+        var engine = new RolloutEngine(Decoder("k2-nano"));
+        var handles = requests.Select(r => engine.Submit(r)).ToList();
+        var finished = new Dictionary<string, GenerationResult>();
+        int iterations = 0;
+        while (true)
+        {
+            engine.RunIteration(13, store);
+            iterations++;
+            foreach (var h in handles.Where(h => h.Result!.FinishReason != FinishReason.Paused))
+            {
+                finished[h.Id] = h.Result!;
+            }
+
+            var partials = store.TakeAll();
+            if (partials.Count == 0)
+            {
+                break;
+            }
+
+            engine = new RolloutEngine(Decoder("k2-nano"));
+            handles = partials.Select(p => engine.Resume(p)).ToList();
+        }
+
+        Assert.True(iterations >= 3);
+        foreach (var e in expected)
+        {
+            var want = e.Result!;
+            var got = finished[want.Id];
+            Assert.Equal(want.TokenIds, got.TokenIds);
+            // After a resume the first logits come from the plain prefill path rather than absorbed decode:
+            // equal to float rounding.
+            for (int i = 0; i < want.Tokens.Count; i++)
+            {
+                Assert.True(Math.Abs(want.Tokens[i].LogProb - got.Tokens[i].LogProb) < 1e-4, $"{want.Id} token {i}: {want.Tokens[i].LogProb} vs {got.Tokens[i].LogProb}");
+            }
+        }
+    }
+
+    [Fact]
+    public void NewWeightsChangeTheTokensFromTheStepTheyAreTaken()
+    {
+        var config = Preset("k2-test");
+        var source = new InProcessWeightSource();
+        var engine = new RolloutEngine(Decoder("k2-test"), weights: source);
+        var h = engine.Submit(Req("w", [1, 2], 30, 9, temperature: 0f));
+        for (int i = 0; i < 4; i++)
+        {
+            engine.Step();
+        }
+
+        source.Publish(new WeightSet(1, Weights(config, "k2-test", 99)));
+        engine.RunUntilIdle();
+        var r = h.Result!;
+        Assert.Equal(30, r.Tokens.Count);
+        Assert.Equal([0, 0, 0, 0], r.Tokens.Take(4).Select(t => t.WeightVersion));
+        Assert.All(r.Tokens.Skip(4), t => Assert.Equal(1, t.WeightVersion));
+
+        // The tokens after the switch are what the new weights give that context.
+        var check = new RolloutEngine(Decoder("k2-test", seed: 99));
+        var hc = check.Resume(new PartialRollout
+        {
+            Id = "w", Prompt = [1, 2], Sampling = new SamplingParams { Temperature = 0f, MaxTokens = 30, StopOnRepetition = false },
+            Tokens = r.Tokens.Take(4).ToArray(), Seed = 9, RngState = 0,
+        });
+        check.RunUntilIdle();
+        Assert.Equal(r.TokenIds, hc.Result!.TokenIds);
+    }
+
+    [Fact]
+    public void CacheBudgetInBlocksOfTheRealPool()
+    {
+        var decoder = Decoder("k2-test", maxBatch: 8, blockTokens: 8, blocks: 40);
+        var engine = new RolloutEngine(decoder, new EngineOptions { CacheBlockBudget = 10 });
+        var hs = Enumerable.Range(0, 6).Select(i => engine.Submit(Req($"r{i}", [i + 1, 2, 3], 29, (ulong)i))).ToList(); // 4 blocks each
+        while (engine.HasWork)
+        {
+            engine.Step();
+            Assert.True(decoder.TotalBlocks - decoder.FreeBlocks <= 10);
+        }
+
+        Assert.Equal(8, engine.PeakUsedBlocks);
+        Assert.All(hs, h => Assert.Equal(29, h.Result!.Tokens.Count));
+        Assert.Equal(40, decoder.FreeBlocks);
+    }
+}

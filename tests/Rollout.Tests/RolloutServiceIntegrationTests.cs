@@ -1,0 +1,211 @@
+using System.Net;
+using System.Text.Json;
+using K2RL.Common.Rpc;
+using K2RL.Rollout;
+using K2RL.Tests.Shared;
+using Pb = K2RL.Protos.V1;
+
+namespace K2RL.Rollout.Tests;
+
+/// <summary>
+/// The rollout service on a real gRPC server on 127.0.0.1, called with K2RL's client and with @grpc/grpc-js.
+/// The decoder is the deterministic double with a step gate, so that "mid-generation" is a fact, not a race.
+/// </summary>
+public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
+{
+    private readonly HashDecoder decoder = new(blockTokens: 4, blocks: 256);
+    private RolloutService service = null!;
+    private RpcServer server = null!;
+    private RpcClient rpc = null!;
+    private RolloutClient client = null!;
+
+    public async Task InitializeAsync()
+    {
+        service = new RolloutService(decoder, new InMemoryPartialRolloutStore());
+        server = new RpcServer();
+        server.AddService(new RolloutRpcService(service));
+        await server.StartAsync();
+        rpc = new RpcClient(server.Address);
+        client = new RolloutClient(rpc);
+    }
+
+    public async Task DisposeAsync()
+    {
+        decoder.StepGate?.Release(100_000);
+        rpc.Dispose();
+        await server.DisposeAsync();
+        service.Dispose();
+    }
+
+    private static Pb.GenerateRequest Call(string id, int maxTokens, params int[] prompt) => new()
+    {
+        RequestId = id,
+        PromptTokenIds = { prompt },
+        Sampling = new Pb.SamplingParams { Temperature = 0.9f, MaxTokens = maxTokens, Seed = 5, StopOnRepetition = false },
+    };
+
+    private static int[] Alone(int maxTokens, params int[] prompt)
+    {
+        var engine = new RolloutEngine(new HashDecoder());
+        var h = engine.Submit(new GenerationRequest("x", prompt, new SamplingParams { Temperature = 0.9f, MaxTokens = maxTokens, Seed = 5, StopOnRepetition = false }));
+        engine.RunUntilIdle();
+        return h.Result!.TokenIds;
+    }
+
+    /// <summary>Lets the engine take decode steps one at a time until nothing holds cache blocks.</summary>
+    private async Task<Pb.HealthReply> StepUntilNoBlocksAreHeld(SemaphoreSlim gate)
+    {
+        for (int i = 0; i < 1000; i++)
+        {
+            var health = await client.HealthAsync();
+            if (health.UsedBlocks == 0 && health.Running == 0)
+            {
+                return health;
+            }
+
+            gate.Release();
+            await Task.Yield();
+        }
+
+        throw new InvalidOperationException("blocks still held after 1000 steps");
+    }
+
+    private async Task<Pb.GenerateEvent> FirstEvent(IAsyncEnumerator<Pb.GenerateEvent> events)
+    {
+        Assert.True(await events.MoveNextAsync());
+        return events.Current;
+    }
+
+    [Fact]
+    public async Task K2rlClientStreamsTheEngineTokens()
+    {
+        var events = new List<Pb.GenerateEvent>();
+        await foreach (var e in client.GenerateAsync(Call("a", 15, 1, 2, 3), new CallOptions(TimeSpan.FromSeconds(60))))
+        {
+            events.Add(e);
+        }
+
+        Assert.Equal(Alone(15, 1, 2, 3), events.Where(e => e.Token is not null).Select(e => e.Token.TokenId));
+        Assert.Equal(Pb.FinishReason.Length, events[^1].Finished.FinishReason);
+        Assert.True(events[^1].Finished.Truncated);
+    }
+
+    [Fact]
+    public async Task K2rlClientSeesErrorStatuses()
+    {
+        var bad = Call("bad", 5, 1);
+        bad.Sampling.TopP = 1.5f;
+        var e = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            await foreach (var _ in client.GenerateAsync(bad))
+            {
+            }
+        });
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("top_p", e.Detail);
+
+        var stale = await Assert.ThrowsAsync<RpcException>(() => client.UpdateWeightsAsync(0, [1f]));
+        Assert.Equal(StatusCode.FailedPrecondition, stale.StatusCode);
+        Assert.Equal(4, (await client.UpdateWeightsAsync(4, [0.5f])).AcceptedVersion);
+
+        // A malformed frame gets a gRPC status, and the server keeps serving.
+        using var http = new HttpClient(new SocketsHttpHandler()) { DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
+        var body = new ByteArrayContentWithType([0, 0, 0, 0, 9, 0xFF, 0xFF, 0xFF]);
+        using var response = await http.PostAsync(new Uri(server.Address, "/k2rl.v1.Rollout/Generate"), body);
+        await response.Content.ReadAsByteArrayAsync();
+        string? status = response.TrailingHeaders.TryGetValues("grpc-status", out var t) ? t.First()
+            : response.Headers.TryGetValues("grpc-status", out var h) ? h.First() : null;
+        Assert.NotNull(status);
+        Assert.NotEqual("0", status);
+        Assert.True((await client.HealthAsync()).Serving);
+    }
+
+    [Fact]
+    public async Task K2rlClientCancellingMidGenerationFreesTheBlocks()
+    {
+        var gate = new SemaphoreSlim(0);
+        decoder.StepGate = gate;
+        using var cts = new CancellationTokenSource();
+        var events = client.GenerateAsync(Call("c", 200, 1, 2), ct: cts.Token).GetAsyncEnumerator();
+        var first = await FirstEvent(events); // from the prefill; the engine now waits at the gate
+        Assert.NotNull(first.Token);
+        Assert.Equal(51, (await client.HealthAsync()).UsedBlocks); // ceil((2 + 200) / 4)
+        cts.Cancel();
+        var ex = await Record.ExceptionAsync(async () => await events.MoveNextAsync());
+        Assert.True(ex is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled }, $"got {ex}");
+        await events.DisposeAsync();
+        var health = await StepUntilNoBlocksAreHeld(gate);
+        Assert.Equal(1, health.RequestsCancelled);
+        Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
+    }
+
+    [Fact]
+    public async Task K2rlClientDeadlineMidGenerationIsDeadlineExceededAndFreesTheBlocks()
+    {
+        var gate = new SemaphoreSlim(0);
+        decoder.StepGate = gate;
+        var events = client.GenerateAsync(Call("d", 200, 3), new CallOptions(TimeSpan.FromSeconds(1))).GetAsyncEnumerator();
+        Assert.NotNull((await FirstEvent(events)).Token);
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await events.MoveNextAsync());
+        Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
+        await events.DisposeAsync();
+        var health = await StepUntilNoBlocksAreHeld(gate);
+        Assert.Equal(1, health.RequestsCancelled);
+    }
+
+    [Fact]
+    public async Task GrpcJsClientGeneratesAndSeesStatusesDeadlinesAndCancellation()
+    {
+        string node = ExternalTools.Require("node", "nodejs");
+        string interop = Path.Combine(ExternalTools.RepoRoot(), "tests", "interop");
+        if (!File.Exists(Path.Combine(interop, "node_modules", "@grpc", "grpc-js", "package.json")))
+        {
+            ExternalTools.Require("npm", "npm");
+            ExternalTools.Run("npm", "ci --no-audit --no-fund", TimeSpan.FromMinutes(5), interop);
+        }
+
+        string proto = Path.Combine(ExternalTools.RepoRoot(), "protos", "k2rl", "v1", "rollout.proto");
+        string script = Path.Combine(ExternalTools.RepoRoot(), "tests", "Rollout.Tests", "interop", "rollout_client.js");
+        JsonElement RunJs(params string[] scenarios)
+        {
+            Environment.SetEnvironmentVariable("NODE_PATH", Path.Combine(interop, "node_modules"));
+            string stdout = ExternalTools.Run(node, $"\"{script}\" \"{proto}\" 127.0.0.1:{server.Port} {string.Join(' ', scenarios)}", TimeSpan.FromMinutes(2));
+            return JsonDocument.Parse(stdout).RootElement;
+        }
+
+        var open = await Task.Run(() => RunJs("generate", "invalidTopP", "outOfVocab", "staleWeights", "health"));
+        var gen = open.GetProperty("generate");
+        Assert.Equal(0, gen.GetProperty("code").GetInt32());
+        Assert.Equal(Alone(12, 1, 2, 3), gen.GetProperty("tokens").EnumerateArray().Select(t => t.GetProperty("id").GetInt32()));
+        Assert.Equal((int)Pb.FinishReason.Length, gen.GetProperty("finished").GetProperty("reason").GetInt32());
+        Assert.Equal(3, open.GetProperty("invalidTopP").GetProperty("code").GetInt32());
+        Assert.Equal(3, open.GetProperty("outOfVocab").GetProperty("code").GetInt32());
+        Assert.Contains("outside the vocabulary", open.GetProperty("outOfVocab").GetProperty("details").GetString());
+        Assert.Equal(9, open.GetProperty("staleWeights").GetProperty("code").GetInt32());
+        Assert.True(open.GetProperty("health").GetProperty("reply").GetProperty("serving").GetBoolean());
+
+        // Now hold the engine after each request's first token.
+        var gate = new SemaphoreSlim(0);
+        decoder.StepGate = gate;
+        var held = await Task.Run(() => RunJs("cancel"));
+        Assert.Equal(1, held.GetProperty("cancel").GetProperty("code").GetInt32()); // CANCELLED
+        Assert.Single(held.GetProperty("cancel").GetProperty("tokens").EnumerateArray());
+        var health = await StepUntilNoBlocksAreHeld(gate);
+        Assert.Equal(1, health.RequestsCancelled);
+
+        held = await Task.Run(() => RunJs("deadline"));
+        Assert.Equal(4, held.GetProperty("deadline").GetProperty("code").GetInt32()); // DEADLINE_EXCEEDED
+        health = await StepUntilNoBlocksAreHeld(gate);
+        Assert.Equal(2, health.RequestsCancelled);
+        Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
+    }
+
+    private sealed class ByteArrayContentWithType : ByteArrayContent
+    {
+        public ByteArrayContentWithType(byte[] bytes)
+            : base(bytes)
+        {
+            Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
+        }
+    }
+}

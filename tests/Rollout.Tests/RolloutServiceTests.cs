@@ -1,0 +1,168 @@
+using Google.Protobuf;
+using K2RL.Rollout;
+using Pb = K2RL.Protos.V1;
+
+namespace K2RL.Rollout.Tests;
+
+/// <summary>The service logic in-process (the transport binding is tested in RolloutServiceIntegrationTests).</summary>
+public sealed class RolloutServiceTests : IDisposable
+{
+    private readonly HashDecoder decoder = new(blockTokens: 4, blocks: 64);
+    private readonly InMemoryPartialRolloutStore store = new();
+    private readonly RolloutService service;
+
+    public RolloutServiceTests()
+    {
+        service = new RolloutService(decoder, store);
+    }
+
+    public void Dispose()
+    {
+        decoder.StepGate?.Release(100_000);
+        service.Dispose();
+    }
+
+    private static Pb.GenerateRequest Call(string id, int maxTokens, ulong seed = 1, params int[] prompt) => new()
+    {
+        RequestId = id,
+        PromptTokenIds = { prompt.Length > 0 ? prompt : [1, 2, 3] },
+        Sampling = new Pb.SamplingParams { Temperature = 0.9f, MaxTokens = maxTokens, Seed = seed, StopOnRepetition = false },
+    };
+
+    private static async Task<List<Pb.GenerateEvent>> All(IAsyncEnumerable<Pb.GenerateEvent> events, CancellationToken ct = default)
+    {
+        var list = new List<Pb.GenerateEvent>();
+        await foreach (var e in events.WithCancellation(ct))
+        {
+            list.Add(e);
+        }
+
+        return list;
+    }
+
+    private static int[] Alone(int maxTokens, ulong seed = 1)
+    {
+        var engine = new RolloutEngine(new HashDecoder());
+        var h = engine.Submit(new GenerationRequest("x", [1, 2, 3], new SamplingParams { Temperature = 0.9f, MaxTokens = maxTokens, Seed = seed, StopOnRepetition = false }));
+        engine.RunUntilIdle();
+        return h.Result!.TokenIds;
+    }
+
+    [Fact]
+    public async Task GenerateStreamsEveryTokenThenTheFinish()
+    {
+        var calls = Enumerable.Range(0, 4).Select(i => All(service.GenerateAsync(Call($"r{i}", 10 + i, (ulong)i), default))).ToArray();
+        var results = await Task.WhenAll(calls);
+        for (int i = 0; i < 4; i++)
+        {
+            var events = results[i];
+            var tokens = events.Where(e => e.EventCase == Pb.GenerateEvent.EventOneofCase.Token).Select(e => e.Token).ToList();
+            Assert.Equal(Alone(10 + i, (ulong)i), tokens.Select(t => t.TokenId));
+            Assert.Equal(Enumerable.Range(0, 10 + i), tokens.Select(t => t.Index));
+            Assert.All(tokens, t => Assert.True(t.Logprob < 0 && t.Temperature == 0.9f));
+            var fin = events[^1].Finished;
+            Assert.Equal(Pb.FinishReason.Length, fin.FinishReason);
+            Assert.True(fin.Truncated);
+            Assert.Equal(10 + i, fin.NumTokens);
+        }
+    }
+
+    [Fact]
+    public async Task BadInputIsInvalidArgumentAndOthersContinue()
+    {
+        var good = All(service.GenerateAsync(Call("good", 20), default));
+        var bad = Call("bad", 5, 1, 1, 999);
+        var e = await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(bad, default)));
+        Assert.Equal(RolloutStatus.InvalidArgument, e.Status);
+        Assert.Contains("outside the vocabulary", e.Message);
+        var badTopP = Call("bad2", 5);
+        badTopP.Sampling.TopP = 0;
+        Assert.Equal(RolloutStatus.InvalidArgument, (await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(badTopP, default)))).Status);
+        var textWithoutTokenizer = new Pb.GenerateRequest { Prompt = "hello" };
+        Assert.Equal(RolloutStatus.InvalidArgument, (await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(textWithoutTokenizer, default)))).Status);
+        Assert.Equal(Pb.FinishReason.Length, (await good)[^1].Finished.FinishReason);
+    }
+
+    [Fact]
+    public async Task CancellingACallFreesItsBlocks()
+    {
+        // The engine may take only the decode steps the test allows, so "gone" is surely mid-generation.
+        var gate = new SemaphoreSlim(2);
+        decoder.StepGate = gate;
+        using var cts = new CancellationTokenSource();
+        int seen = 0, usedMidway = 0;
+        var ex = await Record.ExceptionAsync(async () =>
+        {
+            await foreach (var ev in service.GenerateAsync(Call("gone", 200, 2), cts.Token))
+            {
+                if (++seen == 3)
+                {
+                    usedMidway = service.Health(new()).UsedBlocks;
+                    cts.Cancel();
+                    gate.Release(100_000);
+                }
+            }
+        });
+        Assert.IsAssignableFrom<OperationCanceledException>(ex);
+        Assert.Equal(51, usedMidway); // ceil((3 + 200) / 4)
+        Assert.Equal(Pb.FinishReason.Length, (await All(service.GenerateAsync(Call("next", 30, 5), default)))[^1].Finished.FinishReason);
+        await service.DrainAsync(new(), default);
+        var health = service.Health(new());
+        Assert.Equal(0, health.UsedBlocks);
+        Assert.Equal(0, health.Running);
+        Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
+    }
+
+    [Fact]
+    public async Task UpdateWeightsChecksSizeAndVersionAndNewTokensCarryIt()
+    {
+        var wrongSize = new Pb.UpdateWeightsRequest { Version = 1, Parameters = ByteString.CopyFrom(new byte[8]) };
+        Assert.Equal(RolloutStatus.InvalidArgument, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(wrongSize)).Status);
+        var v3 = new Pb.UpdateWeightsRequest { Version = 3, Parameters = ByteString.CopyFrom(BitConverter.GetBytes(0.5f)) };
+        Assert.Equal(3, service.UpdateWeights(v3).AcceptedVersion);
+        Assert.Equal(RolloutStatus.FailedPrecondition, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(v3)).Status);
+        var events = await All(service.GenerateAsync(Call("w", 5), default));
+        Assert.All(events.Where(e => e.Token is not null), e => Assert.Equal(3, e.Token.WeightVersion));
+        Assert.Equal(3, service.Health(new()).WeightVersion);
+    }
+
+    [Fact]
+    public async Task PauseWithOffloadMovesSequencesToTheStoreAndDrainRefusesNewWork()
+    {
+        // Hold the engine at its first decode step so the request is surely in flight when the pause lands.
+        var gate = new SemaphoreSlim(0);
+        decoder.StepGate = gate;
+        var events = new List<Pb.GenerateEvent>();
+        var first = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var reading = Task.Run(async () =>
+        {
+            await foreach (var ev in service.GenerateAsync(Call("long", 250, 3), default))
+            {
+                events.Add(ev);
+                first.TrySetResult();
+            }
+        });
+        await first.Task;
+        var pausing = service.PauseAsync(new Pb.PauseRequest { Offload = true });
+        gate.Release(); // the step in progress ends; the pause is taken at that boundary
+        var paused = await pausing;
+        await reading;
+        gate.Release(100_000);
+        Assert.InRange(events.Count, 2, 3); // the prefill's token, at most the one decode step let through, the finish
+        Assert.Equal(1, paused.Offloaded);
+        Assert.Equal(Pb.FinishReason.Paused, events[^1].Finished.FinishReason);
+        var partial = store.TakeAll().Single();
+        Assert.Equal(events.Count - 1, partial.Tokens.Count);
+        Assert.Equal(0, service.Health(new()).UsedBlocks);
+        Assert.True(service.Health(new()).Paused);
+
+        service.Resume(new());
+        var after = await All(service.GenerateAsync(Call("after", 4), default));
+        Assert.Equal(Pb.FinishReason.Length, after[^1].Finished.FinishReason);
+
+        await service.DrainAsync(new(), default);
+        var e = await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(Call("late", 4), default)));
+        Assert.Equal(RolloutStatus.Unavailable, e.Status);
+        Assert.False(service.Health(new()).Serving);
+    }
+}
