@@ -65,7 +65,10 @@ public sealed class PretrainCommand : ICommandProvider
         var config = K2RL.Model.ModelConfig.Load(Path.Combine(dir, Pretrainer.ConfigFile));
         var layout = new K2RL.Model.ParameterLayout(config);
         var parameters = layout.NewBuffer();
-        K2RL.Trainer.Checkpointing.SafeTensorsFile.Load(Path.Combine(dir, Pretrainer.WeightsFile), layout, parameters);
+        using (var weights = K2RL.Model.IO.SafetensorsReader.Open(Path.Combine(dir, Pretrainer.WeightsFile)))
+        {
+            weights.LoadInto(layout, parameters);
+        }
         var tokenizer = K2RL.Model.Tokenization.BpeTokenizer.Load(dir);
         string[] kinds = options.Kinds.Length > 0 ? options.Kinds : ["arithmetic", "countdown", "list_ops"];
         var results = HeldOutEval.Run(config, parameters, tokenizer, kinds, options.Tasks, options.Difficulty, options.MaxNewTokens,

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using K2RL.Common;
 using K2RL.Model;
+using K2RL.Model.IO;
 using K2RL.Trainer.Checkpointing;
 using K2RL.Trainer.Optim;
 using Serilog;
@@ -219,7 +220,10 @@ public sealed class Pretrainer
             log.Warning("the job file differs from the one that wrote this checkpoint; continuing with the new one");
         }
 
-        SafeTensorsFile.Load(Path.Combine(dir, WeightsFile), model.Layout, model.Parameters);
+        using (var weights = SafetensorsReader.Open(Path.Combine(dir, WeightsFile)))
+        {
+            weights.LoadInto(model.Layout, model.Parameters);
+        }
         using (var fs = File.OpenRead(Path.Combine(dir, OptimizerFile)))
         {
             optimizer.Load(fs, Path.Combine(dir, OptimizerFile));
@@ -234,7 +238,7 @@ public sealed class Pretrainer
     /// <summary>Writes checkpoints/step-N by the run-directory contract and returns its folder.</summary>
     public string SaveCheckpoint() => run.Save(step, dir =>
     {
-        DurableFile.Write(Path.Combine(dir, WeightsFile), s => SafeTensorsFile.Save(s, model.Layout, model.Parameters));
+        DurableFile.Write(Path.Combine(dir, WeightsFile), s => SafetensorsWriter.WriteLayoutTo(s, model.Layout, model.Parameters));
         DurableFile.WriteText(Path.Combine(dir, ConfigFile), job.Model.ToJson());
         DurableFile.Write(Path.Combine(dir, OptimizerFile), optimizer.Save);
         if (encoder is BpeTextEncoder bpe)
