@@ -2,7 +2,6 @@ using System.Text.Json;
 using K2RL.Model;
 using K2RL.Model.IO;
 using K2RL.Model.Tokenization;
-using K2RL.Tests.Shared;
 
 namespace K2RL.Cli.Tests;
 
@@ -16,7 +15,7 @@ public sealed class GymEvalCommandTests : IDisposable
 
     public GymEvalCommandTests()
     {
-        var config = ModelConfig.Load(Path.Combine(ExternalTools.RepoRoot(), "configs", "models", "k2-test.json")) with
+        var config = ModelConfig.Load(ModelCommandInfoTests.Preset("k2-test")) with
         {
             VocabSize = 272,
             MaxPositionEmbeddings = 4096,
@@ -34,13 +33,7 @@ public sealed class GymEvalCommandTests : IDisposable
         }
     }
 
-    private static async Task<(int Code, string Out, string Err)> Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = await CliApp.RunAsync(args, new CliContext(output, error));
-        return (code, output.ToString(), error.ToString());
-    }
+    private static Task<(int Code, string Out, string Err)> Run(params string[] args) => ModelCommandInfoTests.Run(args);
 
     [Fact]
     public async Task JsonIsOneObjectWithAccuracyAndPassAtKAndRepeatsForASeed()
