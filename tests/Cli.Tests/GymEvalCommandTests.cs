@@ -89,6 +89,29 @@ public sealed class GymEvalCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task EvalBaseGeneratesThroughTheSamePolicyAndAgreesWithGymEval()
+    {
+        Checksums.WriteManifest(dir);   // eval-base reads trainer checkpoints, which carry a MANIFEST
+        var (code, lines, err) = await Run("eval-base", "--checkpoint", dir, "--task", "arithmetic", "list_ops", "--tasks", "3",
+            "--max-new-tokens", "5", "--seed", "2");
+        Assert.True(code == 0, err);
+        var rows = lines.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(["arithmetic", "list_ops"], rows.Select(r => r.GetProperty("kind").GetString()));
+        Assert.All(rows, r => Assert.Equal(3, r.GetProperty("tasks").GetInt32()));
+        Assert.All(rows, r => Assert.InRange(r.GetProperty("mean_response_tokens").GetDouble(), 1, 5));
+        Assert.Contains("arithmetic sample: ", err);
+
+        // The same held-out tasks, greedy, through gym eval: the same number correct.
+        var (code2, json, err2) = await Run("gym", "eval", "arithmetic", "--checkpoint", dir, "--n", "3", "--task-seed", "2",
+            "--max-tokens", "5", "--json");
+        Assert.True(code2 == 0, err2);
+        using var doc = JsonDocument.Parse(json);
+        Assert.Equal(rows[0].GetProperty("accuracy").GetDouble(), doc.RootElement.GetProperty("accuracy").GetDouble(), 9);
+        Assert.Equal(rows[0].GetProperty("mean_response_tokens").GetDouble(),
+            doc.RootElement.GetProperty("tokens").GetInt64() / 3.0, 1);
+    }
+
+    [Fact]
     public async Task BadArgumentsFailBeforeTheCheckpointIsRead()
     {
         var (code, output, err) = await Run("gym", "eval", "chess", "--checkpoint", Path.Combine(dir, "missing"), "--n", "2");
