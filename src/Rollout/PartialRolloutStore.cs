@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using K2RL.Common;
+using K2RL.Model.IO;
 
 namespace K2RL.Rollout;
 
@@ -52,8 +53,8 @@ public sealed class InMemoryPartialRolloutStore : IPartialRolloutStore
 }
 
 /// <summary>
-/// One JSON file per rollout in a directory (format "k2rl.partial_rollout", version 1), written to a
-/// temporary file, flushed to disk and renamed, so a crash leaves either the old file or the new one.
+/// One JSON file per rollout in a directory (format "k2rl.partial_rollout", version 1), written with
+/// <see cref="AtomicFile"/> (temporary file, flushed, renamed, directory flushed): a crash leaves the old file or the new one.
 /// </summary>
 public sealed class FilePartialRolloutStore : IPartialRolloutStore
 {
@@ -71,16 +72,8 @@ public sealed class FilePartialRolloutStore : IPartialRolloutStore
 
     public void Save(PartialRollout rollout)
     {
-        string path = PathOf(rollout.Id);
-        string tmp = Path.Combine(Directory, $".tmp-{Guid.NewGuid():N}");
         byte[] bytes = Encoding.UTF8.GetBytes(Serialize(rollout));
-        using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-        {
-            fs.Write(bytes);
-            fs.Flush(flushToDisk: true);
-        }
-
-        File.Move(tmp, path, overwrite: true);
+        AtomicFile.Write(PathOf(rollout.Id), fs => fs.Write(bytes));
     }
 
     public bool TryLoad(string id, out PartialRollout? rollout)

@@ -71,7 +71,7 @@ public sealed class RolloutRpcService(RolloutService service) : IRpcService
         }
     }
 
-    private static RpcException ToRpc(RolloutServiceException e) => new((StatusCode)(int)e.Status, e.Message);
+    private static RpcException ToRpc(RolloutServiceException e) => new(e.Status, e.Message);
 }
 
 /// <summary>A typed client for k2rl.v1.Rollout.</summary>

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading.Channels;
+using K2RL.Common.Rpc;
 using Pb = K2RL.Protos.V1;
 
 namespace K2RL.Rollout;
@@ -52,7 +53,7 @@ public sealed class RolloutService : IDisposable
         var request = ToRequest(call);
         if (engine.Problem(request) is { } problem)
         {
-            throw new RolloutServiceException(RolloutStatus.InvalidArgument, problem);
+            throw new RolloutServiceException(StatusCode.InvalidArgument, problem);
         }
 
         var channel = Channel.CreateUnbounded<SampledToken>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
@@ -93,10 +94,11 @@ public sealed class RolloutService : IDisposable
         switch (result.FinishReason)
         {
             case FinishReason.Error:
-                throw new RolloutServiceException(RolloutStatus.InvalidArgument, result.Error ?? "request failed");
+                // The request was checked before it was submitted, so an error now is the engine's, not the input's.
+                throw new RolloutServiceException(StatusCode.Internal, result.Error ?? "request failed");
             case FinishReason.Cancelled:
                 ct.ThrowIfCancellationRequested();
-                throw new RolloutServiceException(RolloutStatus.Cancelled, "the request was cancelled");
+                throw new RolloutServiceException(StatusCode.Cancelled, "the request was cancelled");
         }
 
         yield return new Pb.GenerateEvent
@@ -118,7 +120,7 @@ public sealed class RolloutService : IDisposable
         long expected = engine.Decoder.ParameterCount * sizeof(float);
         if (call.Parameters.Length != expected)
         {
-            throw new RolloutServiceException(RolloutStatus.InvalidArgument,
+            throw new RolloutServiceException(StatusCode.InvalidArgument,
                 $"parameters are {call.Parameters.Length} bytes; this model takes {expected} ({engine.Decoder.ParameterCount} fp32 values)");
         }
 
@@ -133,7 +135,7 @@ public sealed class RolloutService : IDisposable
         {
             if (call.Version <= publishedVersion)
             {
-                throw new RolloutServiceException(RolloutStatus.FailedPrecondition,
+                throw new RolloutServiceException(StatusCode.FailedPrecondition,
                     $"weight version {call.Version} is not newer than {publishedVersion}");
             }
 
@@ -177,7 +179,7 @@ public sealed class RolloutService : IDisposable
         var pending = inFlight.Keys.ToList();
         if (paused && pending.Count > 0)
         {
-            throw new RolloutServiceException(RolloutStatus.FailedPrecondition,
+            throw new RolloutServiceException(StatusCode.FailedPrecondition,
                 $"the engine is paused with {pending.Count} requests in flight; resume it to drain");
         }
 
@@ -202,10 +204,21 @@ public sealed class RolloutService : IDisposable
 
     public void Dispose()
     {
+        if (stopping)
+        {
+            return;
+        }
+
         stopping = true;
         wake.Release();
         loop.Join();
-        wake.Dispose();
+        // The loop has stopped: end what is still in flight here, so no caller waits forever.
+        foreach (var handle in inFlight.Keys)
+        {
+            handle.Cancel();
+        }
+
+        engine.Sweep(); // (the semaphore is not disposed: a late cancellation callback may still release it)
     }
 
     private GenerationRequest ToRequest(Pb.GenerateRequest call)
@@ -215,7 +228,7 @@ public sealed class RolloutService : IDisposable
         {
             if (call.Prompt.Length > 0)
             {
-                throw new RolloutServiceException(RolloutStatus.InvalidArgument, "give prompt_token_ids or prompt, not both");
+                throw new RolloutServiceException(StatusCode.InvalidArgument, "give prompt_token_ids or prompt, not both");
             }
 
             prompt = call.PromptTokenIds.ToArray();
@@ -223,11 +236,11 @@ public sealed class RolloutService : IDisposable
         else if (call.Prompt.Length > 0)
         {
             prompt = tokenize?.Invoke(call.Prompt)
-                ?? throw new RolloutServiceException(RolloutStatus.InvalidArgument, "this engine has no tokenizer; send prompt_token_ids");
+                ?? throw new RolloutServiceException(StatusCode.InvalidArgument, "this engine has no tokenizer; send prompt_token_ids");
         }
         else
         {
-            throw new RolloutServiceException(RolloutStatus.InvalidArgument, "the prompt is empty");
+            throw new RolloutServiceException(StatusCode.InvalidArgument, "the prompt is empty");
         }
 
         var s = call.Sampling ?? new Pb.SamplingParams();
@@ -252,7 +265,7 @@ public sealed class RolloutService : IDisposable
         ThrowIfFaulted();
         if (draining || stopping)
         {
-            throw new RolloutServiceException(RolloutStatus.Unavailable, "the rollout engine is draining and takes no new requests");
+            throw new RolloutServiceException(StatusCode.Unavailable, "the rollout engine is draining and takes no new requests");
         }
     }
 
@@ -260,7 +273,7 @@ public sealed class RolloutService : IDisposable
     {
         if (fault is { } f)
         {
-            throw new RolloutServiceException(RolloutStatus.Internal, $"the rollout engine stopped: {f.Message}");
+            throw new RolloutServiceException(StatusCode.Internal, $"the rollout engine stopped: {f.Message}");
         }
     }
 

@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using K2RL.Common.Rpc;
 using K2RL.Rollout;
 using Pb = K2RL.Protos.V1;
 
@@ -73,13 +74,13 @@ public sealed class RolloutServiceTests : IDisposable
         var good = All(service.GenerateAsync(Call("good", 20), default));
         var bad = Call("bad", 5, 1, 1, 999);
         var e = await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(bad, default)));
-        Assert.Equal(RolloutStatus.InvalidArgument, e.Status);
+        Assert.Equal(StatusCode.InvalidArgument, e.Status);
         Assert.Contains("outside the vocabulary", e.Message);
         var badTopP = Call("bad2", 5);
         badTopP.Sampling.TopP = 0;
-        Assert.Equal(RolloutStatus.InvalidArgument, (await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(badTopP, default)))).Status);
+        Assert.Equal(StatusCode.InvalidArgument, (await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(badTopP, default)))).Status);
         var textWithoutTokenizer = new Pb.GenerateRequest { Prompt = "hello" };
-        Assert.Equal(RolloutStatus.InvalidArgument, (await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(textWithoutTokenizer, default)))).Status);
+        Assert.Equal(StatusCode.InvalidArgument, (await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(textWithoutTokenizer, default)))).Status);
         Assert.Equal(Pb.FinishReason.Length, (await good)[^1].Finished.FinishReason);
     }
 
@@ -117,10 +118,10 @@ public sealed class RolloutServiceTests : IDisposable
     public async Task UpdateWeightsChecksSizeAndVersionAndNewTokensCarryIt()
     {
         var wrongSize = new Pb.UpdateWeightsRequest { Version = 1, Parameters = ByteString.CopyFrom(new byte[8]) };
-        Assert.Equal(RolloutStatus.InvalidArgument, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(wrongSize)).Status);
+        Assert.Equal(StatusCode.InvalidArgument, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(wrongSize)).Status);
         var v3 = new Pb.UpdateWeightsRequest { Version = 3, Parameters = ByteString.CopyFrom(BitConverter.GetBytes(0.5f)) };
         Assert.Equal(3, service.UpdateWeights(v3).AcceptedVersion);
-        Assert.Equal(RolloutStatus.FailedPrecondition, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(v3)).Status);
+        Assert.Equal(StatusCode.FailedPrecondition, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(v3)).Status);
         var events = await All(service.GenerateAsync(Call("w", 5), default));
         Assert.All(events.Where(e => e.Token is not null), e => Assert.Equal(3, e.Token.WeightVersion));
         Assert.Equal(3, service.Health(new()).WeightVersion);
@@ -162,7 +163,49 @@ public sealed class RolloutServiceTests : IDisposable
 
         await service.DrainAsync(new(), default);
         var e = await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(Call("late", 4), default)));
-        Assert.Equal(RolloutStatus.Unavailable, e.Status);
+        Assert.Equal(StatusCode.Unavailable, e.Status);
         Assert.False(service.Health(new()).Serving);
+    }
+
+    [Fact]
+    public async Task TextPromptsAreTokenizedAndTokensCarryTheirText()
+    {
+        var tok = K2RL.Model.Tokenization.BpeTokenizer.ByteLevel();
+        using var texty = new RolloutService(new HashDecoder(vocab: 256), new InMemoryPartialRolloutStore(),
+            new EngineOptions { Detokenize = x => tok.Decode(x.ToArray()) }, tokenize: s => tok.Encode(s));
+        var call = new Pb.GenerateRequest { Prompt = "Hi ✓", Sampling = new Pb.SamplingParams { MaxTokens = 20, Seed = 4, StopOnRepetition = false } };
+        var events = await All(texty.GenerateAsync(call, default));
+        var tokens = events.Where(e => e.Token is not null).Select(e => e.Token).ToList();
+        Assert.Equal(20, tokens.Count);
+        string streamed = string.Concat(tokens.Select(t => t.Text));
+        string whole = tok.Decode(tokens.Select(t => t.TokenId).ToArray());
+        Assert.StartsWith(streamed, whole);
+        Assert.True(whole.Length - streamed.Length <= 1, "at most one held-back partial character at the end");
+
+        var engine = new RolloutEngine(new HashDecoder(vocab: 256));
+        var h = engine.Submit(new GenerationRequest("x", tok.Encode("Hi ✓"), new SamplingParams { MaxTokens = 20, Seed = 4, StopOnRepetition = false }));
+        engine.RunUntilIdle();
+        Assert.Equal(h.Result!.TokenIds, tokens.Select(t => t.TokenId));
+    }
+
+    [Fact]
+    public async Task DisposingEndsRequestsInFlight()
+    {
+        var gate = new SemaphoreSlim(0);
+        decoder.StepGate = gate;
+        var events = service.GenerateAsync(Call("held", 200, 1), default).GetAsyncEnumerator();
+        Assert.True(await events.MoveNextAsync()); // the prefill's token; the engine now waits at the gate
+        var rest = Task.Run(async () =>
+        {
+            while (await events.MoveNextAsync())
+            {
+            }
+        });
+        var pausing = service.PauseAsync(new Pb.PauseRequest()); // taken at the end of the step the gate holds
+        gate.Release();
+        await pausing;
+        service.Dispose();
+        var e = await Assert.ThrowsAsync<RolloutServiceException>(() => rest);
+        Assert.Equal(StatusCode.Cancelled, e.Status);
     }
 }

@@ -27,7 +27,15 @@ public static class SafetensorsWriter
     private const int ChunkFloats = 1 << 18;
 
     /// <summary>Writes <paramref name="tensors"/> to <paramref name="path"/>, replacing it atomically.</summary>
-    public static void Write(string path, IReadOnlyList<SafetensorsTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Write(string path, IReadOnlyList<SafetensorsTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
+        AtomicFile.Write(path, stream => WriteTo(stream, tensors, metadata, path));
+
+    /// <summary>
+    /// Writes a safetensors file to <paramref name="stream"/> (for callers with their own durable-file scheme);
+    /// <paramref name="name"/> names it in errors.
+    /// </summary>
+    public static void WriteTo(Stream stream, IReadOnlyList<SafetensorsTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null,
+        string name = "safetensors stream")
     {
         var ordered = tensors
             .Select((t, i) => (t, i))
@@ -51,17 +59,14 @@ public static class SafetensorsWriter
         }
 
         byte[] header = BuildHeader(ordered, metadata);
-        AtomicFile.Write(path, stream =>
+        Span<byte> prefix = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
+        stream.Write(prefix);
+        stream.Write(header);
+        foreach (var t in ordered)
         {
-            Span<byte> prefix = stackalloc byte[8];
-            BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
-            stream.Write(prefix);
-            stream.Write(header);
-            foreach (var t in ordered)
-            {
-                WriteData(stream, t, path);
-            }
-        });
+            WriteData(stream, t, name);
+        }
     }
 
     /// <summary>
@@ -70,18 +75,25 @@ public static class SafetensorsWriter
     /// and Kimi-K2 checkpoints: the balancing rule moves them in steps bf16 cannot represent.
     /// </summary>
     public static void WriteLayout(string path, ParameterLayout layout, float[] buffer, SafetensorsDType dtype = SafetensorsDType.F32,
-        IReadOnlyDictionary<string, string>? metadata = null)
+        IReadOnlyDictionary<string, string>? metadata = null) =>
+        Write(path, LayoutTensors(layout, buffer, dtype), metadata);
+
+    /// <summary><see cref="WriteLayout(string, ParameterLayout, float[], SafetensorsDType, IReadOnlyDictionary{string, string}?)"/> to a stream.</summary>
+    public static void WriteLayoutTo(Stream stream, ParameterLayout layout, float[] buffer, SafetensorsDType dtype = SafetensorsDType.F32,
+        IReadOnlyDictionary<string, string>? metadata = null) =>
+        WriteTo(stream, LayoutTensors(layout, buffer, dtype), metadata);
+
+    private static List<SafetensorsTensor> LayoutTensors(ParameterLayout layout, float[] buffer, SafetensorsDType dtype)
     {
         if (buffer.LongLength != layout.TotalLength)
         {
             throw new ArgumentException($"buffer has {buffer.LongLength} floats, the layout {layout.TotalLength}", nameof(buffer));
         }
 
-        var tensors = layout.Tensors
+        return layout.Tensors
             .Select(s => new SafetensorsTensor(s.Name, s.Shape, buffer.AsMemory(checked((int)s.Offset), checked((int)s.Length)),
                 s.IsRoutingBias ? SafetensorsDType.F32 : dtype))
             .ToList();
-        Write(path, tensors, metadata);
     }
 
     private static byte[] BuildHeader(List<SafetensorsTensor> ordered, IReadOnlyDictionary<string, string>? metadata)
@@ -134,7 +146,7 @@ public static class SafetensorsWriter
         return header;
     }
 
-    private static void WriteData(FileStream stream, SafetensorsTensor t, string path)
+    private static void WriteData(Stream stream, SafetensorsTensor t, string path)
     {
         var values = t.Data.Span;
         if (t.DType == SafetensorsDType.F32 && BitConverter.IsLittleEndian)

@@ -40,6 +40,18 @@ public class SafetensorsFormatTests
     }
 
     [Fact]
+    public void StreamAndFileWritersProduceTheSameBytes()
+    {
+        var layout = new ParameterLayout(IoTestFiles.TestConfig());
+        var parameters = IoTestFiles.RandomParameters(layout, seed: 9);
+        using var dir = new TempDirectory();
+        SafetensorsWriter.WriteLayout(dir.At("f.safetensors"), layout, parameters, SafetensorsDType.BF16);
+        using var stream = new MemoryStream();
+        SafetensorsWriter.WriteLayoutTo(stream, layout, parameters, SafetensorsDType.BF16);
+        Assert.Equal(File.ReadAllBytes(dir.At("f.safetensors")), stream.ToArray());
+    }
+
+    [Fact]
     public void ReadsAFileLaidOutByTheReferenceWriter()
     {
         // What safetensors.torch.save_file({"w": torch.tensor([[1., 2.], [3., 4.]])}) writes: compact JSON padded
