@@ -13,7 +13,8 @@ public static partial class Gemm
 
     /// <summary>
     /// As above, on at most <paramref name="maxThreads"/> threads. The result is bit-identical for every thread
-    /// count: each C element is reduced in an order fixed by the shapes alone.
+    /// count: each C element is reduced in an order fixed by the shapes alone (one FMA chain per 256-long slice of
+    /// the reduction, slices added in order). C must not overlap A or B. Problems under 2 MFLOP run on the caller.
     /// </summary>
     public static unsafe void Multiply(GemmOp op, Span<float> c, int ldc, ReadOnlySpan<float> a, int lda,
         ReadOnlySpan<float> b, int ldb, int m, int n, int k, bool accumulate, int maxThreads)

@@ -30,10 +30,12 @@ public sealed record GemmShape(string Group, int M, int N, int K)
 
 /// <summary>
 /// A timed GEMM: the best of several trials, the scalar twin where it was run, and OpenBLAS where it was loaded
-/// (timed in the same trials, interleaved); null where not run.
+/// (timed in the same trials, interleaved); null where not run. <c>MedianSpeedupOverOpenBlas</c> is the median over
+/// trials of (OpenBLAS time / K2RL time) within one trial: the steadiest comparison on a loaded machine, where
+/// each library's best-of figure depends on when the other load happened to pause.
 /// </summary>
 public sealed record GemmTiming(GemmOp Op, GemmShape Shape, int Threads, double Seconds, double? NaiveSeconds,
-    double? OpenBlasSeconds = null)
+    double? OpenBlasSeconds = null, double? MedianSpeedupOverOpenBlas = null)
 {
     public double GFlops => Shape.Flops / Seconds / 1e9;
 
@@ -75,7 +77,14 @@ public static class GemmBenchmark
             naiveSeconds = sw.Elapsed.TotalSeconds;
         }
 
-        return new GemmTiming(op, shape, threads, ours.Best, naiveSeconds, theirs?.Best);
+        double? speedup = null;
+        if (theirs is not null)
+        {
+            var ratios = theirs.Times.Zip(ours.Times, (t, o) => t / o).Order().ToList();
+            speedup = ratios[ratios.Count / 2];
+        }
+
+        return new GemmTiming(op, shape, threads, ours.Best, naiveSeconds, theirs?.Best, speedup);
     }
 
     private static BestOf Timer(Action call, double trialSeconds)
@@ -89,7 +98,9 @@ public static class GemmBenchmark
     /// <summary>Repeats a call <paramref name="reps"/> times per trial and keeps the fastest trial's time per call.</summary>
     private sealed class BestOf(Action call, int reps)
     {
-        public double Best { get; private set; } = double.MaxValue;
+        public List<double> Times { get; } = [];
+
+        public double Best => Times.Min();
 
         public void Trial()
         {
@@ -99,7 +110,7 @@ public static class GemmBenchmark
                 call();
             }
 
-            Best = Math.Min(Best, sw.Elapsed.TotalSeconds / reps);
+            Times.Add(sw.Elapsed.TotalSeconds / reps);
         }
     }
 

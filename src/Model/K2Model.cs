@@ -283,7 +283,8 @@ public sealed class K2Model
             {
                 int I = Config.IntermediateSize;
                 SwiGluMlp.Forward(a.Tmp, a.DenseG[l], a.DenseU[l], a.DenseH[l], a.Ln2[l], p.AsSpan(s.MlpGate, I * D),
-                    p.AsSpan(s.MlpUp, I * D), p.AsSpan(s.MlpDown, D * I), N, D, I);
+                    p.AsSpan(s.MlpUp, I * D), p.AsSpan(s.MlpDown, D * I), N, D, I, gu: a.DenseGU,
+                    wGateUp: s.MlpUp == s.MlpGate + I * D ? p.AsSpan(s.MlpGate, 2 * I * D) : default);
                 if (E > 0)
                 {
                     expertCounts.AsSpan(l * E, E).Clear();
@@ -417,6 +418,7 @@ public sealed class K2Model
             DDenseH = new float[anyDense ? N * I : 0];
             DDenseG = new float[anyDense ? N * I : 0];
             DDenseU = new float[anyDense ? N * I : 0];
+            DenseGU = new float[anyDense ? N * 2 * I : 0];
         }
 
         public int B { get; }
@@ -448,6 +450,7 @@ public sealed class K2Model
         public float[] DDenseH { get; }          // [N, I]
         public float[] DDenseG { get; }          // [N, I]
         public float[] DDenseU { get; }          // [N, I]
+        public float[] DenseGU { get; }          // [N, 2I] fused gate|up scratch
 
         private static float[][] Alloc(int count, int length)
         {

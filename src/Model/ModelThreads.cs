@@ -2,24 +2,29 @@ namespace K2RL.Model;
 
 /// <summary>
 /// The model's own fork/join pool for work that is naturally split into independent items (attention per
-/// batch row × head, MoE per expert, decode per sequence). The calling thread is worker 0; up to
+/// batch row × head, MoE per expert, per-token loops, decode per sequence). The calling thread is worker 0; up to
 /// <see cref="Workers"/> − 1 persistent background threads join it. Threads claim items one at a time, so an
 /// item's result never depends on which thread ran it: each item writes only its own outputs, and any
 /// reduction across items is done afterwards in a fixed order by the caller. A worker index is passed to the
 /// body so that it can use per-worker scratch. Allocation-free after the first call.
-/// A call made while the pool is busy (another model on another thread) runs its items inline on worker 0.
+/// The caller never waits for a helper that has not woken yet: when it has claimed every item itself it closes
+/// the batch and waits only for helpers already inside it (a late helper finds the batch closed, or joins the
+/// next one, and goes back to sleep). A call made while the pool is busy (another model on another thread) runs
+/// its items inline on worker 0.
 /// </summary>
 public static class ModelThreads
 {
     private static readonly object StartGate = new();
     private static readonly int WorkerCount = Math.Max(1, Environment.ProcessorCount);
-    private static SemaphoreSlim[]? wake;
-    private static readonly CountdownEvent Finished = new(0);
+    private static SemaphoreSlim? wake;
     private static int busy;
 
+    // the batch in flight: written by the caller before `open` is set, read by helpers after they see it set
     private static Action<int, int>? body;
     private static int itemCount;
     private static int nextItem;
+    private static int open;      // 1 while helpers may join
+    private static int inside;    // helpers registered in the current batch
     private static Exception? failure;
 
     /// <summary>Upper bound on the worker index passed to bodies (size per-worker scratch by it).</summary>
@@ -50,19 +55,21 @@ public static class ModelThreads
         try
         {
             EnsureStarted();
-            int helpers = Math.Min(WorkerCount - 1, count - 1);
             body = work;
             itemCount = count;
             failure = null;
-            Volatile.Write(ref nextItem, -1);
-            Finished.Reset(helpers);
-            for (int w = 1; w <= helpers; w++)
+            nextItem = -1;
+            Volatile.Write(ref open, 1);
+            wake!.Release(Math.Min(WorkerCount - 1, count - 1));
+            RunItems(work, count, 0);
+            // every item is claimed: close the batch, then wait for the helpers that got in
+            Volatile.Write(ref open, 0);
+            var spin = new SpinWait();
+            while (Volatile.Read(ref inside) != 0)
             {
-                wake![w].Release();
+                spin.SpinOnce(sleep1Threshold: -1);
             }
 
-            RunItems(0);
-            Finished.Wait();
             body = null;
             if (failure is { } e)
             {
@@ -75,10 +82,8 @@ public static class ModelThreads
         }
     }
 
-    private static void RunItems(int worker)
+    private static void RunItems(Action<int, int> b, int n, int worker)
     {
-        var b = body!;
-        int n = itemCount;
         int i;
         while ((i = Interlocked.Increment(ref nextItem)) < n)
         {
@@ -107,12 +112,11 @@ public static class ModelThreads
                 return;
             }
 
-            var events = new SemaphoreSlim[WorkerCount];
+            var signal = new SemaphoreSlim(0);
             for (int w = 1; w < WorkerCount; w++)
             {
-                events[w] = new SemaphoreSlim(0);
                 int worker = w;
-                var thread = new Thread(() => Loop(worker, events[worker]))
+                var thread = new Thread(() => Loop(worker, signal))
                 {
                     IsBackground = true,
                     Name = $"k2rl-model-{w}",
@@ -120,7 +124,7 @@ public static class ModelThreads
                 thread.Start();
             }
 
-            wake = events;
+            wake = signal;
         }
     }
 
@@ -129,8 +133,18 @@ public static class ModelThreads
         while (true)
         {
             signal.Wait();
-            RunItems(worker);
-            Finished.Signal();
+            Interlocked.Increment(ref inside);
+            if (Volatile.Read(ref open) == 1)
+            {
+                var b = body;
+                int n = itemCount;
+                if (b is not null)
+                {
+                    RunItems(b, n, worker);
+                }
+            }
+
+            Interlocked.Decrement(ref inside);
         }
     }
 }

@@ -1,4 +1,5 @@
 using K2RL.Common;
+using K2RL.Model;
 using K2RL.Model.IO;
 using K2RL.Model.Tokenization;
 
@@ -32,6 +33,27 @@ public sealed record GenerateOutput(int[] PromptTokens, IReadOnlyList<GeneratedS
 /// <summary>Loads a checkpoint directory (weights, config, tokenizer) and generates from a text prompt with the rollout engine.</summary>
 public static class CheckpointGeneration
 {
+    /// <summary>
+    /// A checkpoint directory's model on a rollout engine with room for <paramref name="maxBatch"/> sequences: the
+    /// weights and config, the directory's tokenizer (or the byte-level one when it holds none), checked to fit the
+    /// vocabulary; ids past the tokenizer's are never sampled.
+    /// </summary>
+    public static (ModelConfig Config, BpeTokenizer Tokenizer, RolloutEngine Engine) LoadEngine(string dir, int maxBatch)
+    {
+        var checkpoint = ModelCheckpoint.Load(dir);
+        var tokenizer = checkpoint.Tokenizer ?? BpeTokenizer.ByteLevel();
+        ModelCheckpoint.CheckTokenizerFits(tokenizer, checkpoint.Config,
+            checkpoint.Tokenizer is null ? $"{dir} holds no tokenizer, and the byte-level fallback" : "the checkpoint's tokenizer");
+        var decoder = new ModelDecoder(checkpoint.Config, maxBatch);
+        decoder.LoadWeights(checkpoint.Parameters);
+        var engine = new RolloutEngine(decoder, new EngineOptions
+        {
+            Detokenize = ids => tokenizer.Decode(ids.ToArray()),
+            SampleableVocab = tokenizer.VocabSize,
+        });
+        return (checkpoint.Config, tokenizer, engine);
+    }
+
     /// <param name="onText">receives sample 0's text as it is generated.</param>
     public static GenerateOutput Run(GenerateOptions o, Action<string>? onText = null)
     {
@@ -40,18 +62,10 @@ public static class CheckpointGeneration
             throw new ConfigException($"--n must be >= 1, got {o.N}");
         }
 
-        var checkpoint = ModelCheckpoint.Load(o.Checkpoint);
-        var tokenizer = checkpoint.Tokenizer ?? BpeTokenizer.ByteLevel();
-        ModelCheckpoint.CheckTokenizerFits(tokenizer, checkpoint.Config,
-            checkpoint.Tokenizer is null ? $"{o.Checkpoint} holds no tokenizer, and the byte-level fallback" : "the checkpoint's tokenizer");
+        var (_, tokenizer, engine) = LoadEngine(o.Checkpoint, maxBatch: o.N);
         string Detokenize(IReadOnlyList<int> ids) => tokenizer.Decode(ids.ToArray());
-
-        var decoder = new ModelDecoder(checkpoint.Config, maxBatch: o.N);
-        decoder.LoadWeights(checkpoint.Parameters);
-        var engine = new RolloutEngine(decoder, new EngineOptions { Detokenize = Detokenize, SampleableVocab = tokenizer.VocabSize });
         int[] prompt = tokenizer.Encode(o.Prompt);
-        var stops = new[] { SpecialTokens.ImEnd, SpecialTokens.EndOfText }
-            .Where(tokenizer.SpecialTokenIds.ContainsKey).Select(tokenizer.SpecialTokenId).ToArray();
+        var stops = EnginePolicy.StopTokens(tokenizer);
         ulong seed = o.Seed ?? (ulong)Random.Shared.NextInt64();
         var handles = new List<RequestHandle>();
         var streamer = new TextStreamer(Detokenize);

@@ -57,10 +57,7 @@ public class PointwiseKernelTests
             return loss;
         }
 
-        var gD = TestUtil.ToDouble(g);
-        var uD = TestUtil.ToDouble(u);
-        TestUtil.Close(TestUtil.NumericGradient(gD, v => Loss(v, uD)), dg, 1e-4, 1e-6, "dgate vs FD");
-        TestUtil.Close(TestUtil.NumericGradient(uD, v => Loss(gD, v)), du, 1e-4, 1e-6, "dup vs FD");
+        TestUtil.CheckGradients(g, u, Loss, dg, du, 1e-4, 1e-6, "swiglu (gate, up)");
     }
 
     [Theory]

@@ -77,10 +77,7 @@ public class RowKernelTests
             return loss;
         }
 
-        var xd = TestUtil.ToDouble(x);
-        var wd = TestUtil.ToDouble(w);
-        TestUtil.Close(TestUtil.NumericGradient(xd, v => Loss(v, wd)), dx, 1e-3, 1e-4, "dx vs FD");
-        TestUtil.Close(TestUtil.NumericGradient(wd, v => Loss(xd, v)), dw, 1e-3, 1e-4, "dw vs FD");
+        TestUtil.CheckGradients(x, w, Loss, dx, dw, 1e-3, 1e-4, "rmsnorm (inp, weight)");
     }
 
     [Theory]

@@ -89,6 +89,16 @@ internal static class TestUtil
         return grad;
     }
 
+    /// <summary>Checks both analytic gradients of loss(x, y) against central differences in double precision.</summary>
+    public static void CheckGradients(float[] x, float[] y, Func<double[], double[], double> loss, float[] dx, float[] dy,
+        double rtol, double atol, string what)
+    {
+        var xd = ToDouble(x);
+        var yd = ToDouble(y);
+        Close(NumericGradient(xd, v => loss(v, yd)), dx, rtol, atol, $"{what}: d/d first input vs FD");
+        Close(NumericGradient(yd, v => loss(xd, v)), dy, rtol, atol, $"{what}: d/d second input vs FD");
+    }
+
     public static double[] ToDouble(float[] x) => Array.ConvertAll(x, v => (double)v);
 }
 

@@ -76,7 +76,7 @@ public class OptimMathTests
     {
         var w = new float[] { 1f, -2f, 0.5f };
         var g = new float[] { 0.3f, -4f, 1e-3f };
-        OptimMath.AdamUpdate(w, g, new float[3], new float[3], 1, 0.01f, 0.9f, 0.95f, 1e-8f, 0f);
+        AdamW.Update(w, g, new float[3], new float[3], 1, 0.01f, 0.9f, 0.95f, 1e-8f, 0f);
         Assert.Equal(1f - 0.01f, w[0], 5);
         Assert.Equal(-2f + 0.01f, w[1], 5);
         Assert.Equal(0.5f - 0.01f, w[2], 4);

@@ -88,7 +88,7 @@ public sealed class BenchKernelsCommand : ICommandProvider
                 done++;
                 await context.Error.WriteLineAsync(
                     $"[{done}/{total}] {Label(timing)}: {timing.GFlops:F1} GFLOP/s" +
-                    (timing.OpenBlasGFlops is { } o ? $", OpenBLAS {o:F1}" : "") +
+                    (timing.OpenBlasGFlops is { } o ? $", OpenBLAS {o:F1} (median per-trial ratio {timing.MedianSpeedupOverOpenBlas:F2})" : "") +
                     (timing.NaiveGFlops is { } g ? $" (naive {g:F2})" : ""));
             }
         }
@@ -136,6 +136,7 @@ public sealed class BenchKernelsCommand : ICommandProvider
                 if (t.OpenBlasGFlops is { } blasGflops)
                 {
                     w.WriteNumber("openblas_gflops", Math.Round(blasGflops, 2));
+                    w.WriteNumber("vs_openblas_median", Math.Round(t.MedianSpeedupOverOpenBlas ?? 0, 3));
                 }
 
                 w.WriteString("group", t.Shape.Group);
@@ -158,6 +159,8 @@ public sealed class BenchKernelsCommand : ICommandProvider
             Ansi = AnsiSupport.No,
             ColorSystem = ColorSystemSupport.NoColors,
         });
+        console.Profile.Width = 160; // a redirected stdout reports 80 columns; rows must not wrap
+
         var table = new Table().AddColumns("group", "op", "m", "n", "k", "GFLOP/s", "ms", "OpenBLAS GFLOP/s", "naive GFLOP/s");
         foreach (var t in results)
         {

@@ -7,8 +7,7 @@ using K2RL.Gym;
 namespace K2RL.Cli.Commands;
 
 /// <summary>
-/// <c>k2rl gym list|try|serve</c>. <c>gym eval</c> waits for the rollout engine: the seam is <see cref="IPolicy"/>
-/// and <see cref="Evaluator"/>.
+/// <c>k2rl gym list|try|serve</c>; <c>gym eval</c> is <see cref="GymEvalCommand"/> (it needs the rollout engine).
 /// </summary>
 public sealed class GymCommands : ICommandProvider
 {

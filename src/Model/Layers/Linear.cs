@@ -36,18 +36,36 @@ public static class Linear
 /// </summary>
 public static class SwiGluMlp
 {
-    /// <summary>g, u, h [N, F] saved; output [N, D] (= or += when accumulate).</summary>
+    /// <summary>
+    /// g, u, h [N, F] saved; output [N, D] (= or += when accumulate). When the gate and up weights lie next to
+    /// each other in the flat buffer (<paramref name="wGateUp"/> = [gate; up] as [2F, D]) and a scratch
+    /// <paramref name="gu"/> [N, 2F] is given, both projections run as one GEMM of twice the width (the wider
+    /// product runs markedly faster for F = 128) and are split into g and u afterwards.
+    /// </summary>
     public static void Forward(Span<float> output, Span<float> g, Span<float> u, Span<float> h, ReadOnlySpan<float> inp,
         ReadOnlySpan<float> wGate, ReadOnlySpan<float> wUp, ReadOnlySpan<float> wDown, int N, int D, int F,
-        bool accumulate = false, int threads = 0)
+        bool accumulate = false, int threads = 0, Span<float> gu = default, ReadOnlySpan<float> wGateUp = default)
     {
         if (N == 0)
         {
             return;
         }
 
-        Linear.Forward(g, inp, wGate, N, D, F, threads);
-        Linear.Forward(u, inp, wUp, N, D, F, threads);
+        if (!gu.IsEmpty && !wGateUp.IsEmpty)
+        {
+            Linear.Forward(gu, inp, wGateUp, N, D, 2 * F, threads);
+            for (int r = 0; r < N; r++)
+            {
+                gu.Slice(r * 2 * F, F).CopyTo(g.Slice(r * F, F));
+                gu.Slice(r * 2 * F + F, F).CopyTo(u.Slice(r * F, F));
+            }
+        }
+        else
+        {
+            Linear.Forward(g, inp, wGate, N, D, F, threads);
+            Linear.Forward(u, inp, wUp, N, D, F, threads);
+        }
+
         SwiGlu.Forward(h, g, u, N * F);
         Gemm.Multiply(GemmOp.NT, output, D, h, F, wDown, F, N, D, F, accumulate, Linear.Threads(threads));
     }

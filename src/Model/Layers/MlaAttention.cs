@@ -26,6 +26,7 @@ public sealed class MlaAttention
     private readonly float[] q;                  // [N, H*(Dn+Dr)] after RoPE
     private readonly float[] cRaw, cN, rstdKv;   // [N, R], [N, R], [N]
     private readonly float[] kpe;                // [N, Dr] after RoPE
+    private readonly float[] kva;                // [N, R+Dr] kv_a_proj output (split into cRaw | kpe); reused for its gradient
     private readonly float[] kvb;                // [N, H*(Dn+Dv)]
     private readonly float[] probs;              // [B, H, T, T] slots, each holding the packed causal row blocks
     private readonly float[] attnOut;            // [N, H*Dv]
@@ -78,6 +79,7 @@ public sealed class MlaAttention
         cN = new float[N * R];
         rstdKv = new float[N];
         kpe = new float[N * Dr];
+        kva = new float[N * (R + Dr)];
         kvb = new float[N * HKV];
         probs = new float[(long)B * H * T * T <= int.MaxValue ? B * H * T * T : throw new ArgumentException($"attention probabilities [B={B}, H={H}, T={T}, T] exceed one array")];
         attnOut = new float[N * H * Dv];
@@ -124,9 +126,14 @@ public sealed class MlaAttention
         }
 
         Rope.Apply(q, positions, ropeCos, ropeSin, N, HQ, H, Dn + Dr, Dn, Dr);
-        var wKvA = P(slots.KvA, (R + Dr) * D);
-        Linear.Forward(cRaw, x, wKvA[..(R * D)], N, D, R);
-        Linear.Forward(kpe, x, wKvA[(R * D)..], N, D, Dr);
+        // one GEMM for [c | k_pe], then split
+        Linear.Forward(kva, x, P(slots.KvA, (R + Dr) * D), N, D, R + Dr);
+        for (int r = 0; r < N; r++)
+        {
+            kva.AsSpan(r * (R + Dr), R).CopyTo(cRaw.AsSpan(r * R, R));
+            kva.AsSpan(r * (R + Dr) + R, Dr).CopyTo(kpe.AsSpan(r * Dr, Dr));
+        }
+
         Rope.Apply(kpe, positions, ropeCos, ropeSin, N, Dr, 1, Dr, 0, Dr);
         RmsNorm.Forward(cN, rstdKv, cRaw, P(slots.KvNorm, R), N, R, eps);
         Linear.Forward(kvb, cN, P(slots.KvB, HKV * R), N, R, HKV);
@@ -179,10 +186,14 @@ public sealed class MlaAttention
 
         Linear.Backward(dCN, G(gradients, slots.KvB, HKV * R), dKvb, cN, P(slots.KvB, HKV * R), N, R, HKV);
         RmsNorm.Backward(dCRaw, G(gradients, slots.KvNorm, R), dCN, cRaw, P(slots.KvNorm, R), rstdKv, N, R);
-        var wKvA = P(slots.KvA, (R + Dr) * D);
-        var dWKvA = G(gradients, slots.KvA, (R + Dr) * D);
-        Linear.Backward(dX, dWKvA[..(R * D)], dCRaw, x, wKvA[..(R * D)], N, D, R);
-        Linear.Backward(dX, dWKvA[(R * D)..], dKpe, x, wKvA[(R * D)..], N, D, Dr, accumulateInput: true);
+        // [dc | dk_pe] back through kv_a_proj as one GEMM pair
+        for (int r = 0; r < N; r++)
+        {
+            dCRaw.AsSpan(r * R, R).CopyTo(kva.AsSpan(r * (R + Dr), R));
+            dKpe.AsSpan(r * Dr, Dr).CopyTo(kva.AsSpan(r * (R + Dr) + R, Dr));
+        }
+
+        Linear.Backward(dX, G(gradients, slots.KvA, (R + Dr) * D), kva, x, P(slots.KvA, (R + Dr) * D), N, D, R + Dr);
         if (hasQLora)
         {
             Linear.Backward(dQaN, G(gradients, slots.QB, HQ * Rq), dQ, qaN, P(slots.QB, HQ * Rq), N, Rq, HQ);

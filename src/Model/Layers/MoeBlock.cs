@@ -34,6 +34,8 @@ public sealed class MoeBlock
     private readonly float[] ge, ue, he; // [N*K, F] expert gate / up pre-activations and hidden
     private readonly float[] ye;         // [N*K, D] expert outputs (unweighted)
     private readonly float[] gs, us, hs; // [N, Fs] shared expert
+    private readonly float[] guE;        // [N*K, 2F] fused gate|up scratch (per expert rows)
+    private readonly float[] guS;        // [N, 2Fs] fused gate|up scratch (shared expert)
     private readonly float[] groupScore; // [G] scratch (single-threaded routing)
 
     // ---- backward scratch (shared by all layers would be possible; kept per block for simplicity)
@@ -86,6 +88,8 @@ public sealed class MoeBlock
         us = new float[N * Fs];
         hs = new float[N * Fs];
         groupScore = new float[G];
+        guE = new float[NK * 2 * F];
+        guS = new float[N * 2 * Fs];
         if (trainable)
         {
             dMix = new float[NK];
@@ -144,7 +148,7 @@ public sealed class MoeBlock
         if (Fs > 0)
         {
             SwiGluMlp.Forward(output, gs, us, hs, x, P(slots.SharedGate, Fs * D), P(slots.SharedUp, Fs * D),
-                P(slots.SharedDown, D * Fs), N, D, Fs);
+                P(slots.SharedDown, D * Fs), N, D, Fs, gu: guS, wGateUp: GateUp(slots.SharedGate, slots.SharedUp, Fs));
         }
         else
         {
@@ -390,7 +394,8 @@ public sealed class MoeBlock
 
         SwiGluMlp.Forward(ye.AsSpan(off * D, cnt * D), ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F),
             he.AsSpan(off * F, cnt * F), xe.AsSpan(off * D, cnt * D), P(slots.ExpertGate[e], F * D),
-            P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F, threads: 1);
+            P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F, threads: 1,
+            gu: guE.AsSpan(off * 2 * F, cnt * 2 * F), wGateUp: GateUp(slots.ExpertGate[e], slots.ExpertUp[e], F));
     }
 
     private void BackwardExpert(int e, int worker)
@@ -409,6 +414,10 @@ public sealed class MoeBlock
     }
 
     private Span<float> P(int offset, int length) => parameters.AsSpan(offset, length);
+
+    /// <summary>[gate; up] as one [2·hidden, D] matrix when the two tensors are adjacent in the buffer, else empty.</summary>
+    private ReadOnlySpan<float> GateUp(int gate, int up, int hidden) =>
+        up == gate + hidden * D ? parameters.AsSpan(gate, 2 * hidden * D) : default;
 
     private Span<float> Gr(int offset, int length) => gradients.AsSpan(offset, length);
 }

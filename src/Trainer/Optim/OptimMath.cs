@@ -45,27 +45,6 @@ public static class OptimMath
         }
     }
 
-    /// <summary>
-    /// One AdamW step (decoupled weight decay) with bias correction; <paramref name="step"/> counts from 1.
-    /// </summary>
-    public static void AdamUpdate(Span<float> param, ReadOnlySpan<float> grad, Span<float> m, Span<float> v,
-        long step, float lr, float beta1, float beta2, float eps, float wd)
-    {
-        float c1 = 1f - MathF.Pow(beta1, step);
-        float c2 = 1f - MathF.Pow(beta2, step);
-        for (int i = 0; i < param.Length; i++)
-        {
-            float g = grad[i];
-            float mi = beta1 * m[i] + (1f - beta1) * g;
-            float vi = beta2 * v[i] + (1f - beta2) * g * g;
-            m[i] = mi;
-            v[i] = vi;
-            float mHat = mi / c1;
-            float vHat = vi / c2;
-            param[i] -= lr * (mHat / (MathF.Sqrt(vHat) + eps) + wd * param[i]);
-        }
-    }
-
     /// <summary>Global L2 norm of a gradient buffer (double accumulation, fixed order).</summary>
     public static double GlobalNorm(ReadOnlySpan<float> grad)
     {

@@ -39,7 +39,7 @@ public sealed record OptimizerSettings
 
 /// <summary>
 /// The thin stateful wrapper: walks the layout once per step and applies <see cref="OptimMath.MuonUpdate"/>
-/// or <see cref="OptimMath.AdamUpdate"/> to each tensor as <see cref="ParameterRouting"/> says. State is two
+/// or <see cref="AdamW.Update"/> to each tensor as <see cref="ParameterRouting"/> says. State is two
 /// layout-sized buffers (Muon momentum / Adam first moment share <see cref="M"/>; <see cref="V"/> is Adam's
 /// second moment) and the step count. Muon matrices are independent, so they run in parallel; each tensor's
 /// arithmetic is fixed, so the result does not depend on the thread count.
@@ -90,7 +90,7 @@ public sealed class Optimizer
             switch (groups[i])
             {
                 case ParamGroup.AdamW:
-                    OptimMath.AdamUpdate(t.Of(parameters), t.Of(gradients), t.Of(M), t.Of(V), Step, lr, s.Beta1, s.Beta2, s.Eps, s.WeightDecay);
+                    AdamW.Update(t.Of(parameters), t.Of(gradients), t.Of(M), t.Of(V), Step, lr, s.Beta1, s.Beta2, s.Eps, s.WeightDecay);
                     break;
                 case ParamGroup.Muon:
                     muon.Add(t);

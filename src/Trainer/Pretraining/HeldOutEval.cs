@@ -1,7 +1,7 @@
 using K2RL.Gym;
 using K2RL.Model;
-using K2RL.Model.Inference;
 using K2RL.Model.Tokenization;
+using K2RL.Rollout;
 
 namespace K2RL.Trainer.Pretraining;
 
@@ -12,9 +12,10 @@ public sealed record TaskAccuracy(string Kind, int Tasks, int Correct, int WithA
 }
 
 /// <summary>
-/// Held-out accuracy of a pretrained base: greedy decoding (compressed-cache decode path) of the assistant turn for
-/// held-out Gym tasks, scored by each task's verifier. Single-turn kinds only: tool_use needs the tool loop and code
-/// needs the sandbox, which the RL rollout side owns.
+/// Held-out accuracy of a pretrained base: greedy decoding of the assistant turn for held-out Gym tasks with the
+/// rollout engine (<see cref="EnginePolicy"/>, the policy <c>k2rl gym eval</c> uses; a kind's tasks in one batch),
+/// scored by each task's verifier. Single-turn synthetic kinds only; <c>k2rl gym eval</c> covers every environment
+/// (tool_use's tool loop, code's sandbox) with pass@k.
 /// </summary>
 public static class HeldOutEval
 {
@@ -26,18 +27,15 @@ public static class HeldOutEval
     };
 
     public static List<TaskAccuracy> Run(ModelConfig config, float[] parameters, BpeTokenizer tokenizer,
-        IEnumerable<string> kinds, int perKind, int difficulty, int maxNewTokens, long seed, Action<string>? log = null)
+        IEnumerable<string> kinds, int perKind, int difficulty, int maxNewTokens, long seed, Action<string>? log = null,
+        int batch = 16)
     {
         var registry = GymRegistry.CreateDefault();
         var generators = registry.Generators;
-        int blockTokens = 16;
-        int maxLen = config.MaxPositionEmbeddings;
-        var pool = new KvBlockPool(config, blockTokens, maxLen / blockTokens + 2);
-        var model = new DecodeModel(config, pool, maxBatch: 1);
-        model.LoadWeights(parameters);
-        int end = tokenizer.SpecialTokenId(SpecialTokens.ImEnd);
-        int eot = tokenizer.SpecialTokenId(SpecialTokens.EndOfText);
-        var logits = new float[config.VocabSize];
+        var decoder = new ModelDecoder(config, Math.Max(1, Math.Min(batch, perKind)));
+        decoder.LoadWeights(parameters);
+        var engine = new RolloutEngine(decoder, new EngineOptions { SampleableVocab = Math.Min(tokenizer.VocabSize, config.VocabSize) });
+        var policy = new EnginePolicy(engine, tokenizer, new EnginePolicyOptions { Temperature = 0, MaxTokens = maxNewTokens });
         var results = new List<TaskAccuracy>();
         foreach (string kind in kinds)
         {
@@ -46,82 +44,36 @@ public static class HeldOutEval
                 throw new K2RL.Common.ConfigException($"held-out evaluation supports {string.Join(", ", Verifiers.Keys)}; not \"{kind}\"");
             }
 
+            var tasks = Enumerable.Range(0, perKind)
+                .Select(i => generator.Generate(seed + i, Split.HeldOut, Math.Min(difficulty, generator.MaxDifficulty))).ToList();
+            long tokensBefore = policy.Stats.Tokens;
+            var texts = policy.GenerateAsync(tasks.Select((t, i) => new PolicyRequest(t.PromptMessages(), [], i, 0)).ToList())
+                .GetAwaiter().GetResult();
+            policy.Clear();
             int correct = 0, answered = 0;
-            long tokens = 0;
             for (int i = 0; i < perKind; i++)
             {
-                var task = generator.Generate(seed + i, Split.HeldOut, Math.Min(difficulty, generator.MaxDifficulty));
-                string prompt = Gym.ChatFormat.Render(task.PromptMessages()) + Gym.ChatFormat.Assistant + "assistant" + Gym.ChatFormat.Middle;
-                var ids = tokenizer.Encode(prompt, allowSpecial: true);
-                var seq = new SequenceCache();
-                int budget = Math.Min(maxNewTokens, maxLen - ids.Length);
-                if (budget <= 0)
-                {
-                    continue;
-                }
-
-                while (seq.Capacity(pool) < ids.Length + budget && pool.TryAllocate(out int block))
-                {
-                    seq.Blocks.Add(block);
-                }
-
-                model.Prefill(seq, ids, logits);
-                var response = new List<int>();
-                for (int t = 0; t < budget; t++)
-                {
-                    int next = ArgMax(logits);
-                    if (next == end || next == eot)
-                    {
-                        break;
-                    }
-
-                    response.Add(next);
-                    if (t + 1 < budget)
-                    {
-                        model.DecodeStep([seq], [next], logits);
-                    }
-                }
-
-                foreach (int b in seq.Blocks)
-                {
-                    pool.Free(b);
-                }
-
-                string text = tokenizer.Decode(response.ToArray());
-                tokens += response.Count;
+                string text = texts[i];
                 if (AnswerExtractor.TryExtract(text, out _))
                 {
                     answered++;
                 }
 
-                if (verifier.VerifyAsync(new VerifyRequest(text, task)).AsTask().GetAwaiter().GetResult().Passed)
+                if (verifier.VerifyAsync(new VerifyRequest(text, tasks[i])).AsTask().GetAwaiter().GetResult().Passed)
                 {
                     correct++;
                 }
 
                 if (i == 0)
                 {
-                    log?.Invoke($"{kind} sample: {task.Prompt.ReplaceLineEndings(" ")} => {text.ReplaceLineEndings(" ")} (reference {task.Answer})");
+                    log?.Invoke($"{kind} sample: {tasks[i].Prompt.ReplaceLineEndings(" ")} => {text.ReplaceLineEndings(" ")} (reference {tasks[i].Answer})");
                 }
             }
 
+            long tokens = policy.Stats.Tokens - tokensBefore;
             results.Add(new TaskAccuracy(kind, perKind, correct, answered, perKind == 0 ? 0 : (double)tokens / perKind));
         }
 
         return results;
-    }
-
-    private static int ArgMax(ReadOnlySpan<float> x)
-    {
-        int best = 0;
-        for (int i = 1; i < x.Length; i++)
-        {
-            if (x[i] > x[best])
-            {
-                best = i;
-            }
-        }
-
-        return best;
     }
 }

@@ -1,0 +1,130 @@
+using System.Text.Json;
+using K2RL.Model;
+using K2RL.Model.IO;
+using K2RL.Model.Tokenization;
+
+namespace K2RL.Cli.Tests;
+
+/// <summary>
+/// <c>k2rl gym eval</c> end to end over a randomly initialized tiny checkpoint (k2-test shapes, vocabulary widened to
+/// the byte-level tokenizer, longer context).
+/// </summary>
+public sealed class GymEvalCommandTests : IDisposable
+{
+    private readonly string dir = Path.Combine(Path.GetTempPath(), "k2rl-gymeval-" + Guid.NewGuid().ToString("N"));
+
+    public GymEvalCommandTests()
+    {
+        var config = ModelConfig.Load(ModelCommandInfoTests.Preset("k2-test")) with
+        {
+            VocabSize = 272,
+            MaxPositionEmbeddings = 4096,
+        };
+        var model = new K2Model(config);
+        model.InitializeWeights(4);
+        ModelCheckpoint.Save(dir, config, model.Parameters, BpeTokenizer.ByteLevel());
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(dir))
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static Task<(int Code, string Out, string Err)> Run(params string[] args) => ModelCommandInfoTests.Run(args);
+
+    [Fact]
+    public async Task JsonIsOneObjectWithAccuracyAndPassAtKAndRepeatsForASeed()
+    {
+        string[] args = ["gym", "eval", "arithmetic", "--checkpoint", dir, "--n", "3", "--k", "2", "--max-tokens", "6", "--seed", "7", "--json"];
+        var (code, json, err) = await Run(args);
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(json);   // the whole of stdout is one JSON object
+        var root = doc.RootElement;
+        Assert.Equal("arithmetic", root.GetProperty("env").GetString());
+        Assert.Equal(3, root.GetProperty("n").GetInt32());
+        Assert.Equal(2, root.GetProperty("k").GetInt32());
+        Assert.Equal(1.0, root.GetProperty("temperature").GetDouble());   // k > 1 samples by default
+        Assert.InRange(root.GetProperty("accuracy").GetDouble(), 0, 1);
+        var passAtK = root.GetProperty("pass_at_k");
+        Assert.Equal(["1", "2"], passAtK.EnumerateObject().Select(p => p.Name));
+        Assert.All(passAtK.EnumerateObject(), p => Assert.InRange(p.Value.GetDouble(), 0, 1));
+        Assert.Equal(6, root.GetProperty("turns").GetInt64());   // single-turn: one turn per episode
+        Assert.InRange(root.GetProperty("tokens").GetInt64(), 6, 36);
+        Assert.Contains("turn 1: 6 episodes", err);
+
+        var (code2, json2, _) = await Run(args);
+        Assert.Equal(0, code2);
+        using var doc2 = JsonDocument.Parse(json2);
+        foreach (string field in new[] { "accuracy", "pass_at_k", "mean_return", "tokens", "truncated" })
+        {
+            Assert.Equal(root.GetProperty(field).GetRawText(), doc2.RootElement.GetProperty(field).GetRawText());
+        }
+    }
+
+    [Fact]
+    public async Task MultiTurnToolEnvironmentRunsWithTheDefaultGreedyPolicy()
+    {
+        var (code, json, err) = await Run("gym", "eval", "tool_use", "--checkpoint", dir, "--n", "2", "--max-tokens", "4", "--json");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(json);
+        var root = doc.RootElement;
+        Assert.Equal(2, root.GetProperty("n").GetInt32());
+        Assert.Equal(0.0, root.GetProperty("temperature").GetDouble());
+        Assert.InRange(root.GetProperty("accuracy").GetDouble(), 0, 1);
+        Assert.True(root.GetProperty("turns").GetInt64() >= 2);
+        Assert.Equal(0, root.GetProperty("refused").GetInt64());
+    }
+
+    [Fact]
+    public async Task TextOutputListsAccuracyAndPassAtK()
+    {
+        var (code, text, err) = await Run("gym", "eval", "list_ops", "--checkpoint", dir, "--n", "2", "--max-tokens", "3");
+        Assert.True(code == 0, err);
+        Assert.Contains("list_ops: 2 held-out tasks x 1 samples", text);
+        Assert.Contains("accuracy", text);
+        Assert.Contains("pass@1", text);
+    }
+
+    [Fact]
+    public async Task EvalBaseGeneratesThroughTheSamePolicyAndAgreesWithGymEval()
+    {
+        Checksums.WriteManifest(dir);   // eval-base reads trainer checkpoints, which carry a MANIFEST
+        var (code, lines, err) = await Run("eval-base", "--checkpoint", dir, "--task", "arithmetic", "list_ops", "--tasks", "3",
+            "--max-new-tokens", "5", "--seed", "2");
+        Assert.True(code == 0, err);
+        var rows = lines.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(["arithmetic", "list_ops"], rows.Select(r => r.GetProperty("kind").GetString()));
+        Assert.All(rows, r => Assert.Equal(3, r.GetProperty("tasks").GetInt32()));
+        Assert.All(rows, r => Assert.InRange(r.GetProperty("mean_response_tokens").GetDouble(), 1, 5));
+        Assert.Contains("arithmetic sample: ", err);
+
+        // The same held-out tasks, greedy, through gym eval: the same number correct.
+        var (code2, json, err2) = await Run("gym", "eval", "arithmetic", "--checkpoint", dir, "--n", "3", "--task-seed", "2",
+            "--max-tokens", "5", "--json");
+        Assert.True(code2 == 0, err2);
+        using var doc = JsonDocument.Parse(json);
+        Assert.Equal(rows[0].GetProperty("accuracy").GetDouble(), doc.RootElement.GetProperty("accuracy").GetDouble(), 9);
+        Assert.Equal(rows[0].GetProperty("mean_response_tokens").GetDouble(),
+            doc.RootElement.GetProperty("tokens").GetInt64() / 3.0, 1);
+    }
+
+    [Fact]
+    public async Task BadArgumentsFailBeforeTheCheckpointIsRead()
+    {
+        var (code, output, err) = await Run("gym", "eval", "chess", "--checkpoint", Path.Combine(dir, "missing"), "--n", "2");
+        Assert.Equal(1, code);
+        Assert.Equal("", output);
+        Assert.Contains("unknown environment 'chess'", err);
+
+        var (code2, _, err2) = await Run("gym", "eval", "arithmetic", "--checkpoint", dir, "--n", "0");
+        Assert.Equal(1, code2);
+        Assert.Contains("--n", err2);
+
+        var (code3, _, err3) = await Run("gym", "eval", "arithmetic", "--checkpoint", Path.Combine(dir, "missing"), "--n", "1");
+        Assert.Equal(1, code3);
+        Assert.Contains("not found", err3);
+    }
+}
