@@ -14,18 +14,17 @@ public static partial class RmsNorm
     {
         Check.NonNegative(rows, "rows");
         Check.NonNegative(C, "C");
-        string shape = $"[{rows}, {C}]";
-        Check.Length(inpLen, (long)rows * C, "inp", shape);
-        Check.Length(outLen, (long)rows * C, "output", shape);
-        Check.Length(rstdLen, rows, "rstd", $"[{rows}]");
-        Check.Length(wLen, C, "weight", $"[{C}]");
+        Check.Length(inpLen, (long)rows * C, "inp", rows, C);
+        Check.Length(outLen, (long)rows * C, "output", rows, C);
+        Check.Length(rstdLen, rows, "rstd", rows);
+        Check.Length(wLen, C, "weight", C);
     }
 
     internal static void ValidateBackward(int dInpLen, int dWLen, int dOutLen, int inpLen, int wLen, int rstdLen, int rows, int C)
     {
         Validate(dInpLen, rstdLen, inpLen, wLen, rows, C);
-        Check.Length(dOutLen, (long)rows * C, "dOut", $"[{rows}, {C}]");
-        Check.Length(dWLen, C, "dWeight", $"[{C}]");
+        Check.Length(dOutLen, (long)rows * C, "dOut", rows, C);
+        Check.Length(dWLen, C, "dWeight", C);
     }
 }
 
@@ -47,15 +46,14 @@ public static partial class Softmax
     {
         Check.NonNegative(rows, "rows");
         Check.NonNegative(cols, "cols");
-        string shape = $"[{rows}, {cols}]";
-        Check.Length(inLen, (long)rows * cols, "logits", shape);
-        Check.Length(outLen, (long)rows * cols, "output", shape);
+        Check.Length(inLen, (long)rows * cols, "logits", rows, cols);
+        Check.Length(outLen, (long)rows * cols, "output", rows, cols);
     }
 
     internal static void ValidateBackward(int dLogitsLen, int dProbsLen, int probsLen, int rows, int cols)
     {
         Validate(dLogitsLen, probsLen, rows, cols);
-        Check.Length(dProbsLen, (long)rows * cols, "dProbs", $"[{rows}, {cols}]");
+        Check.Length(dProbsLen, (long)rows * cols, "dProbs", rows, cols);
     }
 }
 
@@ -71,16 +69,16 @@ public static partial class SwiGlu
     internal static void Validate(int outLen, int gateLen, int upLen, int n)
     {
         Check.NonNegative(n, "n");
-        Check.Length(gateLen, n, "gate", $"[{n}]");
-        Check.Length(upLen, n, "up", $"[{n}]");
-        Check.Length(outLen, n, "output", $"[{n}]");
+        Check.Length(gateLen, n, "gate", n);
+        Check.Length(upLen, n, "up", n);
+        Check.Length(outLen, n, "output", n);
     }
 
     internal static void ValidateBackward(int dGateLen, int dUpLen, int dOutLen, int gateLen, int upLen, int n)
     {
         Validate(dOutLen, gateLen, upLen, n);
-        Check.Length(dGateLen, n, "dGate", $"[{n}]");
-        Check.Length(dUpLen, n, "dUp", $"[{n}]");
+        Check.Length(dGateLen, n, "dGate", n);
+        Check.Length(dUpLen, n, "dUp", n);
     }
 }
 
@@ -136,8 +134,8 @@ public static partial class Rope
                 nameof(rowStride));
         }
 
-        Check.Length(xLen, (long)rows * rowStride, "x", $"[{rows}, {rowStride}]");
-        Check.Length(posLen, rows, "positions", $"[{rows}]");
+        Check.Length(xLen, (long)rows * rowStride, "x", rows, rowStride);
+        Check.Length(posLen, rows, "positions", rows);
         if (cosLen != sinLen || cosLen % (dim / 2) != 0)
         {
             throw new ArgumentException($"RoPE tables: cos {cosLen} and sin {sinLen} must both be [maxPos, {dim / 2}]", "cos");
@@ -167,17 +165,17 @@ public static partial class CrossEntropy
     {
         Check.NonNegative(rows, "rows");
         Check.NonNegative(V, "V");
-        Check.Length(logitsLen, (long)rows * V, "logits", $"[{rows}, {V}]");
-        Check.Length(targetsLen, rows, "targets", $"[{rows}]");
-        Check.Length(lossLen, rows, "losses", $"[{rows}]");
-        Check.Length(lseLen, rows, "lse", $"[{rows}]");
+        Check.Length(logitsLen, (long)rows * V, "logits", rows, V);
+        Check.Length(targetsLen, rows, "targets", rows);
+        Check.Length(lossLen, rows, "losses", rows);
+        Check.Length(lseLen, rows, "lse", rows);
     }
 
     internal static void ValidateBackward(int dLogitsLen, int dLossLen, int logitsLen, int lseLen, int targetsLen, int rows,
         int V)
     {
         Validate(dLossLen, lseLen, logitsLen, targetsLen, rows, V);
-        Check.Length(dLogitsLen, (long)rows * V, "dLogits", $"[{rows}, {V}]");
+        Check.Length(dLogitsLen, (long)rows * V, "dLogits", rows, V);
     }
 
     internal static void CheckTarget(int target, int V, int row)
@@ -207,8 +205,8 @@ public static partial class TopK
             throw new ArgumentException($"top-k: k = {k} must be in [0, n = {n}]", nameof(k));
         }
 
-        Check.Length(scoresLen, (long)rows * n, "scores", $"[{rows}, {n}]");
-        Check.Length(idxLen, (long)rows * k, "indices", $"[{rows}, {k}]");
+        Check.Length(scoresLen, (long)rows * n, "scores", rows, n);
+        Check.Length(idxLen, (long)rows * k, "indices", rows, k);
     }
 }
 
@@ -227,7 +225,7 @@ public static partial class NewtonSchulz
         Check.NonNegative(rows, "rows");
         Check.NonNegative(cols, "cols");
         Check.NonNegative(steps, "steps");
-        Check.Length(gLen, (long)rows * cols, "g", $"[{rows}, {cols}]");
-        Check.Length(outLen, (long)rows * cols, "output", $"[{rows}, {cols}]");
+        Check.Length(gLen, (long)rows * cols, "g", rows, cols);
+        Check.Length(outLen, (long)rows * cols, "output", rows, cols);
     }
 }

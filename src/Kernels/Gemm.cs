@@ -75,7 +75,6 @@ public static partial class Gemm
         Check.NonNegative(m, "m");
         Check.NonNegative(n, "n");
         Check.NonNegative(k, "k");
-        string form = $"{op} m={m} n={n} k={k}";
         try
         {
             Check.Matrix(cLen, m, n, ldc, "C");
@@ -99,7 +98,7 @@ public static partial class Gemm
         }
         catch (ArgumentException e)
         {
-            throw new ArgumentException($"GEMM {form}: {e.Message}", e.ParamName, e);
+            throw new ArgumentException($"GEMM {op} m={m} n={n} k={k}: {e.Message}", e.ParamName, e);
         }
     }
 }

@@ -45,15 +45,8 @@ public sealed class K2Model
         L = config.NumHiddenLayers;
         H = config.NumAttentionHeads;
         E = config.NRoutedExperts;
-        layerSlots = new LayerSlots[L];
-        for (int l = 0; l < L; l++)
-        {
-            layerSlots[l] = new LayerSlots(Layout, l);
-        }
-
-        embedOffset = (int)Layout["model.embed_tokens.weight"].Offset;
-        normOffset = (int)Layout["model.norm.weight"].Offset;
-        headOffset = config.TieWordEmbeddings ? embedOffset : (int)Layout["lm_head.weight"].Offset;
+        layerSlots = LayerSlots.All(Layout);
+        (embedOffset, normOffset, headOffset) = TrunkSlots.From(Layout);
         (ropeCos, ropeSin) = Rope.BuildTables(config.QkRopeHeadDim, config.MaxPositionEmbeddings, config.RopeTheta);
         maxLogits = new float[L * H];
         expertCounts = new int[L * Math.Max(E, 0)];

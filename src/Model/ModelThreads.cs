@@ -30,6 +30,18 @@ public static class ModelThreads
     /// <summary>Upper bound on the worker index passed to bodies (size per-worker scratch by it).</summary>
     public static int Workers => WorkerCount;
 
+    /// <summary>One zeroed scratch buffer of <paramref name="length"/> floats per worker.</summary>
+    public static float[][] PerWorker(long length)
+    {
+        var buffers = new float[WorkerCount][];
+        for (int w = 0; w < WorkerCount; w++)
+        {
+            buffers[w] = new float[length];
+        }
+
+        return buffers;
+    }
+
     /// <summary>
     /// Runs body(item, worker) once for each item in [0, count) and waits for all of them. With
     /// <paramref name="parallel"/> false (the caller judged the work too small to pay for waking a thread) the

@@ -6,6 +6,9 @@ public sealed record EngineOptions
     /// <summary>The most cache blocks the engine holds at once (null: the whole pool). Requests beyond it wait.</summary>
     public int? CacheBlockBudget { get; init; }
 
+    /// <summary>The same budget in bytes of cache (whole blocks of BytesPerToken × BlockTokens); the smaller of the two applies.</summary>
+    public long? CacheBudgetBytes { get; init; }
+
     /// <summary>Token ids to text, for stop strings; requests with stop strings are refused without it.</summary>
     public Func<IReadOnlyList<int>, string>? Detokenize { get; init; }
 

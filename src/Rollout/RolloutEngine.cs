@@ -33,9 +33,15 @@ public sealed partial class RolloutEngine
         WeightVersion = initialVersion;
         int pool = decoder.TotalBlocks;
         BlockBudget = Math.Min(this.options.CacheBlockBudget ?? pool, pool);
+        if (this.options.CacheBudgetBytes is { } bytes)
+        {
+            long perBlock = decoder.BytesPerToken * decoder.BlockTokens;
+            BlockBudget = (int)Math.Min(BlockBudget, bytes / perBlock);
+        }
+
         if (BlockBudget <= 0)
         {
-            throw new ArgumentException($"cache block budget must be > 0 (pool {pool}, asked {this.options.CacheBlockBudget})");
+            throw new ArgumentException($"cache budget must be at least one block (pool {pool} blocks, asked {this.options.CacheBlockBudget} blocks / {this.options.CacheBudgetBytes} bytes)");
         }
 
         int V = decoder.VocabSize;

@@ -47,6 +47,9 @@ public sealed class RolloutService : IDisposable
 
     public RolloutEngine Engine => engine;
 
+    /// <summary>Raised (with the request id) when a Generate call's cancellation or deadline reaches the service.</summary>
+    public event Action<string>? CallCancelled;
+
     public async IAsyncEnumerable<Pb.GenerateEvent> GenerateAsync(Pb.GenerateRequest call, [EnumeratorCancellation] CancellationToken ct)
     {
         ThrowIfUnavailable();
@@ -71,6 +74,7 @@ public sealed class RolloutService : IDisposable
         {
             handle.Cancel();
             wake.Release();
+            CallCancelled?.Invoke(handle.Id);
         });
         var text = detokenize is null ? null : new TextStreamer(detokenize);
         int index = 0;

@@ -2,7 +2,6 @@ using System.Text.Json;
 using K2RL.Model;
 using K2RL.Model.IO;
 using K2RL.Model.Tokenization;
-using K2RL.Tests.Shared;
 
 namespace K2RL.Cli.Tests;
 
@@ -12,7 +11,7 @@ public sealed class GenerateCommandTests : IDisposable
 
     public GenerateCommandTests()
     {
-        var config = ModelConfig.Load(Path.Combine(ExternalTools.RepoRoot(), "configs", "models", "k2-nano.json"));
+        var config = ModelConfig.Load(ModelCommandInfoTests.Preset("k2-nano"));
         var model = new K2Model(config);
         model.InitializeWeights(3);
         ModelCheckpoint.Save(dir, config, model.Parameters, BpeTokenizer.ByteLevel());
@@ -26,13 +25,7 @@ public sealed class GenerateCommandTests : IDisposable
         }
     }
 
-    private async Task<(int Code, string Out, string Err)> Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = await CliApp.RunAsync(args, new CliContext(output, error));
-        return (code, output.ToString(), error.ToString());
-    }
+    private static Task<(int Code, string Out, string Err)> Run(params string[] args) => ModelCommandInfoTests.Run(args);
 
     [Fact]
     public async Task JsonGivesTokensLogProbsAndTheTextTheStreamPrints()

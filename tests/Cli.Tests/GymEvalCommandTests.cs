@@ -2,7 +2,6 @@ using System.Text.Json;
 using K2RL.Model;
 using K2RL.Model.IO;
 using K2RL.Model.Tokenization;
-using K2RL.Tests.Shared;
 
 namespace K2RL.Cli.Tests;
 
@@ -16,7 +15,7 @@ public sealed class GymEvalCommandTests : IDisposable
 
     public GymEvalCommandTests()
     {
-        var config = ModelConfig.Load(Path.Combine(ExternalTools.RepoRoot(), "configs", "models", "k2-test.json")) with
+        var config = ModelConfig.Load(ModelCommandInfoTests.Preset("k2-test")) with
         {
             VocabSize = 272,
             MaxPositionEmbeddings = 4096,
@@ -34,13 +33,7 @@ public sealed class GymEvalCommandTests : IDisposable
         }
     }
 
-    private static async Task<(int Code, string Out, string Err)> Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = await CliApp.RunAsync(args, new CliContext(output, error));
-        return (code, output.ToString(), error.ToString());
-    }
+    private static Task<(int Code, string Out, string Err)> Run(params string[] args) => ModelCommandInfoTests.Run(args);
 
     [Fact]
     public async Task JsonIsOneObjectWithAccuracyAndPassAtKAndRepeatsForASeed()
@@ -93,6 +86,29 @@ public sealed class GymEvalCommandTests : IDisposable
         Assert.Contains("list_ops: 2 held-out tasks x 1 samples", text);
         Assert.Contains("accuracy", text);
         Assert.Contains("pass@1", text);
+    }
+
+    [Fact]
+    public async Task EvalBaseGeneratesThroughTheSamePolicyAndAgreesWithGymEval()
+    {
+        Checksums.WriteManifest(dir);   // eval-base reads trainer checkpoints, which carry a MANIFEST
+        var (code, lines, err) = await Run("eval-base", "--checkpoint", dir, "--task", "arithmetic", "list_ops", "--tasks", "3",
+            "--max-new-tokens", "5", "--seed", "2");
+        Assert.True(code == 0, err);
+        var rows = lines.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(["arithmetic", "list_ops"], rows.Select(r => r.GetProperty("kind").GetString()));
+        Assert.All(rows, r => Assert.Equal(3, r.GetProperty("tasks").GetInt32()));
+        Assert.All(rows, r => Assert.InRange(r.GetProperty("mean_response_tokens").GetDouble(), 1, 5));
+        Assert.Contains("arithmetic sample: ", err);
+
+        // The same held-out tasks, greedy, through gym eval: the same number correct.
+        var (code2, json, err2) = await Run("gym", "eval", "arithmetic", "--checkpoint", dir, "--n", "3", "--task-seed", "2",
+            "--max-tokens", "5", "--json");
+        Assert.True(code2 == 0, err2);
+        using var doc = JsonDocument.Parse(json);
+        Assert.Equal(rows[0].GetProperty("accuracy").GetDouble(), doc.RootElement.GetProperty("accuracy").GetDouble(), 9);
+        Assert.Equal(rows[0].GetProperty("mean_response_tokens").GetDouble(),
+            doc.RootElement.GetProperty("tokens").GetInt64() / 3.0, 1);
     }
 
     [Fact]

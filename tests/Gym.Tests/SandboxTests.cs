@@ -60,9 +60,11 @@ public class SandboxTests
         var r = await Run("while True:\n    pass\n");
         Assert.False(r.Succeeded);
         Assert.True(r.Status is SandboxStatus.Signaled or SandboxStatus.TimedOut, r.Status.ToString());
-        // Killed at 1 CPU-second or, on a busy machine, at the 3 s wall limit; never later.
-        Assert.True(r.Elapsed < Tight.WallTime + TimeSpan.FromSeconds(1.5), r.Elapsed.ToString());
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(8), watch.Elapsed.ToString());
+        // Killed at 1 CPU-second or, on a busy machine, at the 3 s wall limit. The margins allow for a machine
+        // whose cores are shared with parallel test assemblies (kill and reap can wait for the scheduler);
+        // a loop that ran on unchecked would blow through them.
+        Assert.True(r.Elapsed < Tight.WallTime + TimeSpan.FromSeconds(5), r.Elapsed.ToString());
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), watch.Elapsed.ToString());
     }
 
     [Fact]

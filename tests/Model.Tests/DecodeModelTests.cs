@@ -79,6 +79,24 @@ public class DecodeModelTests(ITestOutputHelper output)
             Compare(s, firstCounts[s] - 1, lastBatch.AsSpan(s * V, V));
         }
 
+        // the batched prefill's max logits are the max over its sequences of the training forward's
+        var expectedMax = new float[config.NumHiddenLayers * config.NumAttentionHeads];
+        Array.Fill(expectedMax, float.NegativeInfinity);
+        for (int s = 0; s < seqs.Length; s++)
+        {
+            var prefix = seqTokens[s].Take(firstCounts[s]).ToArray();
+            model.Forward(prefix, new int[prefix.Length], 1, prefix.Length);
+            for (int i = 0; i < expectedMax.Length; i++)
+            {
+                expectedMax[i] = Math.Max(expectedMax[i], model.MaxLogits[i]);
+            }
+        }
+
+        for (int i = 0; i < expectedMax.Length; i++)
+        {
+            Assert.Equal(expectedMax[i], dm.MaxLogits[i], 1e-4f);
+        }
+
         // then: single-sequence prefills on top of what is cached
         var last = new float[V];
         for (int s = 0; s < seqs.Length; s++)

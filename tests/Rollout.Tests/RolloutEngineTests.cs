@@ -320,4 +320,13 @@ public class RolloutEngineTests
         Assert.All(h.Result!.Tokens, t => Assert.InRange(t.Token, 0, 9));
         Assert.True(h.Result!.Tokens.Sum(t => Math.Exp(t.LogProb)) < 50 * 0.5, "log-probs are over all 64 ids, not renormalized over 10");
     }
+
+    [Fact]
+    public void CacheBudgetInBytesIsWholeBlocks()
+    {
+        // HashDecoder: 16 bytes per token, 4 tokens per block = 64 bytes a block.
+        Assert.Equal(3, new RolloutEngine(new HashDecoder(blockTokens: 4), new EngineOptions { CacheBudgetBytes = 64 * 3 + 63 }).BlockBudget);
+        Assert.Equal(2, new RolloutEngine(new HashDecoder(blockTokens: 4), new EngineOptions { CacheBudgetBytes = 64 * 3, CacheBlockBudget = 2 }).BlockBudget);
+        Assert.Throws<ArgumentException>(() => new RolloutEngine(new HashDecoder(), new EngineOptions { CacheBudgetBytes = 10 }));
+    }
 }

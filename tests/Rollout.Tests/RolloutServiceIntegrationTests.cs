@@ -70,6 +70,20 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         throw new InvalidOperationException("blocks still held after 1000 steps");
     }
 
+    /// <summary>Completes when the service has seen the cancellation of call <paramref name="id"/>.</summary>
+    private Task CancellationSeen(string id)
+    {
+        var seen = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        service.CallCancelled += x =>
+        {
+            if (x == id)
+            {
+                seen.TrySetResult();
+            }
+        };
+        return seen.Task;
+    }
+
     private async Task<Pb.GenerateEvent> FirstEvent(IAsyncEnumerator<Pb.GenerateEvent> events)
     {
         Assert.True(await events.MoveNextAsync());
@@ -126,6 +140,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         var gate = new SemaphoreSlim(0);
         decoder.StepGate = gate;
         using var cts = new CancellationTokenSource();
+        var seen = CancellationSeen("c");
         var events = client.GenerateAsync(Call("c", 200, 1, 2), ct: cts.Token).GetAsyncEnumerator();
         var first = await FirstEvent(events); // from the prefill; the engine now waits at the gate
         Assert.NotNull(first.Token);
@@ -134,6 +149,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         var ex = await Record.ExceptionAsync(async () => await events.MoveNextAsync());
         Assert.True(ex is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled }, $"got {ex}");
         await events.DisposeAsync();
+        await seen;
         var health = await StepUntilNoBlocksAreHeld(gate);
         Assert.Equal(1, health.RequestsCancelled);
         Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
@@ -144,11 +160,13 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
     {
         var gate = new SemaphoreSlim(0);
         decoder.StepGate = gate;
+        var seen = CancellationSeen("d");
         var events = client.GenerateAsync(Call("d", 200, 3), new CallOptions(TimeSpan.FromSeconds(1))).GetAsyncEnumerator();
         Assert.NotNull((await FirstEvent(events)).Token);
         var e = await Assert.ThrowsAsync<RpcException>(async () => await events.MoveNextAsync());
         Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
         await events.DisposeAsync();
+        await seen;
         var health = await StepUntilNoBlocksAreHeld(gate);
         Assert.Equal(1, health.RequestsCancelled);
     }
@@ -187,14 +205,18 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         // Now hold the engine after each request's first token.
         var gate = new SemaphoreSlim(0);
         decoder.StepGate = gate;
+        var seen = CancellationSeen("js-cancel");
         var held = await Task.Run(() => RunJs("cancel"));
         Assert.Equal(1, held.GetProperty("cancel").GetProperty("code").GetInt32()); // CANCELLED
         Assert.Single(held.GetProperty("cancel").GetProperty("tokens").EnumerateArray());
+        await seen;
         var health = await StepUntilNoBlocksAreHeld(gate);
         Assert.Equal(1, health.RequestsCancelled);
 
+        seen = CancellationSeen("js-deadline");
         held = await Task.Run(() => RunJs("deadline"));
         Assert.Equal(4, held.GetProperty("deadline").GetProperty("code").GetInt32()); // DEADLINE_EXCEEDED
+        await seen;
         health = await StepUntilNoBlocksAreHeld(gate);
         Assert.Equal(2, health.RequestsCancelled);
         Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);

@@ -85,26 +85,14 @@ public sealed class DecodeModel
         eps = config.RmsNormEps;
         scale = config.SoftmaxScale;
         MaxBatch = maxBatch;
-        layerSlots = new LayerSlots[L];
-        for (int l = 0; l < L; l++)
-        {
-            layerSlots[l] = new LayerSlots(layout, l);
-        }
-
-        embedOffset = (int)layout["model.embed_tokens.weight"].Offset;
-        normOffset = (int)layout["model.norm.weight"].Offset;
-        headOffset = config.TieWordEmbeddings ? embedOffset : (int)layout["lm_head.weight"].Offset;
+        layerSlots = LayerSlots.All(layout);
+        (embedOffset, normOffset, headOffset) = TrunkSlots.From(layout);
         (ropeCos, ropeSin) = Rope.BuildTables(Dr, maxPos, config.RopeTheta);
         parameters = layout.NewBuffer();
         maxLogits = new float[L * H];
         decode = new Work(this, maxBatch, contextCapacity: 0);
-        workScores = new float[ModelThreads.Workers][];
-        workProbs = new float[ModelThreads.Workers][];
-        for (int w = 0; w < ModelThreads.Workers; w++)
-        {
-            workScores[w] = new float[H * maxPos];
-            workProbs[w] = new float[H * maxPos];
-        }
+        workScores = ModelThreads.PerWorker(H * maxPos);
+        workProbs = ModelThreads.PerWorker(H * maxPos);
 
         decodeAttention = DecodeAttention;
         prefillHead = PrefillHead;
@@ -612,13 +600,8 @@ public sealed class DecodeModel
             CtxLatent = new float[contextCapacity * m.R];
             CtxKpe = new float[contextCapacity * m.Dr];
             CtxKv = new float[contextCapacity * m.HKV];
-            PrefillScores = new float[contextCapacity == 0 ? 0 : ModelThreads.Workers][];
-            PrefillProbs = new float[contextCapacity == 0 ? 0 : ModelThreads.Workers][];
-            for (int w = 0; w < PrefillScores.Length; w++)
-            {
-                PrefillScores[w] = new float[scoreCapacity];
-                PrefillProbs[w] = new float[scoreCapacity];
-            }
+            PrefillScores = contextCapacity == 0 ? [] : ModelThreads.PerWorker(scoreCapacity);
+            PrefillProbs = contextCapacity == 0 ? [] : ModelThreads.PerWorker(scoreCapacity);
         }
 
         public int Capacity { get; }

@@ -54,6 +54,10 @@ public sealed class LayerSlots
         }
     }
 
+    /// <summary>Every layer's slots, in order.</summary>
+    public static LayerSlots[] All(ParameterLayout layout) =>
+        Enumerable.Range(0, layout.Config.NumHiddenLayers).Select(l => new LayerSlots(layout, l)).ToArray();
+
     public int Layer { get; }
     public bool IsMoe { get; }
     public int InputNorm { get; }
@@ -77,4 +81,15 @@ public sealed class LayerSlots
     public int SharedGate { get; }
     public int SharedUp { get; }
     public int SharedDown { get; }
+}
+
+/// <summary>Offsets of the tensors outside the layers: embedding, final norm, and the head (the embedding when tied).</summary>
+public sealed record TrunkSlots(int Embed, int Norm, int Head)
+{
+    public static TrunkSlots From(ParameterLayout layout)
+    {
+        int embed = checked((int)layout["model.embed_tokens.weight"].Offset);
+        return new TrunkSlots(embed, checked((int)layout["model.norm.weight"].Offset),
+            layout.Config.TieWordEmbeddings ? embed : checked((int)layout["lm_head.weight"].Offset));
+    }
 }

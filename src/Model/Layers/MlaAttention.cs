@@ -93,13 +93,8 @@ public sealed class MlaAttention
         dCRaw = new float[N * R];
         dQaN = new float[N * Rq];
         dQa = new float[N * Rq];
-        workS = new float[ModelThreads.Workers][];
-        workDP = new float[ModelThreads.Workers][];
-        for (int w = 0; w < ModelThreads.Workers; w++)
-        {
-            workS[w] = new float[T * T];
-            workDP[w] = new float[T * T];
-        }
+        workS = ModelThreads.PerWorker(T * T);
+        workDP = ModelThreads.PerWorker(T * T);
 
         forwardHead = ForwardHead;
         backwardHead = BackwardHead;
