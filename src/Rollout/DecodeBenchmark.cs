@@ -121,6 +121,9 @@ public static class DecodeBenchmark
 
         public void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits) => inner.Prefill(seq, tokens, lastLogits);
 
+        public void PrefillBatch(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> counts, Span<float> lastLogits) =>
+            inner.PrefillBatch(seqs, tokens, counts, lastLogits);
+
         public void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits)
         {
             long t0 = Stopwatch.GetTimestamp();
