@@ -74,6 +74,7 @@ public static class DecodeBenchmark
 
             sw.Restart();
             decoder.DecodeSeconds = 0;
+            model2.Profile.Reset();
             engine.RunUntilIdle();
             double decode = sw.Elapsed.TotalSeconds;
             process.Refresh();
@@ -85,6 +86,8 @@ public static class DecodeBenchmark
         Once(Math.Min(4, newTokens));
         progress?.Invoke($"measuring batch {batch}, prompt {promptTokens}, new {newTokens}...");
         var (prefillSeconds, decodeSeconds, prefillCpu, decodeCpu) = Once(newTokens);
+        progress?.Invoke("decode phases (s): " + string.Join(", ",
+            Enum.GetValues<ModelPhase>().Select(p => $"{p} {model2.Profile.Seconds(p):F3}")));
         return new Result(batch, promptTokens, newTokens,
             batch * (double)promptTokens / prefillSeconds,
             batch * (double)(newTokens - 1) / decodeSeconds,

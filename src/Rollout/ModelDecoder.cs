@@ -32,6 +32,9 @@ public sealed class ModelDecoder : IDecoder
 
     public ModelConfig Config { get; }
 
+    /// <summary>The model's time per phase of prefill and decode, accumulated until reset.</summary>
+    public StepProfile Profile => model.Profile;
+
     public int VocabSize => Config.VocabSize;
 
     public int MaxContext => Config.MaxPositionEmbeddings;
