@@ -44,6 +44,7 @@ public static class DecodeBenchmark
         model2.LoadWeights(model.Parameters);
         var decoder = new TimedDecoder(model2);
         var rng = new SamplerRng(seed);
+        string prefillPhases = "";
 
         (double, double, double, double) Once(int n)
         {
@@ -62,9 +63,11 @@ public static class DecodeBenchmark
 
             var process = Process.GetCurrentProcess();
             var cpu0 = process.TotalProcessorTime;
+            model2.Profile.Reset();
             var sw = Stopwatch.StartNew();
             engine.Step();
             double prefill = sw.Elapsed.TotalSeconds;
+            prefillPhases = Phases(model2.Profile);
             process.Refresh();
             var cpu1 = process.TotalProcessorTime;
             if (engine.RunningCount != batch)
@@ -74,6 +77,7 @@ public static class DecodeBenchmark
 
             sw.Restart();
             decoder.DecodeSeconds = 0;
+            model2.Profile.Reset();
             engine.RunUntilIdle();
             double decode = sw.Elapsed.TotalSeconds;
             process.Refresh();
@@ -85,11 +89,16 @@ public static class DecodeBenchmark
         Once(Math.Min(4, newTokens));
         progress?.Invoke($"measuring batch {batch}, prompt {promptTokens}, new {newTokens}...");
         var (prefillSeconds, decodeSeconds, prefillCpu, decodeCpu) = Once(newTokens);
+        progress?.Invoke("prefill phases (s): " + prefillPhases);
+        progress?.Invoke("decode phases (s): " + Phases(model2.Profile));
         return new Result(batch, promptTokens, newTokens,
             batch * (double)promptTokens / prefillSeconds,
             batch * (double)(newTokens - 1) / decodeSeconds,
             prefillSeconds, decodeSeconds, ModelThreads.Workers, prefillCpu, decodeCpu, decoder.DecodeSeconds);
     }
+
+    private static string Phases(StepProfile profile) =>
+        string.Join(", ", Enum.GetValues<ModelPhase>().Select(p => $"{p} {profile.Seconds(p):F3}"));
 
     private sealed class TimedDecoder(IDecoder inner) : IDecoder
     {
@@ -120,6 +129,9 @@ public static class DecodeBenchmark
         public void LoadWeights(float[] parameters) => inner.LoadWeights(parameters);
 
         public void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits) => inner.Prefill(seq, tokens, lastLogits);
+
+        public void PrefillBatch(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> counts, Span<float> lastLogits) =>
+            inner.PrefillBatch(seqs, tokens, counts, lastLogits);
 
         public void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits)
         {

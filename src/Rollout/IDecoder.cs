@@ -40,6 +40,14 @@ public interface IDecoder
     /// <summary>Appends <paramref name="tokens"/> to the sequence's cache; writes the last position's logits [V].</summary>
     void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits);
 
+    /// <summary>
+    /// Prefills several sequences in one pass: <paramref name="tokens"/> holds counts[0] tokens for seqs[0], then
+    /// counts[1] for seqs[1], …; each run is appended to its sequence's cache; writes each sequence's last
+    /// position's logits to <paramref name="lastLogits"/> [B, V]. Same logits as one <see cref="Prefill"/> per
+    /// sequence. When it throws, the caches of <paramref name="seqs"/> are in an unspecified state.
+    /// </summary>
+    void PrefillBatch(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> counts, Span<float> lastLogits);
+
     /// <summary>Appends one token per sequence; writes logits [B, V].</summary>
     void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits);
 }

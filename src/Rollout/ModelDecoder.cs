@@ -32,6 +32,9 @@ public sealed class ModelDecoder : IDecoder
 
     public ModelConfig Config { get; }
 
+    /// <summary>The model's time per phase of prefill and decode, accumulated until reset.</summary>
+    public StepProfile Profile => model.Profile;
+
     public int VocabSize => Config.VocabSize;
 
     public int MaxContext => Config.MaxPositionEmbeddings;
@@ -59,7 +62,13 @@ public sealed class ModelDecoder : IDecoder
     public void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits) =>
         model.Prefill(((Sequence)seq).Cache, tokens, lastLogits);
 
-    public void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits)
+    public void PrefillBatch(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> counts, Span<float> lastLogits) =>
+        model.PrefillBatch(Caches(seqs), tokens, counts, lastLogits);
+
+    public void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits) =>
+        model.DecodeStep(Caches(seqs), tokens, logits);
+
+    private List<SequenceCache> Caches(IReadOnlyList<IDecoderSequence> seqs)
     {
         stepCaches.Clear();
         foreach (var s in seqs)
@@ -67,7 +76,7 @@ public sealed class ModelDecoder : IDecoder
             stepCaches.Add(((Sequence)s).Cache);
         }
 
-        model.DecodeStep(stepCaches, tokens, logits);
+        return stepCaches;
     }
 
     private sealed class Sequence : IDecoderSequence

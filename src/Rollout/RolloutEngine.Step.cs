@@ -127,31 +127,93 @@ public sealed partial class RolloutEngine
 
     // The cache of a sequence in flight was computed by the old weights; rebuild it under the new ones so that
     // the next tokens' log-probabilities are the new policy's own. Everything but the last sampled token
-    // (which the next decode step feeds) is prefilled again into the blocks the sequence already holds.
+    // (which the next decode step feeds) is prefilled again, all sequences in one batched pass, into the blocks
+    // each sequence already holds.
     private void RecomputeCaches()
     {
-        var scratch = logits.AsSpan(0, decoder.VocabSize);
-        foreach (var seq in running.ToList())
+        var batch = running.ToList();
+        if (batch.Count == 0)
         {
-            var context = new int[seq.Prompt.Length + seq.Tokens.Count - 1];
-            seq.Prompt.CopyTo(context, 0);
-            for (int i = 0; i < seq.Tokens.Count - 1; i++)
+            return;
+        }
+
+        var errors = PrefillAll(batch, dropLast: true);
+        for (int b = 0; b < batch.Count; b++)
+        {
+            if (errors[b] is { } e)
             {
-                context[seq.Prompt.Length + i] = seq.Tokens[i].Token;
+                running.Remove(batch[b]);
+                batch[b].Error = $"recomputing the cache under weight version {WeightVersion} failed: {e}";
+                Finish(batch[b], FinishReason.Error);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Prefills each sequence's context (prompt and sampled tokens, without the last when dropLast) from an empty
+    /// cache in one batched pass; sequence b's last logits land in row b of <see cref="logits"/>. Returns each
+    /// sequence's error (null where it succeeded): when the batched pass fails, each sequence is prefilled alone so
+    /// that only the ones at fault end.
+    /// </summary>
+    private string?[] PrefillAll(List<ActiveSequence> batch, bool dropLast)
+    {
+        int B = batch.Count, V = decoder.VocabSize;
+        var counts = new int[B];
+        var caches = new IDecoderSequence[B];
+        int total = 0;
+        for (int b = 0; b < B; b++)
+        {
+            counts[b] = batch[b].Prompt.Length + batch[b].Tokens.Count - (dropLast ? 1 : 0);
+            caches[b] = batch[b].Cache!;
+            total += counts[b];
+        }
+
+        var tokens = new int[total];
+        for (int b = 0, at = 0; b < B; at += counts[b], b++)
+        {
+            var seq = batch[b];
+            seq.Prompt.AsSpan(0, Math.Min(seq.Prompt.Length, counts[b])).CopyTo(tokens.AsSpan(at));
+            for (int i = 0; seq.Prompt.Length + i < counts[b]; i++)
+            {
+                tokens[at + seq.Prompt.Length + i] = seq.Tokens[i].Token;
+            }
+        }
+
+        var errors = new string?[B];
+        try
+        {
+            foreach (var c in caches)
+            {
+                c.Length = 0;
             }
 
+            decoder.PrefillBatch(caches, tokens, counts, logits.AsSpan(0, B * V));
+            return errors;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException && B == 1)
+        {
+            errors[0] = e.Message;
+            return errors;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // fall through: find which sequences fail on their own
+        }
+
+        for (int b = 0, at = 0; b < B; at += counts[b], b++)
+        {
             try
             {
-                seq.Cache!.Length = 0;
-                decoder.Prefill(seq.Cache, context, scratch);
+                caches[b].Length = 0;
+                decoder.Prefill(caches[b], tokens.AsSpan(at, counts[b]), logits.AsSpan(b * V, V));
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                running.Remove(seq);
-                seq.Error = $"recomputing the cache under weight version {WeightVersion} failed: {e.Message}";
-                Finish(seq, FinishReason.Error);
+                errors[b] = e.Message;
             }
         }
+
+        return errors;
     }
 
     private void DropCancelled()
@@ -179,12 +241,14 @@ public sealed partial class RolloutEngine
         }
     }
 
-    /// <summary>First come, first served: the head of the queue waits until its blocks fit, and so do those behind it.</summary>
+    /// <summary>
+    /// First come, first served: the head of the queue waits until its blocks fit, and so do those behind it.
+    /// All sequences admitted in one step are prefilled together in one batched pass.
+    /// </summary>
     private int Admit()
     {
-        int sampled = 0;
-        int V = decoder.VocabSize;
-        while (waiting.First is { } node && running.Count < decoder.MaxBatch)
+        var admitted = new List<ActiveSequence>();
+        while (waiting.First is { } node && running.Count + admitted.Count < decoder.MaxBatch)
         {
             var seq = node.Value;
             int need = BlocksNeeded(seq);
@@ -207,28 +271,28 @@ public sealed partial class RolloutEngine
 
             Interlocked.Add(ref usedBlocks, need);
             PeakUsedBlocks = Math.Max(PeakUsedBlocks, usedBlocks);
+            admitted.Add(seq);
+        }
 
-            var row = logits.AsSpan(0, V);
-            try
-            {
-                var context = new int[seq.Prompt.Length + seq.Tokens.Count];
-                seq.Prompt.CopyTo(context, 0);
-                for (int i = 0; i < seq.Tokens.Count; i++)
-                {
-                    context[seq.Prompt.Length + i] = seq.Tokens[i].Token;
-                }
+        if (admitted.Count == 0)
+        {
+            return 0;
+        }
 
-                decoder.Prefill(seq.Cache, context, row);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
+        int V = decoder.VocabSize, sampled = 0;
+        var errors = PrefillAll(admitted, dropLast: false);
+        for (int b = 0; b < admitted.Count; b++)
+        {
+            var seq = admitted[b];
+            if (errors[b] is { } e)
             {
-                seq.Error = $"prefill failed: {e.Message}";
+                seq.Error = $"prefill failed: {e}";
                 Finish(seq, FinishReason.Error);
                 continue;
             }
 
             running.Add(seq);
-            SampleAndCheck(seq, row);
+            SampleAndCheck(seq, logits.AsSpan(b * V, V));
             sampled++;
         }
 

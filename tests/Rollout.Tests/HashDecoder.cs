@@ -85,8 +85,16 @@ internal sealed class HashDecoder : IDecoder
         WeightLoads++;
     }
 
+    /// <summary>When set (>= 0), a prefill whose tokens include it fails: a request the model cannot take.</summary>
+    public int PoisonToken { get; set; } = -1;
+
     public void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits)
     {
+        if (tokens.Contains(PoisonToken))
+        {
+            throw new InvalidOperationException($"poison token {PoisonToken}");
+        }
+
         var s = (Seq)seq;
         foreach (int t in tokens)
         {
@@ -94,6 +102,22 @@ internal sealed class HashDecoder : IDecoder
         }
 
         Logits(s, lastLogits);
+    }
+
+    public List<int> PrefillBatchSizes { get; } = [];
+
+    public void PrefillBatch(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> counts, Span<float> lastLogits)
+    {
+        if (counts.Length != seqs.Count)
+        {
+            throw new InvalidOperationException($"{seqs.Count} sequences but {counts.Length} counts");
+        }
+
+        PrefillBatchSizes.Add(seqs.Count);
+        for (int b = 0, at = 0; b < seqs.Count; at += counts[b], b++)
+        {
+            Prefill(seqs[b], tokens.Slice(at, counts[b]), lastLogits.Slice(b * VocabSize, VocabSize));
+        }
     }
 
     public void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits)

@@ -50,6 +50,24 @@ public class RolloutEngineTests
     }
 
     [Fact]
+    public void RequestsAdmittedTogetherArePrefilledInOneBatchAndAFailingOneEndsAlone()
+    {
+        var decoder = new HashDecoder(maxBatch: 4) { PoisonToken = 13 };
+        var engine = new RolloutEngine(decoder);
+        var ok = new[] { 0, 2, 3 }.Select(i => engine.Submit(Req($"r{i}", [i + 1, 5], maxTokens: 6, seed: (ulong)i))).ToList();
+        var bad = engine.Submit(Req("bad", [7, 13, 2], maxTokens: 6));
+        engine.Step();
+        Assert.Equal([4], decoder.PrefillBatchSizes);
+        engine.RunUntilIdle();
+
+        Assert.Equal(FinishReason.Error, bad.Result!.FinishReason);
+        Assert.Contains("prefill failed", bad.Result.Error);
+        Assert.All(ok, h => Assert.Equal(FinishReason.Length, h.Result!.FinishReason));
+        Assert.Equal(RunAlone(Req("r2", [3, 5], maxTokens: 6, seed: 2)).TokenIds, ok[1].Result!.TokenIds);
+        Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
+    }
+
+    [Fact]
     public void DifferentSeedsDiverge()
     {
         var a = RunAlone(Req("a", [1, 2], seed: 1, maxTokens: 20));

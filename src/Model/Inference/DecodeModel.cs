@@ -350,9 +350,10 @@ public sealed class DecodeModel
 
             // q̃_h [B, R] = q_nope_h [B, Dn] · W_UK_h [Dn, R]; then [q̃_h | q_pe_h] per (b, h) in QCat [B, H, R + Dr]
             var wkvb = P(s.KvB, HKV * R);
+            w.QCat.AsSpan(0, B * H * RD).Clear();
             for (int h = 0; h < H; h++)
             {
-                Gemm.Multiply(GemmOp.NN, w.QCat.AsSpan(h * RD), H * RD, w.Q.AsSpan(h * (Dn + Dr)), HQ,
+                SmallGemm.MultiplyAddNN(w.QCat.AsSpan(h * RD), H * RD, w.Q.AsSpan(h * (Dn + Dr)), HQ,
                     wkvb[(h * (Dn + Dv) * R)..], R, B, R, Dn);
                 for (int b = 0; b < B; b++)
                 {
@@ -371,7 +372,7 @@ public sealed class DecodeModel
             // o_h [B, Dv] = ctx_h [B, R] · W_UV_hᵀ
             for (int h = 0; h < H; h++)
             {
-                Gemm.Multiply(GemmOp.NT, w.AttnOut.AsSpan(h * Dv), H * Dv, w.Ctx.AsSpan(h * R), H * R,
+                SmallGemm.MultiplyNT(w.AttnOut.AsSpan(h * Dv), H * Dv, w.Ctx.AsSpan(h * R), H * R,
                     wkvb[((h * (Dn + Dv) + Dn) * R)..], R, B, Dv, R);
             }
 
@@ -406,15 +407,8 @@ public sealed class DecodeModel
         for (int start = 0, blk = 0; start < len; start += bt, blk++)
         {
             int cnt = Math.Min(bt, len - start);
-            var rows = pool.LayerRows(seq.Blocks[blk], stepLayer);
-            for (int j = 0; j < cnt; j++)
-            {
-                var row = rows.Slice(j * RD, RD);
-                for (int h = 0; h < H; h++)
-                {
-                    s[h * len + start + j] = TensorPrimitives.Dot(qcat.Slice(h * RD, RD), row);
-                }
-            }
+            // scores [H, cnt] of this block = qcat [H, RD] · rows [cnt, RD]ᵀ
+            SmallGemm.MultiplyNT(s[start..], len, qcat, RD, pool.LayerRows(seq.Blocks[blk], stepLayer), RD, H, cnt, RD);
         }
 
         Softmax.Forward(p, s, H, len, scale, causal: false);
@@ -423,16 +417,8 @@ public sealed class DecodeModel
         for (int start = 0, blk = 0; start < len; start += bt, blk++)
         {
             int cnt = Math.Min(bt, len - start);
-            var rows = pool.LayerRows(seq.Blocks[blk], stepLayer);
-            for (int j = 0; j < cnt; j++)
-            {
-                var c = rows.Slice(j * RD, R);
-                for (int h = 0; h < H; h++)
-                {
-                    var ch = ctx.Slice(h * R, R);
-                    TensorPrimitives.MultiplyAdd(c, p[h * len + start + j], ch, ch);
-                }
-            }
+            // ctx [H, R] += p [H, cnt] · c [cnt, R] of this block
+            SmallGemm.MultiplyAddNN(ctx, R, p[start..], len, pool.LayerRows(seq.Blocks[blk], stepLayer), RD, H, R, cnt);
         }
     }
 

@@ -17,6 +17,7 @@ public sealed class MoeBlock
 {
     private readonly int D, E, K, F, Fs, G, topkGroup;
     private readonly bool normTopk;
+    private readonly bool inference;     // not trainable: decode's few rows per expert take the small-product path
     private readonly float scaling;
 
     // ---- saved activations
@@ -68,6 +69,7 @@ public sealed class MoeBlock
         normTopk = config.NormTopkProb;
         scaling = config.RoutedScalingFactor;
         Capacity = capacity;
+        inference = !trainable;
         int N = capacity, NK = capacity * K;
         scores = new float[N * E];
         choice = new float[N * E];
@@ -390,6 +392,19 @@ public sealed class MoeBlock
         for (int pos = off; pos < off + cnt; pos++)
         {
             xIn.AsSpan(tokenOf[pos] * D, D).CopyTo(xe.AsSpan(pos * D, D));
+        }
+
+        if (inference && cnt <= SmallGemm.MaxRows)
+        {
+            var x = xe.AsSpan(off * D, cnt * D);
+            var g = ge.AsSpan(off * F, cnt * F);
+            var u = ue.AsSpan(off * F, cnt * F);
+            var h = he.AsSpan(off * F, cnt * F);
+            SmallGemm.MultiplyNT(g, F, x, D, P(slots.ExpertGate[e], F * D), D, cnt, F, D);
+            SmallGemm.MultiplyNT(u, F, x, D, P(slots.ExpertUp[e], F * D), D, cnt, F, D);
+            SwiGlu.Forward(h, g, u, cnt * F);
+            SmallGemm.MultiplyNT(ye.AsSpan(off * D, cnt * D), D, h, F, P(slots.ExpertDown[e], D * F), F, cnt, D, F);
+            return;
         }
 
         SwiGluMlp.Forward(ye.AsSpan(off * D, cnt * D), ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F),
