@@ -1,5 +1,6 @@
 using System.Globalization;
 using K2RL.Common;
+using K2RL.Model.IO;
 using Serilog;
 
 namespace K2RL.Trainer.Checkpointing;
@@ -11,7 +12,7 @@ namespace K2RL.Trainer.Checkpointing;
 /// </summary>
 public sealed class RunDirectory
 {
-    public const string ManifestName = "MANIFEST";
+    public const string ManifestName = Checksums.ManifestName;
     public const string LatestName = "LATEST";
 
     private readonly ILogger log;
@@ -41,43 +42,26 @@ public sealed class RunDirectory
     }
 
     /// <summary>
-    /// Writes checkpoint <paramref name="step"/>: <paramref name="writeFiles"/> fills a temporary folder (each file
-    /// fsynced), MANIFEST is added, the folder is renamed to step-N, then LATEST is replaced atomically. Older
+    /// Writes checkpoint <paramref name="step"/>: <paramref name="writeFiles"/> fills a temporary folder, MANIFEST is
+    /// added, every file is fsynced and the folder renamed to step-N (<see cref="AtomicFile.WriteDirectory"/>), then
+    /// LATEST is replaced atomically. Older
     /// checkpoints beyond <paramref name="keep"/> are removed afterwards. Returns the checkpoint folder.
     /// </summary>
     public string Save(long step, Action<string> writeFiles, int keep = 3)
     {
         Create();
         string name = StepName(step);
-        string tmp = Path.Combine(Checkpoints, $".tmp-{name}-{Environment.ProcessId}");
-        if (Directory.Exists(tmp))
-        {
-            Directory.Delete(tmp, recursive: true);
-        }
-
-        Directory.CreateDirectory(tmp);
-        writeFiles(tmp);
-        var lines = Directory.GetFiles(tmp).Select(Path.GetFileName).Order(StringComparer.Ordinal)
-            .Select(f => $"{DurableFile.Sha256(Path.Combine(tmp, f!))}  {f}");
-        DurableFile.WriteText(Path.Combine(tmp, ManifestName), string.Join('\n', lines) + "\n");
-        DurableFile.SyncDirectory(tmp);
-
         string final = Path.Combine(Checkpoints, name);
-        if (Directory.Exists(final))
-        {
-            // Same step written again (e.g. stop right after a periodic checkpoint): replace it, never half-way.
-            string old = final + $".old-{Environment.ProcessId}";
-            Directory.Move(final, old);
-            Directory.Move(tmp, final);
-            Directory.Delete(old, recursive: true);
-        }
-        else
-        {
-            Directory.Move(tmp, final);
-        }
 
-        DurableFile.SyncDirectory(Checkpoints);
-        DurableFile.ReplaceText(LatestPath, Path.Combine("checkpoints", name) + "\n");
+        // Same step written again (e.g. stop right after a periodic checkpoint) replaces it, never half-way.
+        AtomicFile.WriteDirectory(final, tmp =>
+        {
+            writeFiles(tmp);
+            var checksums = Directory.GetFiles(tmp).ToDictionary(f => Path.GetFileName(f), Checksums.Sha256File, StringComparer.Ordinal);
+            AtomicFile.WriteAllText(Path.Combine(tmp, ManifestName), Checksums.FormatManifest(checksums));
+        }, replace: true);
+
+        AtomicFile.WriteAllText(LatestPath, Path.Combine("checkpoints", name) + "\n");
         Prune(keep, name);
         return final;
     }
@@ -107,7 +91,7 @@ public sealed class RunDirectory
                 return $"{file} is listed in MANIFEST but missing";
             }
 
-            if (DurableFile.Sha256(path) != line[..sep])
+            if (Checksums.Sha256File(path) != line[..sep])
             {
                 return $"{file} does not match its MANIFEST checksum";
             }

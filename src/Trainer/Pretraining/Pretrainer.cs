@@ -204,7 +204,7 @@ public sealed class Pretrainer
             TruncateMetrics(0);
         }
 
-        DurableFile.ReplaceText(Path.Combine(run.Root, "config.yaml"), ResolvedConfigText());
+        AtomicFile.WriteAllText(Path.Combine(run.Root, "config.yaml"), ResolvedConfigText());
     }
 
     private void Load(string dir)
@@ -238,15 +238,14 @@ public sealed class Pretrainer
     /// <summary>Writes checkpoints/step-N by the run-directory contract and returns its folder.</summary>
     public string SaveCheckpoint() => run.Save(step, dir =>
     {
-        DurableFile.Write(Path.Combine(dir, WeightsFile), s => SafetensorsWriter.WriteLayoutTo(s, model.Layout, model.Parameters));
-        DurableFile.WriteText(Path.Combine(dir, ConfigFile), job.Model.ToJson());
-        DurableFile.Write(Path.Combine(dir, OptimizerFile), optimizer.Save);
+        AtomicFile.Write(Path.Combine(dir, WeightsFile), s => SafetensorsWriter.WriteLayoutTo(s, model.Layout, model.Parameters));
+        AtomicFile.WriteAllText(Path.Combine(dir, ConfigFile), job.Model.ToJson());
+        AtomicFile.Write(Path.Combine(dir, OptimizerFile), optimizer.Save);
         if (encoder is BpeTextEncoder bpe)
         {
-            // The tokenizer travels with the weights, so a checkpoint is usable on its own.
+            // The tokenizer travels with the weights, so a checkpoint is usable on its own (RunDirectory.Save fsyncs
+            // its files along with the rest before the folder is renamed into place).
             bpe.Tokenizer.Save(dir);
-            DurableFile.Fsync(Path.Combine(dir, K2RL.Model.Tokenization.BpeTokenizer.RankFileName));
-            DurableFile.Fsync(Path.Combine(dir, K2RL.Model.Tokenization.BpeTokenizer.ConfigFileName));
         }
 
         var state = new TrainState
@@ -260,7 +259,7 @@ public sealed class Pretrainer
             Optimizer = job.Optimizer.Kind,
             JobSha256 = jobSha,
         };
-        DurableFile.WriteText(Path.Combine(dir, StateFile), state.ToJson());
+        AtomicFile.WriteAllText(Path.Combine(dir, StateFile), state.ToJson());
     }, job.KeepCheckpoints);
 
     /// <summary>Keeps metrics.jsonl lines of steps ≤ <paramref name="lastStep"/> (a resumed run rewrites the rest).</summary>
@@ -284,7 +283,7 @@ public sealed class Pretrainer
                 }
             })
             .ToList();
-        DurableFile.ReplaceText(run.Metrics, keep.Count == 0 ? "" : string.Join('\n', keep) + "\n");
+        AtomicFile.WriteAllText(run.Metrics, keep.Count == 0 ? "" : string.Join('\n', keep) + "\n");
     }
 
     private void ApplyBiasRule(int L, int E)
