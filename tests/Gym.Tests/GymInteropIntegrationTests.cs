@@ -22,11 +22,7 @@ public sealed class GymInteropIntegrationTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         string nodePath = ExternalTools.Require("node", "nodejs");
-        if (!File.Exists(Path.Combine(InteropDir, "node_modules", "@grpc", "grpc-js", "package.json")))
-        {
-            ExternalTools.Require("npm", "npm");
-            ExternalTools.Run("npm", "ci --no-audit --no-fund", TimeSpan.FromMinutes(5), InteropDir);
-        }
+        ExternalTools.InteropDirectory();
 
         var psi = new ProcessStartInfo(nodePath)
         {

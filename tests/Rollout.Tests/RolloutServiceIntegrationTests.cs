@@ -175,12 +175,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
     public async Task GrpcJsClientGeneratesAndSeesStatusesDeadlinesAndCancellation()
     {
         string node = ExternalTools.Require("node", "nodejs");
-        string interop = Path.Combine(ExternalTools.RepoRoot(), "tests", "interop");
-        if (!File.Exists(Path.Combine(interop, "node_modules", "@grpc", "grpc-js", "package.json")))
-        {
-            ExternalTools.Require("npm", "npm");
-            ExternalTools.Run("npm", "ci --no-audit --no-fund", TimeSpan.FromMinutes(5), interop);
-        }
+        string interop = ExternalTools.InteropDirectory();
 
         string proto = Path.Combine(ExternalTools.RepoRoot(), "protos", "k2rl", "v1", "rollout.proto");
         string script = Path.Combine(ExternalTools.RepoRoot(), "tests", "Rollout.Tests", "interop", "rollout_client.js");

@@ -41,6 +41,47 @@ public static class ExternalTools
         }
     }
 
+    /// <summary>
+    /// tests/interop with its npm packages (@grpc/grpc-js, @grpc/proto-loader) installed from the committed lock.
+    /// Test assemblies run in parallel processes, so the install takes an exclusive lock file: only one process
+    /// runs `npm ci`, the others wait and then find the packages in place.
+    /// </summary>
+    public static string InteropDirectory()
+    {
+        string dir = Path.Combine(RepoRoot(), "tests", "interop");
+        string marker = Path.Combine(dir, "node_modules", "@grpc", "grpc-js", "package.json");
+        if (File.Exists(marker))
+        {
+            return dir;
+        }
+
+        Require("node", "nodejs");
+        Require("npm", "npm");
+        using var gate = AcquireLock(Path.Combine(dir, ".npm-install.lock"), TimeSpan.FromMinutes(6));
+        if (!File.Exists(marker))
+        {
+            Run("npm", "ci --no-audit --no-fund", TimeSpan.FromMinutes(5), dir);
+        }
+
+        return dir;
+    }
+
+    private static FileStream AcquireLock(string path, TimeSpan patience)
+    {
+        var deadline = DateTime.UtcNow + patience;
+        while (true)
+        {
+            try
+            {
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(200);
+            }
+        }
+    }
+
     public static string? Which(string command)
     {
         foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':'))

@@ -33,11 +33,7 @@ public sealed class InteropFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         string node = ExternalTools.Require("node", "nodejs");
-        if (!File.Exists(Path.Combine(InteropDir, "node_modules", "@grpc", "grpc-js", "package.json")))
-        {
-            ExternalTools.Require("npm", "npm");
-            ExternalTools.Run("npm", "ci --no-audit --no-fund", TimeSpan.FromMinutes(5), InteropDir);
-        }
+        ExternalTools.InteropDirectory();
 
         Server.AddService(Service);
         await Server.StartAsync();
