@@ -7,23 +7,12 @@ namespace K2RL.Cli.Tests;
 
 public sealed class GenerateCommandTests : IDisposable
 {
-    private readonly string dir = Path.Combine(Path.GetTempPath(), "k2rl-gen-" + Guid.NewGuid().ToString("N"));
+    private readonly RandomCheckpoint checkpoint =
+        new(ModelConfig.Load(ModelCommandInfoTests.Preset("k2-nano")), seed: 3, prefix: "k2rl-gen-");
 
-    public GenerateCommandTests()
-    {
-        var config = ModelConfig.Load(ModelCommandInfoTests.Preset("k2-nano"));
-        var model = new K2Model(config);
-        model.InitializeWeights(3);
-        ModelCheckpoint.Save(dir, config, model.Parameters, BpeTokenizer.ByteLevel());
-    }
+    private string dir => checkpoint.Dir;
 
-    public void Dispose()
-    {
-        if (Directory.Exists(dir))
-        {
-            Directory.Delete(dir, recursive: true);
-        }
-    }
+    public void Dispose() => checkpoint.Dispose();
 
     private static Task<(int Code, string Out, string Err)> Run(params string[] args) => ModelCommandInfoTests.Run(args);
 

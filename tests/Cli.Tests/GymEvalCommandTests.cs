@@ -11,27 +11,13 @@ namespace K2RL.Cli.Tests;
 /// </summary>
 public sealed class GymEvalCommandTests : IDisposable
 {
-    private readonly string dir = Path.Combine(Path.GetTempPath(), "k2rl-gymeval-" + Guid.NewGuid().ToString("N"));
+    private readonly RandomCheckpoint checkpoint = new(
+        ModelConfig.Load(ModelCommandInfoTests.Preset("k2-test")) with { VocabSize = 272, MaxPositionEmbeddings = 4096 },
+        seed: 4, prefix: "k2rl-gymeval-");
 
-    public GymEvalCommandTests()
-    {
-        var config = ModelConfig.Load(ModelCommandInfoTests.Preset("k2-test")) with
-        {
-            VocabSize = 272,
-            MaxPositionEmbeddings = 4096,
-        };
-        var model = new K2Model(config);
-        model.InitializeWeights(4);
-        ModelCheckpoint.Save(dir, config, model.Parameters, BpeTokenizer.ByteLevel());
-    }
+    private string dir => checkpoint.Dir;
 
-    public void Dispose()
-    {
-        if (Directory.Exists(dir))
-        {
-            Directory.Delete(dir, recursive: true);
-        }
-    }
+    public void Dispose() => checkpoint.Dispose();
 
     private static Task<(int Code, string Out, string Err)> Run(params string[] args) => ModelCommandInfoTests.Run(args);
 
