@@ -47,7 +47,8 @@ public sealed class RolloutService : IDisposable
 
     public RolloutEngine Engine => engine;
 
-    /// <summary>Raised (with the request id) when a Generate call's cancellation or deadline reaches the service.</summary>
+    /// <summary>Raised (with the request id) when a Generate call ends before its sequence did (the client cancelled, the
+    /// deadline passed, the stream was abandoned); the sequence is then cancelled and its blocks freed.</summary>
     public event Action<string>? CallCancelled;
 
     public async IAsyncEnumerable<Pb.GenerateEvent> GenerateAsync(Pb.GenerateRequest call, [EnumeratorCancellation] CancellationToken ct)
@@ -69,29 +70,46 @@ public sealed class RolloutService : IDisposable
         }, TaskScheduler.Default);
         wake.Release();
 
-        // The call's cancellation (client gone, deadline) cancels the sequence; the engine frees its blocks.
-        using var registration = ct.Register(() =>
+        // The call's cancellation (client gone, deadline) cancels the sequence; the engine frees its blocks. The
+        // registration is an early signal only: the reader below may see the cancellation first and end this
+        // iterator, disposing the registration before its callback ran, so the finally block cancels as well.
+        int cancelled = 0;
+        void CancelOnce()
         {
-            handle.Cancel();
-            wake.Release();
-            CallCancelled?.Invoke(handle.Id);
-        });
+            if (Interlocked.Exchange(ref cancelled, 1) == 0 && !handle.Completion.IsCompleted)
+            {
+                handle.Cancel();
+                wake.Release();
+                CallCancelled?.Invoke(handle.Id);
+            }
+        }
+
         var text = detokenize is null ? null : new TextStreamer(detokenize);
         int index = 0;
-        await foreach (var t in channel.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+        try
         {
-            yield return new Pb.GenerateEvent
+            using var registration = ct.Register(CancelOnce);
+            await foreach (var t in channel.Reader.ReadAllAsync(ct).ConfigureAwait(false))
             {
-                Token = new Pb.TokenEvent
+                yield return new Pb.GenerateEvent
                 {
-                    Index = index++,
-                    TokenId = t.Token,
-                    Logprob = t.LogProb,
-                    Temperature = t.Temperature,
-                    WeightVersion = t.WeightVersion,
-                    Text = text?.Push(t.Token) ?? "",
-                },
-            };
+                    Token = new Pb.TokenEvent
+                    {
+                        Index = index++,
+                        TokenId = t.Token,
+                        Logprob = t.LogProb,
+                        Temperature = t.Temperature,
+                        WeightVersion = t.WeightVersion,
+                        Text = text?.Push(t.Token) ?? "",
+                    },
+                };
+            }
+        }
+        finally
+        {
+            // Ending early for any reason (cancellation, a failed write to a gone client, the caller disposing
+            // the stream) must not leave the sequence generating and holding cache blocks.
+            CancelOnce();
         }
 
         var result = await handle.Completion.ConfigureAwait(false);

@@ -84,6 +84,19 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         return seen.Task;
     }
 
+    /// <summary>Waits for an event the test depends on, failing (not hanging) if it never comes.</summary>
+    private async Task Within(Task task, string what)
+    {
+        try
+        {
+            await task.WaitAsync(TimeSpan.FromMinutes(1));
+        }
+        catch (TimeoutException)
+        {
+            throw new Xunit.Sdk.XunitException($"{what} did not happen within a minute; the service: {service.Health(new Pb.HealthRequest())}");
+        }
+    }
+
     private async Task<Pb.GenerateEvent> FirstEvent(IAsyncEnumerator<Pb.GenerateEvent> events)
     {
         Assert.True(await events.MoveNextAsync());
@@ -149,7 +162,25 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         var ex = await Record.ExceptionAsync(async () => await events.MoveNextAsync());
         Assert.True(ex is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled }, $"got {ex}");
         await events.DisposeAsync();
-        await seen;
+        await Within(seen, "the service seeing the cancellation of call c");
+        var health = await StepUntilNoBlocksAreHeld(gate);
+        Assert.Equal(1, health.RequestsCancelled);
+        Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
+    }
+
+    [Fact]
+    public async Task AStreamAbandonedWithoutCancellationStillFreesItsBlocks()
+    {
+        // A caller that stops reading (and so disposes the stream) without cancelling: the sequence must not go on
+        // generating and holding blocks until max_tokens.
+        var gate = new SemaphoreSlim(0);
+        decoder.StepGate = gate;
+        var seen = CancellationSeen("abandoned");
+        var events = service.GenerateAsync(Call("abandoned", 200, 1, 2), CancellationToken.None).GetAsyncEnumerator();
+        Assert.NotNull((await FirstEvent(events)).Token);
+        Assert.Equal(51, service.Health(new Pb.HealthRequest()).UsedBlocks);
+        await events.DisposeAsync();
+        await Within(seen, "the service cancelling the abandoned stream");
         var health = await StepUntilNoBlocksAreHeld(gate);
         Assert.Equal(1, health.RequestsCancelled);
         Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
@@ -161,12 +192,12 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         var gate = new SemaphoreSlim(0);
         decoder.StepGate = gate;
         var seen = CancellationSeen("d");
-        var events = client.GenerateAsync(Call("d", 200, 3), new CallOptions(TimeSpan.FromSeconds(1))).GetAsyncEnumerator();
+        var events = client.GenerateAsync(Call("d", 200, 3), new CallOptions(TimeSpan.FromSeconds(4))).GetAsyncEnumerator();
         Assert.NotNull((await FirstEvent(events)).Token);
         var e = await Assert.ThrowsAsync<RpcException>(async () => await events.MoveNextAsync());
         Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
         await events.DisposeAsync();
-        await seen;
+        await Within(seen, "the service seeing the deadline of call d");
         var health = await StepUntilNoBlocksAreHeld(gate);
         Assert.Equal(1, health.RequestsCancelled);
     }
@@ -204,14 +235,17 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         var held = await Task.Run(() => RunJs("cancel"));
         Assert.Equal(1, held.GetProperty("cancel").GetProperty("code").GetInt32()); // CANCELLED
         Assert.Single(held.GetProperty("cancel").GetProperty("tokens").EnumerateArray());
-        await seen;
+        await Within(seen, "the service seeing grpc-js cancel call js-cancel");
         var health = await StepUntilNoBlocksAreHeld(gate);
         Assert.Equal(1, health.RequestsCancelled);
 
         seen = CancellationSeen("js-deadline");
         held = await Task.Run(() => RunJs("deadline"));
         Assert.Equal(4, held.GetProperty("deadline").GetProperty("code").GetInt32()); // DEADLINE_EXCEEDED
-        await seen;
+        // It passed mid-generation: tokens had arrived (more than one if gate permits were left over), the end had not.
+        Assert.NotEmpty(held.GetProperty("deadline").GetProperty("tokens").EnumerateArray());
+        Assert.False(held.GetProperty("deadline").TryGetProperty("finished", out _));
+        await Within(seen, "the service seeing the deadline of grpc-js call js-deadline");
         health = await StepUntilNoBlocksAreHeld(gate);
         Assert.Equal(2, health.RequestsCancelled);
         Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);

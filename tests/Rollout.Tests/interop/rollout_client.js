@@ -38,8 +38,13 @@ const scenarios = {
   outOfVocab: () => generate({ requestId: 'js-3', promptTokenIds: [1, 100000], sampling: sampling() }, deadline(30000)),
   staleWeights: () => unary('UpdateWeights', { version: 0, parameters: Buffer.alloc(4) }),
   health: () => unary('Health', {}),
-  // Held by the test after the first token: the deadline passes mid-generation.
-  deadline: () => generate({ requestId: 'js-deadline', promptTokenIds: [4, 5], sampling: sampling({ maxTokens: 200 }) }, deadline(1500)),
+  // Held by the test after the first token: the deadline passes mid-generation. The channel is connected first
+  // (a Health call) and the deadline is generous, so that on a loaded machine it cannot pass before the server
+  // has started the call; the test checks that the first token arrived.
+  deadline: async () => {
+    await unary('Health', {});
+    return generate({ requestId: 'js-deadline', promptTokenIds: [4, 5], sampling: sampling({ maxTokens: 200 }) }, deadline(4000));
+  },
   // Cancels once the first token has arrived.
   cancel: () => generate({ requestId: 'js-cancel', promptTokenIds: [6, 7], sampling: sampling({ maxTokens: 200 }) }, deadline(30000),
     (call, tokens) => tokens.length === 1 && call.cancel()),
