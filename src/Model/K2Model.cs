@@ -108,11 +108,48 @@ public sealed class K2Model
         }
     }
 
+    /// <summary>
+    /// Weight of DeepSeek-V3's sequence-wise balance loss (SPEC §1 item 5; 0.0001 when on, 0 = off). When
+    /// positive, every forward computes it (<see cref="BalanceLoss"/>) and every backward adds its gradient
+    /// to the routers': the objective is then the returned loss plus <see cref="BalanceLoss"/>.
+    /// </summary>
+    public float SequenceBalanceAlpha
+    {
+        get => sequenceBalanceAlpha;
+        set
+        {
+            if (!float.IsFinite(value) || value < 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "the sequence balance weight must be finite and ≥ 0");
+            }
+
+            sequenceBalanceAlpha = value;
+        }
+    }
+
+    private float sequenceBalanceAlpha;
+
+    /// <summary>
+    /// The sequence-wise balance loss of the last forward: alpha · Σ over MoE layers of the mean over the B
+    /// sequences of Σ_i f_i P_i (0 when <see cref="SequenceBalanceAlpha"/> is 0). Not part of the returned loss.
+    /// </summary>
+    public float BalanceLoss { get; private set; }
+
     /// <summary>Forward only. Returns the mean cross-entropy over targets ≥ 0 (0 when there are none).</summary>
     public float Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int B, int T)
     {
         var a = Prepare(tokens, targets, B, T);
         RunForward(a, tokens, targets);
+        double balance = 0;
+        if (sequenceBalanceAlpha > 0)
+        {
+            foreach (var moe in a.Moe)
+            {
+                balance += moe?.SequenceBalanceLoss(B, T, sequenceBalanceAlpha / B) ?? 0;
+            }
+        }
+
+        BalanceLoss = (float)balance;
         int count = 0;
         double sum = 0;
         for (int n = 0; n < a.N; n++)

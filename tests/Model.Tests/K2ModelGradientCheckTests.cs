@@ -100,6 +100,68 @@ public class K2ModelGradientCheckTests(ITestOutputHelper output)
         output.WriteLine($"worst relative error {worst:E2}");
     }
 
+    [Fact]
+    public void SequenceBalanceLossGradientMatchesCentralDifferences()
+    {
+        // alpha far above the spec's 1e-4 so the balance term is a visible part of every router gradient
+        var config = ModelTestUtil.Preset("k2-test");
+        var model = new K2Model(config) { SequenceBalanceAlpha = 0.5f };
+        ModelTestUtil.FillTestWeights(model, seed: 21);
+        var (tokens, targets) = ModelTestUtil.RandomBatch(config.VocabSize, B * T, seed: 4);
+        model.ZeroGradients();
+        model.ForwardBackward(tokens, targets, B, T);
+        Assert.True(model.BalanceLoss > 0);
+        var grads = (float[])model.Gradients.Clone();
+        var counts = model.ExpertCounts.ToArray();
+
+        // the balance term changes the router's gradient (and, through it, the layers below)
+        var plain = new K2Model(config);
+        model.Parameters.CopyTo(plain.Parameters, 0);
+        plain.ZeroGradients();
+        plain.ForwardBackward(tokens, targets, B, T);
+        Assert.Equal(0f, plain.BalanceLoss);
+        var router = model.Layout.Tensors.First(t => t.Name.EndsWith("mlp.gate.weight", StringComparison.Ordinal));
+        Assert.False(router.Of(grads).SequenceEqual(router.Of(plain.Gradients)));
+
+        const float eps = 2e-3f;
+        var checkedTensors = model.Layout.Tensors.Where(t => t.Name.EndsWith("mlp.gate.weight", StringComparison.Ordinal)
+            || t.Name.EndsWith("post_attention_layernorm.weight", StringComparison.Ordinal) || t.Name.Contains("kv_a_proj", StringComparison.Ordinal));
+        foreach (var t in checkedTensors)
+        {
+            var g = t.Of(grads);
+            var rng = new Random(3);
+            foreach (int i in new[] { ArgMaxAbs(g), rng.Next(g.Length), rng.Next(g.Length) })
+            {
+                int at = (int)t.Offset + i;
+                float orig = model.Parameters[at];
+                model.Parameters[at] = orig + eps;
+                double plus = model.Forward(tokens, targets, B, T) + (double)model.BalanceLoss;
+                Assert.Equal(counts, model.ExpertCounts.ToArray());
+                model.Parameters[at] = orig - eps;
+                double minus = model.Forward(tokens, targets, B, T) + (double)model.BalanceLoss;
+                Assert.Equal(counts, model.ExpertCounts.ToArray());
+                model.Parameters[at] = orig;
+                double fd = (plus - minus) / (2 * eps);
+                output.WriteLine($"{t.Name,-48}[{i}] grad {g[i],12:E4}  fd {fd,12:E4}");
+                Assert.True(Math.Abs(fd - g[i]) <= 5e-4 + 0.03 * Math.Abs(g[i]), $"{t.Name}[{i}]: analytic {g[i]:E5} vs central difference {fd:E5}");
+            }
+        }
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.SequenceBalanceAlpha = float.NaN);
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.SequenceBalanceAlpha = -1e-4f);
+    }
+
+    private static int ArgMaxAbs(ReadOnlySpan<float> g)
+    {
+        int best = 0;
+        for (int i = 1; i < g.Length; i++)
+        {
+            best = Math.Abs(g[i]) > Math.Abs(g[best]) ? i : best;
+        }
+
+        return best;
+    }
+
     private static int MostUsedExpert(ReferenceModel r, int layer, int E) =>
         Enumerable.Range(0, E).OrderByDescending(e => r.ExpertCounts[layer, e]).First();
 

@@ -34,6 +34,11 @@ internal sealed class BigramModel : ITrainableModel
 
     public ReadOnlySpan<float> ExpertLoad => load;
 
+    /// <summary>A bigram table has no router: the balance loss is always 0.</summary>
+    public float SequenceBalanceAlpha { get; set; }
+
+    public float BalanceLoss => 0f;
+
     public void InitializeWeights(ulong seed)
     {
         var g = TestUtil.Gaussian(Parameters.Length, (int)seed, 0.1f);

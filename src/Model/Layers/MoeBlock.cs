@@ -56,6 +56,11 @@ public sealed class MoeBlock
 
     private readonly StepProfile profile;
 
+    // ---- sequence-wise balance loss (only when SequenceBalanceAlpha > 0)
+    private float[] dBalance = [];       // [N, E] d balance loss / d scores of the last forward
+    private readonly double[] balanceF;  // [E] scratch
+    private bool balanceActive;
+
     public MoeBlock(ModelConfig config, int capacity, bool trainable, StepProfile profile)
     {
         this.profile = profile;
@@ -110,6 +115,7 @@ public sealed class MoeBlock
             dMix = dRouter = dYe = dXe = dHe = dGe = dUe = dHs = dGs = dUs = [];
         }
 
+        balanceF = new double[E];
         forwardExpert = ForwardExpert;
         backwardExpert = BackwardExpert;
         combine = Combine;
@@ -126,6 +132,41 @@ public sealed class MoeBlock
     public ReadOnlySpan<int> Selected => selected;
 
     /// <summary>
+    /// Computes the sequence-wise balance loss of the last forward's routing over <paramref name="B"/> sequences
+    /// of <paramref name="T"/> tokens, each weighted by <paramref name="weight"/> (the caller's alpha over B),
+    /// and arms the next <see cref="Backward"/> to add its gradient to the router's. Returns the summed loss.
+    /// Call after <see cref="Forward"/>; a forward without this call disarms it.
+    /// </summary>
+    public float SequenceBalanceLoss(int B, int T, float weight)
+    {
+        if (inference)
+        {
+            throw new InvalidOperationException("the sequence balance loss needs a trainable MoE block");
+        }
+
+        int N = B * T;
+        if (N != tokens)
+        {
+            throw new ArgumentException($"B*T = {B}*{T} does not match the {tokens} tokens of the last forward");
+        }
+
+        if (dBalance.Length < Capacity * E)
+        {
+            dBalance = new float[Capacity * E];
+        }
+
+        double loss = 0;
+        for (int b = 0; b < B; b++)
+        {
+            loss += SequenceBalance.Loss(scores.AsSpan(b * T * E, T * E), selected.AsSpan(b * T * K, T * K), T, E, K, weight,
+                dBalance.AsSpan(b * T * E, T * E), balanceF);
+        }
+
+        balanceActive = true;
+        return (float)loss;
+    }
+
+    /// <summary>
     /// output[N, D] = Σ_k mix[n,k] Expert_k(x[n]) + Shared(x[n]) (assigned). x is the post-attention-normed
     /// input and must stay unchanged until <see cref="Backward"/>.
     /// </summary>
@@ -138,6 +179,7 @@ public sealed class MoeBlock
 
         this.parameters = parameters;
         this.slots = slots;
+        balanceActive = false;
         long t0 = StepProfile.Now;
         Route(x, N);
         t0 = profile.Lap(ModelPhase.MoeRouting, t0);
@@ -216,6 +258,17 @@ public sealed class MoeBlock
                 float s = scores[n * E + e];
                 float ds = normTopk ? scaling * (dMix[n * K + k] / denom[n] - corr) : scaling * dMix[n * K + k];
                 dR[n * E + e] = ds * s * (1f - s);
+            }
+        }
+
+        if (balanceActive)
+        {
+            // the balance loss reaches every expert's score of every token, chosen or not
+            var dBal = dBalance.AsSpan(0, N * E);
+            var sc = scores.AsSpan(0, N * E);
+            for (int i = 0; i < N * E; i++)
+            {
+                dR[i] += dBal[i] * sc[i] * (1f - sc[i]);
             }
         }
 

@@ -1,8 +1,8 @@
 namespace K2RL.Trainer.Optim;
 
 /// <summary>
-/// MoE load balancing (SPEC §1 item 5): the aux-loss-free correction-bias sign rule, and the optional
-/// sequence-wise balance loss with its gradient with respect to the router scores.
+/// MoE load balancing (SPEC §1 item 5): the aux-loss-free correction-bias sign rule. The optional
+/// sequence-wise balance loss lives with the router in the model (K2Model.SequenceBalanceAlpha).
 /// </summary>
 public static class ExpertBalance
 {
@@ -51,64 +51,5 @@ public static class ExpertBalance
         }
 
         return sum > 0 ? max / (sum / load.Length) : 0;
-    }
-
-    /// <summary>
-    /// Sequence-wise balance loss of one sequence: alpha · Σ_i f_i P_i with f_i = E/(K·T) · #tokens routed to i and
-    /// P_i = mean over the T tokens of s_i / Σ_j s_j. <paramref name="scores"/> [T, E] are the sigmoid scores,
-    /// <paramref name="chosen"/> [T, K] the selected experts. When <paramref name="dScores"/> is given it receives
-    /// (assigned, not accumulated) dLoss/dScores [T, E], treating f as a constant as DeepSeek-V3 does.
-    /// </summary>
-    public static float SequenceBalanceLoss(ReadOnlySpan<float> scores, ReadOnlySpan<int> chosen, int T, int E, int K,
-        float alpha, Span<float> dScores = default)
-    {
-        var f = new double[E];
-        for (int i = 0; i < T * K; i++)
-        {
-            f[chosen[i]] += 1;
-        }
-
-        for (int e = 0; e < E; e++)
-        {
-            f[e] *= (double)E / ((double)K * T);
-        }
-
-        double loss = 0;
-        var sums = new double[T];
-        for (int t = 0; t < T; t++)
-        {
-            double sum = 0;
-            for (int e = 0; e < E; e++)
-            {
-                sum += scores[t * E + e];
-            }
-
-            sums[t] = sum;
-            for (int e = 0; e < E; e++)
-            {
-                loss += f[e] * scores[t * E + e] / sum / T;
-            }
-        }
-
-        if (!dScores.IsEmpty)
-        {
-            // L = alpha/T Σ_t Σ_e f_e s_te / S_t  ⇒  dL/ds_tj = alpha/T (f_j − Σ_e f_e s_te / S_t) / S_t
-            for (int t = 0; t < T; t++)
-            {
-                double dot = 0;
-                for (int e = 0; e < E; e++)
-                {
-                    dot += f[e] * scores[t * E + e];
-                }
-
-                dot /= sums[t];
-                for (int j = 0; j < E; j++)
-                {
-                    dScores[t * E + j] = (float)(alpha / T * (f[j] - dot) / sums[t]);
-                }
-            }
-        }
-
-        return (float)(alpha * loss);
     }
 }

@@ -29,4 +29,10 @@ public interface ITrainableModel
 
     /// <summary>[L·E] tokens routed to each expert per layer in the last forward (zero rows for dense layers).</summary>
     ReadOnlySpan<float> ExpertLoad { get; }
+
+    /// <summary>Weight of the sequence-wise balance loss (0 = off); when on, ForwardBackward adds its gradient.</summary>
+    float SequenceBalanceAlpha { get; set; }
+
+    /// <summary>The sequence-wise balance loss of the last forward (not included in the returned cross-entropy).</summary>
+    float BalanceLoss { get; }
 }

@@ -37,6 +37,14 @@ public sealed class K2ModelAdapter(K2Model model) : ITrainableModel
         }
     }
 
+    public float SequenceBalanceAlpha
+    {
+        get => Model.SequenceBalanceAlpha;
+        set => Model.SequenceBalanceAlpha = value;
+    }
+
+    public float BalanceLoss => Model.BalanceLoss;
+
     public void InitializeWeights(ulong seed) => Model.InitializeWeights(seed);
 
     public void ZeroGradients() => Model.ZeroGradients();
