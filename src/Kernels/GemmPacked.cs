@@ -44,18 +44,35 @@ public static partial class Gemm
         long flops = 2L * m * n * k;
         int threads = flops < ParallelMinFlops ? 1 : Math.Max(1, Math.Min(maxThreads, units));
         int parts = PartsFor(threads, splitM ? m : n, units);
+        if (parts == 1)
+        {
+            BlockedFor(width, op, c, ldc, a, lda, b, ldb, m, n, k, accumulate, lowerOnly: false); // no job object: small GEMMs allocate nothing
+            return;
+        }
+
         var job = new Job
         {
             Op = op, C = c, Ldc = ldc, A = a, Lda = lda, B = b, Ldb = ldb, M = m, N = n, K = k,
             Accumulate = accumulate, Width = width, SplitM = splitM, Units = units, UnitSize = splitM ? MR : nr,
         };
-        if (parts == 1)
+        KernelThreads.Run(job, parts, threads);
+    }
+
+    /// <summary>The blocked loop at the given vector width.</summary>
+    private static unsafe void BlockedFor(SimdWidth width, GemmOp op, float* c, int ldc, float* a, int lda, float* b, int ldb,
+        int m, int n, int k, bool accumulate, bool lowerOnly)
+    {
+        switch (width)
         {
-            job.Run(0, 1);
-        }
-        else
-        {
-            KernelThreads.Run(job, parts, threads);
+            case SimdWidth.W512:
+                Blocked<Simd512, System.Runtime.Intrinsics.Vector512<float>>(op, c, ldc, a, lda, b, ldb, m, n, k, accumulate, lowerOnly);
+                break;
+            case SimdWidth.W256:
+                Blocked<Simd256, System.Runtime.Intrinsics.Vector256<float>>(op, c, ldc, a, lda, b, ldb, m, n, k, accumulate, lowerOnly);
+                break;
+            default:
+                Blocked<Simd128, System.Runtime.Intrinsics.Vector128<float>>(op, c, ldc, a, lda, b, ldb, m, n, k, accumulate, lowerOnly);
+                break;
         }
     }
 
@@ -132,18 +149,7 @@ public static partial class Gemm
                 n = hi - lo;
             }
 
-            switch (Width)
-            {
-                case SimdWidth.W512:
-                    Blocked<Simd512, System.Runtime.Intrinsics.Vector512<float>>(Op, c, Ldc, a, Lda, b, Ldb, m, n, K, Accumulate);
-                    break;
-                case SimdWidth.W256:
-                    Blocked<Simd256, System.Runtime.Intrinsics.Vector256<float>>(Op, c, Ldc, a, Lda, b, Ldb, m, n, K, Accumulate);
-                    break;
-                default:
-                    Blocked<Simd128, System.Runtime.Intrinsics.Vector128<float>>(Op, c, Ldc, a, Lda, b, Ldb, m, n, K, Accumulate);
-                    break;
-            }
+            BlockedFor(Width, Op, c, Ldc, a, Lda, b, Ldb, m, n, K, Accumulate, lowerOnly: false);
         }
     }
 
@@ -161,10 +167,11 @@ public static partial class Gemm
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Blocked<TOps, TV>(GemmOp op, float* c, int ldc, float* a, int lda, float* b, int ldb,
-        int m, int n, int k, bool accumulate)
+        int m, int n, int k, bool accumulate, bool lowerOnly)
         where TOps : ISimd<TV>
         where TV : struct
     {
+        // lowerOnly: tiles wholly above the diagonal (first column > last row) are skipped (SymmetricProduct).
         int nr = 2 * TOps.Count;
         float* ap = Buffer(ref packA, MC * KC + 16);
         float* bp = Buffer(ref packB, KC * NC);
@@ -187,6 +194,11 @@ public static partial class Gemm
                         for (int ir = 0; ir < mc; ir += MR)
                         {
                             int rows = Math.Min(MR, mc - ir);
+                            if (lowerOnly && jc + jr > ic + ir + rows - 1)
+                            {
+                                continue; // the tile lies wholly above the diagonal
+                            }
+
                             float* aPanel = ap + (long)ir * kc;
                             float* cTile = c + (long)(ic + ir) * ldc + jc + jr;
                             if (rows == MR && cols == nr)

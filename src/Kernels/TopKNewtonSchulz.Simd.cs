@@ -104,13 +104,21 @@ public static partial class NewtonSchulz
     /// <summary>
     /// Newton–Schulz 5 (SPEC §2) on the fast GEMM, with caller-provided buffers so a step of Muon allocates
     /// nothing. X = G/(‖G‖_F + 1e-7), transposed when rows &gt; cols (X is [m, n], m ≤ n); each step
-    /// A = X Xᵀ [m, m], P = bA + cA² [m, m], X ← aX + P X.
+    /// A = X Xᵀ [m, m], P = bA + cA² [m, m], X ← aX + P X. A and A² = A Aᵀ are symmetric, so both come from
+    /// <see cref="Gemm.SymmetricProduct"/> (one triangle of tiles, mirrored). The GEMMs use up to
+    /// <paramref name="maxThreads"/> threads (Muon passes 1 and runs many matrices side by side); the bits do not
+    /// depend on it.
     /// </summary>
     public static void Orthogonalize(Span<float> output, ReadOnlySpan<float> g, int rows, int cols,
-        NewtonSchulzWorkspace workspace, int steps = 5)
+        NewtonSchulzWorkspace workspace, int steps, int maxThreads)
     {
         ArgumentNullException.ThrowIfNull(workspace);
         Validate(output.Length, g.Length, rows, cols, steps);
+        if (maxThreads < 1)
+        {
+            throw new ArgumentException($"Newton–Schulz: maxThreads must be >= 1, got {maxThreads}", nameof(maxThreads));
+        }
+
         if (SimdSelect.Current == SimdWidth.Scalar)
         {
             ScalarKernels.NewtonSchulz5(output, g, rows, cols, steps);
@@ -137,12 +145,12 @@ public static partial class NewtonSchulz
 
         for (int s = 0; s < steps; s++)
         {
-            Gemm.Multiply(GemmOp.NT, a, m, x, n, x, n, m, m, n);          // A = X Xᵀ
-            Gemm.Multiply(GemmOp.NN, poly, m, a, m, a, m, m, m, m);       // A²
+            Gemm.SymmetricProduct(a, m, x, n, m, n, maxThreads);         // A = X Xᵀ
+            Gemm.SymmetricProduct(poly, m, a, m, m, m, maxThreads);      // A² = A Aᵀ
             TensorPrimitives.Multiply(poly, C, poly);
             TensorPrimitives.MultiplyAdd(a, B, poly, poly);              // P = bA + cA²
             TensorPrimitives.Multiply(x, A, next);
-            Gemm.Multiply(GemmOp.NN, next, n, poly, m, x, n, m, n, m, accumulate: true); // aX + P X
+            Gemm.Multiply(GemmOp.NN, next, n, poly, m, x, n, m, n, m, accumulate: true, maxThreads); // aX + P X
             Span<float> swap = x;
             x = next;
             next = swap;
@@ -158,14 +166,32 @@ public static partial class NewtonSchulz
         }
     }
 
-    /// <summary>dst[cols, rows] = scale · src[rows, cols]ᵀ.</summary>
-    private static void Transpose(Span<float> dst, ReadOnlySpan<float> src, int rows, int cols, float scale)
+    /// <summary>dst[cols, rows] = scale · src[rows, cols]ᵀ, in 16×16 tiles so both sides stay in L1.</summary>
+    private static unsafe void Transpose(Span<float> dst, ReadOnlySpan<float> src, int rows, int cols, float scale)
     {
-        for (int i = 0; i < rows; i++)
+        const int Tile = 16;
+        if (dst.Length < rows * cols || src.Length < rows * cols)
         {
-            for (int j = 0; j < cols; j++)
+            throw new ArgumentException($"Newton–Schulz transpose: buffers shorter than [{rows}, {cols}]");
+        }
+
+        fixed (float* d = dst, s = src)
+        {
+            for (int i0 = 0; i0 < rows; i0 += Tile)
             {
-                dst[j * rows + i] = src[i * cols + j] * scale;
+                int i1 = Math.Min(rows, i0 + Tile);
+                for (int j0 = 0; j0 < cols; j0 += Tile)
+                {
+                    int j1 = Math.Min(cols, j0 + Tile);
+                    for (int i = i0; i < i1; i++)
+                    {
+                        float* srcRow = s + (long)i * cols;
+                        for (int j = j0; j < j1; j++)
+                        {
+                            d[(long)j * rows + i] = srcRow[j] * scale;
+                        }
+                    }
+                }
             }
         }
     }

@@ -74,6 +74,58 @@ public class TopKAndNewtonSchulzTests
         }
     }
 
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(5, 3)]
+    [InlineData(17, 300)]   // k over one 256-deep slice
+    [InlineData(128, 256)]  // an expert matrix's X·Xᵀ
+    [InlineData(128, 128)]  // its A·Aᵀ
+    [InlineData(151, 40)]   // m over one 144-row block
+    public void SymmetricProductIsTheNtGemmBitForBit(int m, int k)
+    {
+        foreach (int width in new[] { 0, 128 })
+        {
+            TestUtil.WithWidth(width, () =>
+            {
+                int ldx = k + 3, ldc = m + 2;
+                var x = TestUtil.Random(m * ldx, m * 31 + k, 1f);
+                var expected = new float[m * ldc];
+                Gemm.Multiply(GemmOp.NT, expected, ldc, x, ldx, x, ldx, m, m, k, accumulate: false, maxThreads: 1);
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    var actual = new Guarded(m * ldc);
+                    actual.Span.Fill(7f); // padding columns stay untouched, every element of C is written
+                    Gemm.SymmetricProduct(actual.Span, ldc, x, ldx, m, k, threads);
+                    for (int i = 0; i < m; i++)
+                    {
+                        Assert.Equal(expected.AsSpan(i * ldc, m).ToArray(), actual.Span.Slice(i * ldc, m).ToArray());
+                        Assert.All(actual.Span.Slice(i * ldc + m, ldc - m).ToArray(), v => Assert.Equal(7f, v));
+                    }
+
+                    actual.AssertMarginsIntact();
+                }
+            });
+        }
+    }
+
+    [Theory]
+    [InlineData(128, 256)]
+    [InlineData(256, 128)]
+    [InlineData(150, 197)]
+    public void NewtonSchulzIsBitIdenticalWhateverTheThreadCount(int rows, int cols)
+    {
+        var g = TestUtil.Random(rows * cols, rows + cols, 0.02f);
+        var one = new float[rows * cols];
+        NewtonSchulz.Orthogonalize(one, g, rows, cols, new NewtonSchulzWorkspace(), 5, maxThreads: 1);
+        var many = new float[rows * cols];
+        NewtonSchulz.Orthogonalize(many, g, rows, cols, new NewtonSchulzWorkspace(), 5, maxThreads: 4);
+        Assert.Equal(one, many);
+        var expected = new float[rows * cols];
+        ScalarKernels.NewtonSchulz5(expected, g, rows, cols);
+        TestUtil.Close(expected, one, 1e-3f, 1e-4f, $"ns5 {rows}x{cols}");
+        Assert.Throws<ArgumentException>(() => NewtonSchulz.Orthogonalize(many, g, rows, cols, new NewtonSchulzWorkspace(), 5, maxThreads: 0));
+    }
+
     [Fact]
     public void NewtonSchulzRejectsShortBuffers()
     {

@@ -45,11 +45,13 @@ public class JobConfigTests
             data:
               synthetic: [rev]
               max_difficulty: 3
+            grad_accum_steps: 6
             """);
         using (dir)
         {
             var job = JobConfig.Load(path, PretrainLoopTests.Corpus.Kinds);
             Assert.Equal(42UL, job.Seed);
+            Assert.Equal(6, job.GradAccumSteps);
             Assert.Equal((4, 32, 50), (job.BatchSize, job.SeqLen, job.Steps));
             Assert.Equal("adamw", job.Optimizer.Kind);
             Assert.False(job.Optimizer.UsesMuon);
@@ -89,6 +91,8 @@ public class JobConfigTests
 
     [Theory]
     [InlineData("batch_size: 0\n", "\"batch_size\" must be in [1, 4096]")]
+    [InlineData("grad_accum_steps: 0\n", "\"grad_accum_steps\" must be in [1, 4096]")]
+    [InlineData("grad_accum_steps: 2.5\n", "\"grad_accum_steps\" must be an integer")]
     [InlineData("optimizer:\n  lr: -0.1\n", "\"optimizer.lr\" must be > 0")]
     [InlineData("optimizer:\n  kind: sgd\n", "\"optimizer.kind\" must be one of muonclip, muon, adamw")]
     [InlineData("seq_len: 100000\n", "exceeds the model's max_position_embeddings")]

@@ -94,6 +94,33 @@ public class PretrainLoopTests
     }
 
     [Fact]
+    public void GradientAccumulation_ResumesExactlyAfterACrash_AndCountsKBTTokensPerStep()
+    {
+        using var dir = new TestUtil.TempDir();
+        var job = Job(dir, "grad_accum_steps: 3", steps: 8, every: 3);
+        Assert.Equal(3, job.GradAccumSteps);
+        string a = Path.Combine(dir.Path, "a"), b = Path.Combine(dir.Path, "b");
+        Train(job, a);
+        Assert.Throws<CrashForTest>(() => Train(job, b, observer: new CrashAt(5)));
+        Assert.Equal("checkpoints/step-3", File.ReadAllText(Path.Combine(b, "LATEST")).Trim());
+        Train(job, b, resume: true);
+        var ma = StepMetrics.ReadAll(Path.Combine(a, "metrics.jsonl"));
+        Assert.Equal(8, ma.Count);                                      // one line per optimizer step
+        Assert.Equal(Losses(a), Losses(b));
+        Assert.All(ma, m => Assert.Equal(3L * 2 * 16, m.TokensPerStep));
+        Assert.Equal(8L * 3 * 2 * 16, ma[^1].Tokens);
+        Assert.All(ma, m => Assert.True(m.NewtonSchulzMs > 0 && m.NewtonSchulzMs <= m.OptimizerMs, $"ns {m.NewtonSchulzMs} of {m.OptimizerMs}"));
+        Assert.Equal(
+            File.ReadAllBytes(Path.Combine(a, "checkpoints/step-8/model.safetensors")),
+            File.ReadAllBytes(Path.Combine(b, "checkpoints/step-8/model.safetensors")));
+
+        // The data cursor advanced by K micro-batches per step: the accumulated run saw other tokens than K = 1.
+        string c = Path.Combine(dir.Path, "c");
+        Train(Job(dir, steps: 8, every: 3), c);
+        Assert.NotEqual(Losses(a)[1..], Losses(c)[1..]);
+    }
+
+    [Fact]
     public void CorruptCheckpoint_IsRefusedAndResumeFallsBackToTheNewestGoodOne()
     {
         using var dir = new TestUtil.TempDir();

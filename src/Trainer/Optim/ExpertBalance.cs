@@ -40,6 +40,28 @@ public static class ExpertBalance
         }
     }
 
+    /// <summary>
+    /// The sign rule on every MoE layer's e_score_correction_bias in <paramref name="parameters"/>, from [L·E]
+    /// loads (dense layers skipped). gamma ≤ 0 or no experts: nothing changes.
+    /// </summary>
+    public static void UpdateBiases(float[] parameters, K2RL.Model.ParameterLayout layout, K2RL.Model.ModelConfig config,
+        ReadOnlySpan<float> load, float gamma)
+    {
+        int L = config.NumHiddenLayers, E = config.NRoutedExperts;
+        if (gamma <= 0 || E == 0)
+        {
+            return;
+        }
+
+        for (int l = 0; l < L; l++)
+        {
+            if (config.IsMoeLayer(l))
+            {
+                UpdateBias(layout[$"model.layers.{l}.mlp.gate.e_score_correction_bias"].Of(parameters), load.Slice(l * E, E), gamma);
+            }
+        }
+    }
+
     /// <summary>max_i load_i / mean_i load_i for one layer (1 is perfectly balanced); 0 when nothing was routed.</summary>
     public static double MaxOverMean(ReadOnlySpan<float> load)
     {

@@ -30,18 +30,29 @@ public static class OptimMath
             throw new ArgumentException($"MuonUpdate: a span is shorter than the [{rows}, {cols}] matrix");
         }
 
-        for (int i = 0; i < n; i++)
+        MuonMomentum(scratchIn[..n], momentum, grad, mu, nesterov);
+        NewtonSchulz5(scratchOut[..n], scratchIn[..n], rows, cols, nsSteps);
+        MuonApply(param, scratchOut[..n], rows, cols, lr, wd);
+    }
+
+    /// <summary>M = mu·M + G; x = nesterov ? G + mu·M : M, over x.Length elements (Muon's NS input).</summary>
+    public static void MuonMomentum(Span<float> x, Span<float> momentum, ReadOnlySpan<float> grad, float mu, bool nesterov)
+    {
+        for (int i = 0; i < x.Length; i++)
         {
             float m = mu * momentum[i] + grad[i];
             momentum[i] = m;
-            scratchIn[i] = nesterov ? grad[i] + mu * m : m;
+            x[i] = nesterov ? grad[i] + mu * m : m;
         }
+    }
 
-        NewtonSchulz5(scratchOut[..n], scratchIn[..n], rows, cols, nsSteps);
+    /// <summary>W = W − lr·(O·0.2·sqrt(max(A,B)) + wd·W) for the orthogonalized update O[rows, cols].</summary>
+    public static void MuonApply(Span<float> param, ReadOnlySpan<float> orthogonal, int rows, int cols, float lr, float wd)
+    {
         float scale = MuonScale(rows, cols);
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < orthogonal.Length; i++)
         {
-            param[i] -= lr * (scratchOut[i] * scale + wd * param[i]);
+            param[i] -= lr * (orthogonal[i] * scale + wd * param[i]);
         }
     }
 

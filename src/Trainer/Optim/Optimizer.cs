@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using K2RL.Common;
+using K2RL.Kernels;
 using K2RL.Model;
 
 namespace K2RL.Trainer.Optim;
@@ -37,12 +39,18 @@ public sealed record OptimizerSettings
     public bool UsesQkClip => Kind == "muonclip";
 }
 
+/// <summary>Wall-clock split of one optimizer step (ms): AdamW and bookkeeping, the Muon matrices, and the part of
+/// the latter spent in Newton–Schulz (the Muon wall time apportioned by the workers' own NS share).</summary>
+public sealed record OptimizerTimings(double OtherMs, double MuonMs, double NewtonSchulzMs);
+
 /// <summary>
 /// The thin stateful wrapper: walks the layout once per step and applies <see cref="OptimMath.MuonUpdate"/>
 /// or <see cref="AdamW.Update"/> to each tensor as <see cref="ParameterRouting"/> says. State is two
 /// layout-sized buffers (Muon momentum / Adam first moment share <see cref="M"/>; <see cref="V"/> is Adam's
-/// second moment) and the step count. Muon matrices are independent, so they run in parallel; each tensor's
-/// arithmetic is fixed, so the result does not depend on the thread count.
+/// second moment) and the step count. Muon matrices are independent, so they run side by side: each matrix
+/// on one thread (its GEMMs single-threaded, working set in that core's cache), matrices dealt to a fixed set
+/// of parts by a static round-robin over the size-sorted list. Each matrix's arithmetic is fixed, so the
+/// result does not depend on the thread count. Scratch is per worker and allocated once.
 /// </summary>
 public sealed class Optimizer
 {
@@ -51,6 +59,12 @@ public sealed class Optimizer
 
     private readonly ParamGroup[] groups;
     private readonly int maxThreads;
+    private readonly TensorSlot[][] muonParts;     // [part][i] the Muon matrices of each part, largest first
+    private readonly MuonScratch[] scratch;        // [worker]
+    private readonly Action<int, int> muonPart;    // cached delegate: Apply allocates nothing per step
+    private float[] stepParameters = [];
+    private float[] stepGradients = [];
+    private float stepLr;
 
     public Optimizer(ParameterLayout layout, OptimizerSettings settings, int maxThreads = 0)
     {
@@ -60,7 +74,17 @@ public sealed class Optimizer
         M = layout.NewBuffer();
         V = layout.NewBuffer();
         this.maxThreads = maxThreads > 0 ? maxThreads : Environment.ProcessorCount;
+        var muon = layout.Tensors.Where((t, i) => groups[i] == ParamGroup.Muon)
+            .OrderByDescending(t => t.Length).ThenBy(t => t.Offset).ToList();
+        int parts = Math.Min(muon.Count, MuonPartsPerWorker * ModelThreads.Workers);
+        muonParts = Enumerable.Range(0, parts).Select(p => muon.Where((_, i) => i % parts == p).ToArray()).ToArray();
+        long largest = muon.Count == 0 ? 0 : muon[0].Length;
+        scratch = Enumerable.Range(0, ModelThreads.Workers).Select(_ => new MuonScratch(largest)).ToArray();
+        muonPart = RunMuonPart;
     }
+
+    /// <summary>Parts per worker thread: a thread the OS parks for a while delays the step by one part, not half.</summary>
+    private const int MuonPartsPerWorker = 4;
 
     public ParameterLayout Layout { get; }
 
@@ -80,33 +104,72 @@ public sealed class Optimizer
     /// <summary>Applies one step with learning rate <paramref name="lr"/>. Gradients are read, not changed.</summary>
     public void Apply(float[] parameters, float[] gradients, float lr)
     {
+        long start = Stopwatch.GetTimestamp();
         Step++;
         var s = Settings;
         var tensors = Layout.Tensors;
-        var muon = new List<TensorSlot>();
         for (int i = 0; i < tensors.Count; i++)
         {
             var t = tensors[i];
-            switch (groups[i])
+            if (groups[i] == ParamGroup.AdamW)
             {
-                case ParamGroup.AdamW:
-                    AdamW.Update(t.Of(parameters), t.Of(gradients), t.Of(M), t.Of(V), Step, lr, s.Beta1, s.Beta2, s.Eps, s.WeightDecay);
-                    break;
-                case ParamGroup.Muon:
-                    muon.Add(t);
-                    break;
+                AdamW.Update(t.Of(parameters), t.Of(gradients), t.Of(M), t.Of(V), Step, lr, s.Beta1, s.Beta2, s.Eps, s.WeightDecay);
             }
         }
 
-        // Largest first, so the parallel loop ends evenly.
-        muon.Sort((a, b) => b.Length.CompareTo(a.Length));
-        Parallel.ForEach(muon, new ParallelOptions { MaxDegreeOfParallelism = maxThreads }, t =>
+        long t0 = Stopwatch.GetTimestamp();
+        foreach (var w in scratch)
         {
-            var scratchIn = new float[t.Length];
-            var scratchOut = new float[t.Length];
-            OptimMath.MuonUpdate(t.Of(parameters), t.Of(gradients), t.Of(M), scratchIn, scratchOut, t.Rows, t.Cols,
-                lr, s.Momentum, s.Nesterov, s.WeightDecay, s.NsSteps);
-        });
+            w.NsTicks = w.MuonTicks = 0;
+        }
+
+        (stepParameters, stepGradients, stepLr) = (parameters, gradients, lr);
+        ModelThreads.For(muonParts.Length, muonPart, parallel: maxThreads > 1);
+        (stepParameters, stepGradients) = ([], []);
+        double muonMs = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+        long ns = scratch.Sum(w => w.NsTicks), all = scratch.Sum(w => w.MuonTicks);
+        LastTimings = new OptimizerTimings(
+            Stopwatch.GetElapsedTime(start).TotalMilliseconds - muonMs,
+            muonMs,
+            all > 0 ? muonMs * ns / all : 0);
+    }
+
+    /// <summary>Where the last <see cref="Apply"/> spent its time (wall clock, ms).</summary>
+    public OptimizerTimings LastTimings { get; private set; } = new(0, 0, 0);
+
+    /// <summary>One part's Muon matrices, one after another on the calling worker, GEMMs single-threaded.</summary>
+    private void RunMuonPart(int part, int worker)
+    {
+        var s = Settings;
+        var w = scratch[worker];
+        foreach (var t in muonParts[part])
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            int n = t.Rows * t.Cols;
+            Span<float> param = t.Of(stepParameters), momentum = t.Of(M);
+            ReadOnlySpan<float> grad = t.Of(stepGradients);
+            OptimMath.MuonMomentum(w.In.AsSpan(0, n), momentum, grad, s.Momentum, s.Nesterov);
+            long t1 = Stopwatch.GetTimestamp();
+            NewtonSchulz.Orthogonalize(w.Out.AsSpan(0, n), w.In.AsSpan(0, n), t.Rows, t.Cols, w.Workspace, s.NsSteps, maxThreads: 1);
+            long t2 = Stopwatch.GetTimestamp();
+            OptimMath.MuonApply(param, w.Out.AsSpan(0, n), t.Rows, t.Cols, stepLr, s.WeightDecay);
+            w.NsTicks += t2 - t1;
+            w.MuonTicks += Stopwatch.GetTimestamp() - t0;
+        }
+    }
+
+    /// <summary>One worker's Muon buffers (the momentum-mixed input and the NS output of the largest matrix).</summary>
+    private sealed class MuonScratch(long length)
+    {
+        public float[] In { get; } = new float[length];
+
+        public float[] Out { get; } = new float[length];
+
+        public NewtonSchulzWorkspace Workspace { get; } = new();
+
+        public long NsTicks;
+
+        public long MuonTicks;
     }
 
     /// <summary>Writes the state: magic, version, step, tensor count, then M and V as little-endian floats.</summary>

@@ -34,6 +34,9 @@ public sealed record JobConfig
 
     public int BatchSize { get; init; } = 8;
 
+    /// <summary>Micro-batches of BatchSize × SeqLen per optimizer step (gradient accumulation; 1 = none).</summary>
+    public int GradAccumSteps { get; init; } = 1;
+
     public int SeqLen { get; init; } = 256;
 
     public int Steps { get; init; } = 1000;
@@ -151,6 +154,7 @@ public sealed record JobConfig
                 ?? throw new ConfigException($"{file}:{r.LineOf("tokenizer")}: \"tokenizer\": no tokenizer directory {tokenizer} (or use bytes / train)"),
             Seed = (ulong)r.Long("seed", 1234),
             BatchSize = r.Int("batch_size", 8, 1, 4096),
+            GradAccumSteps = r.Int("grad_accum_steps", 1, 1, 4096),
             SeqLen = seqLen,
             Steps = r.Int("steps", 1000, 1),
             Optimizer = optimizer,

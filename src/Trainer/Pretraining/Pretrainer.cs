@@ -46,6 +46,7 @@ public sealed class Pretrainer
     private readonly ITrainableModel model;
     private readonly Optimizer optimizer;
     private readonly BatchPacker packer;
+    private readonly MicroBatches micro;
     private readonly ITextEncoder encoder;
     private readonly ILogger log;
     private readonly string jobSha;
@@ -62,6 +63,7 @@ public sealed class Pretrainer
         optimizer = new Optimizer(model.Layout, job.Optimizer, job.Threads);
         this.encoder = encoder;
         packer = new BatchPacker(new DocumentStream(job.Seed, job.Data, corpus), encoder, job.Model.VocabSize);
+        micro = new MicroBatches(model);
         jobSha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.SourceText)));
     }
 
@@ -78,7 +80,8 @@ public sealed class Pretrainer
         Prepare(resume);
         long total = job.Steps;
         long end = Math.Min(total, maxSteps ?? total);
-        int B = job.BatchSize, T = job.SeqLen;
+        int B = job.BatchSize, T = job.SeqLen, K = job.GradAccumSteps;
+        Action<int, int[], int[]> fill = (_, i, t) => packer.Next(i, t, B, T);
         var inputs = new int[B * T];
         var targets = new int[B * T];
         var cfg = job.Model;
@@ -94,18 +97,18 @@ public sealed class Pretrainer
             }
 
             var sw = Stopwatch.StartNew();
-            packer.Next(inputs, targets, B, T);
             model.ZeroGradients();
-            float loss = model.ForwardBackward(inputs, targets, B, T);
+            float loss = micro.Run(K, inputs, targets, B, T, fill);
             double fwdMs = sw.Elapsed.TotalMilliseconds;
             double gradNorm = OptimMath.ClipGlobalNorm(model.Gradients, job.Optimizer.GradClip);
-            float maxLogit = Max(model.MaxLogits);
-            double balance = LoadImbalance(model.ExpertLoad, L, E);
+            float maxLogit = Max(micro.MaxLogits);
+            double balance = LoadImbalance(micro.ExpertLoad, L, E);
             double lr = job.Optimizer.Lr * job.Schedule.Factor(step, total);
-            tokens += B * T;
+            long stepTokens = (long)K * B * T;
+            tokens += stepTokens;
             bool bad = !float.IsFinite(loss) || !double.IsFinite(gradNorm);
             int clippedHeads = 0;
-            double optMs = 0;
+            double optMs = 0, nsMs = 0;
             if (bad)
             {
                 badInARow++;
@@ -118,11 +121,12 @@ public sealed class Pretrainer
                 optimizer.Apply(model.Parameters, model.Gradients, (float)lr);
                 if (job.Optimizer.UsesQkClip)
                 {
-                    clippedHeads = QkClip.Apply(model.Parameters, model.Layout, model.MaxLogits, job.Optimizer.QkClipTau).Count;
+                    clippedHeads = QkClip.Apply(model.Parameters, model.Layout, micro.MaxLogits, job.Optimizer.QkClipTau).Count;
                 }
 
-                ApplyBiasRule(L, E);
+                ExpertBalance.UpdateBiases(model.Parameters, model.Layout, job.Model, micro.ExpertLoad, job.BiasGamma);
                 optMs = o.Elapsed.TotalMilliseconds;
+                nsMs = optimizer.LastTimings.NewtonSchulzMs;
                 lastLoss = loss;
             }
 
@@ -137,12 +141,14 @@ public sealed class Pretrainer
                 MaxLogit = maxLogit,
                 ClippedHeads = clippedHeads,
                 ExpertLoadMaxOverMean = balance,
-                TokensPerS = B * T / Math.Max(1e-9, ms / 1000),
+                TokensPerS = stepTokens / Math.Max(1e-9, ms / 1000),
                 Tokens = tokens,
                 Skipped = bad,
                 StepMs = ms,
                 ForwardBackwardMs = fwdMs,
                 OptimizerMs = optMs,
+                NewtonSchulzMs = nsMs,
+                TokensPerStep = stepTokens,
             };
             File.AppendAllText(run.Metrics, m.ToJson() + "\n");
             observer?.OnStep(m, total);
@@ -286,26 +292,6 @@ public sealed class Pretrainer
         AtomicFile.WriteAllText(run.Metrics, keep.Count == 0 ? "" : string.Join('\n', keep) + "\n");
     }
 
-    private void ApplyBiasRule(int L, int E)
-    {
-        if (job.BiasGamma <= 0 || E == 0)
-        {
-            return;
-        }
-
-        var load = model.ExpertLoad;
-        for (int l = 0; l < L; l++)
-        {
-            if (!job.Model.IsMoeLayer(l))
-            {
-                continue;
-            }
-
-            var bias = model.Layout[$"model.layers.{l}.mlp.gate.e_score_correction_bias"].Of(model.Parameters);
-            ExpertBalance.UpdateBias(bias, load.Slice(l * E, E), job.BiasGamma);
-        }
-    }
-
     private double LoadImbalance(ReadOnlySpan<float> load, int L, int E)
     {
         double worst = 0;
@@ -339,7 +325,7 @@ public sealed class Pretrainer
         sb.Append($"# job_sha256: {jobSha}\n");
         sb.Append($"# model: {job.ModelPath}\n");
         var o = job.Optimizer;
-        sb.Append($"# resolved: seed={job.Seed} batch_size={job.BatchSize} seq_len={job.SeqLen} steps={job.Steps} optimizer={o.Kind} lr={o.Lr} wd={o.WeightDecay} momentum={o.Momentum} nesterov={o.Nesterov} tau={o.QkClipTau} grad_clip={o.GradClip} schedule={job.Schedule.Kind}/{job.Schedule.WarmupSteps}/{job.Schedule.DecayFraction}/{job.Schedule.MinLrRatio} bias_gamma={job.BiasGamma} data={string.Join('+', job.Data.SyntheticTasks)}|{job.Data.Files.Count} files\n");
+        sb.Append($"# resolved: seed={job.Seed} batch_size={job.BatchSize} seq_len={job.SeqLen} steps={job.Steps} grad_accum_steps={job.GradAccumSteps} optimizer={o.Kind} lr={o.Lr} wd={o.WeightDecay} momentum={o.Momentum} nesterov={o.Nesterov} tau={o.QkClipTau} grad_clip={o.GradClip} schedule={job.Schedule.Kind}/{job.Schedule.WarmupSteps}/{job.Schedule.DecayFraction}/{job.Schedule.MinLrRatio} bias_gamma={job.BiasGamma} data={string.Join('+', job.Data.SyntheticTasks)}|{job.Data.Files.Count} files\n");
         sb.Append(job.SourceText);
         return sb.ToString();
     }

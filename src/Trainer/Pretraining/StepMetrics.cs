@@ -32,6 +32,12 @@ public sealed record StepMetrics
 
     public double OptimizerMs { get; init; }
 
+    /// <summary>The part of <see cref="OptimizerMs"/> spent in Newton–Schulz (0 for AdamW).</summary>
+    public double NewtonSchulzMs { get; init; }
+
+    /// <summary>Tokens this optimizer step consumed: grad_accum_steps · batch_size · seq_len.</summary>
+    public long TokensPerStep { get; init; }
+
     public string ToJson()
     {
         var buffer = new MemoryStream();
@@ -51,6 +57,8 @@ public sealed record StepMetrics
             w.WriteNumber("step_ms", Math.Round(StepMs, 2));
             w.WriteNumber("fwd_bwd_ms", Math.Round(ForwardBackwardMs, 2));
             w.WriteNumber("optimizer_ms", Math.Round(OptimizerMs, 2));
+            w.WriteNumber("ns_ms", Math.Round(NewtonSchulzMs, 2));
+            w.WriteNumber("tokens_per_step", TokensPerStep);
             w.WriteEndObject();
         }
 
@@ -102,6 +110,8 @@ public sealed record StepMetrics
             StepMs = D("step_ms"),
             ForwardBackwardMs = D("fwd_bwd_ms"),
             OptimizerMs = D("optimizer_ms"),
+            NewtonSchulzMs = D("ns_ms"),
+            TokensPerStep = r.TryGetProperty("tokens_per_step", out var tps) ? tps.GetInt64() : 0,
         };
     }
 
