@@ -98,7 +98,7 @@ public class JobConfigTests
     [InlineData("seq_len: 100000\n", "exceeds the model's max_position_embeddings")]
     [InlineData("data:\n  synthetic: [poetry]\n", "entries must be among")]
     [InlineData("schedule:\n  decay_fraction: 1.5\n", "\"schedule.decay_fraction\" must be >= 0 and <= 1")]
-    [InlineData("balance:\n  seq_aux_alpha: 0.0001\n", "\"balance.seq_aux_alpha\" > 0 is not supported yet")]
+    [InlineData("balance:\n  seq_aux_alpha: -0.0001\n", "\"balance.seq_aux_alpha\" must be >= 0")]
     [InlineData("model_overrides:\n  hidden_sise: 64\n", "\"model_overrides.hidden_sise\" is not a key")]
     public void ImpossibleValue_IsRejected(string body, string expected)
     {

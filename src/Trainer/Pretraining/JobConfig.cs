@@ -113,14 +113,6 @@ public sealed record JobConfig
         var b = r.Section("balance");
         float biasGamma = b.Float("bias_gamma", ExpertBalance.DefaultGamma, 0, 1);
         float seqAux = b.Float("seq_aux_alpha", 0f, 0, 1);
-        if (seqAux > 0)
-        {
-            // ExpertBalance.SequenceBalanceLoss computes the value and dL/ds, but K2Model exposes neither the
-            // per-token router scores and choices nor a hook to add dL/ds into the router's backward.
-            throw new ConfigException(
-                $"{file}:{b.LineOf("seq_aux_alpha")}: \"balance.seq_aux_alpha\" > 0 is not supported yet: the model does not expose per-token router scores or a router-gradient hook; use 0 (the aux-loss-free bias rule balances the load)");
-        }
-
         b.RejectUnknown();
 
         var d = r.Section("data");

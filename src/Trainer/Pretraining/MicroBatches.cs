@@ -25,6 +25,9 @@ public sealed class MicroBatches
     /// <summary>[L·E] tokens routed to each expert per layer, summed over the last step's micro-batches.</summary>
     public ReadOnlySpan<float> ExpertLoad => expertLoad;
 
+    /// <summary>The sequence-wise balance loss, mean over the last step's micro-batches (0 when it is off).</summary>
+    public float BalanceLoss { get; private set; }
+
     /// <summary>
     /// With the model's gradients zeroed by the caller: for k in [0, K) asks <paramref name="fill"/> for micro-batch k (inputs, targets of
     /// B·T each) and runs forward + backward on it. Returns the mean loss over the K·B·T tokens.
@@ -36,13 +39,16 @@ public sealed class MicroBatches
             throw new ArgumentException($"gradient accumulation needs K >= 1 micro-batches, got {K}", nameof(K));
         }
 
-        double lossSum = 0;
+        double lossSum = 0, balanceSum = 0;
         for (int k = 0; k < K; k++)
         {
             fill(k, inputs, targets);
             lossSum += model.ForwardBackward(inputs, targets, B, T);
+            balanceSum += model.BalanceLoss;
             Gather(k == 0);
         }
+
+        BalanceLoss = (float)(balanceSum / K);
 
         if (K > 1)
         {

@@ -64,6 +64,7 @@ public sealed class Pretrainer
         this.encoder = encoder;
         packer = new BatchPacker(new DocumentStream(job.Seed, job.Data, corpus), encoder, job.Model.VocabSize);
         micro = new MicroBatches(model);
+        model.SequenceBalanceAlpha = job.SeqAuxAlpha;
         jobSha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.SourceText)));
     }
 
@@ -141,6 +142,7 @@ public sealed class Pretrainer
                 MaxLogit = maxLogit,
                 ClippedHeads = clippedHeads,
                 ExpertLoadMaxOverMean = balance,
+                BalanceLoss = micro.BalanceLoss,
                 TokensPerS = stepTokens / Math.Max(1e-9, ms / 1000),
                 Tokens = tokens,
                 Skipped = bad,

@@ -38,6 +38,9 @@ public sealed record StepMetrics
     /// <summary>Tokens this optimizer step consumed: grad_accum_steps · batch_size · seq_len.</summary>
     public long TokensPerStep { get; init; }
 
+    /// <summary>The sequence-wise balance loss (balance.seq_aux_alpha; 0 when off), not included in <see cref="Loss"/>.</summary>
+    public float BalanceLoss { get; init; }
+
     public string ToJson()
     {
         var buffer = new MemoryStream();
@@ -59,6 +62,7 @@ public sealed record StepMetrics
             w.WriteNumber("optimizer_ms", Math.Round(OptimizerMs, 2));
             w.WriteNumber("ns_ms", Math.Round(NewtonSchulzMs, 2));
             w.WriteNumber("tokens_per_step", TokensPerStep);
+            WriteFloat(w, "balance_loss", BalanceLoss);
             w.WriteEndObject();
         }
 
@@ -112,6 +116,7 @@ public sealed record StepMetrics
             OptimizerMs = D("optimizer_ms"),
             NewtonSchulzMs = D("ns_ms"),
             TokensPerStep = r.TryGetProperty("tokens_per_step", out var tps) ? tps.GetInt64() : 0,
+            BalanceLoss = r.TryGetProperty("balance_loss", out var bl) && bl.ValueKind == JsonValueKind.Number ? bl.GetSingle() : 0f,
         };
     }
 
