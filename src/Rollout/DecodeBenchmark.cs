@@ -22,7 +22,10 @@ public static class DecodeBenchmark
     /// <summary>
     /// <paramref name="batch"/> requests of <paramref name="promptTokens"/> random tokens each, <paramref name="newTokens"/>
     /// sampled per request (temperature 1). Prefill: the step that admits all of them (prefill + first token);
-    /// decode: the steps after, one token per sequence each. One small warm-up run first (JIT, buffers).
+    /// decode: the steps after, one token per sequence each. Steady state, as in a long-running rollout server:
+    /// <see cref="WarmupRuns"/> full-size runs first, so that buffers are sized and the JIT's tiered compilation has
+    /// replaced the first, unoptimized code of the hot kernels (a single short warm-up left much of the measured run
+    /// in tier-0 code, about half the speed; docs/BENCHMARKS.md "Rollout").
     /// </summary>
     public static Result Run(ModelConfig config, int batch, int promptTokens, int newTokens, ulong seed = 1, Action<string>? progress = null)
     {
@@ -86,7 +89,11 @@ public static class DecodeBenchmark
         }
 
         progress?.Invoke("warming up...");
-        Once(Math.Min(4, newTokens));
+        for (int i = 0; i < WarmupRuns; i++)
+        {
+            Once(newTokens);
+        }
+
         progress?.Invoke($"measuring batch {batch}, prompt {promptTokens}, new {newTokens}...");
         var (prefillSeconds, decodeSeconds, prefillCpu, decodeCpu) = Once(newTokens);
         progress?.Invoke("prefill phases (s): " + prefillPhases);
@@ -96,6 +103,9 @@ public static class DecodeBenchmark
             batch * (double)(newTokens - 1) / decodeSeconds,
             prefillSeconds, decodeSeconds, ModelThreads.Workers, prefillCpu, decodeCpu, decoder.DecodeSeconds);
     }
+
+    /// <summary>Full-size runs before the measured one.</summary>
+    public const int WarmupRuns = 2;
 
     private static string Phases(StepProfile profile) =>
         string.Join(", ", Enum.GetValues<ModelPhase>().Select(p => $"{p} {profile.Seconds(p):F3}"));

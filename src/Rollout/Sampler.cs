@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace K2RL.Rollout;
 
 /// <summary>
@@ -71,21 +73,31 @@ public static class Sampler
             return Draw(probs[..V], scratch, V, identity: true, total, ref rng);
         }
 
-        // Candidates sorted by logit descending, then id ascending.
+        // Candidates by logit descending, then id ascending: only the top k are ordered when top-k alone filters
+        // (a linear selection, then a sort of those k); top-p alone needs every mass in that order: a full sort.
+        int n = p.TopK > 0 ? Math.Min(p.TopK, V) : V;
         var order = scratch[..V];
+        var keys = MemoryMarshal.Cast<double, ulong>(probs[..V]);   // probs is free until the masses are written
         for (int i = 0; i < V; i++)
         {
-            order[i] = i;
+            keys[i] = RankKey(logits[i], i);
         }
 
-        var logitsCopy = logits.ToArray();
-        order.Sort((a, b) =>
+        if (n < V)
         {
-            int c = logitsCopy[b].CompareTo(logitsCopy[a]);
-            return c != 0 ? c : a.CompareTo(b);
-        });
+            SelectSmallest(keys, n);
+            keys[..n].Sort();
+        }
+        else
+        {
+            keys.Sort();
+        }
 
-        int n = p.TopK > 0 ? Math.Min(p.TopK, V) : V;
+        for (int r = 0; r < n; r++)
+        {
+            order[r] = (int)(uint)keys[r];
+        }
+
         double top = logits[order[0]] * invT;
         double sum = 0;
         for (int r = 0; r < n; r++)
@@ -114,6 +126,75 @@ public static class Sampler
         }
 
         return Draw(probs[..n], order, n, identity: false, sum, ref rng);
+    }
+
+    /// <summary>
+    /// A key whose ascending order is logit descending, then id ascending, as float.CompareTo orders logits:
+    /// −0 and +0 tie, NaN ranks below every number (and NaNs tie).
+    /// </summary>
+    internal static ulong RankKey(float logit, int id)
+    {
+        uint ascending;
+        if (float.IsNaN(logit))
+        {
+            ascending = 0;
+        }
+        else
+        {
+            uint bits = BitConverter.SingleToUInt32Bits(logit + 0f);   // −0 + 0 = +0
+            ascending = (bits & 0x8000_0000u) != 0 ? ~bits : bits | 0x8000_0000u;
+        }
+
+        return ((ulong)~ascending << 32) | (uint)id;
+    }
+
+    /// <summary>
+    /// Moves the n smallest of distinct keys into keys[..n] (in no particular order): quickselect with a
+    /// median-of-three pivot, expected linear time.
+    /// </summary>
+    internal static void SelectSmallest(Span<ulong> keys, int n)
+    {
+        int lo = 0, hi = keys.Length - 1;
+        while (lo < hi)
+        {
+            int mid = lo + (hi - lo) / 2;
+            ulong a = keys[lo], b = keys[mid], c = keys[hi];
+            ulong pivot = Math.Max(Math.Min(a, b), Math.Min(Math.Max(a, b), c));
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (keys[i] < pivot)
+                {
+                    i++;
+                }
+
+                while (keys[j] > pivot)
+                {
+                    j--;
+                }
+
+                if (i <= j)
+                {
+                    (keys[i], keys[j]) = (keys[j], keys[i]);
+                    i++;
+                    j--;
+                }
+            }
+
+            // [lo, j] ≤ pivot ≤ [i, hi]; the boundary n lies in one side (or between them: done)
+            if (n - 1 <= j)
+            {
+                hi = j;
+            }
+            else if (n - 1 >= i)
+            {
+                lo = i;
+            }
+            else
+            {
+                return;
+            }
+        }
     }
 
     private static int Draw(ReadOnlySpan<double> weights, ReadOnlySpan<int> ids, int n, bool identity, double total, ref SamplerRng rng)

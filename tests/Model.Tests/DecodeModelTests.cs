@@ -188,4 +188,72 @@ public class DecodeModelTests(ITestOutputHelper output)
         Assert.Contains("token id -1", e.Message);
         Assert.Equal(2, seq.Length);
     }
+
+    /// <summary>
+    /// At the benchmark's batch (32, where decode cuts its products into column parts run by the model threads
+    /// and runs the shared expert beside the routed ones), a step's logits are the same bits on every run, and
+    /// each sequence's equal its logits decoded alone (≤ 1e-4: an expert's row count may pick another product path).
+    /// </summary>
+    [Fact]
+    public void DecodeAtBatch32IsRepeatableAndAgreesWithDecodingAlone()
+    {
+        var config = ModelTestUtil.Preset("k2-nano");
+        var model = new K2Model(config);
+        model.InitializeWeights(5);
+        int V = config.VocabSize, B = 32, prompt = 6, steps = 3;
+        var rng = new Random(9);
+        var prompts = Enumerable.Range(0, B).Select(_ => Enumerable.Range(0, prompt).Select(_ => rng.Next(V)).ToArray()).ToArray();
+        var next = Enumerable.Range(0, steps).Select(_ => Enumerable.Range(0, B).Select(_ => rng.Next(V)).ToArray()).ToArray();
+
+        float[][] Run(int[] members)
+        {
+            var pool = new KvBlockPool(config, blockTokens: 4, numBlocks: members.Length * 3);
+            var dm = new DecodeModel(config, pool, maxBatch: B);
+            dm.LoadWeights(model.Parameters);
+            var seqs = members.Select(_ => new SequenceCache()).ToArray();
+            foreach (var s in seqs)
+            {
+                for (int i = 0; i < 3; i++)
+                {
+                    Assert.True(pool.TryAllocate(out int blk));
+                    s.Blocks.Add(blk);
+                }
+            }
+
+            var last = new float[members.Length * V];
+            dm.PrefillBatch(seqs, members.SelectMany(m => prompts[m]).ToArray(), members.Select(_ => prompt).ToArray(), last);
+            var logits = new float[steps][];
+            for (int t = 0; t < steps; t++)
+            {
+                logits[t] = new float[members.Length * V];
+                dm.DecodeStep(seqs, members.Select(m => next[t][m]).ToArray(), logits[t]);
+            }
+
+            return logits;
+        }
+
+        var all = Enumerable.Range(0, B).ToArray();
+        var first = Run(all);
+        var second = Run(all);
+        for (int t = 0; t < steps; t++)
+        {
+            Assert.True(first[t].AsSpan().SequenceEqual(second[t]), $"step {t}: two runs of the same batch differ");
+        }
+
+        double worst = 0;
+        foreach (int m in new[] { 0, 13, 31 })
+        {
+            var alone = Run([m]);
+            for (int t = 0; t < steps; t++)
+            {
+                for (int v = 0; v < V; v++)
+                {
+                    worst = Math.Max(worst, Math.Abs(alone[t][v] - first[t][m * V + v]));
+                }
+            }
+        }
+
+        output.WriteLine($"batch 32 vs alone: max |logit diff| {worst:E2}");
+        Assert.True(worst <= 1e-4, $"batch 32 vs alone differ by {worst}");
+    }
 }

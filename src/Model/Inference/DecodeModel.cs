@@ -38,7 +38,11 @@ public sealed class DecodeModel
     private readonly float[][] workProbs;        // per worker [H, maxPos]
     private IReadOnlyList<SequenceCache> stepSeqs = [];
     private int stepLayer;
-    private readonly Action<int, int> decodeAttention, prefillHead;
+    private readonly Action<int, int> decodeAttention, prefillHead, projectPart;
+
+    // decode products: the one in flight, cut into column parts run by ModelThreads (see Project)
+    private float[] projOut = [], projIn = [];
+    private int projWeight, projRows, projInFeatures, projOutFeatures, projParts;
 
     // prefill: arguments of the call in flight (per sequence: first row, token count, start position, context offset)
     private IReadOnlyList<SequenceCache> pfSeqs = [];
@@ -96,6 +100,7 @@ public sealed class DecodeModel
 
         decodeAttention = DecodeAttention;
         prefillHead = PrefillHead;
+        projectPart = ProjectPart;
     }
 
     public ModelConfig Config => config;
@@ -387,7 +392,9 @@ public sealed class DecodeModel
 
         stepSeqs = [];
         long th = StepProfile.Now;
-        Head(w.X.AsSpan(0, B * D), w.Ln, B, logits);
+        RmsNorm.Forward(w.Ln.AsSpan(0, B * D), rstdHead.AsSpan(0, B), w.X.AsSpan(0, B * D), P(normOffset, D), B, D, eps);
+        Project(w, w.Logits, w.Ln, headOffset, B, D, V);
+        w.Logits.AsSpan(0, B * V).CopyTo(logits);
         prof.Lap(ModelPhase.HeadAndLoss, th);
     }
 
@@ -440,19 +447,18 @@ public sealed class DecodeModel
         RmsNorm.Forward(w.Ln, w.Rstd, w.X, P(s.InputNorm, D), n, D, eps);
         if (hasQLora)
         {
-            Linear.Forward(w.Qa, w.Ln, P(s.QA, Rq * D), n, D, Rq);
+            Project(w, w.Qa, w.Ln, s.QA, n, D, Rq);
             RmsNorm.Forward(w.QaN, w.Rstd, w.Qa, P(s.QANorm, Rq), n, Rq, eps);
-            Linear.Forward(w.Q, w.QaN, P(s.QB, HQ * Rq), n, Rq, HQ);
+            Project(w, w.Q, w.QaN, s.QB, n, Rq, HQ);
         }
         else
         {
-            Linear.Forward(w.Q, w.Ln, P(s.Q, HQ * D), n, D, HQ);
+            Project(w, w.Q, w.Ln, s.Q, n, D, HQ);
         }
 
         Rope.Apply(w.Q, pos, ropeCos, ropeSin, n, HQ, H, Dn + Dr, Dn, Dr);
-        var wKvA = P(s.KvA, RD * D);
-        Linear.Forward(w.CRaw, w.Ln, wKvA[..(R * D)], n, D, R);
-        Linear.Forward(w.Kpe, w.Ln, wKvA[(R * D)..], n, D, Dr);
+        Project(w, w.CRaw, w.Ln, s.KvA, n, D, R);
+        Project(w, w.Kpe, w.Ln, s.KvA + R * D, n, D, Dr);
         Rope.Apply(w.Kpe, pos, ropeCos, ropeSin, n, Dr, 1, Dr, 0, Dr);
         RmsNorm.Forward(w.CN, w.Rstd, w.CRaw, P(s.KvNorm, R), n, R, eps);
     }
@@ -485,7 +491,7 @@ public sealed class DecodeModel
     private void FinishLayer(Work w, LayerSlots s, int n)
     {
         long t0 = StepProfile.Now;
-        Linear.Forward(w.Tmp, w.AttnOut, P(s.O, D * H * Dv), n, H * Dv, D);
+        Project(w, w.Tmp, w.AttnOut, s.O, n, H * Dv, D);
         AddInPlace(w.X, w.Tmp, n * D);
         RmsNorm.Forward(w.Ln, w.Rstd, w.X, P(s.PostNorm, D), n, D, eps);
         t0 = Profile.Lap(ModelPhase.AttentionProjections, t0);
@@ -496,7 +502,18 @@ public sealed class DecodeModel
         else
         {
             int I = config.IntermediateSize;
-            SwiGluMlp.Forward(w.Tmp, w.G, w.U, w.Hd, w.Ln, P(s.MlpGate, I * D), P(s.MlpUp, I * D), P(s.MlpDown, D * I), n, D, I);
+            if (w == decode)
+            {
+                // SwiGluMlp.Forward's products, each cut over ModelThreads (the same bits)
+                Project(w, w.G, w.Ln, s.MlpGate, n, D, I);
+                Project(w, w.U, w.Ln, s.MlpUp, n, D, I);
+                SwiGlu.Forward(w.Hd, w.G, w.U, n * I);
+                Project(w, w.Tmp, w.Hd, s.MlpDown, n, I, D);
+            }
+            else
+            {
+                SwiGluMlp.Forward(w.Tmp, w.G, w.U, w.Hd, w.Ln, P(s.MlpGate, I * D), P(s.MlpUp, I * D), P(s.MlpDown, D * I), n, D, I);
+            }
             Profile.Lap(ModelPhase.DenseMlp, t0);
         }
 
@@ -509,6 +526,55 @@ public sealed class DecodeModel
         var ln = scratch.AsSpan(0, n * D);
         RmsNorm.Forward(ln, rstdHead.AsSpan(0, n), x, P(normOffset, D), n, D, eps);
         Linear.Forward(logits, ln, P(headOffset, V * D), n, D, V);
+    }
+
+    /// <summary>
+    /// output[n, Out] = input[n, In] · W[Out, In]ᵀ with W at weightOffset in the parameters. Prefill: the packed
+    /// GEMM on the kernel threads. Decode: the same GEMM, one thread per call, over column parts run by
+    /// <see cref="ModelThreads"/>, so a decode step keeps one pool busy instead of two pools on the same cores
+    /// (the kernel threads' idle spin between GEMMs took ~19 % of decode CPU while the model threads ran the
+    /// experts; docs/BENCHMARKS.md "Rollout"). Every element's reduction is the packed GEMM's whatever the
+    /// column range, so the bits equal Linear.Forward's.
+    /// </summary>
+    private void Project(Work w, float[] output, float[] input, int weightOffset, int n, int In, int Out)
+    {
+        if (w != decode)
+        {
+            Linear.Forward(output, input, P(weightOffset, Out * In), n, In, Out);
+            return;
+        }
+
+        projOut = output;
+        projIn = input;
+        projWeight = weightOffset;
+        projRows = n;
+        projInFeatures = In;
+        projOutFeatures = Out;
+        long flops = 2L * n * In * Out;
+        projParts = flops < ProjectParallelMinFlops ? 1 : Math.Min(ProjectMaxParts, (Out + ProjectPartColumns - 1) / ProjectPartColumns);
+        ModelThreads.For(projParts, projectPart, parallel: projParts > 1);
+        projOut = projIn = [];
+    }
+
+    /// <summary>Decode products below this many flops run on the calling thread alone.</summary>
+    private const long ProjectParallelMinFlops = 1L << 19;
+
+    /// <summary>Column parts of a decode product: at most this many, each a multiple of 16 columns (the GEMM tile).</summary>
+    private const int ProjectMaxParts = 8, ProjectPartColumns = 32;
+
+    private void ProjectPart(int part, int worker)
+    {
+        int Out = projOutFeatures, In = projInFeatures;
+        int per = (Out + projParts - 1) / projParts;
+        per = (per + 15) / 16 * 16;
+        int j0 = Math.Min(Out, part * per), j1 = Math.Min(Out, j0 + per);
+        if (j1 <= j0)
+        {
+            return;
+        }
+
+        Gemm.Multiply(GemmOp.NT, projOut.AsSpan(j0), Out, projIn, In, P(projWeight + j0 * In, (j1 - j0) * In), In, projRows, j1 - j0, In,
+            false, maxThreads: 1);
     }
 
     private static void AddInPlace(Span<float> acc, ReadOnlySpan<float> b, int n) =>
@@ -577,6 +643,7 @@ public sealed class DecodeModel
             AttnOut = new float[C * m.H * m.Dv];
             QCat = new float[contextCapacity == 0 ? C * m.H * m.RD : 0];
             Ctx = new float[contextCapacity == 0 ? C * m.H * m.R : 0];
+            Logits = new float[contextCapacity == 0 ? C * m.V : 0];
             bool anyDense = Enumerable.Range(0, m.L).Any(l => !m.layerSlots[l].IsMoe);
             bool anyMoe = Enumerable.Range(0, m.L).Any(l => m.layerSlots[l].IsMoe);
             G = new float[anyDense ? C * I : 0];
@@ -607,6 +674,7 @@ public sealed class DecodeModel
         public float[] AttnOut { get; }     // [C, H*Dv]
         public float[] QCat { get; }        // decode [C, H, R+Dr] absorbed query | q_pe
         public float[] Ctx { get; }         // decode [C, H, R] Σ p c
+        public float[] Logits { get; }      // decode [C, V]
         public float[] G { get; }           // [C, I]
         public float[] U { get; }           // [C, I]
         public float[] Hd { get; }          // [C, I]

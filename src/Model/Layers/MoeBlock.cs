@@ -52,7 +52,7 @@ public sealed class MoeBlock
     private LayerSlots slots = null!;
     private float[] xIn = [], outBuf = [], dOutBuf = [], dXBuf = [];
     private int tokens;
-    private readonly Action<int, int> forwardExpert, backwardExpert, combine, mixBackward, scatter;
+    private readonly Action<int, int> forwardExpert, forwardInference, backwardExpert, combine, mixBackward, scatter;
 
     private readonly StepProfile profile;
 
@@ -117,6 +117,7 @@ public sealed class MoeBlock
 
         balanceF = new double[E];
         forwardExpert = ForwardExpert;
+        forwardInference = ForwardInference;
         backwardExpert = BackwardExpert;
         combine = Combine;
         mixBackward = MixBackward;
@@ -186,23 +187,50 @@ public sealed class MoeBlock
         xIn = x;
         outBuf = output;
         tokens = N;
-        ModelThreads.For(E, forwardExpert);   // gathers its own tokens, then three GEMMs
-        t0 = profile.Lap(ModelPhase.MoeExperts, t0);
+        if (inference)
+        {
+            // one parallel region for the shared expert (item 0, the largest, claimed first) and the routed
+            // experts, each on one thread: no kernel-thread GEMM in between (ModelThreads only; same bits)
+            ModelThreads.For(E + 1, forwardInference);
+            t0 = profile.Lap(ModelPhase.MoeExperts, t0);
+        }
+        else
+        {
+            ModelThreads.For(E, forwardExpert);   // gathers its own tokens, then three GEMMs
+            t0 = profile.Lap(ModelPhase.MoeExperts, t0);
+            SharedForward(output, x, N, threads: 0);
+            t0 = profile.Lap(ModelPhase.SharedExpert, t0);
+        }
 
+        ModelThreads.For(TokenChunks, combine, parallel: N * K * D >= ParallelMinFloats);
+        profile.Lap(ModelPhase.MoeRouting, t0);
+        xIn = outBuf = dOutBuf = dXBuf = [];
+    }
+
+    private void ForwardInference(int item, int worker)
+    {
+        if (item == 0)
+        {
+            SharedForward(outBuf, xIn, tokens, threads: 1);
+        }
+        else
+        {
+            ForwardExpert(item - 1, worker);
+        }
+    }
+
+    /// <summary>output[N, D] = the shared expert of x (assigned; zeros without one).</summary>
+    private void SharedForward(float[] output, float[] x, int N, int threads)
+    {
         if (Fs > 0)
         {
             SwiGluMlp.Forward(output, gs, us, hs, x, P(slots.SharedGate, Fs * D), P(slots.SharedUp, Fs * D),
-                P(slots.SharedDown, D * Fs), N, D, Fs, gu: guS, wGateUp: GateUp(slots.SharedGate, slots.SharedUp, Fs));
+                P(slots.SharedDown, D * Fs), N, D, Fs, threads: threads, gu: guS, wGateUp: GateUp(slots.SharedGate, slots.SharedUp, Fs));
         }
         else
         {
             output.AsSpan(0, N * D).Clear();
         }
-
-        t0 = profile.Lap(ModelPhase.SharedExpert, t0);
-        ModelThreads.For(TokenChunks, combine, parallel: N * K * D >= ParallelMinFloats);
-        profile.Lap(ModelPhase.MoeRouting, t0);
-        xIn = outBuf = dOutBuf = dXBuf = [];
     }
 
     /// <summary>
@@ -329,7 +357,7 @@ public sealed class MoeBlock
     private void Route(float[] x, int N)
     {
         var s = scores.AsSpan(0, N * E);
-        Linear.Forward(s, x, P(slots.Router, E * D), N, D, E);
+        Linear.Forward(s, x, P(slots.Router, E * D), N, D, E, threads: inference ? 1 : 0);
         var bias = P(slots.RouterBias, E);
         TensorPrimitives.Sigmoid(s, s);
 
