@@ -126,26 +126,6 @@ public class CorpusMixTests
         Assert.True(grouped.Encode("1234567890").Length < 10);
     }
 
-    [Fact]
-    public void TokenizerTrainingSpendsNoRankOnSpecialTokenText()
-    {
-        var corpus = SyntheticCorpus.FromGym();
-        var docs = Enumerable.Range(0, 300).Select(i => corpus.Generators[i % 2 == 0 ? "arithmetic" : "tool_use"](i, 1)).ToList();
-        Assert.Contains(docs, d => d.Contains(SpecialTokens.ImMiddle, StringComparison.Ordinal));
-        var encoder = BpeTextEncoder.Create("train", 400, () => docs, splitDigits: true);
-        for (int id = 0; id < encoder.Tokenizer.RankCount; id++)
-        {
-            string text = System.Text.Encoding.UTF8.GetString(encoder.Tokenizer.TokenBytes(id));
-            Assert.DoesNotContain("<|", text);
-            Assert.DoesNotContain("|>", text);
-        }
-
-        // Trained on the raw documents, ranks go to spelling specials that documents encode as single ids.
-        var raw = BpeTokenizer.Train(docs, 400, pattern: PreTokenizer.SplitDigitsPattern);
-        Assert.Contains(Enumerable.Range(0, raw.RankCount), id => System.Text.Encoding.UTF8.GetString(raw.TokenBytes(id)).Contains("|>", StringComparison.Ordinal));
-        Assert.True(docs.Sum(d => encoder.Encode(d).Length) < docs.Sum(d => raw.Encode(d, allowSpecial: true).Length));
-    }
-
     /// <summary>
     /// A training document for a task is exactly the prompt eval-base sends (the prompt messages in the chat format,
     /// then the assistant header, as <see cref="K2RL.Rollout.EnginePolicy"/> encodes them), followed by the worked

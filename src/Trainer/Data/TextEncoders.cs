@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using K2RL.Common;
 using K2RL.Model.Tokenization;
 
@@ -43,7 +42,7 @@ public sealed class BpeTextEncoder(BpeTokenizer tokenizer) : ITextEncoder
         var tok = spec switch
         {
             "bytes" => BpeTokenizer.ByteLevel(),
-            "train" => BpeTokenizer.Train(TextBetweenSpecials(sample()), vocabSize, pattern: PreTokenizer.Pattern(splitDigits), log: log),
+            "train" => BpeTokenizer.Train(sample(), vocabSize, pattern: PreTokenizer.Pattern(splitDigits), log: log),
             _ => BpeTokenizer.Load(spec),
         };
         if (tok.VocabSize > vocabSize)
@@ -52,26 +51,5 @@ public sealed class BpeTextEncoder(BpeTokenizer tokenizer) : ITextEncoder
         }
 
         return new BpeTextEncoder(tok);
-    }
-
-    private static readonly Regex SpecialText = new(string.Join('|', SpecialTokens.All.Select(Regex.Escape)), RegexOptions.CultureInvariant);
-
-    /// <summary>
-    /// The runs of ordinary text between special-token strings. Documents encode each special as one id, so BPE
-    /// trained on the raw chat documents would spend ranks spelling "&lt;|", "_middle", "|&gt;&lt;|" (a 512 vocab
-    /// lost dozens of its ~245 merges that way); trained on these runs, every merge goes to text the model sees.
-    /// </summary>
-    public static IEnumerable<string> TextBetweenSpecials(IEnumerable<string> documents)
-    {
-        foreach (string document in documents)
-        {
-            foreach (string run in SpecialText.Split(document))
-            {
-                if (run.Length > 0)
-                {
-                    yield return run;
-                }
-            }
-        }
     }
 }
