@@ -82,10 +82,12 @@ public sealed class GymEvalCommandTests : IDisposable
             "--max-new-tokens", "5", "--seed", "2");
         Assert.True(code == 0, err);
         var rows = lines.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
-        Assert.Equal(["arithmetic", "list_ops"], rows.Select(r => r.GetProperty("kind").GetString()));
+        // One row per kind and difficulty (default 1 2 3), so RL can see where the reward is non-zero.
+        Assert.Equal(["arithmetic/1", "arithmetic/2", "arithmetic/3", "list_ops/1", "list_ops/2", "list_ops/3"],
+            rows.Select(r => $"{r.GetProperty("kind").GetString()}/{r.GetProperty("difficulty").GetInt32()}"));
         Assert.All(rows, r => Assert.Equal(3, r.GetProperty("tasks").GetInt32()));
         Assert.All(rows, r => Assert.InRange(r.GetProperty("mean_response_tokens").GetDouble(), 1, 5));
-        Assert.Contains("arithmetic sample: ", err);
+        Assert.Contains("arithmetic d1 sample: ", err);
 
         // The same held-out tasks, greedy, through gym eval: the same number correct.
         var (code2, json, err2) = await Run("gym", "eval", "arithmetic", "--checkpoint", dir, "--n", "3", "--task-seed", "2",
@@ -95,6 +97,22 @@ public sealed class GymEvalCommandTests : IDisposable
         Assert.Equal(rows[0].GetProperty("accuracy").GetDouble(), doc.RootElement.GetProperty("accuracy").GetDouble(), 9);
         Assert.Equal(rows[0].GetProperty("mean_response_tokens").GetDouble(),
             doc.RootElement.GetProperty("tokens").GetInt64() / 3.0, 1);
+    }
+
+    [Fact]
+    public async Task EvalBaseReportsTheDifficultiesAskedFor()
+    {
+        Checksums.WriteManifest(dir);
+        var (code, lines, err) = await Run("eval-base", "--checkpoint", dir, "--task", "countdown", "--tasks", "2",
+            "--difficulty", "2", "4", "--max-new-tokens", "3");
+        Assert.True(code == 0, err);
+        var rows = lines.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal([2, 4], rows.Select(r => r.GetProperty("difficulty").GetInt32()));
+        Assert.Contains("countdown d4 sample: ", err);
+
+        var (code2, _, err2) = await Run("eval-base", "--checkpoint", dir, "--difficulty", "0");
+        Assert.Equal(1, code2);
+        Assert.Contains("--difficulty must be >= 1", err2);
     }
 
     [Fact]

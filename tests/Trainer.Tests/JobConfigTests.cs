@@ -5,7 +5,7 @@ namespace K2RL.Trainer.Tests;
 
 public class JobConfigTests
 {
-    private static (string Path, TestUtil.TempDir Dir) Write(string body)
+    internal static (string Path, TestUtil.TempDir Dir) Write(string body)
     {
         var dir = new TestUtil.TempDir();
         var cfg = TestUtil.TestConfig() with { VocabSize = 272 };
@@ -15,7 +15,7 @@ public class JobConfigTests
         return (path, dir);
     }
 
-    private static ConfigException Reject(string body)
+    internal static ConfigException Reject(string body)
     {
         var (path, dir) = Write(body);
         using (dir)

@@ -31,20 +31,23 @@ public sealed class PretrainCommand : ICommandProvider
         yield return EvalCommand(context);
     }
 
-    internal sealed record EvalOptions(string Checkpoint, string[] Kinds, int Tasks, int Difficulty, int MaxNewTokens, long Seed);
+    internal sealed record EvalOptions(string Checkpoint, string[] Kinds, int Tasks, int[] Difficulties, int MaxNewTokens, long Seed);
 
     private static Command EvalCommand(CliContext context)
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "A checkpoint folder (runs/NAME/checkpoints/step-N) or a run directory (its LATEST)", Required = true };
         var kinds = new Option<string[]>("--task") { Description = "Task kinds (default: arithmetic countdown list_ops)", AllowMultipleArgumentsPerToken = true };
         var tasks = new Option<int>("--tasks") { Description = "Held-out tasks per kind", DefaultValueFactory = _ => 50 };
-        var difficulty = new Option<int>("--difficulty") { Description = "Task difficulty", DefaultValueFactory = _ => 1 };
+        var difficulty = new Option<int[]>("--difficulty")
+        {
+            Description = "Task difficulties, each reported on its own (default: 1 2 3)", AllowMultipleArgumentsPerToken = true,
+        };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "Greedy decoding budget per response", DefaultValueFactory = _ => 256 };
         var seed = new Option<long>("--seed") { Description = "First task seed", DefaultValueFactory = _ => 1 };
         var command = new Command("eval-base", "Held-out accuracy of a pretrained base on the synthetic tasks (greedy decoding, Gym verifiers)")
             { checkpoint, kinds, tasks, difficulty, maxNew, seed };
         command.SetAction(parse => Eval(context, new EvalOptions(parse.GetValue(checkpoint)!, parse.GetValue(kinds) ?? [],
-            parse.GetValue(tasks), parse.GetValue(difficulty), parse.GetValue(maxNew), parse.GetValue(seed))));
+            parse.GetValue(tasks), parse.GetValue(difficulty) ?? [], parse.GetValue(maxNew), parse.GetValue(seed))));
         return command;
     }
 
@@ -71,13 +74,20 @@ public sealed class PretrainCommand : ICommandProvider
         }
         var tokenizer = K2RL.Model.Tokenization.BpeTokenizer.Load(dir);
         string[] kinds = options.Kinds.Length > 0 ? options.Kinds : ["arithmetic", "countdown", "list_ops"];
-        var results = HeldOutEval.Run(config, parameters, tokenizer, kinds, options.Tasks, options.Difficulty, options.MaxNewTokens,
+        int[] difficulties = options.Difficulties.Length > 0 ? options.Difficulties : [1, 2, 3];
+        if (difficulties.Any(d => d < 1))
+        {
+            throw new ConfigException($"--difficulty must be >= 1, got {string.Join(' ', difficulties)}");
+        }
+
+        var results = HeldOutEval.Run(config, parameters, tokenizer, kinds, options.Tasks, difficulties, options.MaxNewTokens,
             options.Seed, line => context.Error.WriteLine(line));
         foreach (var r in results)
         {
             context.Out.WriteLine(System.Text.Json.JsonSerializer.Serialize(new
             {
                 kind = r.Kind,
+                difficulty = r.Difficulty,
                 tasks = r.Tasks,
                 correct = r.Correct,
                 accuracy = Math.Round(r.Accuracy, 4),
@@ -163,7 +173,7 @@ public sealed class PretrainCommand : ICommandProvider
         }
 
         var encoder = BpeTextEncoder.Create(job.Tokenizer, job.Model.VocabSize, () => TokenizerSample(job, corpus),
-            line => log.Information("tokenizer: {Line}", line));
+            line => log.Information("tokenizer: {Line}", line), job.SplitDigits);
         if (job.Tokenizer == "train")
         {
             encoder.Tokenizer.Save(saved);

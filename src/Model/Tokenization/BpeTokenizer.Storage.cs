@@ -64,6 +64,7 @@ public sealed partial class BpeTokenizer
         json.WriteNumber("num_base_tokens", ranks.Length);
         json.WriteNumber("vocab_size", VocabSize);
         json.WriteString("pattern", Pattern);
+        json.WriteBoolean("split_digits", SplitsDigits);
         json.WriteStartObject("special_tokens");
         foreach (var (token, id) in specialIds.OrderBy(p => p.Value))
         {
@@ -237,7 +238,15 @@ public sealed partial class BpeTokenizer
                 throw new CorruptFileException(path, $"num_base_tokens is {baseTokens.GetRawText()} but the rank file has {rankCount} ranks");
             }
 
-            string pattern = PreTokenizer.DefaultPattern;
+            bool? splitDigits = null;
+            if (root.TryGetProperty("split_digits", out var splitElement))
+            {
+                splitDigits = splitElement.ValueKind is JsonValueKind.True or JsonValueKind.False
+                    ? splitElement.GetBoolean()
+                    : throw new CorruptFileException(path, $"split_digits: expected true or false, got {splitElement.GetRawText()}");
+            }
+
+            string pattern = PreTokenizer.Pattern(splitDigits ?? false);
             if (root.TryGetProperty("pattern", out var patternElement))
             {
                 pattern = patternElement.ValueKind == JsonValueKind.String
@@ -250,6 +259,13 @@ public sealed partial class BpeTokenizer
                 catch (ArgumentException e)
                 {
                     throw new CorruptFileException(path, $"pattern: not a valid .NET regex: {e.Message}");
+                }
+
+                if (splitDigits is { } split && split != (pattern == PreTokenizer.SplitDigitsPattern))
+                {
+                    throw new CorruptFileException(path, split
+                        ? "split_digits is true but the pattern is not the digit-splitting one (PreTokenizer.SplitDigitsPattern)"
+                        : "split_digits is false but the pattern is the digit-splitting one");
                 }
             }
 

@@ -86,6 +86,9 @@ public sealed partial class BpeTokenizer
     /// <summary>The pre-tokenization regex.</summary>
     public string Pattern { get; }
 
+    /// <summary>Whether the pattern is <see cref="PreTokenizer.SplitDigitsPattern"/>: every digit its own token.</summary>
+    public bool SplitsDigits => Pattern == PreTokenizer.SplitDigitsPattern;
+
     /// <summary>Special tokens by text.</summary>
     public IReadOnlyDictionary<string, int> SpecialTokenIds => specialIds;
 

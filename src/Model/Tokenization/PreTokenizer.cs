@@ -6,7 +6,9 @@ namespace K2RL.Model.Tokenization;
 /// The split applied before BPE: text is cut into pieces (words with their leading space or punctuation
 /// mark, runs of up to three digits, punctuation runs, whitespace runs, runs of Han characters), and merges
 /// never cross a piece boundary. The pattern follows the GPT-4o/Kimi family but is our own; .NET regex has
-/// no script classes, so Han is the CJK ideograph blocks.
+/// no script classes, so Han is the CJK ideograph blocks. <see cref="SplitDigitsPattern"/> is the same split
+/// with every digit a piece of its own (as LLaMA's tokenizer does), so BPE never merges digits: a number is
+/// one token per digit, which is what column arithmetic over digits needs in a small model.
 /// </summary>
 public static class PreTokenizer
 {
@@ -16,15 +18,27 @@ public static class PreTokenizer
     private const string Contraction = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)?";
 
     /// <summary>The default pattern; a tokenizer records the one it was trained with in its config.</summary>
-    public const string DefaultPattern =
+    public const string DefaultPattern = Words + @"|\p{N}{1,3}" + Rest;
+
+    /// <summary>
+    /// <see cref="DefaultPattern"/> with each digit (any \p{N} char) a piece of its own. No other alternative can
+    /// take a digit, so an ASCII digit is always a one-byte piece and no merge ever contains one.
+    /// </summary>
+    public const string SplitDigitsPattern = Words + @"|\p{N}" + Rest;
+
+    private const string Words =
         "[" + Han + "]+"
         + @"|[^\r\n\p{L}\p{N}]?" + Upper + "*" + Lower + "+" + Contraction
-        + @"|[^\r\n\p{L}\p{N}]?" + Upper + "+" + Lower + "*" + Contraction
-        + @"|\p{N}{1,3}"
-        + @"| ?[^\s\p{L}\p{N}]+[\r\n]*"
+        + @"|[^\r\n\p{L}\p{N}]?" + Upper + "+" + Lower + "*" + Contraction;
+
+    private const string Rest =
+        @"| ?[^\s\p{L}\p{N}]+[\r\n]*"
         + @"|\s*[\r\n]+"
         + @"|\s+(?!\S)"
         + @"|\s+";
+
+    /// <summary>The pattern for a tokenizer that does or does not split digits.</summary>
+    public static string Pattern(bool splitDigits) => splitDigits ? SplitDigitsPattern : DefaultPattern;
 
     internal static Regex Compile(string pattern) =>
         new(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);

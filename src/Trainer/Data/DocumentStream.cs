@@ -23,6 +23,7 @@ public sealed record DataCursor
 /// <summary>
 /// A deterministic stream of documents: document n's source (file or synthetic) and, if synthetic, its kind,
 /// difficulty and task seed are hashes of (seed, n); files are read in order, forever, one document at a time.
+/// Kinds and difficulties are drawn uniformly unless the settings weight them (<see cref="MixWeights"/>).
 /// </summary>
 public sealed class DocumentStream
 {
@@ -30,6 +31,8 @@ public sealed class DocumentStream
     private readonly DataSettings settings;
     private readonly SyntheticCorpus corpus;
     private readonly string[] kinds;
+    private readonly double[]? kindCumulative;        // [kinds] cumulative task weights; null: uniform
+    private readonly double[]? difficultyCumulative;  // [max difficulty] cumulative difficulty weights; null: uniform
     private IEnumerator<string>? fileDocs;
 
     public DocumentStream(ulong seed, DataSettings settings, SyntheticCorpus corpus)
@@ -44,6 +47,21 @@ public sealed class DocumentStream
             {
                 throw new ConfigException($"synthetic task \"{k}\" is not available (have: {string.Join(", ", corpus.Kinds)})");
             }
+        }
+
+        if (settings.TaskWeights is { } taskWeights)
+        {
+            kindCumulative = MixWeights.Cumulative(kinds.Select(k => taskWeights.GetValueOrDefault(k, 1f)).ToArray());
+        }
+
+        if (settings.DifficultyWeights is { } difficultyWeights)
+        {
+            if (difficultyWeights.Count != settings.SyntheticMaxDifficulty)
+            {
+                throw new ConfigException($"{difficultyWeights.Count} difficulty weights for max_difficulty {settings.SyntheticMaxDifficulty}");
+            }
+
+            difficultyCumulative = MixWeights.Cumulative(difficultyWeights);
         }
     }
 
@@ -75,8 +93,11 @@ public sealed class DocumentStream
             return (NextFileDocument(), "file");
         }
 
-        string kind = kinds[(int)(Hash(seed, (ulong)n, 2) % (ulong)kinds.Length)];
-        int difficulty = 1 + (int)(Hash(seed, (ulong)n, 3) % (ulong)settings.SyntheticMaxDifficulty);
+        ulong kindHash = Hash(seed, (ulong)n, 2), difficultyHash = Hash(seed, (ulong)n, 3);
+        string kind = kinds[kindCumulative is null ? (int)(kindHash % (ulong)kinds.Length) : MixWeights.Pick(kindCumulative, Unit(kindHash))];
+        int difficulty = 1 + (difficultyCumulative is null
+            ? (int)(difficultyHash % (ulong)settings.SyntheticMaxDifficulty)
+            : MixWeights.Pick(difficultyCumulative, Unit(difficultyHash)));
         long taskSeed = (long)(Hash(seed, (ulong)n, 4) >> 1);
         return (corpus.Generators[kind](taskSeed, difficulty), kind);
     }

@@ -34,14 +34,15 @@ public sealed class BpeTextEncoder(BpeTokenizer tokenizer) : ITextEncoder
 
     /// <summary>
     /// The job's tokenizer: "bytes" (byte-level, no training), "train" (BPE trained to the model's vocab_size on
-    /// <paramref name="sample"/> documents), or a tokenizer directory.
+    /// <paramref name="sample"/> documents, every digit its own token when <paramref name="splitDigits"/>), or a
+    /// tokenizer directory (its saved pattern decides the split).
     /// </summary>
-    public static BpeTextEncoder Create(string spec, int vocabSize, Func<IEnumerable<string>> sample, Action<string>? log = null)
+    public static BpeTextEncoder Create(string spec, int vocabSize, Func<IEnumerable<string>> sample, Action<string>? log = null, bool splitDigits = false)
     {
         var tok = spec switch
         {
             "bytes" => BpeTokenizer.ByteLevel(),
-            "train" => BpeTokenizer.Train(sample(), vocabSize, log: log),
+            "train" => BpeTokenizer.Train(sample(), vocabSize, pattern: PreTokenizer.Pattern(splitDigits), log: log),
             _ => BpeTokenizer.Load(spec),
         };
         if (tok.VocabSize > vocabSize)

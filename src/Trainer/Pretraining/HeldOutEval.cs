@@ -5,8 +5,8 @@ using K2RL.Rollout;
 
 namespace K2RL.Trainer.Pretraining;
 
-/// <summary>Accuracy of a base model on one synthetic task kind's held-out split.</summary>
-public sealed record TaskAccuracy(string Kind, int Tasks, int Correct, int WithAnswerLine, double MeanResponseTokens)
+/// <summary>Accuracy of a base model on one synthetic task kind's held-out split at one difficulty.</summary>
+public sealed record TaskAccuracy(string Kind, int Difficulty, int Tasks, int Correct, int WithAnswerLine, double MeanResponseTokens)
 {
     public double Accuracy => Tasks == 0 ? 0 : (double)Correct / Tasks;
 }
@@ -14,7 +14,7 @@ public sealed record TaskAccuracy(string Kind, int Tasks, int Correct, int WithA
 /// <summary>
 /// Held-out accuracy of a pretrained base: greedy decoding of the assistant turn for held-out Gym tasks with the
 /// rollout engine (<see cref="EnginePolicy"/>, the policy <c>k2rl gym eval</c> uses; a kind's tasks in one batch),
-/// scored by each task's verifier. Single-turn synthetic kinds only; <c>k2rl gym eval</c> covers every environment
+/// scored by each task's verifier, one result per (kind, difficulty) so RL can start where the reward is non-zero. Single-turn synthetic kinds only; <c>k2rl gym eval</c> covers every environment
 /// (tool_use's tool loop, code's sandbox) with pass@k.
 /// </summary>
 public static class HeldOutEval
@@ -27,7 +27,7 @@ public static class HeldOutEval
     };
 
     public static List<TaskAccuracy> Run(ModelConfig config, float[] parameters, BpeTokenizer tokenizer,
-        IEnumerable<string> kinds, int perKind, int difficulty, int maxNewTokens, long seed, Action<string>? log = null,
+        IEnumerable<string> kinds, int perKind, IReadOnlyList<int> difficulties, int maxNewTokens, long seed, Action<string>? log = null,
         int batch = 16)
     {
         var registry = GymRegistry.CreateDefault();
@@ -44,36 +44,46 @@ public static class HeldOutEval
                 throw new K2RL.Common.ConfigException($"held-out evaluation supports {string.Join(", ", Verifiers.Keys)}; not \"{kind}\"");
             }
 
-            var tasks = Enumerable.Range(0, perKind)
-                .Select(i => generator.Generate(seed + i, Split.HeldOut, Math.Min(difficulty, generator.MaxDifficulty))).ToList();
-            long tokensBefore = policy.Stats.Tokens;
-            var texts = policy.GenerateAsync(tasks.Select((t, i) => new PolicyRequest(t.PromptMessages(), [], i, 0)).ToList())
-                .GetAwaiter().GetResult();
-            policy.Clear();
-            int correct = 0, answered = 0;
-            for (int i = 0; i < perKind; i++)
+            foreach (int difficulty in difficulties.Select(d => Math.Clamp(d, 1, generator.MaxDifficulty)).Distinct())
             {
-                string text = texts[i];
-                if (AnswerExtractor.TryExtract(text, out _))
-                {
-                    answered++;
-                }
-
-                if (verifier.VerifyAsync(new VerifyRequest(text, tasks[i])).AsTask().GetAwaiter().GetResult().Passed)
-                {
-                    correct++;
-                }
-
-                if (i == 0)
-                {
-                    log?.Invoke($"{kind} sample: {tasks[i].Prompt.ReplaceLineEndings(" ")} => {text.ReplaceLineEndings(" ")} (reference {tasks[i].Answer})");
-                }
+                results.Add(RunOne(policy, generator, verifier, perKind, difficulty, seed, log));
             }
-
-            long tokens = policy.Stats.Tokens - tokensBefore;
-            results.Add(new TaskAccuracy(kind, perKind, correct, answered, perKind == 0 ? 0 : (double)tokens / perKind));
         }
 
         return results;
+    }
+
+    private static TaskAccuracy RunOne(EnginePolicy policy, ITaskGenerator generator, IVerifier verifier, int perKind, int difficulty,
+        long seed, Action<string>? log)
+    {
+        string kind = generator.Kind;
+        var tasks = Enumerable.Range(0, perKind)
+            .Select(i => generator.Generate(seed + i, Split.HeldOut, difficulty)).ToList();
+        long tokensBefore = policy.Stats.Tokens;
+        var texts = policy.GenerateAsync(tasks.Select((t, i) => new PolicyRequest(t.PromptMessages(), [], i, 0)).ToList())
+            .GetAwaiter().GetResult();
+        policy.Clear();
+        int correct = 0, answered = 0;
+        for (int i = 0; i < perKind; i++)
+        {
+            string text = texts[i];
+            if (AnswerExtractor.TryExtract(text, out _))
+            {
+                answered++;
+            }
+
+            if (verifier.VerifyAsync(new VerifyRequest(text, tasks[i])).AsTask().GetAwaiter().GetResult().Passed)
+            {
+                correct++;
+            }
+
+            if (i == 0)
+            {
+                log?.Invoke($"{kind} d{difficulty} sample: {tasks[i].Prompt.ReplaceLineEndings(" ")} => {text.ReplaceLineEndings(" ")} (reference {tasks[i].Answer})");
+            }
+        }
+
+        long tokens = policy.Stats.Tokens - tokensBefore;
+        return new TaskAccuracy(kind, difficulty, perKind, correct, answered, perKind == 0 ? 0 : (double)tokens / perKind);
     }
 }

@@ -10,8 +10,14 @@ public sealed record DataSettings
     /// <summary>Synthetic task kinds drawn from the Gym generators; empty turns the synthetic corpus off.</summary>
     public IReadOnlyList<string> SyntheticTasks { get; init; } = [];
 
-    /// <summary>Highest difficulty drawn for synthetic tasks (uniform in [1, max]).</summary>
+    /// <summary>Highest difficulty drawn for synthetic tasks (in [1, max], by <see cref="DifficultyWeights"/>).</summary>
     public int SyntheticMaxDifficulty { get; init; } = 2;
+
+    /// <summary>Relative weight of each synthetic kind (unnamed kinds weigh 1); null: uniform over the kinds.</summary>
+    public IReadOnlyDictionary<string, float>? TaskWeights { get; init; }
+
+    /// <summary>Relative weight of difficulty 1..max; null: uniform.</summary>
+    public IReadOnlyList<float>? DifficultyWeights { get; init; }
 
     /// <summary>User text (.txt: one document per blank-line-separated block) and JSONL ("text" field) files.</summary>
     public IReadOnlyList<string> Files { get; init; } = [];
@@ -29,6 +35,9 @@ public sealed record JobConfig
 
     /// <summary>"bytes" (byte-level BPE without merges), "train" (BPE trained to vocab_size on the corpus at the start), or a tokenizer directory.</summary>
     public string Tokenizer { get; init; } = "bytes";
+
+    /// <summary>With "train": every digit its own token (<see cref="K2RL.Model.Tokenization.PreTokenizer.SplitDigitsPattern"/>).</summary>
+    public bool SplitDigits { get; init; } = true;
 
     public ulong Seed { get; init; } = 1234;
 
@@ -117,10 +126,14 @@ public sealed record JobConfig
 
         var d = r.Section("data");
         var kinds = syntheticKinds.Order(StringComparer.Ordinal).ToArray();
+        var synthetic = d.StrList("synthetic", kinds, kinds);
+        int maxDifficulty = d.Int("max_difficulty", 2, 1, 10);
         var data = new DataSettings
         {
-            SyntheticTasks = d.StrList("synthetic", kinds, kinds),
-            SyntheticMaxDifficulty = d.Int("max_difficulty", 2, 1, 10),
+            SyntheticTasks = synthetic,
+            SyntheticMaxDifficulty = maxDifficulty,
+            TaskWeights = MixWeights.ParseTaskWeights(d, synthetic),
+            DifficultyWeights = MixWeights.ParseDifficultyWeights(d, maxDifficulty),
             Files = d.StrList("files", []).Select(f => ResolvePath(f, file)
                 ?? throw new ConfigException($"{file}:{d.LineOf("files")}: \"data.files\": no file {f}")).ToArray(),
             FileFraction = d.Float("file_fraction", 0.5f, 0, 1),
@@ -137,6 +150,12 @@ public sealed record JobConfig
         c.RejectUnknown();
 
         string tokenizer = r.Str("tokenizer", "bytes");
+        bool splitDigits = r.Bool("split_digits", true);
+        if (tokenizer != "train" && r.OptionalStr("split_digits") is not null)
+        {
+            throw new ConfigException($"{file}:{r.LineOf("split_digits")}: \"split_digits\" applies to \"tokenizer: train\" only (a saved tokenizer keeps its own split)");
+        }
+
         int seqLen = r.Int("seq_len", 256, 2);
         var job = new JobConfig
         {
@@ -144,6 +163,7 @@ public sealed record JobConfig
             Model = model,
             Tokenizer = tokenizer is "bytes" or "train" ? tokenizer : ResolveDirectory(tokenizer, file)
                 ?? throw new ConfigException($"{file}:{r.LineOf("tokenizer")}: \"tokenizer\": no tokenizer directory {tokenizer} (or use bytes / train)"),
+            SplitDigits = splitDigits,
             Seed = (ulong)r.Long("seed", 1234),
             BatchSize = r.Int("batch_size", 8, 1, 4096),
             GradAccumSteps = r.Int("grad_accum_steps", 1, 1, 4096),
