@@ -460,9 +460,15 @@ public sealed class DecodeModel
         }
 
         Rope.Apply(w.Q, pos, ropeCos, ropeSin, n, HQ, H, Dn + Dr, Dn, Dr);
-        Project(w.CRaw, w.Ln, s.KvA, n, D, R);
-        Project(w.Kpe, w.Ln, s.KvA + R * D, n, D, Dr);
-        Rope.Apply(w.Kpe, pos, ropeCos, ropeSin, n, Dr, 1, Dr, 0, Dr);
+        // [c | k_pe] in one product (the two weights are adjacent rows of kv_a_proj), rope on k_pe, then split
+        Project(w.KvA, w.Ln, s.KvA, n, D, RD);
+        Rope.Apply(w.KvA, pos, ropeCos, ropeSin, n, RD, 1, RD, R, Dr);
+        for (int i = 0; i < n; i++)
+        {
+            w.KvA.AsSpan(i * RD, R).CopyTo(w.CRaw.AsSpan(i * R, R));
+            w.KvA.AsSpan(i * RD + R, Dr).CopyTo(w.Kpe.AsSpan(i * Dr, Dr));
+        }
+
         RmsNorm.Forward(w.CN, w.Rstd, w.CRaw, P(s.KvNorm, R), n, R, eps);
     }
 
@@ -648,6 +654,7 @@ public sealed class DecodeModel
             Qa = new float[C * m.Rq];
             QaN = new float[C * m.Rq];
             Q = new float[C * m.HQ];
+            KvA = new float[C * m.RD];
             CRaw = new float[C * m.R];
             CN = new float[C * m.R];
             Kpe = new float[C * m.Dr];
@@ -679,6 +686,7 @@ public sealed class DecodeModel
         public float[] Qa { get; }          // [C, Rq]
         public float[] QaN { get; }         // [C, Rq]
         public float[] Q { get; }           // [C, H*(Dn+Dr)] roped
+        public float[] KvA { get; }         // [C, R+Dr] c | k_pe (roped)
         public float[] CRaw { get; }        // [C, R]
         public float[] CN { get; }          // [C, R] normed latent (cached)
         public float[] Kpe { get; }         // [C, Dr] roped (cached)
