@@ -260,7 +260,8 @@ public class DecodeModelTests(ITestOutputHelper output)
     [Fact]
     public void LargeBatchedPrefillMatchesTheTrainingForwardAndItsLastOnlyHeadIsTheFullHeadsRows()
     {
-        // 8 × 40 = 320 tokens: the products run in row parts and every routed expert through the packed GEMM
+        // 8 × 40 = 320 tokens: the products run on the kernel threads, every routed expert through the packed GEMM
+        // (not the few-row path), the last-position head over ModelThreads in column parts
         var config = ModelTestUtil.Preset("k2-nano");
         var model = new K2Model(config);
         model.InitializeWeights(23);

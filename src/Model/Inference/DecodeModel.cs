@@ -43,7 +43,6 @@ public sealed class DecodeModel
     // decode products: the one in flight, cut into column parts run by ModelThreads (see Project)
     private float[] projOut = [], projIn = [];
     private int projWeight, projRows, projInFeatures, projOutFeatures, projParts;
-    private bool projByRows;
 
     // prefill: arguments of the call in flight (per sequence: first row, token count, start position, context offset)
     private IReadOnlyList<SequenceCache> pfSeqs = [];
@@ -531,16 +530,22 @@ public sealed class DecodeModel
     }
 
     /// <summary>
-    /// output[n, Out] = input[n, In] · W[Out, In]ᵀ with W at weightOffset in the parameters: the packed GEMM, one
-    /// thread per call, over parts run by <see cref="ModelThreads"/>, so prefill and decode keep one pool busy
-    /// instead of two pools on the same cores (the kernel threads' idle spin between GEMMs took ~19 % of decode
-    /// CPU while the model threads ran the experts; docs/BENCHMARKS.md "Rollout"). Many rows (prefill) are cut
-    /// into row parts, few rows (decode, the head) into column parts. Every element's reduction is the packed
-    /// GEMM's whatever the row or column range (its order depends on the reduction length alone), so the bits
-    /// equal Linear.Forward's.
+    /// output[n, Out] = input[n, In] · W[Out, In]ᵀ with W at weightOffset in the parameters. Many rows (prefill's
+    /// products): the packed GEMM on the kernel threads, which shares one packed copy of W between its threads.
+    /// Few rows (decode, prefill's last-position head): the same GEMM, one thread per call, over column parts run
+    /// by <see cref="ModelThreads"/>, so a decode step keeps one pool busy instead of two pools on the same cores
+    /// (the kernel threads' idle spin between GEMMs took ~19 % of decode CPU while the model threads ran the
+    /// experts; docs/BENCHMARKS.md "Rollout"). Every element's reduction is the packed GEMM's whatever the column
+    /// range (its order depends on the reduction length alone), so the bits equal Linear.Forward's.
     /// </summary>
     private void Project(float[] output, float[] input, int weightOffset, int n, int In, int Out)
     {
+        if (n >= ProjectKernelThreadsMinRows)
+        {
+            Linear.Forward(output, input, P(weightOffset, Out * In), n, In, Out);
+            return;
+        }
+
         projOut = output;
         projIn = input;
         projWeight = weightOffset;
@@ -548,13 +553,13 @@ public sealed class DecodeModel
         projInFeatures = In;
         projOutFeatures = Out;
         long flops = 2L * n * In * Out;
-        projByRows = n >= 2 * ProjectPartRows;
-        projParts = flops < ProjectParallelMinFlops ? 1
-            : projByRows ? Math.Min(ProjectMaxRowParts, n / ProjectPartRows)
-            : Math.Min(ProjectMaxParts, (Out + ProjectPartColumns - 1) / ProjectPartColumns);
+        projParts = flops < ProjectParallelMinFlops ? 1 : Math.Min(ProjectMaxParts, (Out + ProjectPartColumns - 1) / ProjectPartColumns);
         ModelThreads.For(projParts, projectPart, parallel: projParts > 1);
         projOut = projIn = [];
     }
+
+    /// <summary>Products of at least this many rows run on the kernel threads (prefill).</summary>
+    private const int ProjectKernelThreadsMinRows = 192;
 
     /// <summary>Products below this many flops run on the calling thread alone.</summary>
     private const long ProjectParallelMinFlops = 1L << 19;
@@ -562,29 +567,12 @@ public sealed class DecodeModel
     /// <summary>Column parts: at most this many, each a multiple of 16 columns (the GEMM tile).</summary>
     private const int ProjectMaxParts = 8, ProjectPartColumns = 32;
 
-    /// <summary>Row parts (products of at least 2 × ProjectPartRows rows): at most this many, each a multiple of 6 rows.</summary>
-    private const int ProjectMaxRowParts = 8, ProjectPartRows = 96;
-
     private void ProjectPart(int part, int worker)
     {
         int Out = projOutFeatures, In = projInFeatures;
-        if (projByRows)
-        {
-            int per = (projRows + projParts - 1) / projParts;
-            per = (per + 5) / 6 * 6;
-            int r0 = Math.Min(projRows, part * per), r1 = Math.Min(projRows, r0 + per);
-            if (r1 > r0)
-            {
-                Gemm.Multiply(GemmOp.NT, projOut.AsSpan(r0 * Out), Out, projIn.AsSpan(r0 * In), In, P(projWeight, Out * In), In,
-                    r1 - r0, Out, In, false, maxThreads: 1);
-            }
-
-            return;
-        }
-
-        int perCols = (Out + projParts - 1) / projParts;
-        perCols = (perCols + 15) / 16 * 16;
-        int j0 = Math.Min(Out, part * perCols), j1 = Math.Min(Out, j0 + perCols);
+        int per = (Out + projParts - 1) / projParts;
+        per = (per + 15) / 16 * 16;
+        int j0 = Math.Min(Out, part * per), j1 = Math.Min(Out, j0 + per);
         if (j1 <= j0)
         {
             return;
