@@ -256,4 +256,57 @@ public class DecodeModelTests(ITestOutputHelper output)
         output.WriteLine($"batch 32 vs alone: max |logit diff| {worst:E2}");
         Assert.True(worst <= 1e-4, $"batch 32 vs alone differ by {worst}");
     }
+
+    [Fact]
+    public void LargeBatchedPrefillMatchesTheTrainingForwardAndItsLastOnlyHeadIsTheFullHeadsRows()
+    {
+        // 8 × 40 = 320 tokens: the products run on the kernel threads, every routed expert through the packed GEMM
+        // (not the few-row path), the last-position head over ModelThreads in column parts
+        var config = ModelTestUtil.Preset("k2-nano");
+        var model = new K2Model(config);
+        model.InitializeWeights(23);
+        int V = config.VocabSize, B = 8, T = 40;
+        var rng = new Random(4);
+        var tokens = Enumerable.Range(0, B * T).Select(_ => rng.Next(V)).ToArray();
+        model.Forward(tokens, new int[B * T], B, T);
+        var expected = model.Logits.ToArray();
+
+        var pool = new KvBlockPool(config, blockTokens: 8, numBlocks: 2 * B * T / 8);
+        var dm = new DecodeModel(config, pool, maxBatch: B);
+        dm.LoadWeights(model.Parameters);
+        var counts = Enumerable.Repeat(T, B).ToArray();
+        SequenceCache[] NewSequences() => Enumerable.Range(0, B).Select(_ =>
+        {
+            var s = new SequenceCache();
+            while (s.Capacity(pool) < T)
+            {
+                Assert.True(pool.TryAllocate(out int blk));
+                s.Blocks.Add(blk);
+            }
+
+            return s;
+        }).ToArray();
+
+        var all = new float[B * T * V];
+        var lastWithAll = new float[B * V];
+        dm.PrefillBatch(NewSequences(), tokens, counts, lastWithAll, all);
+        var lastOnly = new float[B * V];
+        dm.PrefillBatch(NewSequences(), tokens, counts, lastOnly);
+
+        double worst = 0;
+        for (int i = 0; i < all.Length; i++)
+        {
+            worst = Math.Max(worst, Math.Abs(all[i] - expected[i]));
+        }
+
+        output.WriteLine($"prefill of {B}×{T} tokens vs training forward: max |logit diff| {worst:E2}");
+        Assert.True(worst <= 1e-4, $"prefill differs from the training forward by {worst}");
+        for (int b = 0; b < B; b++)
+        {
+            Assert.True(lastOnly.AsSpan(b * V, V).SequenceEqual(all.AsSpan(((b + 1) * T - 1) * V, V)),
+                $"sequence {b}: the last-position head differs from the full head's row");
+        }
+
+        Assert.True(lastOnly.AsSpan().SequenceEqual(lastWithAll), "last logits depend on whether all logits were asked for");
+    }
 }

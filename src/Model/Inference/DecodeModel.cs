@@ -243,7 +243,7 @@ public sealed class DecodeModel
                 ReadCache(seqs[b], l, ctx, w.CtxLatent.AsSpan(pfCtx0[b] * R), w.CtxKpe.AsSpan(pfCtx0[b] * Dr));
             }
 
-            Linear.Forward(w.CtxKv, w.CtxLatent, P(s.KvB, HKV * R), ctxTotal, R, HKV);
+            Project(w.CtxKv, w.CtxLatent, s.KvB, ctxTotal, R, HKV);
             t0 = Profile.Lap(ModelPhase.AttentionProjections, t0);
             stepLayer = l;
             ModelThreads.For(B * H, prefillHead);
@@ -284,7 +284,9 @@ public sealed class DecodeModel
                 w.X.AsSpan((pfRow0[b] + pfCount[b] - 1) * D, D).CopyTo(w.Tmp.AsSpan(b * D, D));
             }
 
-            Head(w.Tmp.AsSpan(0, B * D), w.Ln, B, lastLogits);
+            RmsNorm.Forward(w.Ln.AsSpan(0, B * D), rstdHead.AsSpan(0, B), w.Tmp.AsSpan(0, B * D), P(normOffset, D), B, D, eps);
+            Project(w.Logits, w.Ln, headOffset, B, D, V);
+            w.Logits.AsSpan(0, B * V).CopyTo(lastLogits);
         }
 
         Profile.Lap(ModelPhase.HeadAndLoss, th);
@@ -393,7 +395,7 @@ public sealed class DecodeModel
         stepSeqs = [];
         long th = StepProfile.Now;
         RmsNorm.Forward(w.Ln.AsSpan(0, B * D), rstdHead.AsSpan(0, B), w.X.AsSpan(0, B * D), P(normOffset, D), B, D, eps);
-        Project(w, w.Logits, w.Ln, headOffset, B, D, V);
+        Project(w.Logits, w.Ln, headOffset, B, D, V);
         w.Logits.AsSpan(0, B * V).CopyTo(logits);
         prof.Lap(ModelPhase.HeadAndLoss, th);
     }
@@ -447,19 +449,25 @@ public sealed class DecodeModel
         RmsNorm.Forward(w.Ln, w.Rstd, w.X, P(s.InputNorm, D), n, D, eps);
         if (hasQLora)
         {
-            Project(w, w.Qa, w.Ln, s.QA, n, D, Rq);
+            Project(w.Qa, w.Ln, s.QA, n, D, Rq);
             RmsNorm.Forward(w.QaN, w.Rstd, w.Qa, P(s.QANorm, Rq), n, Rq, eps);
-            Project(w, w.Q, w.QaN, s.QB, n, Rq, HQ);
+            Project(w.Q, w.QaN, s.QB, n, Rq, HQ);
         }
         else
         {
-            Project(w, w.Q, w.Ln, s.Q, n, D, HQ);
+            Project(w.Q, w.Ln, s.Q, n, D, HQ);
         }
 
         Rope.Apply(w.Q, pos, ropeCos, ropeSin, n, HQ, H, Dn + Dr, Dn, Dr);
-        Project(w, w.CRaw, w.Ln, s.KvA, n, D, R);
-        Project(w, w.Kpe, w.Ln, s.KvA + R * D, n, D, Dr);
-        Rope.Apply(w.Kpe, pos, ropeCos, ropeSin, n, Dr, 1, Dr, 0, Dr);
+        // [c | k_pe] in one product (the two weights are adjacent rows of kv_a_proj), rope on k_pe, then split
+        Project(w.KvA, w.Ln, s.KvA, n, D, RD);
+        Rope.Apply(w.KvA, pos, ropeCos, ropeSin, n, RD, 1, RD, R, Dr);
+        for (int i = 0; i < n; i++)
+        {
+            w.KvA.AsSpan(i * RD, R).CopyTo(w.CRaw.AsSpan(i * R, R));
+            w.KvA.AsSpan(i * RD + R, Dr).CopyTo(w.Kpe.AsSpan(i * Dr, Dr));
+        }
+
         RmsNorm.Forward(w.CN, w.Rstd, w.CRaw, P(s.KvNorm, R), n, R, eps);
     }
 
@@ -491,7 +499,7 @@ public sealed class DecodeModel
     private void FinishLayer(Work w, LayerSlots s, int n)
     {
         long t0 = StepProfile.Now;
-        Project(w, w.Tmp, w.AttnOut, s.O, n, H * Dv, D);
+        Project(w.Tmp, w.AttnOut, s.O, n, H * Dv, D);
         AddInPlace(w.X, w.Tmp, n * D);
         RmsNorm.Forward(w.Ln, w.Rstd, w.X, P(s.PostNorm, D), n, D, eps);
         t0 = Profile.Lap(ModelPhase.AttentionProjections, t0);
@@ -502,18 +510,11 @@ public sealed class DecodeModel
         else
         {
             int I = config.IntermediateSize;
-            if (w == decode)
-            {
-                // SwiGluMlp.Forward's products, each cut over ModelThreads (the same bits)
-                Project(w, w.G, w.Ln, s.MlpGate, n, D, I);
-                Project(w, w.U, w.Ln, s.MlpUp, n, D, I);
-                SwiGlu.Forward(w.Hd, w.G, w.U, n * I);
-                Project(w, w.Tmp, w.Hd, s.MlpDown, n, I, D);
-            }
-            else
-            {
-                SwiGluMlp.Forward(w.Tmp, w.G, w.U, w.Hd, w.Ln, P(s.MlpGate, I * D), P(s.MlpUp, I * D), P(s.MlpDown, D * I), n, D, I);
-            }
+            // SwiGluMlp.Forward's products, each cut over ModelThreads (the same bits)
+            Project(w.G, w.Ln, s.MlpGate, n, D, I);
+            Project(w.U, w.Ln, s.MlpUp, n, D, I);
+            SwiGlu.Forward(w.Hd, w.G, w.U, n * I);
+            Project(w.Tmp, w.Hd, s.MlpDown, n, I, D);
             Profile.Lap(ModelPhase.DenseMlp, t0);
         }
 
@@ -529,16 +530,17 @@ public sealed class DecodeModel
     }
 
     /// <summary>
-    /// output[n, Out] = input[n, In] · W[Out, In]ᵀ with W at weightOffset in the parameters. Prefill: the packed
-    /// GEMM on the kernel threads. Decode: the same GEMM, one thread per call, over column parts run by
-    /// <see cref="ModelThreads"/>, so a decode step keeps one pool busy instead of two pools on the same cores
+    /// output[n, Out] = input[n, In] · W[Out, In]ᵀ with W at weightOffset in the parameters. Many rows (prefill's
+    /// products): the packed GEMM on the kernel threads, which shares one packed copy of W between its threads.
+    /// Few rows (decode, prefill's last-position head): the same GEMM, one thread per call, over column parts run
+    /// by <see cref="ModelThreads"/>, so a decode step keeps one pool busy instead of two pools on the same cores
     /// (the kernel threads' idle spin between GEMMs took ~19 % of decode CPU while the model threads ran the
-    /// experts; docs/BENCHMARKS.md "Rollout"). Every element's reduction is the packed GEMM's whatever the
-    /// column range, so the bits equal Linear.Forward's.
+    /// experts; docs/BENCHMARKS.md "Rollout"). Every element's reduction is the packed GEMM's whatever the column
+    /// range (its order depends on the reduction length alone), so the bits equal Linear.Forward's.
     /// </summary>
-    private void Project(Work w, float[] output, float[] input, int weightOffset, int n, int In, int Out)
+    private void Project(float[] output, float[] input, int weightOffset, int n, int In, int Out)
     {
-        if (w != decode)
+        if (n >= ProjectKernelThreadsMinRows)
         {
             Linear.Forward(output, input, P(weightOffset, Out * In), n, In, Out);
             return;
@@ -556,10 +558,13 @@ public sealed class DecodeModel
         projOut = projIn = [];
     }
 
-    /// <summary>Decode products below this many flops run on the calling thread alone.</summary>
+    /// <summary>Products of at least this many rows run on the kernel threads (prefill).</summary>
+    private const int ProjectKernelThreadsMinRows = 192;
+
+    /// <summary>Products below this many flops run on the calling thread alone.</summary>
     private const long ProjectParallelMinFlops = 1L << 19;
 
-    /// <summary>Column parts of a decode product: at most this many, each a multiple of 16 columns (the GEMM tile).</summary>
+    /// <summary>Column parts: at most this many, each a multiple of 16 columns (the GEMM tile).</summary>
     private const int ProjectMaxParts = 8, ProjectPartColumns = 32;
 
     private void ProjectPart(int part, int worker)
@@ -637,13 +642,14 @@ public sealed class DecodeModel
             Qa = new float[C * m.Rq];
             QaN = new float[C * m.Rq];
             Q = new float[C * m.HQ];
+            KvA = new float[C * m.RD];
             CRaw = new float[C * m.R];
             CN = new float[C * m.R];
             Kpe = new float[C * m.Dr];
             AttnOut = new float[C * m.H * m.Dv];
             QCat = new float[contextCapacity == 0 ? C * m.H * m.RD : 0];
             Ctx = new float[contextCapacity == 0 ? C * m.H * m.R : 0];
-            Logits = new float[contextCapacity == 0 ? C * m.V : 0];
+            Logits = new float[C * m.V];
             bool anyDense = Enumerable.Range(0, m.L).Any(l => !m.layerSlots[l].IsMoe);
             bool anyMoe = Enumerable.Range(0, m.L).Any(l => m.layerSlots[l].IsMoe);
             G = new float[anyDense ? C * I : 0];
@@ -668,13 +674,14 @@ public sealed class DecodeModel
         public float[] Qa { get; }          // [C, Rq]
         public float[] QaN { get; }         // [C, Rq]
         public float[] Q { get; }           // [C, H*(Dn+Dr)] roped
+        public float[] KvA { get; }         // [C, R+Dr] c | k_pe (roped)
         public float[] CRaw { get; }        // [C, R]
         public float[] CN { get; }          // [C, R] normed latent (cached)
         public float[] Kpe { get; }         // [C, Dr] roped (cached)
         public float[] AttnOut { get; }     // [C, H*Dv]
         public float[] QCat { get; }        // decode [C, H, R+Dr] absorbed query | q_pe
         public float[] Ctx { get; }         // decode [C, H, R] Σ p c
-        public float[] Logits { get; }      // decode [C, V]
+        public float[] Logits { get; }      // [C, V] (prefill: the last rows' head)
         public float[] G { get; }           // [C, I]
         public float[] U { get; }           // [C, I]
         public float[] Hd { get; }          // [C, I]

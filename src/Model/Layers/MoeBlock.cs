@@ -488,6 +488,22 @@ public sealed class MoeBlock
             return;
         }
 
+        var wGateUp = GateUp(slots.ExpertGate[e], slots.ExpertUp[e], F);
+        if (inference && !wGateUp.IsEmpty)
+        {
+            // SwiGluMlp.Forward's products and bits without keeping g and u: h straight from the fused [g | u] rows
+            var gu = guE.AsSpan(off * 2 * F, cnt * 2 * F);
+            var h = he.AsSpan(off * F, cnt * F);
+            Linear.Forward(gu, xe.AsSpan(off * D, cnt * D), wGateUp, cnt, D, 2 * F, threads: 1);
+            for (int r = 0; r < cnt; r++)
+            {
+                SwiGlu.Forward(h.Slice(r * F, F), gu.Slice(r * 2 * F, F), gu.Slice(r * 2 * F + F, F), F);
+            }
+
+            Gemm.Multiply(GemmOp.NT, ye.AsSpan(off * D, cnt * D), D, h, F, P(slots.ExpertDown[e], D * F), F, cnt, D, F, false, maxThreads: 1);
+            return;
+        }
+
         SwiGluMlp.Forward(ye.AsSpan(off * D, cnt * D), ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F),
             he.AsSpan(off * F, cnt * F), xe.AsSpan(off * D, cnt * D), P(slots.ExpertGate[e], F * D),
             P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F, threads: 1,
