@@ -50,7 +50,8 @@ public class PretrainCommandTests
         string run = jobs.RunDir("never");
         var (code, _, stderr) = await Cli("pretrain", "--job", jobs.JobPath, "--run-dir", run);
         Assert.Equal(1, code);
-        Assert.True(stderr.Contains("job.yaml:18:"), stderr);
+        int line = Array.FindIndex(File.ReadAllLines(jobs.JobPath), l => l.StartsWith("learning_rate", StringComparison.Ordinal)) + 1;
+        Assert.True(line > 1 && stderr.Contains($"job.yaml:{line}:"), stderr);
         Assert.Contains("unknown key \"learning_rate\"", stderr);
         Assert.False(Directory.Exists(run), "nothing may be written for a rejected job");
     }

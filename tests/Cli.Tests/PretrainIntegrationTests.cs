@@ -87,10 +87,12 @@ public class PretrainIntegrationTests
         Assert.Equal(reference, PretrainTestJobs.Losses(run));
     }
 
-    [Fact]
-    public void Kill9_BetweenCheckpoints_ResumeFromTheLastOneMatchesTheUninterruptedRun()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)] // gradient accumulation: the cursor must advance 3 micro-batches per step, also across the kill
+    public void Kill9_BetweenCheckpoints_ResumeFromTheLastOneMatchesTheUninterruptedRun(int gradAccum)
     {
-        using var jobs = new PretrainTestJobs(steps: 1000, every: 4);
+        using var jobs = new PretrainTestJobs(steps: 1000, every: 4, gradAccum: gradAccum);
         var reference = Reference(jobs);
         string run = jobs.RunDir("killed");
         using (var p = Start(jobs.JobPath, run))

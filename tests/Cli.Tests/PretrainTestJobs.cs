@@ -5,7 +5,7 @@ namespace K2RL.Cli.Tests;
 /// <summary>A tiny pretraining job (k2-test with a byte-level vocabulary) on the Gym's synthetic corpus.</summary>
 internal sealed class PretrainTestJobs : IDisposable
 {
-    public PretrainTestJobs(int steps = 30, int every = 5, string optimizer = "muonclip")
+    public PretrainTestJobs(int steps = 30, int every = 5, string optimizer = "muonclip", int gradAccum = 1)
     {
         Dir = Path.Combine(Path.GetTempPath(), "k2rl-pretrain-" + Guid.NewGuid().ToString("N")[..10]);
         Directory.CreateDirectory(Dir);
@@ -20,6 +20,7 @@ internal sealed class PretrainTestJobs : IDisposable
             batch_size: 4
             seq_len: 32
             steps: {steps}
+            grad_accum_steps: {gradAccum}
             optimizer:
               kind: {optimizer}
               lr: 0.02
