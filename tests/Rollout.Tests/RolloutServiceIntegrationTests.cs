@@ -97,6 +97,18 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         }
     }
 
+    /// <summary>
+    /// Waits until the service has seen the cancellation (<paramref name="seen"/>), lets the engine step until no
+    /// cache block is held, and checks the cancelled count and that every block is back in the pool.
+    /// </summary>
+    private async Task CancelledAndFreed(Task seen, string what, SemaphoreSlim gate, int cancelledSoFar)
+    {
+        await Within(seen, what);
+        var health = await StepUntilNoBlocksAreHeld(gate);
+        Assert.Equal(cancelledSoFar, health.RequestsCancelled);
+        Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
+    }
+
     private async Task<Pb.GenerateEvent> FirstEvent(IAsyncEnumerator<Pb.GenerateEvent> events)
     {
         Assert.True(await events.MoveNextAsync());
@@ -162,10 +174,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         var ex = await Record.ExceptionAsync(async () => await events.MoveNextAsync());
         Assert.True(ex is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled }, $"got {ex}");
         await events.DisposeAsync();
-        await Within(seen, "the service seeing the cancellation of call c");
-        var health = await StepUntilNoBlocksAreHeld(gate);
-        Assert.Equal(1, health.RequestsCancelled);
-        Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
+        await CancelledAndFreed(seen, "the service seeing the cancellation of call c", gate, cancelledSoFar: 1);
     }
 
     [Fact]
@@ -180,10 +189,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         Assert.NotNull((await FirstEvent(events)).Token);
         Assert.Equal(51, service.Health(new Pb.HealthRequest()).UsedBlocks);
         await events.DisposeAsync();
-        await Within(seen, "the service cancelling the abandoned stream");
-        var health = await StepUntilNoBlocksAreHeld(gate);
-        Assert.Equal(1, health.RequestsCancelled);
-        Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
+        await CancelledAndFreed(seen, "the service cancelling the abandoned stream", gate, cancelledSoFar: 1);
     }
 
     [Fact]
@@ -197,9 +203,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         var e = await Assert.ThrowsAsync<RpcException>(async () => await events.MoveNextAsync());
         Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
         await events.DisposeAsync();
-        await Within(seen, "the service seeing the deadline of call d");
-        var health = await StepUntilNoBlocksAreHeld(gate);
-        Assert.Equal(1, health.RequestsCancelled);
+        await CancelledAndFreed(seen, "the service seeing the deadline of call d", gate, cancelledSoFar: 1);
     }
 
     [Fact]
@@ -235,9 +239,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         var held = await Task.Run(() => RunJs("cancel"));
         Assert.Equal(1, held.GetProperty("cancel").GetProperty("code").GetInt32()); // CANCELLED
         Assert.Single(held.GetProperty("cancel").GetProperty("tokens").EnumerateArray());
-        await Within(seen, "the service seeing grpc-js cancel call js-cancel");
-        var health = await StepUntilNoBlocksAreHeld(gate);
-        Assert.Equal(1, health.RequestsCancelled);
+        await CancelledAndFreed(seen, "the service seeing grpc-js cancel call js-cancel", gate, cancelledSoFar: 1);
 
         seen = CancellationSeen("js-deadline");
         held = await Task.Run(() => RunJs("deadline"));
@@ -245,10 +247,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         // It passed mid-generation: tokens had arrived (more than one if gate permits were left over), the end had not.
         Assert.NotEmpty(held.GetProperty("deadline").GetProperty("tokens").EnumerateArray());
         Assert.False(held.GetProperty("deadline").TryGetProperty("finished", out _));
-        await Within(seen, "the service seeing the deadline of grpc-js call js-deadline");
-        health = await StepUntilNoBlocksAreHeld(gate);
-        Assert.Equal(2, health.RequestsCancelled);
-        Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
+        await CancelledAndFreed(seen, "the service seeing the deadline of grpc-js call js-deadline", gate, cancelledSoFar: 2);
     }
 
     private sealed class ByteArrayContentWithType : ByteArrayContent
