@@ -1,5 +1,6 @@
 using K2RL.Common;
 using K2RL.Model;
+using K2RL.Model.Inference;
 using K2RL.Model.IO;
 using K2RL.Model.Tokenization;
 
@@ -24,6 +25,9 @@ public sealed record GenerateOptions
     public int N { get; init; } = 1;
 
     public ulong? Seed { get; init; }
+
+    /// <summary>The values the engine holds the weights at (f32: as trained; bf16: rounded, half the expert bytes per decode step).</summary>
+    public WeightPrecision Weights { get; init; } = WeightPrecision.F32;
 }
 
 public sealed record GeneratedSample(int Index, string Text, GenerationResult Result);
@@ -38,13 +42,14 @@ public static class CheckpointGeneration
     /// weights and config, the directory's tokenizer (or the byte-level one when it holds none), checked to fit the
     /// vocabulary; ids past the tokenizer's are never sampled.
     /// </summary>
-    public static (ModelConfig Config, BpeTokenizer Tokenizer, RolloutEngine Engine) LoadEngine(string dir, int maxBatch)
+    public static (ModelConfig Config, BpeTokenizer Tokenizer, RolloutEngine Engine) LoadEngine(string dir, int maxBatch,
+        WeightPrecision weights = WeightPrecision.F32)
     {
         var checkpoint = ModelCheckpoint.Load(dir);
         var tokenizer = checkpoint.Tokenizer ?? BpeTokenizer.ByteLevel();
         ModelCheckpoint.CheckTokenizerFits(tokenizer, checkpoint.Config,
             checkpoint.Tokenizer is null ? $"{dir} holds no tokenizer, and the byte-level fallback" : "the checkpoint's tokenizer");
-        var decoder = new ModelDecoder(checkpoint.Config, maxBatch);
+        var decoder = new ModelDecoder(checkpoint.Config, maxBatch, precision: weights);
         decoder.LoadWeights(checkpoint.Parameters);
         var engine = new RolloutEngine(decoder, new EngineOptions
         {
@@ -62,7 +67,7 @@ public static class CheckpointGeneration
             throw new ConfigException($"--n must be >= 1, got {o.N}");
         }
 
-        var (_, tokenizer, engine) = LoadEngine(o.Checkpoint, maxBatch: o.N);
+        var (_, tokenizer, engine) = LoadEngine(o.Checkpoint, maxBatch: o.N, o.Weights);
         string Detokenize(IReadOnlyList<int> ids) => tokenizer.Decode(ids.ToArray());
         int[] prompt = tokenizer.Encode(o.Prompt);
         var stops = EnginePolicy.StopTokens(tokenizer);

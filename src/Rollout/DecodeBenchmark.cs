@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using K2RL.Model;
+using K2RL.Model.Inference;
 
 namespace K2RL.Rollout;
 
@@ -8,7 +9,7 @@ public static class DecodeBenchmark
 {
     public sealed record Result(int Batch, int PromptTokens, int NewTokens, double PrefillTokensPerSecond, double DecodeTokensPerSecond,
         double PrefillSeconds, double DecodeSeconds, int Threads, double PrefillCpuSeconds, double DecodeCpuSeconds,
-        double DecodeModelSeconds)
+        double DecodeModelSeconds, WeightPrecision Weights)
     {
         /// <summary>The part of decode time spent inside the model's DecodeStep (the rest: sampling and scheduling).</summary>
         public double DecodeModelShare => DecodeModelSeconds / DecodeSeconds;
@@ -27,7 +28,8 @@ public static class DecodeBenchmark
     /// replaced the first, unoptimized code of the hot kernels (a single short warm-up left much of the measured run
     /// in tier-0 code, about half the speed; docs/BENCHMARKS.md "Rollout").
     /// </summary>
-    public static Result Run(ModelConfig config, int batch, int promptTokens, int newTokens, ulong seed = 1, Action<string>? progress = null)
+    public static Result Run(ModelConfig config, int batch, int promptTokens, int newTokens, ulong seed = 1, Action<string>? progress = null,
+        WeightPrecision weights = WeightPrecision.F32)
     {
         if (batch < 1 || promptTokens < 1 || newTokens < 2)
         {
@@ -43,7 +45,7 @@ public static class DecodeBenchmark
         model.InitializeWeights(seed);
         int blockTokens = 16;
         int blocks = batch * ((promptTokens + newTokens + blockTokens - 1) / blockTokens);
-        var model2 = new ModelDecoder(config, batch, blockTokens, blocks);
+        var model2 = new ModelDecoder(config, batch, blockTokens, blocks, weights);
         model2.LoadWeights(model.Parameters);
         var decoder = new TimedDecoder(model2);
         var rng = new SamplerRng(seed);
@@ -101,7 +103,7 @@ public static class DecodeBenchmark
         return new Result(batch, promptTokens, newTokens,
             batch * (double)promptTokens / prefillSeconds,
             batch * (double)(newTokens - 1) / decodeSeconds,
-            prefillSeconds, decodeSeconds, ModelThreads.Workers, prefillCpu, decodeCpu, decoder.DecodeSeconds);
+            prefillSeconds, decodeSeconds, ModelThreads.Workers, prefillCpu, decodeCpu, decoder.DecodeSeconds, weights);
     }
 
     /// <summary>Full-size runs before the measured one.</summary>

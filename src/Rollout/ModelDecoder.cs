@@ -14,12 +14,14 @@ public sealed class ModelDecoder : IDecoder
     private readonly List<SequenceCache> stepCaches = [];
 
     /// <param name="numBlocks">the cache pool; by default room for <paramref name="maxBatch"/> sequences of the full context.</param>
-    public ModelDecoder(ModelConfig config, int maxBatch, int blockTokens = 16, int? numBlocks = null)
+    /// <param name="precision">the values the weights are held at (<see cref="DecodeModel"/>); arithmetic is fp32 either way.</param>
+    public ModelDecoder(ModelConfig config, int maxBatch, int blockTokens = 16, int? numBlocks = null,
+        WeightPrecision precision = WeightPrecision.F32)
     {
         Config = config;
         int perSequence = (config.MaxPositionEmbeddings + blockTokens - 1) / blockTokens;
         pool = new KvBlockPool(config, blockTokens, numBlocks ?? maxBatch * perSequence);
-        model = new DecodeModel(config, pool, maxBatch);
+        model = new DecodeModel(config, pool, maxBatch, precision);
         ParameterCount = new ParameterLayout(config).TotalLength;
     }
 
@@ -40,6 +42,8 @@ public sealed class ModelDecoder : IDecoder
     public int MaxContext => Config.MaxPositionEmbeddings;
 
     public int MaxBatch => model.MaxBatch;
+
+    public WeightPrecision Precision => model.Precision;
 
     public int BlockTokens => pool.BlockTokens;
 

@@ -53,4 +53,49 @@ public sealed class GenerateCommandTests : IDisposable
         Assert.Equal(1, code2);
         Assert.Contains("not found", err2);
     }
+
+    /// <summary>
+    /// --weights bf16 rounds the checkpoint's weights for the engine: the greedy tokens and their log-probabilities
+    /// are exactly those of an f32 engine given a checkpoint of the rounded weights (written as bf16, which stores exactly those values); an unknown
+    /// precision is an error naming it, before any work.
+    /// </summary>
+    [Fact]
+    public async Task Bf16WeightsGenerateWhatTheRoundedCheckpointGenerates()
+    {
+        var roundedDir = dir + "-bf16";
+        var (saveCode, _, saveErr) = await Run("model", "init", "--config", ModelCommandInfoTests.Preset("k2-nano"), "--seed", "3",
+            "--dtype", "bf16", "--out", roundedDir);
+        try
+        {
+            Assert.True(saveCode == 0, saveErr);
+            // the sampled tokens and their log-probabilities, as printed
+            async Task<string> Sample(string checkpointDir, string weights)
+            {
+                var (code, json, err) = await Run("generate", "--checkpoint", checkpointDir, "--prompt", "Hello", "--max-tokens", "16",
+                    "--temperature", "0", "--weights", weights, "--json");
+                Assert.True(code == 0, err);
+                using var doc = JsonDocument.Parse(json);
+                var sample = doc.RootElement.GetProperty("samples")[0];
+                return sample.GetProperty("tokens").GetRawText() + " " + sample.GetProperty("logprobs").GetRawText();
+            }
+
+            string rounded = await Sample(roundedDir, "f32");
+            // rounding moves this checkpoint's log-probabilities, so the next check sees whether --weights is honoured
+            Assert.NotEqual(await Sample(dir, "f32"), rounded);
+            Assert.Equal(rounded, await Sample(dir, "bf16"));
+            Assert.Equal(rounded, await Sample(roundedDir, "bf16"));
+
+            var (bad, output, badErr) = await Run("generate", "--checkpoint", dir, "--prompt", "Hi", "--weights", "fp8");
+            Assert.Equal(1, bad);
+            Assert.Equal("", output);
+            Assert.Contains("unknown weight precision \"fp8\"", badErr);
+        }
+        finally
+        {
+            if (Directory.Exists(roundedDir))
+            {
+                Directory.Delete(roundedDir, recursive: true);
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using K2RL.Model;
+using K2RL.Model.Inference;
 using K2RL.Rollout;
 
 namespace K2RL.Cli.Commands;
@@ -17,13 +18,17 @@ public sealed class BenchDecodeCommand : ICommandProvider
         var prompt = new Option<int>("--prompt") { Description = "Prompt tokens per sequence", DefaultValueFactory = _ => 32 };
         var newTokens = new Option<int>("--new") { Description = "Tokens generated per sequence", DefaultValueFactory = _ => 64 };
         var seed = new Option<ulong>("--seed") { Description = "Seed for weights and prompts", DefaultValueFactory = _ => 1UL };
+        var weights = WeightsOption.Create();
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout" };
-        var command = new Command("decode", "Rollout engine throughput: prefill and batched decode tokens per second") { config, batch, prompt, newTokens, seed, json };
+        var command = new Command("decode", "Rollout engine throughput: prefill and batched decode tokens per second")
+        {
+            config, batch, prompt, newTokens, seed, weights, json,
+        };
         command.SetAction(parse =>
         {
             var modelConfig = ModelConfig.Load(parse.GetValue(config)!);
             var r = DecodeBenchmark.Run(modelConfig, parse.GetValue(batch), parse.GetValue(prompt), parse.GetValue(newTokens), parse.GetValue(seed),
-                line => context.Error.WriteLine(line));
+                line => context.Error.WriteLine(line), WeightPrecisions.Parse(parse.GetValue(weights)!));
             if (parse.GetValue(json))
             {
                 context.Out.WriteLine(JsonSerializer.Serialize(new
@@ -34,6 +39,7 @@ public sealed class BenchDecodeCommand : ICommandProvider
                     prompt = r.PromptTokens,
                     @new = r.NewTokens,
                     threads = r.Threads,
+                    weights = r.Weights.Name(),
                     prefill_tokens_per_cpu_s = Math.Round(r.PrefillTokensPerCpuSecond, 1),
                     decode_tokens_per_cpu_s = Math.Round(r.DecodeTokensPerCpuSecond, 1),
                     decode_model_share = Math.Round(r.DecodeModelShare, 3),
@@ -43,7 +49,7 @@ public sealed class BenchDecodeCommand : ICommandProvider
             else
             {
                 context.Out.WriteLine($"prefill {r.PrefillTokensPerSecond,10:0} tokens/s  ({r.Batch} x {r.PromptTokens} tokens in {r.PrefillSeconds * 1e3:0.0} ms)");
-                context.Out.WriteLine($"decode  {r.DecodeTokensPerSecond,10:0} tokens/s  ({r.Batch} x {r.NewTokens - 1} tokens in {r.DecodeSeconds * 1e3:0.0} ms, {r.Threads} threads)");
+                context.Out.WriteLine($"decode  {r.DecodeTokensPerSecond,10:0} tokens/s  ({r.Batch} x {r.NewTokens - 1} tokens in {r.DecodeSeconds * 1e3:0.0} ms, {r.Threads} threads, {r.Weights.Name()} weights)");
                 context.Out.WriteLine($"per CPU-second: prefill {r.PrefillTokensPerCpuSecond:0}, decode {r.DecodeTokensPerCpuSecond:0} tokens; {r.DecodeModelShare:P0} of decode time in the model's DecodeStep");
             }
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using K2RL.Model.Inference;
 using K2RL.Rollout;
 
 namespace K2RL.Cli.Commands;
@@ -19,10 +20,11 @@ public sealed class GenerateCommand : ICommandProvider
         var maxTokens = new Option<int>("--max-tokens") { Description = "Response budget in tokens", DefaultValueFactory = _ => 128 };
         var n = new Option<int>("--n") { Description = "Samples of the prompt (sample i uses seed + i)", DefaultValueFactory = _ => 1 };
         var seed = new Option<ulong?>("--seed") { Description = "Seed of the sampler (default: random, reported with --json)" };
+        var weights = WeightsOption.Create();
         var json = new Option<bool>("--json") { Description = "Print one JSON object (tokens, log-probs, finish reasons) instead of streaming text" };
         var command = new Command("generate", "Generate text from a checkpoint with the rollout engine")
         {
-            checkpoint, prompt, temperature, topP, topK, maxTokens, n, seed, json,
+            checkpoint, prompt, temperature, topP, topK, maxTokens, n, seed, weights, json,
         };
         command.SetAction(parse =>
         {
@@ -36,6 +38,7 @@ public sealed class GenerateCommand : ICommandProvider
                 MaxTokens = parse.GetValue(maxTokens),
                 N = parse.GetValue(n),
                 Seed = parse.GetValue(seed),
+                Weights = WeightPrecisions.Parse(parse.GetValue(weights)!),
             };
             bool asJson = parse.GetValue(json);
             if (asJson)

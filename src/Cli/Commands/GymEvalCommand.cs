@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using K2RL.Common;
 using K2RL.Gym;
+using K2RL.Model.Inference;
 using K2RL.Rollout;
 
 namespace K2RL.Cli.Commands;
@@ -45,6 +46,8 @@ public sealed class GymEvalCommand : ICommandProvider
 
         public string? Config { get; init; }
 
+        public WeightPrecision Weights { get; init; } = WeightPrecision.F32;
+
         public bool Json { get; init; }
     }
 
@@ -62,10 +65,11 @@ public sealed class GymEvalCommand : ICommandProvider
         var maxTokens = new Option<int>("--max-tokens") { Description = "Token budget of one assistant turn", DefaultValueFactory = _ => 256 };
         var batch = new Option<int>("--batch") { Description = "Sequences decoded together", DefaultValueFactory = _ => 16 };
         var config = new Option<string?>("--config") { Description = "A job config whose 'gym:' section names plugins" };
+        var weights = WeightsOption.Create();
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout" };
         var command = new Command("eval", "Accuracy and pass@k of a checkpoint on an environment's held-out split (rollout engine)")
         {
-            env, checkpoint, n, k, temperature, topP, seed, taskSeed, difficulty, maxTokens, batch, config, json,
+            env, checkpoint, n, k, temperature, topP, seed, taskSeed, difficulty, maxTokens, batch, config, weights, json,
         };
         command.SetAction((parse, ct) => Run(context, new Options
         {
@@ -81,6 +85,7 @@ public sealed class GymEvalCommand : ICommandProvider
             MaxTokens = parse.GetValue(maxTokens),
             Batch = parse.GetValue(batch),
             Config = parse.GetValue(config),
+            Weights = WeightPrecisions.Parse(parse.GetValue(weights)!),
             Json = parse.GetValue(json),
         }, ct));
         yield return command;
@@ -101,7 +106,7 @@ public sealed class GymEvalCommand : ICommandProvider
         }
 
         float temperature = o.Temperature ?? (o.K > 1 ? 1f : 0f);
-        var (_, tokenizer, engine) = CheckpointGeneration.LoadEngine(o.Checkpoint, o.Batch);
+        var (_, tokenizer, engine) = CheckpointGeneration.LoadEngine(o.Checkpoint, o.Batch, o.Weights);
         var policy = new EnginePolicy(engine, tokenizer, new EnginePolicyOptions
         {
             Temperature = temperature,

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using K2RL.Model.Layers;
 
 namespace K2RL.Model.IO;
 
@@ -63,21 +64,11 @@ public static class SafetensorsDTypes
 
     // ------------------------------------------------------------------ conversions
 
-    /// <summary>bf16 bits → fp32: the bf16 value is the top half of the fp32 word, so this is exact.</summary>
-    public static float Bf16ToFloat(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+    /// <summary>bf16 bits → fp32 (exact); see <see cref="Bf16"/>.</summary>
+    public static float Bf16ToFloat(ushort bits) => Bf16.ToFloat(bits);
 
-    /// <summary>fp32 → bf16 bits, rounding to nearest even; NaN stays a (quiet) NaN of the same sign.</summary>
-    public static ushort FloatToBf16(float value)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(value);
-        if (float.IsNaN(value))
-        {
-            return (ushort)((bits >> 16) | 0x0040);
-        }
-
-        uint rounding = 0x7FFFu + ((bits >> 16) & 1u);
-        return (ushort)((bits + rounding) >> 16);
-    }
+    /// <summary>fp32 → bf16 bits, rounding to nearest even; see <see cref="Bf16"/>.</summary>
+    public static ushort FloatToBf16(float value) => Bf16.FromFloat(value);
 
     /// <summary>IEEE half bits → fp32 (exact).</summary>
     public static float F16ToFloat(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);

@@ -26,7 +26,8 @@ public sealed class DecodeModel
     private readonly float eps, scale;
     private readonly int embedOffset, normOffset, headOffset;
     private readonly float[] ropeCos, ropeSin;
-    private readonly float[] parameters;
+    private readonly float[] parameters;         // as loaded, or rounded to bf16 values (Precision Bf16)
+    private ushort[] experts16 = [];             // Bf16: the routed experts' rows for decode's small products (same offsets)
     private readonly float[] maxLogits;          // [L, H] of the last prefill
     private float[] rstdHead = [];               // [rows] final-norm scratch
     private readonly Work decode;
@@ -51,7 +52,13 @@ public sealed class DecodeModel
     private readonly SequenceCache[] oneSeq = new SequenceCache[1];
     private readonly int[] oneCount = new int[1];
 
-    public DecodeModel(ModelConfig config, KvBlockPool pool, int maxBatch)
+    /// <param name="precision">
+    /// F32: the weights as given. Bf16: every weight except the routing biases is rounded to its nearest bf16
+    /// value when loaded (as the checkpoint engine may ship them, DESIGN "Numbers are fp32 on CPU"), all arithmetic
+    /// stays fp32, and decode reads the routed experts from a bf16 copy, half the bytes; the logits are exactly
+    /// those of an F32 model given the rounded weights.
+    /// </param>
+    public DecodeModel(ModelConfig config, KvBlockPool pool, int maxBatch, WeightPrecision precision = WeightPrecision.F32)
     {
         if (config.RopeScaling is not null)
         {
@@ -71,6 +78,7 @@ public sealed class DecodeModel
 
         this.config = config;
         this.pool = pool;
+        Precision = precision;
         layout = new ParameterLayout(config);
         D = config.HiddenSize;
         V = config.VocabSize;
@@ -110,6 +118,8 @@ public sealed class DecodeModel
 
     public int MaxBatch { get; }
 
+    public WeightPrecision Precision { get; }
+
     /// <summary>[L, H] per layer and head, the max pre-softmax logit (scale included) of the last prefill.</summary>
     public ReadOnlySpan<float> MaxLogits => maxLogits;
 
@@ -123,7 +133,41 @@ public sealed class DecodeModel
         }
 
         parameters.CopyTo(this.parameters, 0);
+        if (Precision == WeightPrecision.Bf16)
+        {
+            RoundToBf16();
+        }
+
         loaded = true;
+    }
+
+    /// <summary>Rounds the loaded weights (not the routing biases) to bf16 and packs the routed experts' rows.</summary>
+    private void RoundToBf16()
+    {
+        if (experts16.Length == 0)
+        {
+            experts16 = new ushort[parameters.Length];
+        }
+
+        foreach (var t in layout.Tensors)
+        {
+            if (t.IsRoutingBias)
+            {
+                continue;
+            }
+
+            var values = t.Of(parameters);
+            if (t.ExpertIndex >= 0)
+            {
+                var packed = experts16.AsSpan(checked((int)t.Offset), checked((int)t.Length));
+                for (int r = 0; r < t.Rows; r++)
+                {
+                    SmallGemm.PackBf16Row(values.Slice(r * t.Cols, t.Cols), packed.Slice(r * t.Cols, t.Cols));
+                }
+            }
+
+            Bf16.Round(values);
+        }
     }
 
     // ------------------------------------------------------------------ prefill (plain path)
@@ -505,7 +549,7 @@ public sealed class DecodeModel
         t0 = Profile.Lap(ModelPhase.AttentionProjections, t0);
         if (s.IsMoe)
         {
-            w.Moe!.Forward(w.Tmp, w.Ln, parameters, s, n);
+            w.Moe!.Forward(w.Tmp, w.Ln, parameters, s, n, experts16);
         }
         else
         {

@@ -48,6 +48,7 @@ public sealed class MoeBlock
 
     // ---- arguments of the call in flight (read by the per-expert bodies)
     private float[] parameters = [];
+    private ushort[] weights16 = [];     // inference: the routed experts' bf16 rows (SmallGemm.PackBf16Row), or empty
     private float[] gradients = [];
     private LayerSlots slots = null!;
     private float[] xIn = [], outBuf = [], dOutBuf = [], dXBuf = [];
@@ -169,16 +170,24 @@ public sealed class MoeBlock
 
     /// <summary>
     /// output[N, D] = Σ_k mix[n,k] Expert_k(x[n]) + Shared(x[n]) (assigned). x is the post-attention-normed
-    /// input and must stay unchanged until <see cref="Backward"/>.
+    /// input and must stay unchanged until <see cref="Backward"/>. An inference block may be given
+    /// <paramref name="experts16"/>, the routed experts' rows packed as bf16 at the parameters' offsets, for its
+    /// few-row products; the parameters must then hold the same (rounded) values.
     /// </summary>
-    public void Forward(float[] output, float[] x, float[] parameters, LayerSlots slots, int N)
+    public void Forward(float[] output, float[] x, float[] parameters, LayerSlots slots, int N, ushort[]? experts16 = null)
     {
         if (N > Capacity)
         {
             throw new ArgumentException($"MoE block holds {Capacity} tokens, asked for {N}", nameof(N));
         }
 
+        if (experts16 is { Length: > 0 } && (!inference || experts16.Length < parameters.Length))
+        {
+            throw new ArgumentException("bf16 expert rows need an inference block and one value per parameter", nameof(experts16));
+        }
+
         this.parameters = parameters;
+        weights16 = experts16 ?? [];
         this.slots = slots;
         balanceActive = false;
         long t0 = StepProfile.Now;
@@ -205,6 +214,7 @@ public sealed class MoeBlock
         ModelThreads.For(TokenChunks, combine, parallel: N * K * D >= ParallelMinFloats);
         profile.Lap(ModelPhase.MoeRouting, t0);
         xIn = outBuf = dOutBuf = dXBuf = [];
+        weights16 = [];
     }
 
     private void ForwardInference(int item, int worker)
@@ -481,6 +491,15 @@ public sealed class MoeBlock
             var g = ge.AsSpan(off * F, cnt * F);
             var u = ue.AsSpan(off * F, cnt * F);
             var h = he.AsSpan(off * F, cnt * F);
+            if (weights16.Length > 0)
+            {
+                SmallGemm.MultiplyNT(g, F, x, D, weights16.AsSpan(slots.ExpertGate[e], F * D), D, cnt, F, D);
+                SmallGemm.MultiplyNT(u, F, x, D, weights16.AsSpan(slots.ExpertUp[e], F * D), D, cnt, F, D);
+                SwiGlu.Forward(h, g, u, cnt * F);
+                SmallGemm.MultiplyNT(ye.AsSpan(off * D, cnt * D), D, h, F, weights16.AsSpan(slots.ExpertDown[e], D * F), F, cnt, D, F);
+                return;
+            }
+
             SmallGemm.MultiplyNT(g, F, x, D, P(slots.ExpertGate[e], F * D), D, cnt, F, D);
             SmallGemm.MultiplyNT(u, F, x, D, P(slots.ExpertUp[e], F * D), D, cnt, F, D);
             SwiGlu.Forward(h, g, u, cnt * F);

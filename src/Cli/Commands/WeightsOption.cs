@@ -1,0 +1,13 @@
+using System.CommandLine;
+
+namespace K2RL.Cli.Commands;
+
+/// <summary>The <c>--weights f32|bf16</c> option of the commands that run the rollout engine.</summary>
+internal static class WeightsOption
+{
+    public static Option<string> Create() => new("--weights")
+    {
+        Description = "Values the rollout engine holds the weights at: f32 (as trained) or bf16 (rounded; decode reads half the expert bytes). Arithmetic is fp32 either way",
+        DefaultValueFactory = _ => "f32",
+    };
+}
