@@ -1,4 +1,5 @@
 using K2RL.Model;
+using K2RL.Model.Inference;
 using K2RL.Rollout;
 using K2RL.Tests.Shared;
 
@@ -35,10 +36,11 @@ public class ModelDecoderTests
         }
     }
 
-    private static ModelDecoder Decoder(string name, int maxBatch = 4, int blockTokens = 8, int? blocks = null, ulong seed = 5)
+    private static ModelDecoder Decoder(string name, int maxBatch = 4, int blockTokens = 8, int? blocks = null, ulong seed = 5,
+        WeightPrecision precision = WeightPrecision.F32)
     {
         var config = Preset(name);
-        var d = new ModelDecoder(config, maxBatch, blockTokens, blocks);
+        var d = new ModelDecoder(config, maxBatch, blockTokens, blocks, precision);
         d.LoadWeights(Weights(config, name, seed));
         return d;
     }
@@ -47,16 +49,17 @@ public class ModelDecoderTests
         new(id, prompt, new SamplingParams { Temperature = temperature, TopP = topP, MaxTokens = maxTokens, Seed = seed, StopOnRepetition = false });
 
     [Theory]
-    [InlineData("k2-test")]
-    [InlineData("k2-nano")]
-    public void SameRequestGivesSameTokensWhateverElseIsInTheBatch(string preset)
+    [InlineData("k2-test", WeightPrecision.F32)]
+    [InlineData("k2-nano", WeightPrecision.F32)]
+    [InlineData("k2-nano", WeightPrecision.Bf16)]
+    public void SameRequestGivesSameTokensWhateverElseIsInTheBatch(string preset, WeightPrecision precision)
     {
         var target = Req("t", [1, 2, 3, 4, 5], 20, 42, temperature: 0.9f, topP: 0.95f);
-        var alone = new RolloutEngine(Decoder(preset));
+        var alone = new RolloutEngine(Decoder(preset, precision: precision));
         var ha = alone.Submit(target);
         alone.RunUntilIdle();
 
-        var engine = new RolloutEngine(Decoder(preset));
+        var engine = new RolloutEngine(Decoder(preset, precision: precision));
         var others = Enumerable.Range(0, 3).Select(i => engine.Submit(Req($"o{i}", [7 + i, 3, i], 8 + 5 * i, (ulong)i))).ToList();
         engine.Step();
         engine.Step();

@@ -699,7 +699,8 @@ public sealed class DecodeModel
             G = new float[anyDense ? C * I : 0];
             U = new float[anyDense ? C * I : 0];
             Hd = new float[anyDense ? C * I : 0];
-            Moe = anyMoe ? new MoeBlock(m.config, C, trainable: false, m.Profile) : null;
+            // decode: the few-row expert products; prefill: the packed GEMM (both row-independent, so batch-independent)
+            Moe = anyMoe ? new MoeBlock(m.config, C, trainable: false, m.Profile, fewRows: contextCapacity == 0) : null;
             CtxLatent = new float[contextCapacity * m.R];
             CtxKpe = new float[contextCapacity * m.Dr];
             CtxKv = new float[contextCapacity * m.HKV];

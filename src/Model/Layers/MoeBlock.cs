@@ -17,7 +17,8 @@ public sealed class MoeBlock
 {
     private readonly int D, E, K, F, Fs, G, topkGroup;
     private readonly bool normTopk;
-    private readonly bool inference;     // not trainable: decode's few rows per expert take the small-product path
+    private readonly bool inference;     // not trainable
+    private readonly bool fewRows;       // inference for decode steps: every expert takes the few-row product
     private readonly float scaling;
 
     // ---- saved activations
@@ -62,8 +63,19 @@ public sealed class MoeBlock
     private readonly double[] balanceF;  // [E] scratch
     private bool balanceActive;
 
-    public MoeBlock(ModelConfig config, int capacity, bool trainable, StepProfile profile)
+    /// <param name="fewRows">
+    /// An inference block for decode steps: every routed expert runs the few-row product (<see cref="SmallGemm"/>)
+    /// whatever its row count; an inference block without it runs the packed GEMM. Either way a token's output
+    /// has the same bits however many other tokens share its expert, so a request's log-probabilities do not
+    /// depend on the rest of its batch.
+    /// </param>
+    public MoeBlock(ModelConfig config, int capacity, bool trainable, StepProfile profile, bool fewRows = false)
     {
+        if (trainable && fewRows)
+        {
+            throw new ArgumentException("the few-row expert products are for inference blocks only", nameof(fewRows));
+        }
+
         this.profile = profile;
         D = config.HiddenSize;
         E = config.NRoutedExperts;
@@ -76,6 +88,7 @@ public sealed class MoeBlock
         scaling = config.RoutedScalingFactor;
         Capacity = capacity;
         inference = !trainable;
+        this.fewRows = fewRows;
         int N = capacity, NK = capacity * K;
         scores = new float[N * E];
         choice = new float[N * E];
@@ -485,7 +498,7 @@ public sealed class MoeBlock
             xIn.AsSpan(tokenOf[pos] * D, D).CopyTo(xe.AsSpan(pos * D, D));
         }
 
-        if (inference && cnt <= SmallGemm.MaxRows)
+        if (fewRows)
         {
             var x = xe.AsSpan(off * D, cnt * D);
             var g = ge.AsSpan(off * F, cnt * F);

@@ -12,9 +12,6 @@ namespace K2RL.Model.Layers;
 /// </summary>
 public static class SmallGemm
 {
-    /// <summary>Up to this many rows the small path beats the packed GEMM (k2-nano shapes).</summary>
-    public const int MaxRows = 8;
-
     /// <summary>c[m, n] = a[m, k] · b[n, k]ᵀ.</summary>
     public static void MultiplyNT(Span<float> c, int ldc, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb,
         int m, int n, int k)
