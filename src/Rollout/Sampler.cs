@@ -73,9 +73,14 @@ public static class Sampler
             return Draw(probs[..V], scratch, V, identity: true, total, ref rng);
         }
 
-        // Candidates by logit descending, then id ascending: only the top k are ordered when top-k alone filters
-        // (a linear selection, then a sort of those k); top-p alone needs every mass in that order: a full sort.
-        int n = p.TopK > 0 ? Math.Min(p.TopK, V) : V;
+        if (p.TopK <= 0 || p.TopK >= V)
+        {
+            return SampleTopP(logits, p, invT, ref rng, scratch, probs);
+        }
+
+        // Candidates by logit descending, then id ascending: only the top k are ordered (a linear selection, then a
+        // sort of those k).
+        int n = p.TopK;
         var order = scratch[..V];
         var keys = MemoryMarshal.Cast<double, ulong>(probs[..V]);   // probs is free until the masses are written
         for (int i = 0; i < V; i++)
@@ -83,16 +88,8 @@ public static class Sampler
             keys[i] = RankKey(logits[i], i);
         }
 
-        if (n < V)
-        {
-            SelectSmallest(keys, n);
-            keys[..n].Sort();
-        }
-        else
-        {
-            keys.Sort();
-        }
-
+        SelectSmallest(keys, n);
+        keys[..n].Sort();
         for (int r = 0; r < n; r++)
         {
             order[r] = (int)(uint)keys[r];
@@ -127,6 +124,72 @@ public static class Sampler
 
         return Draw(probs[..n], order, n, identity: false, sum, ref rng);
     }
+
+    /// <summary>
+    /// Top-p over the whole vocabulary: the smallest prefix, by logit descending then id ascending, whose mass
+    /// reaches top_p of the total (the total summed in token order). Only that prefix is ordered: the best 64
+    /// candidates are selected and sorted, then the next 3 × as many, and so on, until the prefix is found.
+    /// </summary>
+    private static int SampleTopP(ReadOnlySpan<float> logits, SamplingParams p, double invT, ref SamplerRng rng, Span<int> order, Span<double> probs)
+    {
+        int V = logits.Length;
+        var keys = MemoryMarshal.Cast<double, ulong>(probs[..V]);   // probs is free until the masses are written
+        int best = 0;
+        ulong bestKey = ulong.MaxValue;
+        for (int i = 0; i < V; i++)
+        {
+            keys[i] = RankKey(logits[i], i);
+            if (keys[i] < bestKey)
+            {
+                bestKey = keys[i];
+                best = i;
+            }
+        }
+
+        double top = logits[best] * invT, total = 0;
+        for (int i = 0; i < V; i++)
+        {
+            total += Math.Exp(logits[i] * invT - top);
+        }
+
+        double target = p.TopP * total, cum = 0;
+        int keep = 0, sorted = 0;
+        while (keep < V)
+        {
+            if (keep == sorted)
+            {
+                // order the next candidates: the smallest keys of the unsorted rest
+                int more = Math.Min(V - sorted, Math.Max(TopPFirstCandidates, 3 * sorted));
+                var rest = keys[sorted..];
+                SelectSmallest(rest, more);
+                rest[..more].Sort();
+                sorted += more;
+            }
+
+            cum += Math.Exp(logits[(int)(uint)keys[keep]] * invT - top);
+            keep++;
+            if (cum >= target)
+            {
+                break;
+            }
+        }
+
+        // the ids first: probs[r] overwrites keys[r]
+        for (int r = 0; r < keep; r++)
+        {
+            order[r] = (int)(uint)keys[r];
+        }
+
+        for (int r = 0; r < keep; r++)
+        {
+            probs[r] = Math.Exp(logits[order[r]] * invT - top);
+        }
+
+        return Draw(probs[..keep], order, keep, identity: false, cum, ref rng);
+    }
+
+    /// <summary>Candidates top-p orders first.</summary>
+    private const int TopPFirstCandidates = 64;
 
     /// <summary>
     /// A key whose ascending order is logit descending, then id ascending, as float.CompareTo orders logits:

@@ -8,7 +8,11 @@ namespace K2RL.Rollout.Tests;
 /// </summary>
 public class SamplerSelectionTests
 {
-    /// <summary>The previous implementation: every token sorted by (logit descending, id ascending).</summary>
+    /// <summary>
+    /// The first implementation: every token sorted by (logit descending, id ascending). One definition changed
+    /// since: top-p over the whole vocabulary takes top_p of the total mass summed in token order (it was summed
+    /// in rank order, which needs the full sort).
+    /// </summary>
     private static int FullSortSample(float[] logits, SamplingParams p, ref SamplerRng rng)
     {
         int V = logits.Length;
@@ -30,6 +34,15 @@ public class SamplerSelectionTests
 
         if (p.TopP < 1f)
         {
+            if (n == V)
+            {
+                sum = 0;
+                for (int i = 0; i < V; i++)
+                {
+                    sum += Math.Exp(logits[i] * invT - top);
+                }
+            }
+
             double target = p.TopP * sum, cum = 0;
             int keep = 0;
             while (keep < n)
@@ -88,6 +101,7 @@ public class SamplerSelectionTests
     [InlineData(7)]
     [InlineData(64)]
     [InlineData(512)]
+    [InlineData(5000)]   // top-p alone orders 64, then 192 more, ...: several rounds
     public void SelectionGivesTheFullSortsTokens(int V)
     {
         var data = new Random(11);
@@ -96,7 +110,7 @@ public class SamplerSelectionTests
         int draws = 0;
         foreach (int topK in new[] { 0, 1, 2, 5, 40, V - 1, V, V + 3 })
         {
-            foreach (float topP in new[] { 1f, 0.95f, 0.5f, 0.05f })
+            foreach (float topP in new[] { 1f, 0.999f, 0.95f, 0.5f, 0.05f })
             {
                 foreach (float t in new[] { 1f, 0.7f, 1.5f })
                 {
