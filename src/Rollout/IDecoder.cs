@@ -48,7 +48,10 @@ public interface IDecoder
     /// </summary>
     void PrefillBatch(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> counts, Span<float> lastLogits);
 
-    /// <summary>Appends one token per sequence; writes logits [B, V].</summary>
+    /// <summary>
+    /// Appends one token per sequence; writes logits [B, V], each row computed from its own sequence alone. When it
+    /// throws, every sequence is left as it was (no token appended), so the step can be retried.
+    /// </summary>
     void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits);
 }
 

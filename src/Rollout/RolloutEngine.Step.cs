@@ -316,28 +316,49 @@ public sealed partial class RolloutEngine
             tokens[b] = batch[b].Tokens[^1].Token;
         }
 
+        var failed = new string?[batch.Count];
         try
         {
             decoder.DecodeStep(caches, tokens, logits.AsSpan(0, batch.Count * V));
         }
+        catch (Exception e) when (e is not OutOfMemoryException && batch.Count == 1)
+        {
+            failed[0] = e.Message;
+        }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            foreach (var seq in batch)
+            // The failed step appended nothing; find which sequences fail on their own. Rows are computed
+            // independently, so each one stepped alone gets the row the batched step would have given it.
+            for (int b = 0; b < batch.Count; b++)
             {
-                running.Remove(seq);
-                seq.Error = $"decode step failed: {e.Message}";
-                Finish(seq, FinishReason.Error);
+                try
+                {
+                    decoder.DecodeStep([caches[b]], tokens.AsSpan(b, 1), logits.AsSpan(b * V, V));
+                }
+                catch (Exception alone) when (alone is not OutOfMemoryException)
+                {
+                    failed[b] = alone.Message;
+                }
             }
-
-            return 0;
         }
 
+        int decoded = 0;
         for (int b = 0; b < batch.Count; b++)
         {
-            SampleAndCheck(batch[b], logits.AsSpan(b * V, V));
+            var seq = batch[b];
+            if (failed[b] is { } message)
+            {
+                running.Remove(seq);
+                seq.Error = $"decode step failed: {message}";
+                Finish(seq, FinishReason.Error);
+                continue;
+            }
+
+            SampleAndCheck(seq, logits.AsSpan(b * V, V));
+            decoded++;
         }
 
-        return batch.Count;
+        return decoded;
     }
 
     private void SampleAndCheck(ActiveSequence seq, ReadOnlySpan<float> row)

@@ -120,11 +120,19 @@ internal sealed class HashDecoder : IDecoder
         }
     }
 
+    /// <summary>When set (>= 0), a decode step that includes a sequence holding this token fails, appending nothing.</summary>
+    public int DecodePoisonToken { get; set; } = -1;
+
     public void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits)
     {
         if (seqs.Count > MaxBatch)
         {
             throw new InvalidOperationException($"batch {seqs.Count} > {MaxBatch}");
+        }
+
+        if (seqs.Any(s => ((Seq)s).History.Contains(DecodePoisonToken)))
+        {
+            throw new InvalidOperationException($"decode poison token {DecodePoisonToken}");
         }
 
         StepGate?.Wait();

@@ -49,6 +49,33 @@ public class RolloutEngineTests
         Assert.All(others, o => Assert.Equal(FinishReason.Length, o.Result!.FinishReason));
     }
 
+    /// <summary>
+    /// A decode step that throws is retried one sequence at a time: only the sequence that fails on its own ends
+    /// with an error; the others go on with exactly the tokens and log-probabilities they get alone.
+    /// </summary>
+    [Fact]
+    public void AFailingDecodeStepEndsOnlyTheSequenceAtFault()
+    {
+        var decoder = new HashDecoder(maxBatch: 4) { DecodePoisonToken = 13 };
+        var engine = new RolloutEngine(decoder);
+        var ok = new[] { 0, 2, 3 }.Select(i => engine.Submit(Req($"r{i}", [i + 1, 5], maxTokens: 8, seed: (ulong)i))).ToList();
+        var bad = engine.Submit(Req("bad", [7, 13, 2], maxTokens: 8));
+        engine.RunUntilIdle();
+
+        Assert.Equal(FinishReason.Error, bad.Result!.FinishReason);
+        Assert.Contains("decode step failed: decode poison token 13", bad.Result.Error);
+        Assert.Single(bad.Result.Tokens); // the first token comes from prefill; the first decode step fails
+        foreach (var (h, i) in ok.Zip(new[] { 0, 2, 3 }))
+        {
+            var alone = RunAlone(Req($"r{i}", [i + 1, 5], maxTokens: 8, seed: (ulong)i));
+            Assert.Equal(FinishReason.Length, h.Result!.FinishReason);
+            Assert.Equal(alone.TokenIds, h.Result.TokenIds);
+            Assert.Equal(alone.Tokens.Select(t => t.LogProb), h.Result.Tokens.Select(t => t.LogProb));
+        }
+
+        Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
+    }
+
     [Fact]
     public void RequestsAdmittedTogetherArePrefilledInOneBatchAndAFailingOneEndsAlone()
     {
