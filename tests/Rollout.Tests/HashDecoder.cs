@@ -136,6 +136,11 @@ internal sealed class HashDecoder : IDecoder
         }
 
         StepGate?.Wait();
+        for (int b = 0; b < seqs.Count; b++)
+        {
+            Check((Seq)seqs[b], tokens[b]);   // every check before any append: a step that throws changes nothing
+        }
+
         BatchSizes.Add(seqs.Count);
         for (int b = 0; b < seqs.Count; b++)
         {
@@ -146,6 +151,13 @@ internal sealed class HashDecoder : IDecoder
     }
 
     private void Append(Seq s, int token)
+    {
+        Check(s, token);
+        s.History.Add(token);
+        s.Length++;
+    }
+
+    private void Check(Seq s, int token)
     {
         if ((uint)token >= (uint)VocabSize)
         {
@@ -164,9 +176,6 @@ internal sealed class HashDecoder : IDecoder
                 throw new InvalidOperationException($"sequence uses block {b} it does not own");
             }
         }
-
-        s.History.Add(token);
-        s.Length++;
     }
 
     private void Logits(Seq s, Span<float> row)

@@ -56,8 +56,10 @@ public sealed class DecodeModel
     /// <param name="precision">
     /// F32: the weights as given. Bf16: every weight except the routing biases is rounded to its nearest bf16
     /// value when loaded (as the checkpoint engine may ship them, DESIGN "Numbers are fp32 on CPU"), all arithmetic
-    /// stays fp32, and decode reads the weight matrices from a bf16 copy, half the bytes; the logits are exactly
-    /// those of an F32 model given the rounded weights.
+    /// stays fp32, and decode reads the routed experts, the attention and dense-MLP projections and the head from a
+    /// bf16 copy, half the bytes (the router, the shared expert and the absorbed kv_b products read the rounded fp32
+    /// values); the logits are exactly those of an F32 model given the rounded weights. Memory: 6 bytes per
+    /// parameter (the rounded fp32 buffer, which prefill reads, and the bf16 copy).
     /// </param>
     public DecodeModel(ModelConfig config, KvBlockPool pool, int maxBatch, WeightPrecision precision = WeightPrecision.F32)
     {
@@ -432,16 +434,17 @@ public sealed class DecodeModel
             FinishLayer(w, s, B);
         }
 
-        for (int b = 0; b < B; b++)
-        {
-            seqs[b].Length++;
-        }
-
         stepSeqs = [];
         long th = StepProfile.Now;
         RmsNorm.Forward(w.Ln.AsSpan(0, B * D), rstdHead.AsSpan(0, B), w.X.AsSpan(0, B * D), P(normOffset, D), B, D, eps);
         Project(w, w.Logits, w.Ln, headOffset, B, D, V);
         w.Logits.AsSpan(0, B * V).CopyTo(logits);
+        // only now: a step that throws leaves every sequence as it was (its cache slot at Length is rewritten on a retry)
+        for (int b = 0; b < B; b++)
+        {
+            seqs[b].Length++;
+        }
+
         prof.Lap(ModelPhase.HeadAndLoss, th);
     }
 

@@ -8,7 +8,10 @@ public enum WeightPrecision
     /// <summary>The weights exactly as trained.</summary>
     F32,
 
-    /// <summary>Rounded to bf16 (routing biases excepted); decode reads the routed experts at half the bytes.</summary>
+    /// <summary>
+    /// Rounded to bf16 (routing biases excepted); decode reads the routed experts and the projections at half the
+    /// bytes (see <see cref="DecodeModel"/>).
+    /// </summary>
     Bf16,
 }
 
