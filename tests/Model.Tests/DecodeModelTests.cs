@@ -308,7 +308,7 @@ public class DecodeModelTests(ITestOutputHelper output)
     /// <summary>
     /// Bf16 weights: the model rounds every weight except the routing biases to bf16 when loaded and decodes the
     /// routed experts from bf16 rows; its prefill and decode logits are exactly (bit for bit) an F32 model's given the
-    /// rounded weights, at batch 32 (every decode product from the bf16 rows, prefill's from the rounded fp32). They are not the unrounded
+    /// rounded weights, at batch 32 (every decode expert product from the bf16 rows, the rest from the rounded fp32). They are not the unrounded
     /// model's logits, but close.
     /// </summary>
     [Fact]

@@ -7,7 +7,7 @@ internal static class WeightsOption
 {
     public static Option<string> Create() => new("--weights")
     {
-        Description = "Values the rollout engine holds the weights at: f32 (as trained) or bf16 (rounded; decode reads half the weight bytes). Arithmetic is fp32 either way",
+        Description = "Values the rollout engine holds the weights at: f32 (as trained) or bf16 (rounded; decode reads the routed experts at half the bytes). Arithmetic is fp32 either way",
         DefaultValueFactory = _ => "f32",
     };
 }

@@ -27,7 +27,7 @@ public sealed class DecodeModel
     private readonly int embedOffset, normOffset, headOffset;
     private readonly float[] ropeCos, ropeSin;
     private readonly float[] parameters;         // as loaded, or rounded to bf16 values (Precision Bf16)
-    private ushort[] weights16 = [];             // Bf16: every matrix's rows for decode's few-row products (same offsets)
+    private ushort[] experts16 = [];             // Bf16: the routed experts' rows for decode's small products (same offsets)
     private readonly float[] maxLogits;          // [L, H] of the last prefill
     private float[] rstdHead = [];               // [rows] final-norm scratch
     private readonly Work decode;
@@ -44,7 +44,6 @@ public sealed class DecodeModel
     // decode products: the one in flight, cut into column parts run by ModelThreads (see Project)
     private float[] projOut = [], projIn = [];
     private int projWeight, projRows, projInFeatures, projOutFeatures, projParts;
-    private bool projFewRows;
 
     // prefill: arguments of the call in flight (per sequence: first row, token count, start position, context offset)
     private IReadOnlyList<SequenceCache> pfSeqs = [];
@@ -56,10 +55,9 @@ public sealed class DecodeModel
     /// <param name="precision">
     /// F32: the weights as given. Bf16: every weight except the routing biases is rounded to its nearest bf16
     /// value when loaded (as the checkpoint engine may ship them, DESIGN "Numbers are fp32 on CPU"), all arithmetic
-    /// stays fp32, and decode reads the routed experts, the attention and dense-MLP projections and the head from a
-    /// bf16 copy, half the bytes (the router, the shared expert and the absorbed kv_b products read the rounded fp32
-    /// values); the logits are exactly those of an F32 model given the rounded weights. Memory: 6 bytes per
-    /// parameter (the rounded fp32 buffer, which prefill reads, and the bf16 copy).
+    /// stays fp32, and decode reads the routed experts (most of its bytes) from a bf16 copy, half the bytes; every
+    /// other product reads the rounded fp32 values. The logits are exactly those of an F32 model given the rounded
+    /// weights. Memory: the rounded fp32 buffer plus a 2-byte copy laid out like it (only the experts' part filled).
     /// </param>
     public DecodeModel(ModelConfig config, KvBlockPool pool, int maxBatch, WeightPrecision precision = WeightPrecision.F32)
     {
@@ -144,12 +142,12 @@ public sealed class DecodeModel
         loaded = true;
     }
 
-    /// <summary>Rounds the loaded weights (not the routing biases) to bf16 and packs every matrix's rows for decode.</summary>
+    /// <summary>Rounds the loaded weights (not the routing biases) to bf16 and packs the routed experts' rows.</summary>
     private void RoundToBf16()
     {
-        if (weights16.Length == 0)
+        if (experts16.Length == 0)
         {
-            weights16 = new ushort[parameters.Length];
+            experts16 = new ushort[parameters.Length];
         }
 
         foreach (var t in layout.Tensors)
@@ -160,9 +158,9 @@ public sealed class DecodeModel
             }
 
             var values = t.Of(parameters);
-            if (t.IsMatrix)
+            if (t.ExpertIndex >= 0)
             {
-                var packed = weights16.AsSpan(checked((int)t.Offset), checked((int)t.Length));
+                var packed = experts16.AsSpan(checked((int)t.Offset), checked((int)t.Length));
                 for (int r = 0; r < t.Rows; r++)
                 {
                     SmallGemm.PackBf16Row(values.Slice(r * t.Cols, t.Cols), packed.Slice(r * t.Cols, t.Cols));
@@ -290,7 +288,7 @@ public sealed class DecodeModel
                 ReadCache(seqs[b], l, ctx, w.CtxLatent.AsSpan(pfCtx0[b] * R), w.CtxKpe.AsSpan(pfCtx0[b] * Dr));
             }
 
-            Project(w, w.CtxKv, w.CtxLatent, s.KvB, ctxTotal, R, HKV);
+            Project(w.CtxKv, w.CtxLatent, s.KvB, ctxTotal, R, HKV);
             t0 = Profile.Lap(ModelPhase.AttentionProjections, t0);
             stepLayer = l;
             ModelThreads.For(B * H, prefillHead);
@@ -332,7 +330,7 @@ public sealed class DecodeModel
             }
 
             RmsNorm.Forward(w.Ln.AsSpan(0, B * D), rstdHead.AsSpan(0, B), w.Tmp.AsSpan(0, B * D), P(normOffset, D), B, D, eps);
-            Project(w, w.Logits, w.Ln, headOffset, B, D, V);
+            Project(w.Logits, w.Ln, headOffset, B, D, V);
             w.Logits.AsSpan(0, B * V).CopyTo(lastLogits);
         }
 
@@ -437,7 +435,7 @@ public sealed class DecodeModel
         stepSeqs = [];
         long th = StepProfile.Now;
         RmsNorm.Forward(w.Ln.AsSpan(0, B * D), rstdHead.AsSpan(0, B), w.X.AsSpan(0, B * D), P(normOffset, D), B, D, eps);
-        Project(w, w.Logits, w.Ln, headOffset, B, D, V);
+        Project(w.Logits, w.Ln, headOffset, B, D, V);
         w.Logits.AsSpan(0, B * V).CopyTo(logits);
         // only now: a step that throws leaves every sequence as it was (its cache slot at Length is rewritten on a retry)
         for (int b = 0; b < B; b++)
@@ -497,18 +495,18 @@ public sealed class DecodeModel
         RmsNorm.Forward(w.Ln, w.Rstd, w.X, P(s.InputNorm, D), n, D, eps);
         if (hasQLora)
         {
-            Project(w, w.Qa, w.Ln, s.QA, n, D, Rq);
+            Project(w.Qa, w.Ln, s.QA, n, D, Rq);
             RmsNorm.Forward(w.QaN, w.Rstd, w.Qa, P(s.QANorm, Rq), n, Rq, eps);
-            Project(w, w.Q, w.QaN, s.QB, n, Rq, HQ);
+            Project(w.Q, w.QaN, s.QB, n, Rq, HQ);
         }
         else
         {
-            Project(w, w.Q, w.Ln, s.Q, n, D, HQ);
+            Project(w.Q, w.Ln, s.Q, n, D, HQ);
         }
 
         Rope.Apply(w.Q, pos, ropeCos, ropeSin, n, HQ, H, Dn + Dr, Dn, Dr);
         // [c | k_pe] in one product (the two weights are adjacent rows of kv_a_proj), rope on k_pe, then split
-        Project(w, w.KvA, w.Ln, s.KvA, n, D, RD);
+        Project(w.KvA, w.Ln, s.KvA, n, D, RD);
         Rope.Apply(w.KvA, pos, ropeCos, ropeSin, n, RD, 1, RD, R, Dr);
         for (int i = 0; i < n; i++)
         {
@@ -547,22 +545,22 @@ public sealed class DecodeModel
     private void FinishLayer(Work w, LayerSlots s, int n)
     {
         long t0 = StepProfile.Now;
-        Project(w, w.Tmp, w.AttnOut, s.O, n, H * Dv, D);
+        Project(w.Tmp, w.AttnOut, s.O, n, H * Dv, D);
         AddInPlace(w.X, w.Tmp, n * D);
         RmsNorm.Forward(w.Ln, w.Rstd, w.X, P(s.PostNorm, D), n, D, eps);
         t0 = Profile.Lap(ModelPhase.AttentionProjections, t0);
         if (s.IsMoe)
         {
-            w.Moe!.Forward(w.Tmp, w.Ln, parameters, s, n, weights16);
+            w.Moe!.Forward(w.Tmp, w.Ln, parameters, s, n, experts16);
         }
         else
         {
             int I = config.IntermediateSize;
             // SwiGluMlp.Forward's products, each cut over ModelThreads (the same bits)
-            Project(w, w.G, w.Ln, s.MlpGate, n, D, I);
-            Project(w, w.U, w.Ln, s.MlpUp, n, D, I);
+            Project(w.G, w.Ln, s.MlpGate, n, D, I);
+            Project(w.U, w.Ln, s.MlpUp, n, D, I);
             SwiGlu.Forward(w.Hd, w.G, w.U, n * I);
-            Project(w, w.Tmp, w.Hd, s.MlpDown, n, I, D);
+            Project(w.Tmp, w.Hd, s.MlpDown, n, I, D);
             Profile.Lap(ModelPhase.DenseMlp, t0);
         }
 
@@ -578,20 +576,19 @@ public sealed class DecodeModel
     }
 
     /// <summary>
-    /// output[n, Out] = input[n, In] · W[Out, In]ᵀ with W at weightOffset in the parameters, for the work w in
-    /// flight. Decode (w is the decode work): the few-row product (<see cref="SmallGemm"/>, from the bf16 rows when
-    /// the weights are bf16: half the bytes, same bits) over column parts run by <see cref="ModelThreads"/>.
-    /// Prefill, many rows: the packed GEMM on the kernel threads, which shares one packed copy of W between its
-    /// threads; few rows (and prefill's last-position head): the same GEMM, one thread per call, over column parts
-    /// run by ModelThreads, so that one pool is busy instead of two on the same cores (the kernel threads' idle
-    /// spin took ~19 % of decode CPU while the model threads ran the experts; docs/BENCHMARKS.md "Rollout").
-    /// Either product's per-element reduction depends only on the reduction length, not on the rows or the column
-    /// range, so a row's bits do not depend on the other rows.
+    /// output[n, Out] = input[n, In] · W[Out, In]ᵀ with W at weightOffset in the parameters. Many rows (prefill's
+    /// products): the packed GEMM on the kernel threads, which shares one packed copy of W between its threads.
+    /// Few rows (decode, prefill's last-position head): the same GEMM, one thread per call, over column parts run
+    /// by <see cref="ModelThreads"/>, so a decode step keeps one pool busy instead of two pools on the same cores
+    /// (the kernel threads' idle spin between GEMMs took ~19 % of decode CPU while the model threads ran the
+    /// experts; docs/BENCHMARKS.md "Rollout"). Every element's reduction is the packed GEMM's whatever the column
+    /// range or the number of rows (its order depends on the reduction length alone), so the bits equal
+    /// Linear.Forward's and a row's bits do not depend on the other rows. (The few-row SmallGemm was tried for
+    /// decode's projections: no faster at batch 32 and ~10 % slower decode at batch 128; docs/BENCHMARKS.md.)
     /// </summary>
-    private void Project(Work w, float[] output, float[] input, int weightOffset, int n, int In, int Out)
+    private void Project(float[] output, float[] input, int weightOffset, int n, int In, int Out)
     {
-        projFewRows = ReferenceEquals(w, decode);
-        if (!projFewRows && n >= ProjectKernelThreadsMinRows)
+        if (n >= ProjectKernelThreadsMinRows)
         {
             Linear.Forward(output, input, P(weightOffset, Out * In), n, In, Out);
             return;
@@ -629,20 +626,8 @@ public sealed class DecodeModel
             return;
         }
 
-        var output = projOut.AsSpan(j0);
-        if (!projFewRows)
-        {
-            Gemm.Multiply(GemmOp.NT, output, Out, projIn, In, P(projWeight + j0 * In, (j1 - j0) * In), In, projRows, j1 - j0, In,
-                false, maxThreads: 1);
-        }
-        else if (weights16.Length > 0)
-        {
-            SmallGemm.MultiplyNT(output, Out, projIn, In, weights16.AsSpan(projWeight + j0 * In, (j1 - j0) * In), In, projRows, j1 - j0, In);
-        }
-        else
-        {
-            SmallGemm.MultiplyNT(output, Out, projIn, In, P(projWeight + j0 * In, (j1 - j0) * In), In, projRows, j1 - j0, In);
-        }
+        Gemm.Multiply(GemmOp.NT, projOut.AsSpan(j0), Out, projIn, In, P(projWeight + j0 * In, (j1 - j0) * In), In, projRows, j1 - j0, In,
+            false, maxThreads: 1);
     }
 
     private static void AddInPlace(Span<float> acc, ReadOnlySpan<float> b, int n) =>

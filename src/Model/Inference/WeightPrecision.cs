@@ -9,8 +9,8 @@ public enum WeightPrecision
     F32,
 
     /// <summary>
-    /// Rounded to bf16 (routing biases excepted); decode reads the routed experts and the projections at half the
-    /// bytes (see <see cref="DecodeModel"/>).
+    /// Rounded to bf16 (routing biases excepted); decode reads the routed experts at half the bytes (see
+    /// <see cref="DecodeModel"/>).
     /// </summary>
     Bf16,
 }
