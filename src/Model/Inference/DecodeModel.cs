@@ -316,7 +316,7 @@ public sealed class DecodeModel
         long th = StepProfile.Now;
         if (!allLogits.IsEmpty)
         {
-            Head(w.X.AsSpan(0, total * D), w.Ln, total, allLogits);
+            Head(w, w.X.AsSpan(0, total * D), total, allLogits);
             for (int b = 0; b < B; b++)
             {
                 allLogits.Slice((pfRow0[b] + pfCount[b] - 1) * V, V).CopyTo(lastLogits.Slice(b * V, V));
@@ -329,9 +329,7 @@ public sealed class DecodeModel
                 w.X.AsSpan((pfRow0[b] + pfCount[b] - 1) * D, D).CopyTo(w.Tmp.AsSpan(b * D, D));
             }
 
-            RmsNorm.Forward(w.Ln.AsSpan(0, B * D), rstdHead.AsSpan(0, B), w.Tmp.AsSpan(0, B * D), P(normOffset, D), B, D, eps);
-            Project(w.Logits, w.Ln, headOffset, B, D, V);
-            w.Logits.AsSpan(0, B * V).CopyTo(lastLogits);
+            Head(w, w.Tmp.AsSpan(0, B * D), B, lastLogits);
         }
 
         Profile.Lap(ModelPhase.HeadAndLoss, th);
@@ -434,9 +432,7 @@ public sealed class DecodeModel
 
         stepSeqs = [];
         long th = StepProfile.Now;
-        RmsNorm.Forward(w.Ln.AsSpan(0, B * D), rstdHead.AsSpan(0, B), w.X.AsSpan(0, B * D), P(normOffset, D), B, D, eps);
-        Project(w.Logits, w.Ln, headOffset, B, D, V);
-        w.Logits.AsSpan(0, B * V).CopyTo(logits);
+        Head(w, w.X.AsSpan(0, B * D), B, logits);
         // only now: a step that throws leaves every sequence as it was (its cache slot at Length is rewritten on a retry)
         for (int b = 0; b < B; b++)
         {
@@ -567,12 +563,15 @@ public sealed class DecodeModel
         AddInPlace(w.X, w.Tmp, n * D);
     }
 
-    /// <summary>logits[n, V] of final hidden states x[n, D] (scratch: [n, D]).</summary>
-    private void Head(ReadOnlySpan<float> x, float[] scratch, int n, Span<float> logits)
+    /// <summary>
+    /// logits[n, V] of final hidden states x[n, D]: the final norm into w.Ln, the head product into w.Logits (see
+    /// <see cref="Project"/>: the same bits for any n), copied out.
+    /// </summary>
+    private void Head(Work w, ReadOnlySpan<float> x, int n, Span<float> logits)
     {
-        var ln = scratch.AsSpan(0, n * D);
-        RmsNorm.Forward(ln, rstdHead.AsSpan(0, n), x, P(normOffset, D), n, D, eps);
-        Linear.Forward(logits, ln, P(headOffset, V * D), n, D, V);
+        RmsNorm.Forward(w.Ln.AsSpan(0, n * D), rstdHead.AsSpan(0, n), x, P(normOffset, D), n, D, eps);
+        Project(w.Logits, w.Ln, headOffset, n, D, V);
+        w.Logits.AsSpan(0, n * V).CopyTo(logits);
     }
 
     /// <summary>
