@@ -317,7 +317,6 @@ public sealed partial class RolloutEngine
         }
 
         var failed = new string?[batch.Count];
-        var lengths = caches.Select(c => c.Length).ToArray();
         try
         {
             decoder.DecodeStep(caches, tokens, logits.AsSpan(0, batch.Count * V));
@@ -328,14 +327,9 @@ public sealed partial class RolloutEngine
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // The failed step appended nothing (the IDecoder contract; the lengths are put back in case a decoder
-            // moved them); find which sequences fail on their own. Rows are computed independently, so each one
-            // stepped alone gets the row the batched step would have given it.
-            for (int b = 0; b < batch.Count; b++)
-            {
-                caches[b].Length = lengths[b];
-            }
-
+            // The failed step appended nothing (the IDecoder contract); find which sequences fail on their own.
+            // Rows are computed independently, so each one stepped alone gets the row the batched step would have
+            // given it.
             for (int b = 0; b < batch.Count; b++)
             {
                 try
