@@ -166,23 +166,16 @@ public static class Sampler
                 sorted += more;
             }
 
-            cum += Math.Exp(logits[(int)(uint)keys[keep]] * invT - top);
+            int id = (int)(uint)keys[keep];
+            double mass = Math.Exp(logits[id] * invT - top);
+            order[keep] = id;
+            probs[keep] = mass;   // overwrites keys[keep]: later selections read only keys[sorted..], past it
+            cum += mass;
             keep++;
             if (cum >= target)
             {
                 break;
             }
-        }
-
-        // the ids first: probs[r] overwrites keys[r]
-        for (int r = 0; r < keep; r++)
-        {
-            order[r] = (int)(uint)keys[r];
-        }
-
-        for (int r = 0; r < keep; r++)
-        {
-            probs[r] = Math.Exp(logits[order[r]] * invT - top);
         }
 
         return Draw(probs[..keep], order, keep, identity: false, cum, ref rng);
