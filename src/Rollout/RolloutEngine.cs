@@ -1,3 +1,5 @@
+using K2RL.CheckpointEngine;
+
 namespace K2RL.Rollout;
 
 /// <summary>
@@ -123,6 +125,18 @@ public sealed partial class RolloutEngine
         seq.Tokens.AddRange(rollout.Tokens);
         Enqueue(seq);
         return handle;
+    }
+
+    /// <summary>
+    /// Takes the weight source's newest version now instead of at the next step (a step boundary: call it from the
+    /// thread that steps). The RL job calls it right after a push, so the load is timed as part of the push.
+    /// Returns whether a newer version was taken.
+    /// </summary>
+    public bool SyncWeights()
+    {
+        long before = WeightVersion;
+        TakeNewerWeights();
+        return WeightVersion != before;
     }
 
     /// <summary>Runs steps until every request has ended.</summary>

@@ -1,3 +1,4 @@
+using K2RL.CheckpointEngine;
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -15,7 +16,7 @@ namespace K2RL.Rollout;
 public sealed class RolloutService : IDisposable
 {
     private readonly RolloutEngine engine;
-    private readonly InProcessWeightSource weights;
+    private readonly InProcessWeightChannel weights;
     private readonly IPartialRolloutStore store;
     private readonly Func<string, int[]>? tokenize;
     private readonly Func<IReadOnlyList<int>, string>? detokenize;
@@ -35,7 +36,7 @@ public sealed class RolloutService : IDisposable
     public RolloutService(IDecoder decoder, IPartialRolloutStore store, EngineOptions? options = null, long initialVersion = 0,
         Func<string, int[]>? tokenize = null)
     {
-        weights = new InProcessWeightSource();
+        weights = new InProcessWeightChannel();
         engine = new RolloutEngine(decoder, options, weights, initialVersion);
         this.store = store;
         this.tokenize = tokenize;

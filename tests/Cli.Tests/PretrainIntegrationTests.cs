@@ -10,50 +10,12 @@ public class PretrainIntegrationTests
 {
     private const int Compared = 24;
 
-    private static Process Start(string job, string runDir, params string[] extra)
-    {
-        var psi = new ProcessStartInfo(Environment.ProcessPath!)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "k2rl.dll"));
-        foreach (string a in new[] { "pretrain", "--job", job, "--run-dir", runDir }.Concat(extra))
-        {
-            psi.ArgumentList.Add(a);
-        }
+    private static Process Start(string job, string runDir, params string[] extra) =>
+        ChildK2rl.Start(["pretrain", "--job", job, "--run-dir", runDir, .. extra]);
 
-        var p = Process.Start(psi)!;
-        p.ErrorDataReceived += (_, _) => { };
-        p.BeginErrorReadLine();
-        return p;
-    }
+    private static void Finish(Process p) => ChildK2rl.Finish(p);
 
-    private static void Finish(Process p)
-    {
-        string stdout = p.StandardOutput.ReadToEnd();
-        Assert.True(p.WaitForExit(TimeSpan.FromMinutes(5)), "the child did not finish");
-        Assert.True(p.ExitCode == 0, $"exit code {p.ExitCode}: {stdout}");
-    }
-
-    /// <summary>Waits (polling the file, no time assertions) until the child has written at least <paramref name="steps"/> metrics lines.</summary>
-    private static void WaitForSteps(Process p, string runDir, int steps)
-    {
-        string metrics = Path.Combine(runDir, "metrics.jsonl");
-        var deadline = DateTime.UtcNow.AddMinutes(5);
-        while (DateTime.UtcNow < deadline && !p.HasExited)
-        {
-            if (File.Exists(metrics) && File.ReadLines(metrics).Count() >= steps)
-            {
-                return;
-            }
-
-            Thread.Sleep(10);
-        }
-
-        Assert.Fail($"the child exited or stalled before step {steps}");
-    }
+    private static void WaitForSteps(Process p, string runDir, int steps) => ChildK2rl.WaitForMetrics(p, runDir, steps);
 
     private static float[] Reference(PretrainTestJobs jobs)
     {

@@ -1,3 +1,4 @@
+using K2RL.CheckpointEngine;
 using K2RL.Model;
 using K2RL.Model.Inference;
 using K2RL.Rollout;
@@ -128,7 +129,7 @@ public class ModelDecoderTests
     public void NewWeightsChangeTheTokensFromTheStepTheyAreTaken()
     {
         var config = Preset("k2-test");
-        var source = new InProcessWeightSource();
+        var source = new InProcessWeightChannel();
         var engine = new RolloutEngine(Decoder("k2-test"), weights: source);
         var h = engine.Submit(Req("w", [1, 2], 30, 9, temperature: 0f));
         for (int i = 0; i < 4; i++)

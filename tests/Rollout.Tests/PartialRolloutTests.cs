@@ -1,3 +1,4 @@
+using K2RL.CheckpointEngine;
 using K2RL.Common;
 using K2RL.Rollout;
 
@@ -92,7 +93,7 @@ public sealed class PartialRolloutTests : IDisposable
         var report = engine.RunIteration(10, store);
         Assert.Equal(1, report.Paused);
 
-        var source = new InProcessWeightSource();
+        var source = new InProcessWeightChannel();
         source.Publish(new WeightSet(7, [0.125f]));
         var next = new RolloutEngine(new HashDecoder(), weights: source);
         var h = next.Resume(store.TakeAll().Single());

@@ -1,3 +1,4 @@
+using K2RL.CheckpointEngine;
 using K2RL.Rollout;
 
 namespace K2RL.Rollout.Tests;
@@ -215,7 +216,7 @@ public class RolloutEngineTests
     public void NewWeightsAreTakenAtAStepBoundaryAndSequencesInFlightContinue()
     {
         var decoder = new HashDecoder();
-        var source = new InProcessWeightSource();
+        var source = new InProcessWeightChannel();
         var engine = new RolloutEngine(decoder, weights: source);
         var h = engine.Submit(Req("w", [1, 2, 3], maxTokens: 20, seed: 11));
         for (int i = 0; i < 5; i++)

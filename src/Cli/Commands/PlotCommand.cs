@@ -24,7 +24,10 @@ public sealed class PlotCommand : ICommandProvider
     internal static int Run(CliContext context, PlotOptions options)
     {
         string outDir = options.Out ?? Path.Combine(options.RunDirs[0], "plots");
-        foreach (string file in RunPlots.Draw(options.RunDirs, outDir, options.Tau, Math.Max(1, options.Smooth)))
+        var files = options.RunDirs.Length == 1 && RlPlots.IsRlRun(options.RunDirs[0])
+            ? RlPlots.Draw(options.RunDirs[0], outDir)
+            : RunPlots.Draw(options.RunDirs, outDir, options.Tau, Math.Max(1, options.Smooth));
+        foreach (string file in files)
         {
             context.Out.WriteLine(file);
         }

@@ -20,13 +20,17 @@ public sealed class GymServices
     public ISandbox Sandbox => sandbox.Value;
 }
 
-/// <summary>A registered environment: its name, a one-line description, a factory, and its task generator if it has one.</summary>
+/// <summary>
+/// A registered environment: its name, a one-line description, a factory, its task generator if it has one, and
+/// whether its reward comes from a verifier (false: an RL job scores it with the self-critique rubric reward).
+/// </summary>
 public sealed record EnvironmentEntry(
     string Name,
     string Description,
     Func<GymServices, IEnvironment> Create,
     ITaskGenerator? Generator = null,
-    IReadOnlyList<ToolSpec>? Tools = null);
+    IReadOnlyList<ToolSpec>? Tools = null,
+    bool HasVerifier = true);
 
 /// <summary>
 /// Everything the Gym can name: environments, verifiers, judges and rubrics. <see cref="CreateDefault"/> holds the

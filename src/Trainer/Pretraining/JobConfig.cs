@@ -92,22 +92,7 @@ public sealed record JobConfig
             ?? throw new ConfigException($"{file}:{r.LineOf("model")}: \"model\": no file {modelRef} (looked relative to the working directory and the job file)");
         var model = LoadModel(modelPath, r.Section("model_overrides"));
 
-        var o = r.Section("optimizer");
-        var optimizer = new OptimizerSettings
-        {
-            Kind = o.Str("kind", "muonclip", "muonclip", "muon", "adamw"),
-            Lr = o.Float("lr", 0.02f, 0, 10, minExclusive: true),
-            WeightDecay = o.Float("weight_decay", 0.1f, 0, 1),
-            Momentum = o.Float("momentum", 0.95f, 0, 1),
-            Nesterov = o.Bool("nesterov", true),
-            NsSteps = o.Int("ns_steps", 5, 1, 20),
-            Beta1 = o.Float("beta1", 0.9f, 0, 1),
-            Beta2 = o.Float("beta2", 0.95f, 0, 1),
-            Eps = o.Float("eps", 1e-8f, 0, 1, minExclusive: true),
-            QkClipTau = o.Float("qk_clip_tau", 100f, 0, double.PositiveInfinity, minExclusive: true),
-            GradClip = o.Float("grad_clip", 1f, 0),
-        };
-        o.RejectUnknown();
+        var optimizer = ParseOptimizer(r.Section("optimizer"), new OptimizerSettings());
 
         var s = r.Section("schedule");
         var schedule = new LrSchedule
@@ -124,21 +109,7 @@ public sealed record JobConfig
         float seqAux = b.Float("seq_aux_alpha", 0f, 0, 1);
         b.RejectUnknown();
 
-        var d = r.Section("data");
-        var kinds = syntheticKinds.Order(StringComparer.Ordinal).ToArray();
-        var synthetic = d.StrList("synthetic", kinds, kinds);
-        int maxDifficulty = d.Int("max_difficulty", 2, 1, 10);
-        var data = new DataSettings
-        {
-            SyntheticTasks = synthetic,
-            SyntheticMaxDifficulty = maxDifficulty,
-            TaskWeights = MixWeights.ParseTaskWeights(d, synthetic),
-            DifficultyWeights = MixWeights.ParseDifficultyWeights(d, maxDifficulty),
-            Files = d.StrList("files", []).Select(f => ResolvePath(f, file)
-                ?? throw new ConfigException($"{file}:{d.LineOf("files")}: \"data.files\": no file {f}")).ToArray(),
-            FileFraction = d.Float("file_fraction", 0.5f, 0, 1),
-        };
-        d.RejectUnknown();
+        var data = ParseData(r.Section("data"), file, syntheticKinds);
         if (data.SyntheticTasks.Count == 0 && data.Files.Count == 0)
         {
             throw new ConfigException($"{file}:{r.LineOf("data")}: \"data\" names no source: list synthetic tasks or files");
@@ -193,6 +164,47 @@ public sealed record JobConfig
         }
 
         return job;
+    }
+
+    /// <summary>The `optimizer` section (shared by the pretraining and RL jobs); absent keys keep <paramref name="defaults"/>.</summary>
+    internal static OptimizerSettings ParseOptimizer(YamlReader o, OptimizerSettings defaults)
+    {
+        var optimizer = new OptimizerSettings
+        {
+            Kind = o.Str("kind", defaults.Kind, "muonclip", "muon", "adamw"),
+            Lr = o.Float("lr", defaults.Lr, 0, 10, minExclusive: true),
+            WeightDecay = o.Float("weight_decay", defaults.WeightDecay, 0, 1),
+            Momentum = o.Float("momentum", defaults.Momentum, 0, 1),
+            Nesterov = o.Bool("nesterov", defaults.Nesterov),
+            NsSteps = o.Int("ns_steps", defaults.NsSteps, 1, 20),
+            Beta1 = o.Float("beta1", defaults.Beta1, 0, 1),
+            Beta2 = o.Float("beta2", defaults.Beta2, 0, 1),
+            Eps = o.Float("eps", defaults.Eps, 0, 1, minExclusive: true),
+            QkClipTau = o.Float("qk_clip_tau", defaults.QkClipTau, 0, double.PositiveInfinity, minExclusive: true),
+            GradClip = o.Float("grad_clip", defaults.GradClip, 0),
+        };
+        o.RejectUnknown();
+        return optimizer;
+    }
+
+    /// <summary>The `data` section (the pretraining corpus; also the RL job's PTX data).</summary>
+    internal static DataSettings ParseData(YamlReader d, string file, IReadOnlyCollection<string> syntheticKinds)
+    {
+        var kinds = syntheticKinds.Order(StringComparer.Ordinal).ToArray();
+        var synthetic = d.StrList("synthetic", kinds, kinds);
+        int maxDifficulty = d.Int("max_difficulty", 2, 1, 10);
+        var data = new DataSettings
+        {
+            SyntheticTasks = synthetic,
+            SyntheticMaxDifficulty = maxDifficulty,
+            TaskWeights = MixWeights.ParseTaskWeights(d, synthetic),
+            DifficultyWeights = MixWeights.ParseDifficultyWeights(d, maxDifficulty),
+            Files = d.StrList("files", []).Select(f => ResolvePath(f, file)
+                ?? throw new ConfigException($"{file}:{d.LineOf("files")}: \"{d.Prefix}files\": no file {f}")).ToArray(),
+            FileFraction = d.Float("file_fraction", 0.5f, 0, 1),
+        };
+        d.RejectUnknown();
+        return data;
     }
 
     /// <summary>

@@ -1,0 +1,215 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
+using K2RL.Common;
+using K2RL.Common.Logging;
+using K2RL.Gym;
+using K2RL.Trainer.Pretraining;
+using K2RL.Trainer.Rl;
+using Serilog;
+using Spectre.Console;
+
+namespace K2RL.Cli.Commands;
+
+/// <summary>
+/// <c>k2rl rl --job FILE --run-dir DIR [--resume] [--max-iterations N]</c>: the co-located RL job; and <c>k2rl demo</c>:
+/// base pretraining (or <c>--base DIR</c>), then RL, then the held-out table before/after. Results go to stdout (one
+/// JSON object), progress and logs to stderr. Ctrl-C and SIGTERM write a checkpoint and exit.
+/// </summary>
+public sealed class RlCommand : ICommandProvider
+{
+    public string Group => "";
+
+    internal sealed record RlOptions(string Job, string RunDir, bool Resume, long? MaxIterations, string? InitFrom = null);
+
+    public IEnumerable<Command> Build(CliContext context)
+    {
+        var job = new Option<string>("--job") { Description = "RL job file (YAML), e.g. configs/jobs/rl-nano.yaml", Required = true };
+        var runDir = new Option<string>("--run-dir") { Description = "Run directory (checkpoints, metrics.jsonl, logs)", Required = true };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the run directory's newest good checkpoint" };
+        var maxIterations = new Option<long?>("--max-iterations") { Description = "Stop (with a checkpoint) once this many iterations are done" };
+        var command = new Command("rl", "RL post-training: rollouts, rewards, the K2 objective + PTX, MuonClip, weight push") { job, runDir, resume, maxIterations };
+        command.SetAction(parse => Run(context, new RlOptions(parse.GetValue(job)!, parse.GetValue(runDir)!, parse.GetValue(resume), parse.GetValue(maxIterations))));
+        yield return command;
+        yield return DemoCommand(context);
+    }
+
+    internal static int Run(CliContext context, RlOptions options)
+    {
+        var (result, _, _) = RunJob(context, options, evaluateBefore: false);
+        context.Out.WriteLine(ResultJson(result).ToJsonString());
+        return ExitCode(result);
+    }
+
+    private static int ExitCode(RlResult result) => result.Reason switch
+    {
+        RlStopReason.Completed or RlStopReason.MaxIterations => 0,
+        RlStopReason.Interrupted => 130,
+        _ => 1,
+    };
+
+    private static JsonObject ResultJson(RlResult r) => new()
+    {
+        ["reason"] = r.Reason.ToString().ToLowerInvariant(),
+        ["iteration"] = r.Iteration,
+        ["checkpoint"] = r.Checkpoint,
+        ["last"] = r.Last is null ? null : JsonNode.Parse(r.Last.ToJson()),
+    };
+
+    /// <summary>Runs the job with signal handling and a progress display; optionally the held-out evaluation of the base first.</summary>
+    internal static (RlResult Result, IReadOnlyDictionary<string, double>? Before, IReadOnlyDictionary<string, double>? After) RunJob(
+        CliContext context, RlOptions options, bool evaluateBefore)
+    {
+        if (options.MaxIterations is <= 0)
+        {
+            throw new ConfigException($"--max-iterations must be > 0, got {options.MaxIterations}");
+        }
+
+        var registry = GymRegistry.CreateDefault();
+        var corpus = SyntheticCorpus.FromGym();
+        var config = RlJobConfig.Load(options.Job, registry.Environments.Select(e => e.Name).ToArray(), corpus.Kinds, options.InitFrom);
+        var run = new K2RL.Trainer.Checkpointing.RunDirectory(options.RunDir);
+        run.Create();
+        using var log = K2Log.Create(jsonFile: Path.Combine(run.Logs, "rl.json"));
+        using var rl = new RlJob(config, options.RunDir, registry, log);
+
+        using var stop = new CancellationTokenSource();
+        void OnSignal(PosixSignalContext ctx)
+        {
+            ctx.Cancel = true;   // keep running until the checkpoint is written
+            if (!stop.IsCancellationRequested)
+            {
+                log.Warning("{Signal}: stopping and writing a checkpoint", ctx.Signal);
+                stop.Cancel();
+            }
+        }
+
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
+        IReadOnlyDictionary<string, double>? before = null;
+        if (evaluateBefore)
+        {
+            log.Information("held-out evaluation of the base");
+            before = rl.EvaluateAsync(CancellationToken.None).GetAwaiter().GetResult();
+        }
+
+        RlResult result;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(context.Error) });
+        if (console.Profile.Capabilities.Interactive && !Console.IsErrorRedirected)
+        {
+            result = null!;
+            console.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("rl", maxValue: config.Iterations);
+                    result = rl.TrainAsync(options.Resume, options.MaxIterations, stop.Token, new SpectreObserver(task)).GetAwaiter().GetResult();
+                });
+        }
+        else
+        {
+            result = rl.TrainAsync(options.Resume, options.MaxIterations, stop.Token, new LogObserver(log)).GetAwaiter().GetResult();
+        }
+
+        IReadOnlyDictionary<string, double>? after = null;
+        if (evaluateBefore && result.Reason is RlStopReason.Completed or RlStopReason.MaxIterations)
+        {
+            after = result.Last?.HeldOut ?? rl.EvaluateAsync(CancellationToken.None).GetAwaiter().GetResult();
+        }
+
+        return (result, before, after);
+    }
+
+    internal sealed record DemoOptions(string RunDir, string? Base, string PretrainJob, string RlJob, bool Resume);
+
+    private static Command DemoCommand(CliContext context)
+    {
+        var runDir = new Option<string>("--run-dir") { Description = "Where the demo writes (base/ and rl/ run directories)", DefaultValueFactory = _ => "runs/demo" };
+        var baseDir = new Option<string?>("--base") { Description = "Use this pretrain run or checkpoint directory as the base instead of pretraining one" };
+        var pretrainJob = new Option<string>("--pretrain-job") { Description = "The base's job file", DefaultValueFactory = _ => "configs/jobs/pretrain-nano.yaml" };
+        var rlJob = new Option<string>("--rl-job") { Description = "The RL job file (its init_from is replaced by the base)", DefaultValueFactory = _ => "configs/jobs/rl-nano.yaml" };
+        var resume = new Option<bool>("--resume") { Description = "Continue an interrupted demo (both stages resume)" };
+        var command = new Command("demo", "The whole pipeline: pretrain a k2-nano base, RL it, and print held-out accuracy before and after")
+            { runDir, baseDir, pretrainJob, rlJob, resume };
+        command.SetAction(parse => Demo(context, new DemoOptions(parse.GetValue(runDir)!, parse.GetValue(baseDir), parse.GetValue(pretrainJob)!,
+            parse.GetValue(rlJob)!, parse.GetValue(resume))));
+        return command;
+    }
+
+    internal static int Demo(CliContext context, DemoOptions o)
+    {
+        string baseDir = o.Base ?? Path.Combine(o.RunDir, "base");
+        if (o.Base is null)
+        {
+            bool done = File.Exists(Path.Combine(baseDir, K2RL.Trainer.Checkpointing.RunDirectory.LatestName));
+            int code = PretrainCommand.Run(new CliContext(TextWriter.Null, context.Error),
+                new PretrainCommand.PretrainOptions(o.PretrainJob, baseDir, Resume: done || o.Resume, MaxSteps: null));
+            if (code != 0)
+            {
+                return code;
+            }
+        }
+
+        string rlDir = Path.Combine(o.RunDir, "rl");
+        bool resumeRl = o.Resume && File.Exists(Path.Combine(rlDir, K2RL.Trainer.Checkpointing.RunDirectory.LatestName));
+        var (result, before, after) = RunJob(context, new RlOptions(o.RlJob, rlDir, resumeRl, null, baseDir), evaluateBefore: true);
+        var table = new JsonObject();
+        foreach (string key in (before?.Keys ?? []).Union(after?.Keys ?? []).Order(StringComparer.Ordinal))
+        {
+            double? b = before is not null && before.TryGetValue(key, out double x) ? x : null;
+            double? a = after is not null && after.TryGetValue(key, out double y) ? y : null;
+            table[key] = new JsonObject { ["before"] = b, ["after"] = a };
+            context.Error.WriteLine($"{key,-20} before {Pct(b),7}  after {Pct(a),7}");
+        }
+
+        K2RL.Trainer.Plotting.RlPlots.Draw(rlDir);
+        var json = ResultJson(result);
+        json["base"] = Path.GetFullPath(baseDir);
+        json["rl_run_dir"] = Path.GetFullPath(rlDir);
+        json["held_out"] = table;
+        context.Out.WriteLine(json.ToJsonString());
+        return ExitCode(result);
+    }
+
+    private static string Pct(double? v) => v is { } x ? $"{100 * x:F1}%" : "-";
+
+    private sealed class SpectreObserver(ProgressTask task) : IRlObserver
+    {
+        public void OnStart(long firstIteration, long totalIterations) => task.Value = firstIteration;
+
+        public void OnIteration(RlMetrics m, long totalIterations)
+        {
+            task.Value = m.Iteration;
+            task.Description = $"iteration {m.Iteration}/{totalIterations} reward {m.RewardMean:F3} accuracy {m.Accuracy:P1} T {m.Temperature:F2}";
+        }
+    }
+
+    private sealed class LogObserver(ILogger log) : IRlObserver
+    {
+        private long first;
+        private DateTime start;
+
+        public void OnStart(long firstIteration, long totalIterations)
+        {
+            first = firstIteration;
+            start = DateTime.UtcNow;
+            log.Information("RL from iteration {First} to {Total}", firstIteration, totalIterations);
+        }
+
+        public void OnIteration(RlMetrics m, long totalIterations)
+        {
+            var elapsed = DateTime.UtcNow - start;
+            double perIteration = elapsed.TotalSeconds / Math.Max(1, m.Iteration - first);
+            var eta = TimeSpan.FromSeconds(perIteration * (totalIterations - m.Iteration));
+            log.Information("iteration {Iteration}/{Total} reward {Reward:F3} accuracy {Accuracy:P1} T {Temperature:F3} loss-rl {LossRl:G4} ptx {LossPtx:F4} mismatch {Mismatch:E2} tokens {Tokens} paused {Paused} {Seconds:F1} s/it elapsed {Elapsed:hh\\:mm\\:ss} eta {Eta:hh\\:mm\\:ss}",
+                m.Iteration, totalIterations, m.RewardMean, m.Accuracy, m.Temperature, m.LossRl, m.LossPtx, m.LogprobMismatchMean,
+                m.TokensGenerated, m.PartialPaused, m.IterationS, elapsed, eta);
+            if (m.HeldOut is { } h)
+            {
+                log.Information("held-out at iteration {Iteration}: {HeldOut}", m.Iteration,
+                    string.Join(" ", h.Select(kv => $"{kv.Key}={100 * kv.Value:F1}%")));
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using K2RL.Common;
+using K2RL.Model.IO;
+using K2RL.Rollout;
+using K2RL.Trainer.Checkpointing;
+using K2RL.Trainer.Pretraining;
+
+namespace K2RL.Trainer.Rl;
+
+/// <summary>rl_state.json of an RL checkpoint: everything besides weights and optimizer moments that the next iteration depends on.</summary>
+public sealed record RlState
+{
+    public int Format { get; init; } = 1;
+
+    /// <summary>Iterations completed.</summary>
+    public long Iteration { get; init; }
+
+    /// <summary>The policy version of the weights in this checkpoint.</summary>
+    public long WeightVersion { get; init; }
+
+    public ulong Seed { get; init; }
+
+    public int BadStepsInARow { get; init; }
+
+    public required DataCursor Ptx { get; init; }
+
+    /// <summary>Episodes paused by the generation budget (PausedEpisode JSON, with env snapshots).</summary>
+    public IReadOnlyList<string> Paused { get; init; } = [];
+
+    /// <summary>Finished responses whose group still has paused members (Trajectory JSON).</summary>
+    public IReadOnlyList<string> Waiting { get; init; } = [];
+
+    public double Temperature { get; init; }
+
+    public string BaseCheckpoint { get; init; } = "";
+
+    public string JobSha256 { get; init; } = "";
+
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Options);
+
+    public static RlState FromJson(string json, string path)
+    {
+        try
+        {
+            var s = JsonSerializer.Deserialize<RlState>(json, Options) ?? throw new CorruptFileException(path, "rl_state.json is null");
+            return s.Format == 1 ? s : throw new CorruptFileException(path, $"rl_state.json format {s.Format} is not 1");
+        }
+        catch (JsonException e)
+        {
+            throw new CorruptFileException(path, $"rl_state.json: {e.Message}");
+        }
+    }
+}
+
+public sealed partial class RlJob
+{
+    private void Prepare(bool resume)
+    {
+        bool hasCheckpoint = File.Exists(run.LatestPath);
+        if (hasCheckpoint && !resume)
+        {
+            throw new ConfigException($"{run.Root} already holds a run (LATEST exists): pass --resume to continue it, or choose a new --run-dir");
+        }
+
+        run.Create();
+        if (resume && hasCheckpoint)
+        {
+            var loaded = run.LoadLatest(Load)
+                ?? throw new CorruptFileException(run.Root, "no checkpoint passes its checksums; refusing to continue from garbage");
+            log.Information("resumed from {Dir} at iteration {Iteration} (weights version {Version})", loaded.Dir, iteration, version);
+            TruncateMetrics(iteration);
+        }
+        else
+        {
+            if (resume)
+            {
+                log.Warning("{Root} has no checkpoint yet: starting from iteration 0", run.Root);
+            }
+
+            iteration = 0;
+            version = 0;
+            TruncateMetrics(0);
+        }
+
+        AtomicFile.WriteAllText(Path.Combine(run.Root, "config.yaml"),
+            $"# resolved RL job config, written by k2rl rl\n# base: {baseDir}\n# job_sha256: {jobSha}\n{job.SourceText}");
+    }
+
+    private void Load(string dir)
+    {
+        string statePath = Path.Combine(dir, StateFile);
+        var state = RlState.FromJson(File.ReadAllText(statePath), statePath);
+        if (state.JobSha256 != jobSha)
+        {
+            log.Warning("the job file differs from the one that wrote this checkpoint; continuing with the new one");
+        }
+
+        using (var weights = SafetensorsReader.Open(Path.Combine(dir, WeightsFile)))
+        {
+            weights.LoadInto(model.Layout, model.Parameters);
+        }
+
+        using (var fs = File.OpenRead(Path.Combine(dir, OptimizerFile)))
+        {
+            trainStep.Optimizer.Load(fs, Path.Combine(dir, OptimizerFile));
+        }
+
+        ptx.Restore(state.Ptx);
+        iteration = state.Iteration;
+        version = state.WeightVersion;
+        badInARow = state.BadStepsInARow;
+        paused = state.Paused.Select((j, i) => ParseOrThrow(() => PausedEpisode.FromJson(j), statePath, $"paused[{i}]")).ToList();
+        waiting = state.Waiting.Select((j, i) => ParseOrThrow(() => TrajectoryJson.FromJson(j), statePath, $"waiting[{i}]")).ToList();
+        channel.Publish(version, model.Parameters);
+        engine.SyncWeights();
+    }
+
+    private static T ParseOrThrow<T>(Func<T> parse, string path, string what)
+    {
+        try
+        {
+            return parse();
+        }
+        catch (Exception e) when (e is JsonException or FormatException or InvalidDataException or K2Exception)
+        {
+            throw new CorruptFileException(path, $"{what}: {e.Message}");
+        }
+    }
+
+    /// <summary>Writes checkpoints/step-N (N = iterations done) by the run-directory contract; returns its folder.</summary>
+    public string SaveCheckpoint() => run.Save(iteration, dir =>
+    {
+        AtomicFile.Write(Path.Combine(dir, WeightsFile), s => SafetensorsWriter.WriteLayoutTo(s, model.Layout, model.Parameters));
+        AtomicFile.WriteAllText(Path.Combine(dir, ConfigFile), model.Model.Config.ToJson());
+        AtomicFile.Write(Path.Combine(dir, OptimizerFile), trainStep.Optimizer.Save);
+        tokenizer.Save(dir);
+        var state = new RlState
+        {
+            Iteration = iteration,
+            WeightVersion = version,
+            Seed = job.Seed,
+            BadStepsInARow = badInARow,
+            Ptx = ptx.Cursor,
+            Paused = paused.Select(p => p.ToJson()).ToList(),
+            Waiting = waiting.Select(TrajectoryJson.ToJson).ToList(),
+            Temperature = job.Temperature.At(iteration),
+            BaseCheckpoint = baseDir,
+            JobSha256 = jobSha,
+        };
+        AtomicFile.WriteAllText(Path.Combine(dir, StateFile), state.ToJson());
+    }, job.KeepCheckpoints);
+
+    private string? ReadLatest() => File.Exists(run.LatestPath) ? Path.Combine(run.Root, File.ReadAllText(run.LatestPath).Trim()) : null;
+
+    /// <summary>Keeps metrics.jsonl lines of iterations ≤ <paramref name="last"/> (a resumed run writes the rest again).</summary>
+    private void TruncateMetrics(long last)
+    {
+        if (!File.Exists(run.Metrics))
+        {
+            return;
+        }
+
+        var keep = File.ReadLines(run.Metrics).Where(l => l.Trim().Length > 0)
+            .TakeWhile(l =>
+            {
+                try
+                {
+                    return RlMetrics.IterationOf(l) <= last;
+                }
+                catch (JsonException)
+                {
+                    return false;   // a line cut short by a kill
+                }
+            })
+            .ToList();
+        AtomicFile.WriteAllText(run.Metrics, keep.Count == 0 ? "" : string.Join('\n', keep) + "\n");
+    }
+
+    private RlMetrics Metrics(double temperature, IReadOnlyList<ScoredGroup> scored, EpisodeBatch batch, TrainOutcome train,
+        CalibrationResult calibration, IReadOnlyDictionary<string, double>? heldOut)
+    {
+        var envs = new Dictionary<string, EnvIterationMetrics>(StringComparer.Ordinal);
+        foreach (var byEnv in scored.GroupBy(g => g.Group.Env.Name))
+        {
+            var rows = byEnv.SelectMany(g => g.Members.Select((t, i) => (T: t, R: g.Rewards[i], g.Verifiable))).ToList();
+            envs[byEnv.Key] = new EnvIterationMetrics
+            {
+                Responses = rows.Count,
+                RewardMean = rows.Average(r => r.R),
+                Accuracy = rows[0].Verifiable ? rows.Count(r => r.T.Correct == true) / (double)rows.Count : double.NaN,
+                TruncationRate = rows.Count(r => r.T.Truncated) / (double)rows.Count,
+                ResponseTokensMean = rows.Average(r => r.T.ResponseTokens),
+                ResponseTokensMax = rows.Max(r => r.T.ResponseTokens),
+                Failed = rows.Count(r => r.T.Failed),
+            };
+        }
+
+        var all = scored.SelectMany(g => g.Members.Select((t, i) => (T: t, R: g.Rewards[i], g.Verifiable))).ToList();
+        var verifiable = all.Where(r => r.Verifiable).ToList();
+        return new RlMetrics
+        {
+            Iteration = iteration,
+            Version = version,
+            Temperature = temperature,
+            Envs = envs,
+            RewardMean = all.Count == 0 ? double.NaN : all.Average(r => r.R),
+            Accuracy = verifiable.Count == 0 ? double.NaN : verifiable.Count(r => r.T.Correct == true) / (double)verifiable.Count,
+            Groups = scored.Count,
+            Responses = all.Count,
+            LossRl = train.LossRl,
+            LossPtx = train.LossPtx,
+            LossCritic = train.LossCritic,
+            LogprobMismatchMean = train.MismatchMean,
+            LogprobMismatchMax = train.MismatchMax,
+            KlToOld = train.KlToOld,
+            GradNorm = train.GradNorm,
+            Skipped = train.Skipped,
+            MaxLogit = train.MaxLogit,
+            ClippedHeads = train.ClippedHeads,
+            ExpertLoadMaxOverMean = train.ExpertLoadMaxOverMean,
+            CriticAccuracy = calibration.Accuracy,
+            CriticPairs = calibration.Pairs,
+            PartialPaused = batch.Paused.Count,
+            PartialResumed = batch.Resumed,
+            TokensGenerated = batch.TokensGenerated,
+            HeldOut = heldOut,
+        };
+    }
+}
