@@ -13,6 +13,12 @@ public sealed record GenerateOptions
 
     public required string Prompt { get; init; }
 
+    /// <summary>
+    /// False (the default): the prompt is one user message followed by the assistant header, through the
+    /// tokenizer's chat format, the layout the models are trained on. True: the prompt's text is fed as it is.
+    /// </summary>
+    public bool Raw { get; init; }
+
     public float Temperature { get; init; } = 1f;
 
     public float TopP { get; init; } = 1f;
@@ -59,6 +65,14 @@ public static class CheckpointGeneration
         return (checkpoint.Config, tokenizer, engine);
     }
 
+    /// <summary>
+    /// The ids <c>k2rl generate</c> feeds: the text as one user turn plus the generation prompt
+    /// (<c>&lt;|im_user|&gt;user&lt;|im_middle|&gt;TEXT&lt;|im_end|&gt;&lt;|im_assistant|&gt;assistant&lt;|im_middle|&gt;</c>), or with
+    /// <paramref name="raw"/> the text alone.
+    /// </summary>
+    public static int[] PromptTokens(BpeTokenizer tokenizer, string prompt, bool raw) =>
+        raw ? tokenizer.Encode(prompt) : ChatFormat.Encode(tokenizer, [new ChatMessage("user", prompt)], addGenerationPrompt: true);
+
     /// <param name="onText">receives sample 0's text as it is generated.</param>
     public static GenerateOutput Run(GenerateOptions o, Action<string>? onText = null)
     {
@@ -69,7 +83,7 @@ public static class CheckpointGeneration
 
         var (_, tokenizer, engine) = LoadEngine(o.Checkpoint, maxBatch: o.N, o.Weights);
         string Detokenize(IReadOnlyList<int> ids) => tokenizer.Decode(ids.ToArray());
-        int[] prompt = tokenizer.Encode(o.Prompt);
+        int[] prompt = PromptTokens(tokenizer, o.Prompt, o.Raw);
         var stops = EnginePolicy.StopTokens(tokenizer);
         ulong seed = o.Seed ?? (ulong)Random.Shared.NextInt64();
         var handles = new List<RequestHandle>();

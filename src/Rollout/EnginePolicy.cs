@@ -113,13 +113,12 @@ public sealed class EnginePolicy : IPolicy
                 tokens += ids.Length;
                 truncated += r.Truncated ? 1 : 0;
                 state.Tokens.AddRange(ids);
-                if (ids.Length == 0 || !stops.Contains(ids[^1]))
+                (actions[i], bool close) = EndTurn(tokenizer, ids, stops);
+                if (close)
                 {
                     state.Tokens.Add(imEnd);   // close the turn so the next message starts a new one
                 }
 
-                int text = ids.Length > 0 && stops.Contains(ids[^1]) ? ids.Length - 1 : ids.Length;
-                actions[i] = tokenizer.Decode(ids.AsSpan(0, text));
                 state.Messages = requests[i].Conversation.Count + 1;   // the caller appends our action next
                 state.LastAction = actions[i];
                 state.Turn++;
@@ -141,24 +140,12 @@ public sealed class EnginePolicy : IPolicy
         if (episodes.TryGetValue(key, out var state) && state.Messages > 0 && state.Messages <= r.Conversation.Count
             && r.Conversation[state.Messages - 1] is { Role: Role.Assistant } said && said.Content == state.LastAction)
         {
-            for (int m = state.Messages; m < r.Conversation.Count; m++)
-            {
-                state.Tokens.AddRange(ChatFormat.EncodeMessage(tokenizer, ToChat(r.Conversation[m])));
-            }
+            state.Tokens.AddRange(MessageTokens(tokenizer, r.Conversation.Skip(state.Messages)));
         }
         else
         {
             state = new EpisodeTokens();
-            if (r.Tools.Count > 0)
-            {
-                state.Tokens.Add(tokenizer.SpecialTokenId(SpecialTokens.ImSystem));
-                state.Tokens.AddRange(tokenizer.Encode("tool_declare", allowSpecial: false));
-                state.Tokens.Add(tokenizer.SpecialTokenId(SpecialTokens.ImMiddle));
-                state.Tokens.AddRange(tokenizer.Encode(ToolSpec.DeclarationJson(r.Tools), allowSpecial: false));
-                state.Tokens.Add(imEnd);
-            }
-
-            state.Tokens.AddRange(ChatFormat.Encode(tokenizer, r.Conversation.Select(ToChat).ToList(), addGenerationPrompt: false));
+            state.Tokens.AddRange(PromptTokens(tokenizer, r.Conversation, r.Tools));
             episodes[key] = state;
         }
 
@@ -175,6 +162,37 @@ public sealed class EnginePolicy : IPolicy
         StopTokens = stops,
         Seed = EngineBatch.Mix(options.Seed, (ulong)r.Task, (ulong)r.Sample, (ulong)turn),
     };
+
+    /// <summary>The tokens that open an episode: the tool declarations when there are tools, then the messages (no generation prompt).</summary>
+    internal static List<int> PromptTokens(BpeTokenizer tokenizer, IReadOnlyList<Message> messages, IReadOnlyList<ToolSpec> tools)
+    {
+        var tokens = new List<int>();
+        if (tools.Count > 0)
+        {
+            tokens.Add(tokenizer.SpecialTokenId(SpecialTokens.ImSystem));
+            tokens.AddRange(tokenizer.Encode("tool_declare", allowSpecial: false));
+            tokens.Add(tokenizer.SpecialTokenId(SpecialTokens.ImMiddle));
+            tokens.AddRange(tokenizer.Encode(ToolSpec.DeclarationJson(tools), allowSpecial: false));
+            tokens.Add(tokenizer.SpecialTokenId(SpecialTokens.ImEnd));
+        }
+
+        tokens.AddRange(ChatFormat.Encode(tokenizer, messages.Select(ToChat).ToList(), addGenerationPrompt: false));
+        return tokens;
+    }
+
+    /// <summary>The tokens of messages appended to an episode's sequence (observations), each encoded alone.</summary>
+    internal static IEnumerable<int> MessageTokens(BpeTokenizer tokenizer, IEnumerable<Message> messages) =>
+        messages.SelectMany(m => ChatFormat.EncodeMessage(tokenizer, ToChat(m)));
+
+    /// <summary>
+    /// A generated turn's action text (its stop token left out; other special tokens as their text), and whether the
+    /// sequence needs an <c>&lt;|im_end|&gt;</c> to close the turn (it did not end with a stop token).
+    /// </summary>
+    internal static (string Action, bool NeedsClose) EndTurn(BpeTokenizer tokenizer, int[] ids, int[] stops)
+    {
+        bool stopped = ids.Length > 0 && stops.Contains(ids[^1]);
+        return (tokenizer.Decode(ids.AsSpan(0, stopped ? ids.Length - 1 : ids.Length)), !stopped);
+    }
 
     internal static ChatMessage ToChat(Message m) => m.Role switch
     {

@@ -24,7 +24,7 @@ public sealed class GenerateCommandTests : IDisposable
         using var doc = JsonDocument.Parse(json);
         var samples = doc.RootElement.GetProperty("samples").EnumerateArray().ToList();
         Assert.Equal(2, samples.Count);
-        Assert.Equal(BpeTokenizer.ByteLevel().Encode("Hello"), doc.RootElement.GetProperty("prompt_tokens").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(ChatPrompt("Hello"), doc.RootElement.GetProperty("prompt_tokens").EnumerateArray().Select(e => e.GetInt32()));
         foreach (var s in samples)
         {
             var tokens = s.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
@@ -40,6 +40,36 @@ public sealed class GenerateCommandTests : IDisposable
         Assert.Equal(0, code2);
         Assert.Equal(samples[0].GetProperty("text").GetString() + Environment.NewLine, text);
         Assert.Contains("seed 7", err);
+    }
+
+    /// <summary>The checkpoint's tokenizer's ids for TEXT as a user turn followed by the assistant header.</summary>
+    private int[] ChatPrompt(string text) =>
+        ChatFormat.Encode(ModelCheckpoint.Load(dir).Tokenizer!, [new ChatMessage("user", text)], addGenerationPrompt: true);
+
+    /// <summary>
+    /// By default the prompt goes in as a chat turn: user header, the text, end of turn, assistant header, so the
+    /// model is asked for a reply as in training; --raw feeds the text's own ids, nothing around them.
+    /// </summary>
+    [Fact]
+    public async Task ThePromptIsAUserTurnUnlessRaw()
+    {
+        var tokenizer = ModelCheckpoint.Load(dir).Tokenizer!;
+        async Task<int[]> PromptTokens(params string[] extra)
+        {
+            var (code, json, err) = await Run(["generate", "--checkpoint", dir, "--prompt", "What is 12 + 34?", "--max-tokens", "1", "--seed", "1", "--json", .. extra]);
+            Assert.True(code == 0, err);
+            using var doc = JsonDocument.Parse(json);
+            return doc.RootElement.GetProperty("prompt_tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        }
+
+        int[] chat = await PromptTokens();
+        int[] text = tokenizer.Encode("What is 12 + 34?", allowSpecial: false);
+        int[] header = [tokenizer.SpecialTokenId("<|im_user|>"), .. tokenizer.Encode("user", allowSpecial: false), tokenizer.SpecialTokenId("<|im_middle|>")];
+        int[] reply = [tokenizer.SpecialTokenId("<|im_end|>"), tokenizer.SpecialTokenId("<|im_assistant|>"),
+            .. tokenizer.Encode("assistant", allowSpecial: false), tokenizer.SpecialTokenId("<|im_middle|>")];
+        Assert.Equal([.. header, .. text, .. reply], chat);
+        Assert.Equal(ChatPrompt("What is 12 + 34?"), chat);
+        Assert.Equal(text, await PromptTokens("--raw"));
     }
 
     [Fact]

@@ -30,6 +30,15 @@ public class PretrainCommandTests
         Assert.Contains("\"reason\":\"completed\"", stdout);
         Assert.Equal(10, PretrainTestJobs.Losses(run).Length);
 
+        // the log (what a non-terminal stderr shows) names the step each run stops at, and times every progress line
+        var messages = File.ReadAllLines(Path.Combine(run, "logs", "pretrain.json"))
+            .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("RenderedMessage").GetString()!).ToList();
+        Assert.Contains("pretraining from step 0 to 6 (--max-steps; the job has 10)", messages);
+        Assert.Contains("pretraining from step 6 to 10", messages);
+        var progress = messages.Where(m => m.StartsWith("step ", StringComparison.Ordinal)).ToList();
+        Assert.Contains(progress, m => m.StartsWith("step 6/10 ", StringComparison.Ordinal) && m.EndsWith(" eta 0:00:00", StringComparison.Ordinal));
+        Assert.All(progress, m => Assert.Matches(@" elapsed \d+:\d\d:\d\d eta \d+:\d\d:\d\d$", m));
+
         (code, stdout, _) = await Cli("plot", "--run-dir", run, "--tau", "100");
         Assert.Equal(0, code);
         foreach (string chart in new[] { "loss.svg", "max_logit.svg", "balance.svg", "throughput.svg" })

@@ -3,7 +3,7 @@ using K2RL.Trainer.Pretraining;
 
 namespace K2RL.Cli.Tests;
 
-/// <summary>Every job file shipped in configs/jobs passes the job checks `k2rl pretrain` runs before any work.</summary>
+/// <summary>Every job file shipped in configs/jobs and its subfolders (experiments/) passes the job checks `k2rl pretrain` runs before any work.</summary>
 public class ShippedJobFilesTests
 {
     [Fact]
@@ -11,8 +11,10 @@ public class ShippedJobFilesTests
     {
         string root = ExternalTools.RepoRoot();
         var kinds = SyntheticCorpus.FromGym().Kinds;
-        var files = Directory.GetFiles(Path.Combine(root, "configs", "jobs"), "*.yaml");
-        Assert.NotEmpty(files);
+        var files = Directory.GetFiles(Path.Combine(root, "configs", "jobs"), "*.yaml", SearchOption.AllDirectories);
+        // the current jobs and the experiments' jobs (configs/jobs/experiments) both
+        Assert.Contains(files, f => Path.GetFileName(Path.GetDirectoryName(f)) == "experiments");
+        Assert.Contains(files, f => Path.GetFileName(f) == "pretrain-nano.yaml");
         foreach (string file in files)
         {
             // the files name their model relative to the repository root, where the README runs them

@@ -13,7 +13,8 @@ public sealed class GenerateCommand : ICommandProvider
     public IEnumerable<Command> Build(CliContext context)
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint directory (model.safetensors, config.json, tokenizer)", Required = true };
-        var prompt = new Option<string>("--prompt") { Description = "Prompt text", Required = true };
+        var prompt = new Option<string>("--prompt") { Description = "Prompt text, sent as one user message in the chat format (see --raw)", Required = true };
+        var raw = new Option<bool>("--raw") { Description = "Feed the prompt's text as it is, without the chat format's user turn and assistant header" };
         var temperature = new Option<float>("--temperature") { Description = "Sampling temperature (0: greedy)", DefaultValueFactory = _ => 1f };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass, in (0, 1]", DefaultValueFactory = _ => 1f };
         var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0: off)", DefaultValueFactory = _ => 0 };
@@ -24,7 +25,7 @@ public sealed class GenerateCommand : ICommandProvider
         var json = new Option<bool>("--json") { Description = "Print one JSON object (tokens, log-probs, finish reasons) instead of streaming text" };
         var command = new Command("generate", "Generate text from a checkpoint with the rollout engine")
         {
-            checkpoint, prompt, temperature, topP, topK, maxTokens, n, seed, weights, json,
+            checkpoint, prompt, raw, temperature, topP, topK, maxTokens, n, seed, weights, json,
         };
         command.SetAction(parse =>
         {
@@ -32,6 +33,7 @@ public sealed class GenerateCommand : ICommandProvider
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
                 Prompt = parse.GetValue(prompt)!,
+                Raw = parse.GetValue(raw),
                 Temperature = parse.GetValue(temperature),
                 TopP = parse.GetValue(topP),
                 TopK = parse.GetValue(topK),

@@ -139,13 +139,13 @@ public sealed class PretrainCommand : ICommandProvider
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
                 .Start(ctx =>
                 {
-                    var task = ctx.AddTask("pretrain", maxValue: job.Steps);
+                    var task = ctx.AddTask("pretrain", maxValue: Math.Min(job.Steps, options.MaxSteps ?? job.Steps));
                     result = trainer.Train(options.Resume, options.MaxSteps, stop.Token, new SpectreObserver(task));
                 });
         }
         else
         {
-            result = trainer.Train(options.Resume, options.MaxSteps, stop.Token, new LogObserver(log));
+            result = trainer.Train(options.Resume, options.MaxSteps, stop.Token, new LogObserver(log, options.MaxSteps));
         }
 
         context.Out.WriteLine(System.Text.Json.JsonSerializer.Serialize(new
@@ -203,23 +203,48 @@ public sealed class PretrainCommand : ICommandProvider
         }
     }
 
-    private sealed class LogObserver(ILogger log) : IStepObserver
+    /// <summary>
+    /// Progress as log lines, for a stderr that is not a terminal (a file, a pipe): about 50 lines a run, each with the
+    /// time since this process started training and the estimated time to the last step it will run (the job's step
+    /// count, or --max-steps when that comes first), from the mean step time so far.
+    /// </summary>
+    internal sealed class LogObserver(ILogger log, long? maxSteps) : IStepObserver
     {
+        private readonly System.Diagnostics.Stopwatch clock = new();
         private long every = 1;
+        private long first;
+        private long end;
 
         public void OnStart(long firstStep, long totalSteps)
         {
+            first = firstStep;
+            end = Math.Min(totalSteps, maxSteps ?? totalSteps);
             every = Math.Max(1, totalSteps / 50);
-            log.Information("pretraining from step {First} to {Total}", firstStep, totalSteps);
+            if (end < totalSteps)
+            {
+                log.Information("pretraining from step {First} to {End} (--max-steps; the job has {Total})", firstStep, end, totalSteps);
+            }
+            else
+            {
+                log.Information("pretraining from step {First} to {Total}", firstStep, totalSteps);
+            }
+
+            clock.Restart();
         }
 
         public void OnStep(StepMetrics m, long totalSteps)
         {
-            if (m.Step % every == 0 || m.Step == totalSteps)
+            if (m.Step % every == 0 || m.Step == end)
             {
-                log.Information("step {Step}/{Total} loss {Loss:F4} lr {Lr:G3} grad-norm {Norm:F3} max-logit {MaxLogit:F1} clipped {Clipped} balance {Balance:F2} {Tps:F0} tok/s",
-                    m.Step, totalSteps, m.Loss, m.Lr, m.GradNorm, m.MaxLogit, m.ClippedHeads, m.ExpertLoadMaxOverMean, m.TokensPerS);
+                var elapsed = clock.Elapsed;
+                var eta = elapsed / Math.Max(1, m.Step - first) * Math.Max(0, end - m.Step);
+                log.Information("step {Step}/{Total} loss {Loss:F4} lr {Lr:G3} grad-norm {Norm:F3} max-logit {MaxLogit:F1} clipped {Clipped} balance {Balance:F2} {Tps:F0} tok/s elapsed {Elapsed:l} eta {Eta:l}",
+                    m.Step, totalSteps, m.Loss, m.Lr, m.GradNorm, m.MaxLogit, m.ClippedHeads, m.ExpertLoadMaxOverMean, m.TokensPerS,
+                    Clock(elapsed), Clock(eta));
             }
         }
+
+        /// <summary>h:mm:ss, hours unbounded.</summary>
+        internal static string Clock(TimeSpan t) => $"{(long)t.TotalHours}:{t.Minutes:D2}:{t.Seconds:D2}";
     }
 }

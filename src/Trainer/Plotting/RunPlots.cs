@@ -53,7 +53,8 @@ public static class RunPlots
         }
 
         string suffix = smooth > 1 ? $" (mean of {smooth} steps)" : "";
-        Chart("loss.svg", "Training loss" + suffix, "cross-entropy (nats/token)", m => m.Loss, true);
+        // log scale: the first steps' loss (about ln V) is several times the rest, which a linear axis squashes
+        Chart("loss.svg", "Training loss" + suffix, "cross-entropy (nats/token, log scale)", m => m.Loss, true, logY: true);
         Chart("max_logit.svg", "Max attention logit (over layers and heads, before QK-Clip)", "max pre-softmax logit (log scale)", m => m.MaxLogit, false,
             tau is { } t ? (t, $"tau = {t}") : null, logY: true);
         Chart("balance.svg", "Expert load balance" + suffix, "max / mean expert load (worst MoE layer)", m => m.ExpertLoadMaxOverMean, true);

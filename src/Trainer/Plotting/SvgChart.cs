@@ -24,7 +24,10 @@ public sealed class SvgChart
 
     public List<(double Y, string Label)> ReferenceLines { get; } = [];
 
-    /// <summary>Log10 y axis (for quantities spanning decades, like the max logit without QK-Clip); y ≤ 0 is left out.</summary>
+    /// <summary>
+    /// Log10 y axis (for quantities spanning decades, like the max logit without QK-Clip, or a loss whose first steps
+    /// would squash the rest on a linear axis); y ≤ 0 is left out; ticks from <see cref="LogTicks"/>.
+    /// </summary>
     public bool LogY { get; init; }
 
     public int Width { get; init; } = 760;
@@ -54,8 +57,7 @@ public sealed class SvgChart
             y1 = y0 + 1;
         }
 
-        var yTicks = LogY ? Enumerable.Range((int)Math.Floor(y0), (int)Math.Ceiling(y1) - (int)Math.Floor(y0) + 1).Select(k => (double)k).ToArray()
-            : Ticks(y0, y1, 6);
+        var yTicks = LogY ? LogTicks(y0, y1) : Ticks(y0, y1, 6);
         var xTicks = Ticks(x0, x1, 8);
         y0 = Math.Min(y0, yTicks[0]);
         y1 = Math.Max(y1, yTicks[^1]);
@@ -128,6 +130,31 @@ public sealed class SvgChart
         }
 
         return ticks.ToArray();
+    }
+
+    /// <summary>
+    /// Ticks for a log10 axis over [lo, hi] (both log10 values), returned as log10 values: decades when at least three
+    /// fall inside, else 1-2-5 steps, else 1..9 steps within a decade; the first tick is the nearest one at or below lo
+    /// and the last the nearest at or above hi, so the axis ends just outside the data instead of at whole decades.
+    /// </summary>
+    public static double[] LogTicks(double lo, double hi)
+    {
+        double[][] mantissas = [[1], [1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]];
+        const double eps = 1e-9;
+        double[] ticks = [];
+        foreach (double[] m in mantissas)
+        {
+            var all = Enumerable.Range((int)Math.Floor(lo) - 1, (int)Math.Ceiling(hi) - (int)Math.Floor(lo) + 3)
+                .SelectMany(k => m.Select(v => k + Math.Log10(v))).ToList();
+            int first = all.FindLastIndex(t => t <= lo + eps), last = all.FindIndex(t => t >= hi - eps);
+            ticks = all.GetRange(first, last - first + 1).ToArray();
+            if (ticks.Count(t => t >= lo - eps && t <= hi + eps) >= 3)
+            {
+                break;
+            }
+        }
+
+        return ticks;
     }
 
     private static string Label(double v)

@@ -1,0 +1,390 @@
+using K2RL.Gym;
+using K2RL.Model.Tokenization;
+using ChatFormat = K2RL.Model.Tokenization.ChatFormat;
+
+namespace K2RL.Rollout;
+
+/// <summary>
+/// Runs Gym episodes through the rollout engine at the token level, for RL. All live episodes' turns are batched
+/// through the engine together; when a turn ends its action goes to the episode's environment, and the observation's
+/// tokens and the assistant header are appended to the episode's sequence for the next turn (token-in, token-out,
+/// as <see cref="EnginePolicy"/>). A turn cut by the budget is closed with <c>&lt;|im_end|&gt;</c>, not counted as
+/// generated.
+/// <para>Each turn is seeded from (options seed, episode id, turn) and the engine is batch independent, so an
+/// episode's tokens do not depend on what else runs with it. When a call's token budget is spent (checked at engine
+/// step boundaries), the unfinished episodes are paused: the engine's in-flight turns with their random streams and
+/// each environment's snapshot, into <see cref="PausedEpisode"/>s that a later call, in any process, continues.</para>
+/// <para>Environment and engine trouble never throws: the episode ends as <see cref="Trajectory.Failed"/>. Only
+/// cancellation throws, after cancelling the episodes' requests (their cache blocks freed). The runner expects the
+/// engine to itself during a call: pausing pauses every request in the engine.</para>
+/// </summary>
+public sealed class EpisodeRunner
+{
+    private readonly RolloutEngine engine;
+    private readonly BpeTokenizer tokenizer;
+    private readonly Func<string, IEnvironment> createEnv;
+    private readonly EpisodeOptions options;
+    private readonly Func<string, EpisodeOptions>? perEnv;
+    private readonly int[] stops;
+    private readonly int[] generationPrompt;
+    private readonly int imEnd;
+
+    public EpisodeRunner(RolloutEngine engine, BpeTokenizer tokenizer, Func<string, IEnvironment> createEnv, EpisodeOptions options,
+        Func<string, EpisodeOptions>? perEnv = null)
+    {
+        this.engine = engine;
+        this.tokenizer = tokenizer;
+        this.createEnv = createEnv;
+        this.options = options;
+        this.perEnv = perEnv;
+        stops = EnginePolicy.StopTokens(tokenizer);
+        generationPrompt = ChatFormat.GenerationPrompt(tokenizer);
+        imEnd = tokenizer.SpecialTokenId(SpecialTokens.ImEnd);
+    }
+
+    /// <summary>
+    /// Starts <paramref name="fresh"/> episodes and continues <paramref name="resumed"/> ones, sampling at
+    /// <paramref name="temperature"/>, until all end or <paramref name="tokenBudget"/> tokens have been generated;
+    /// then pauses the rest. Finished and paused episodes come back in input order (fresh first).
+    /// </summary>
+    public async Task<EpisodeBatch> RunAsync(IReadOnlyList<EpisodeRequest> fresh, IReadOnlyList<PausedEpisode> resumed,
+        float temperature, long tokenBudget, CancellationToken ct)
+    {
+        CheckArguments(fresh, resumed, temperature);
+        var live = new List<LiveEpisode>(fresh.Count + resumed.Count);
+        try
+        {
+            foreach (var r in fresh)
+            {
+                live.Add(await StartAsync(r, ct));
+            }
+
+            foreach (var p in resumed)
+            {
+                live.Add(await ResumeAsync(p, ct));
+            }
+
+            long spent = 0;
+            int steps = 0;
+            while (spent < tokenBudget)
+            {
+                foreach (var e in live.Where(e => !e.Ended && e.Handle is null))
+                {
+                    SubmitTurn(e, temperature);
+                }
+
+                if (!live.Any(e => e.Handle is not null))
+                {
+                    break;
+                }
+
+                ct.ThrowIfCancellationRequested();
+                spent += await StepEngineAsync(live, ct);
+                steps++;
+                await Task.WhenAll(live.Where(e => e.Handle?.Result is not null).Select(e => EndTurnAsync(e, ct)));
+            }
+
+            var paused = await PauseAsync(live, ct);
+            var finished = live.Where(e => e.Ended).Select(e => e.ToTrajectory()).ToList();
+            return new EpisodeBatch(finished, paused, spent, steps, resumed.Count);
+        }
+        catch (OperationCanceledException)
+        {
+            foreach (var e in live)
+            {
+                e.Handle?.Cancel();
+            }
+
+            lock (engine)
+            {
+                engine.Sweep();   // ends the cancelled requests and frees their blocks
+            }
+
+            throw;
+        }
+        finally
+        {
+            foreach (var e in live)
+            {
+                await CloseQuietlyAsync(e);
+            }
+        }
+    }
+
+    private void CheckArguments(IReadOnlyList<EpisodeRequest> fresh, IReadOnlyList<PausedEpisode> resumed, float temperature)
+    {
+        var probe = new SamplingParams { Temperature = temperature, TopP = options.TopP, TopK = options.TopK };
+        if (probe.Problem(engine.Decoder.VocabSize) is { } problem)
+        {
+            throw new ArgumentException(problem, nameof(temperature));
+        }
+
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        foreach (string id in fresh.Select(r => r.Id).Concat(resumed.Select(p => p.Request.Id)))
+        {
+            if (!ids.Add(id))
+            {
+                throw new ArgumentException($"episode id '{id}' appears twice in one call");
+            }
+        }
+    }
+
+    private EpisodeOptions OptionsFor(string env) => perEnv?.Invoke(env) ?? options;
+
+    private async Task<LiveEpisode> StartAsync(EpisodeRequest request, CancellationToken ct)
+    {
+        var e = new LiveEpisode(request, OptionsFor(request.Env));
+        if (!TryCreateEnv(e))
+        {
+            return e;
+        }
+
+        var reset = new ResetOptions { Difficulty = request.Difficulty };
+        var obs = await EnvCallAsync(e, "reset", t => e.Env!.ResetAsync(request.TaskSeed, reset, t), ct);
+        if (obs is null)
+        {
+            return e;
+        }
+
+        e.Conversation.AddRange(obs.Messages);
+        e.TokenizedMessages = obs.Messages.Count;
+        e.FirstPrompt = string.Join("\n\n", obs.Messages.Where(m => m.Role == Role.User).Select(m => m.Content));
+        e.AppendContext(EnginePolicy.PromptTokens(tokenizer, obs.Messages, obs.Tools));
+        e.PromptTokens = e.Tokens.Count;
+        return e;
+    }
+
+    private async Task<LiveEpisode> ResumeAsync(PausedEpisode p, CancellationToken ct)
+    {
+        var e = LiveEpisode.From(p, OptionsFor(p.Request.Env));
+        if (!TryCreateEnv(e))
+        {
+            return e;
+        }
+
+        bool restored = await EnvCallAsync(e, "restore", async t =>
+        {
+            await e.Env!.RestoreAsync(p.EnvSnapshot, t);
+            return true;
+        }, ct);
+        if (restored && p.InFlight is { } turn)
+        {
+            e.Handle = engine.Resume(turn);
+        }
+
+        return e;
+    }
+
+    private bool TryCreateEnv(LiveEpisode e)
+    {
+        try
+        {
+            e.Env = createEnv(e.Request.Env);
+            return true;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            e.Fail($"creating environment '{e.Request.Env}' failed: {ex.Message}");
+            return false;
+        }
+    }
+
+    /// <summary>Appends the pending observation and the assistant header, then submits the next turn; or ends the episode at a limit.</summary>
+    private void SubmitTurn(LiveEpisode e, float temperature)
+    {
+        int left = e.Options.MaxResponseTokens - e.BudgetUsed;
+        if (left <= 0 || e.Turns >= e.Options.MaxTurns)
+        {
+            e.End(truncated: true);
+            return;
+        }
+
+        var next = EnginePolicy.MessageTokens(tokenizer, e.Conversation.Skip(e.TokenizedMessages)).Concat(generationPrompt).ToArray();
+        if (e.Tokens.Count + next.Length >= engine.Decoder.MaxContext)
+        {
+            e.End(truncated: true);   // the context is full: no room for one more token
+            return;
+        }
+
+        e.AppendContext(next);
+        e.TokenizedMessages = e.Conversation.Count;
+        var sampling = new SamplingParams
+        {
+            Temperature = temperature,
+            TopP = e.Options.TopP,
+            TopK = e.Options.TopK,
+            MaxTokens = left,
+            StopTokens = stops,
+            Seed = EngineBatch.Mix(e.Options.Seed, StableHash(e.Request.Id), (ulong)e.Turns),
+        };
+        e.Handle = engine.Submit(new GenerationRequest(e.Request.Id, e.Tokens.ToArray(), sampling));
+    }
+
+    /// <summary>One engine step; an engine that throws ends the episodes in flight as failed (their requests cancelled).</summary>
+    private async Task<int> StepEngineAsync(List<LiveEpisode> live, CancellationToken ct)
+    {
+        try
+        {
+            return await Task.Run(() =>
+            {
+                lock (engine)
+                {
+                    return engine.Step();
+                }
+            }, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
+        {
+            foreach (var e in live.Where(e => e.Handle is not null))
+            {
+                e.Handle!.Cancel();
+                e.Handle = null;
+                e.Fail($"engine step failed: {ex.Message}");
+            }
+
+            lock (engine)
+            {
+                engine.Sweep();
+            }
+
+            return 0;
+        }
+    }
+
+    /// <summary>Takes an ended turn into the sequence, sends its action to the environment and takes the outcome.</summary>
+    private async Task EndTurnAsync(LiveEpisode e, CancellationToken ct)
+    {
+        var result = e.Handle!.Result!;
+        e.Handle = null;
+        if (result.FinishReason is FinishReason.Error or FinishReason.Cancelled or FinishReason.Paused)
+        {
+            e.Fail($"engine ended turn {e.Turns} with {result.FinishReason}: {result.Error}");
+            return;
+        }
+
+        foreach (var t in result.Tokens)
+        {
+            e.AppendGenerated(t);
+        }
+
+        e.BudgetUsed += result.Tokens.Count;
+        e.Turns++;
+        e.Degenerate |= result.Degenerate;
+        var (action, close) = EnginePolicy.EndTurn(tokenizer, result.TokenIds, stops);
+        if (close)
+        {
+            e.AppendContext([imEnd]);
+        }
+
+        e.Conversation.Add(Message.AssistantText(action));
+        e.TokenizedMessages = e.Conversation.Count;
+        var step = await EnvCallAsync(e, $"step {e.Turns}", t => e.Env!.StepAsync(action, t), ct);
+        if (step is null)
+        {
+            return;
+        }
+
+        e.Conversation.AddRange(step.Observation.Messages);
+        e.Reward += step.Reward;
+        e.Correct = step.Info.Correct ?? e.Correct;
+        if (step.Done || result.Truncated)
+        {
+            e.End(truncated: result.Truncated || step.Truncated);
+        }
+    }
+
+    /// <summary>Pauses every unfinished episode: in-flight turns out of the engine, environments into snapshots.</summary>
+    private async Task<List<PausedEpisode>> PauseAsync(List<LiveEpisode> live, CancellationToken ct)
+    {
+        var store = new InMemoryPartialRolloutStore();
+        if (live.Any(e => e.Handle is not null))
+        {
+            lock (engine)
+            {
+                engine.PauseAll(store);
+            }
+        }
+
+        var paused = new List<PausedEpisode>();
+        foreach (var e in live.Where(e => !e.Ended))
+        {
+            PartialRollout? turn = null;
+            if (e.Handle is { } handle)
+            {
+                e.Handle = null;
+                if (handle.Result is not { FinishReason: FinishReason.Paused } || !store.TryLoad(e.Request.Id, out turn))
+                {
+                    e.Fail($"pausing turn {e.Turns} failed: the engine ended it with {handle.Result?.FinishReason}: {handle.Result?.Error}");
+                    continue;
+                }
+            }
+
+            var snapshot = await EnvCallAsync(e, "snapshot", t => e.Env!.SnapshotAsync(t), ct);
+            if (snapshot is not null)
+            {
+                paused.Add(e.ToPaused(snapshot, turn));
+            }
+        }
+
+        return paused;
+    }
+
+    /// <summary>
+    /// Calls the environment with the step timeout, on the thread pool (an environment that blocks cannot hold the
+    /// runner). A throw or timeout fails the episode and returns default; only the caller's cancellation throws.
+    /// </summary>
+    private static async Task<T?> EnvCallAsync<T>(LiveEpisode e, string what, Func<CancellationToken, ValueTask<T>> call, CancellationToken ct)
+    {
+        var timeout = e.Options.StepTimeout;
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        cts.CancelAfter(timeout);
+        try
+        {
+            return await Task.Run(() => call(cts.Token).AsTask(), cts.Token).WaitAsync(timeout, ct);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
+        {
+            e.Fail($"environment '{e.Request.Env}' {what} timed out after {timeout.TotalSeconds:0.###} s");
+            return default;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            e.Fail($"environment '{e.Request.Env}' {what} threw {ex.GetType().Name}: {ex.Message}");
+            return default;
+        }
+    }
+
+    private static async Task CloseQuietlyAsync(LiveEpisode e)
+    {
+        if (e.Env is not { } env)
+        {
+            return;
+        }
+
+        e.Env = null;
+        try
+        {
+            await Task.Run(() => env.CloseAsync().AsTask()).WaitAsync(e.Options.StepTimeout);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // the episode's outcome is already decided; a close that fails or hangs only leaks that environment
+        }
+    }
+
+    /// <summary>FNV-1a over the id's UTF-16 code units: stable across processes (unlike string.GetHashCode).</summary>
+    private static ulong StableHash(string s)
+    {
+        ulong h = 0xCBF29CE484222325;
+        foreach (char c in s)
+        {
+            h = (h ^ c) * 0x100000001B3;
+        }
+
+        return h;
+    }
+}
