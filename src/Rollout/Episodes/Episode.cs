@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
 using K2RL.Gym;
 
 namespace K2RL.Rollout;
@@ -89,6 +91,72 @@ public sealed class Trajectory
 
     /// <summary>The initial user-visible prompt text (the user messages of the reset observation), for critic prompts.</summary>
     public required string FirstPrompt { get; init; }
+
+    public const string Format = "k2rl.trajectory";
+    public const int FormatVersion = 1;
+
+    /// <summary>One JSON object (format <c>k2rl.trajectory</c>, version 1): the RL job keeps finished responses of unfinished groups in its checkpoints.</summary>
+    public string ToJson() => new JsonObject
+    {
+        ["format"] = Format,
+        ["version"] = FormatVersion,
+        ["id"] = Id,
+        ["env"] = Env,
+        ["task_seed"] = TaskSeed.ToString(CultureInfo.InvariantCulture),
+        ["difficulty"] = Difficulty,
+        ["sample"] = Sample,
+        ["tokens"] = EpisodeJson.Array(Tokens),
+        ["prompt_tokens"] = PromptTokens,
+        ["generated"] = EpisodeJson.Array(Generated),
+        ["logprobs"] = EpisodeJson.Array(LogProbs),
+        ["versions"] = EpisodeJson.Array(Versions),
+        ["response_tokens"] = ResponseTokens,
+        ["reward"] = Reward,
+        ["correct"] = Correct,
+        ["truncated"] = Truncated,
+        ["degenerate"] = Degenerate,
+        ["failed"] = Failed,
+        ["error"] = Error,
+        ["turns"] = Turns,
+        ["conversation"] = EpisodeJson.Messages(Conversation),
+        ["first_prompt"] = FirstPrompt,
+    }.ToJsonString();
+
+    /// <summary>Reads <see cref="ToJson"/>'s text. Throws <see cref="K2RL.Common.CorruptFileException"/> naming <paramref name="source"/> and the bad field.</summary>
+    public static Trajectory FromJson(string json, string source = "trajectory")
+    {
+        var o = EpisodeJson.Parse(json, source);
+        var f = new EpisodeJson.Fields(o, source);
+        if (f.Get<string>("format") != Format || f.Get<int>("version") != FormatVersion)
+        {
+            throw f.Bad("format", $"is not {Format} version {FormatVersion}");
+        }
+
+        var tokens = f.Array<int>("tokens");
+        return new Trajectory
+        {
+            Id = f.Get<string>("id"),
+            Env = f.Get<string>("env"),
+            TaskSeed = long.TryParse(f.Get<string>("task_seed"), NumberStyles.Integer, CultureInfo.InvariantCulture, out long seed) ? seed : throw f.Bad("task_seed", "is not an integer"),
+            Difficulty = f.Get<int>("difficulty"),
+            Sample = f.Get<int>("sample"),
+            Tokens = tokens,
+            PromptTokens = f.Get<int>("prompt_tokens"),
+            Generated = f.Array<bool>("generated", tokens.Length),
+            LogProbs = f.Array<float>("logprobs", tokens.Length),
+            Versions = f.Array<long>("versions", tokens.Length),
+            ResponseTokens = f.Get<int>("response_tokens"),
+            Reward = f.Get<double>("reward"),
+            Correct = o["correct"] is null ? null : f.Get<bool>("correct"),
+            Truncated = f.Get<bool>("truncated"),
+            Degenerate = f.Get<bool>("degenerate"),
+            Failed = f.Get<bool>("failed"),
+            Error = o["error"] is null ? null : f.Get<string>("error"),
+            Turns = f.Get<int>("turns"),
+            Conversation = f.Messages("conversation"),
+            FirstPrompt = f.Get<string>("first_prompt"),
+        };
+    }
 }
 
 /// <summary>

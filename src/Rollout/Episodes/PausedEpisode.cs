@@ -57,18 +57,6 @@ public sealed class PausedEpisode
 
     public string ToJson()
     {
-        var conversation = new JsonArray();
-        foreach (var m in Conversation)
-        {
-            var o = new JsonObject { ["role"] = (int)m.Role, ["content"] = m.Content };
-            if (m.ToolCallId is { } id)
-            {
-                o["tool_call_id"] = id;
-            }
-
-            conversation.Add(o);
-        }
-
         var r = Request;
         return new JsonObject
         {
@@ -79,17 +67,17 @@ public sealed class PausedEpisode
             ["task_seed"] = r.TaskSeed.ToString(CultureInfo.InvariantCulture),
             ["difficulty"] = r.Difficulty,
             ["sample"] = r.Sample,
-            ["tokens"] = Array(Tokens),
-            ["generated"] = Array(Generated),
-            ["logprobs"] = Array(LogProbs),   // shortest round-trip text: exact
-            ["versions"] = Array(Versions),
+            ["tokens"] = EpisodeJson.Array(Tokens),
+            ["generated"] = EpisodeJson.Array(Generated),
+            ["logprobs"] = EpisodeJson.Array(LogProbs),   // shortest round-trip text: exact
+            ["versions"] = EpisodeJson.Array(Versions),
             ["prompt_tokens"] = PromptTokens,
             ["turns"] = Turns,
             ["budget_used"] = BudgetUsed,
             ["reward"] = Reward,
             ["correct"] = Correct,
             ["degenerate"] = Degenerate,
-            ["conversation"] = conversation,
+            ["conversation"] = EpisodeJson.Messages(Conversation),
             ["tokenized_messages"] = TokenizedMessages,
             ["first_prompt"] = FirstPrompt,
             ["env_snapshot"] = Convert.ToBase64String(EnvSnapshot),
@@ -100,17 +88,8 @@ public sealed class PausedEpisode
     /// <summary>Reads <see cref="ToJson"/>'s text. Throws <see cref="CorruptFileException"/> naming <paramref name="source"/> and the bad field.</summary>
     public static PausedEpisode FromJson(string json, string source = "paused episode")
     {
-        JsonObject o;
-        try
-        {
-            o = JsonNode.Parse(json) as JsonObject ?? throw new CorruptFileException(source, "not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new CorruptFileException(source, $"malformed JSON: {e.Message}");
-        }
-
-        var f = new Fields(o, source);
+        var o = EpisodeJson.Parse(json, source);
+        var f = new EpisodeJson.Fields(o, source);
         if (f.Get<string>("format") != Format)
         {
             throw new CorruptFileException(source, $"field 'format' is not \"{Format}\"");
@@ -154,88 +133,5 @@ public sealed class PausedEpisode
         }
 
         return episode;
-    }
-
-    private static JsonArray Array<T>(IEnumerable<T> values) => new(values.Select(v => JsonValue.Create(v)).ToArray<JsonNode?>());
-
-    /// <summary>Typed reads of a JSON object whose errors name the field.</summary>
-    private readonly struct Fields(JsonObject o, string source, string prefix = "")
-    {
-        public CorruptFileException Bad(string field, string what) => new(source, $"field '{prefix}{field}' {what}");
-
-        public T Get<T>(string field) => As<T>(o[field] ?? throw Bad(field, "is missing"), field);
-
-        public T[] Array<T>(string field, int length = -1)
-        {
-            if (o[field] is not JsonArray a)
-            {
-                throw Bad(field, "is missing or not an array");
-            }
-
-            if (length >= 0 && a.Count != length)
-            {
-                throw Bad(field, $"has {a.Count} entries, not {length} (one per token)");
-            }
-
-            var values = new T[a.Count];
-            for (int i = 0; i < values.Length; i++)
-            {
-                values[i] = As<T>(a[i] ?? throw Bad($"{field}[{i}]", "is null"), $"{field}[{i}]");
-            }
-
-            return values;
-        }
-
-        public byte[] Base64(string field)
-        {
-            try
-            {
-                return Convert.FromBase64String(Get<string>(field));
-            }
-            catch (FormatException)
-            {
-                throw Bad(field, "is not base64");
-            }
-        }
-
-        public List<Message> Messages(string field)
-        {
-            if (o[field] is not JsonArray a)
-            {
-                throw Bad(field, "is missing or not an array");
-            }
-
-            var messages = new List<Message>(a.Count);
-            for (int i = 0; i < a.Count; i++)
-            {
-                if (a[i] is not JsonObject m)
-                {
-                    throw Bad($"{field}[{i}]", "is not an object");
-                }
-
-                var mf = new Fields(m, source, $"{prefix}{field}[{i}].");
-                int role = mf.Get<int>("role");
-                if (!Enum.IsDefined((Role)role))
-                {
-                    throw mf.Bad("role", $"is {role}, not a role");
-                }
-
-                messages.Add(new Message((Role)role, mf.Get<string>("content"), m["tool_call_id"] is null ? null : mf.Get<string>("tool_call_id")));
-            }
-
-            return messages;
-        }
-
-        private T As<T>(JsonNode node, string field)
-        {
-            try
-            {
-                return node.GetValue<T>();
-            }
-            catch (Exception e) when (e is InvalidOperationException or FormatException)
-            {
-                throw Bad(field, $"is not a {typeof(T).Name}");
-            }
-        }
     }
 }

@@ -117,22 +117,10 @@ public sealed partial class RlJob
         iteration = state.Iteration;
         version = state.WeightVersion;
         badInARow = state.BadStepsInARow;
-        paused = state.Paused.Select((j, i) => ParseOrThrow(() => PausedEpisode.FromJson(j), statePath, $"paused[{i}]")).ToList();
-        waiting = state.Waiting.Select((j, i) => ParseOrThrow(() => TrajectoryJson.FromJson(j), statePath, $"waiting[{i}]")).ToList();
+        paused = state.Paused.Select((j, i) => PausedEpisode.FromJson(j, $"{statePath}, paused[{i}]")).ToList();
+        waiting = state.Waiting.Select((j, i) => Trajectory.FromJson(j, $"{statePath}, waiting[{i}]")).ToList();
         channel.Publish(version, model.Parameters);
         engine.SyncWeights();
-    }
-
-    private static T ParseOrThrow<T>(Func<T> parse, string path, string what)
-    {
-        try
-        {
-            return parse();
-        }
-        catch (Exception e) when (e is JsonException or FormatException or InvalidDataException or K2Exception)
-        {
-            throw new CorruptFileException(path, $"{what}: {e.Message}");
-        }
     }
 
     /// <summary>Writes checkpoints/step-N (N = iterations done) by the run-directory contract; returns its folder.</summary>
@@ -150,7 +138,7 @@ public sealed partial class RlJob
             BadStepsInARow = badInARow,
             Ptx = ptx.Cursor,
             Paused = paused.Select(p => p.ToJson()).ToList(),
-            Waiting = waiting.Select(TrajectoryJson.ToJson).ToList(),
+            Waiting = waiting.Select(t => t.ToJson()).ToList(),
             Temperature = job.Temperature.At(iteration),
             BaseCheckpoint = baseDir,
             JobSha256 = jobSha,
