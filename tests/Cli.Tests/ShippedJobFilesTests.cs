@@ -15,10 +15,20 @@ public class ShippedJobFilesTests
         // the current jobs and the experiments' jobs (configs/jobs/experiments) both
         Assert.Contains(files, f => Path.GetFileName(Path.GetDirectoryName(f)) == "experiments");
         Assert.Contains(files, f => Path.GetFileName(f) == "pretrain-nano.yaml");
+        var envs = K2RL.Gym.GymRegistry.CreateDefault().Environments.Select(e => e.Name).ToArray();
+        Assert.Contains(files, f => Path.GetFileName(f) == "rl-nano.yaml");
         foreach (string file in files)
         {
             // the files name their model relative to the repository root, where the README runs them
             string text = File.ReadAllText(file).Replace("model: configs/", $"model: {root}/configs/");
+            if (Path.GetFileName(file).StartsWith("rl-", StringComparison.Ordinal))
+            {
+                // RL jobs: every check `k2rl rl` runs, with the base (init_from) replaced by a folder that exists here, as `k2rl demo` does
+                var rl = K2RL.Trainer.Rl.RlJobConfig.Parse(text, file, envs, kinds, initFrom: root);
+                Assert.True(rl.Iterations > 0, file);
+                continue;
+            }
+
             var job = JobConfig.Parse(text, file, kinds);
             Assert.True(job.Steps > 0, file);
         }

@@ -90,6 +90,12 @@ public sealed partial class RlJob
             TruncateMetrics(0);
         }
 
+        if (version > channel.LatestVersion)
+        {
+            channel.Publish(version, model.Parameters);   // the resumed weights (version 0 is the base, already out)
+            engine.SyncWeights();
+        }
+
         AtomicFile.WriteAllText(Path.Combine(run.Root, "config.yaml"),
             $"# resolved RL job config, written by k2rl rl\n# base: {baseDir}\n# job_sha256: {jobSha}\n{job.SourceText}");
     }
@@ -119,8 +125,6 @@ public sealed partial class RlJob
         badInARow = state.BadStepsInARow;
         paused = state.Paused.Select((j, i) => PausedEpisode.FromJson(j, $"{statePath}, paused[{i}]")).ToList();
         waiting = state.Waiting.Select((j, i) => Trajectory.FromJson(j, $"{statePath}, waiting[{i}]")).ToList();
-        channel.Publish(version, model.Parameters);
-        engine.SyncWeights();
     }
 
     /// <summary>Writes checkpoints/step-N (N = iterations done) by the run-directory contract; returns its folder.</summary>

@@ -235,7 +235,7 @@ public sealed partial class RlJob
         int imEnd = tokenizer.SpecialTokenId(SpecialTokens.ImEnd);
         foreach (var e in examples)
         {
-            var prompt = ChatFormat.Encode(tokenizer, [new ChatMessage("user", e.Prompt)], addGenerationPrompt: true);
+            var prompt = K2RL.Model.Tokenization.ChatFormat.Encode(tokenizer, [new ChatMessage("user", e.Prompt)], addGenerationPrompt: true);
             int[] reply = [.. tokenizer.Encode(e.Target, allowSpecial: false), imEnd];
             if (prompt.Length + reply.Length - 1 <= maxT)
             {

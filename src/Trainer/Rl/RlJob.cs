@@ -95,17 +95,18 @@ public sealed partial class RlJob : IDisposable
 
         int maxBatch = Math.Clamp(job.PromptsPerIteration * job.SamplesPerPrompt, 1, 256);
         var decoder = new ModelDecoder(checkpoint.Config, maxBatch, precision: job.RolloutWeights);
-        decoder.LoadWeights(model.Parameters);
+        // The base goes out as version 0 through the same push as every later version; a resume pushes its own.
         engine = new RolloutEngine(decoder, new EngineOptions
         {
             Detokenize = ids => tokenizer.Decode(ids.ToArray()),
             SampleableVocab = tokenizer.VocabSize,
-        }, channel);
+        }, channel, initialVersion: -1);
         channel.Publish(0, model.Parameters);
+        engine.SyncWeights();
         var envs = job.Envs.ToDictionary(e => e.Name, StringComparer.Ordinal);
         runner = new EpisodeRunner(engine, tokenizer, registry.CreateEnvironment, EpisodeOptionsFor(job.Envs[0]),
             name => EpisodeOptionsFor(envs[name]));
-        var corpus = SyntheticCorpus.FromGym();
+        var corpus = K2RL.Trainer.Pretraining.SyntheticCorpus.FromGym();
         ptx = new BatchPacker(new DocumentStream(job.Seed ^ 0x5054584E, job.PtxData, corpus), new BpeTextEncoder(tokenizer), checkpoint.Config.VocabSize);
         critic = new RlCritic(job, registry, engine, tokenizer, this.log);
         jobSha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.SourceText)));
@@ -194,7 +195,7 @@ public sealed partial class RlJob : IDisposable
 
         // 1. Generate: this iteration's fresh prompts, K responses each, and the episodes paused before.
         var fresh = PromptMix.Draw(job, iteration);
-        var batch = await runner.RunAsync(fresh, paused, (float)temperature, job.IterationTokenBudget, stop);
+        var batch = await runner.RunAsync(fresh, paused, (float)temperature, job.IterationTokenBudget > 0 ? job.IterationTokenBudget : long.MaxValue, stop);
         double generateS = Stopwatch.GetElapsedTime(t0).TotalSeconds;
 
         // 2. Score the groups whose K responses have all finished; the rest wait for their paused members.
@@ -210,7 +211,7 @@ public sealed partial class RlJob : IDisposable
         double trainS = Stopwatch.GetElapsedTime(t2).TotalSeconds;
 
         long t3 = Stopwatch.GetTimestamp();
-        if (!train.Skipped)
+        if (train.Updated)
         {
             version++;
             channel.Publish(version, model.Parameters);
