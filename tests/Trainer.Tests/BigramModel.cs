@@ -11,6 +11,8 @@ internal sealed class BigramModel : ITrainableModel
 {
     private readonly float[] maxLogits;
     private readonly float[] load;
+    private float[] tokenLosses = [];   // [B·T] of the last forward
+    private int lastN;
     private long calls;
 
     public BigramModel(ModelConfig config)
@@ -51,62 +53,66 @@ internal sealed class BigramModel : ITrainableModel
 
     public void ZeroGradients() => Array.Clear(Gradients);
 
-    public float Forward(int[] tokens, int[] targets, int B, int T) => Run(tokens, targets, B * T, backward: false);
+    public ReadOnlySpan<float> TokenLosses => tokenLosses.AsSpan(0, lastN);
 
-    public float ForwardBackward(int[] tokens, int[] targets, int B, int T) => Run(tokens, targets, B * T, backward: true);
-
-    private float Run(int[] tokens, int[] targets, int n, bool backward)
+    /// <summary>Forward only; a poisoned call makes every token's loss NaN.</summary>
+    public float Forward(int[] tokens, int[] targets, int B, int T)
     {
-        long call = calls++;
-        var c = Layout.Config;
-        int V = c.VocabSize, D = c.HiddenSize, E = c.NRoutedExperts;
-        var emb = Layout["model.embed_tokens.weight"];
-        var head = Layout["lm_head.weight"];
-        var logits = new float[V];
-        double total = 0;
-        float maxLogit = float.NegativeInfinity;
+        int n = B * T;
+        if (tokenLosses.Length < n)
+        {
+            tokenLosses = new float[n];
+        }
+
+        lastN = n;
         Array.Clear(load);
+        float maxLogit = float.NegativeInfinity;
+        double total = 0;
+        int count = 0;
         for (int i = 0; i < n; i++)
         {
-            var h = emb.Of(Parameters).Slice(tokens[i] * D, D);
-            var w = head.Of(Parameters);
-            float max = float.NegativeInfinity;
-            for (int v = 0; v < V; v++)
-            {
-                float s = 0;
-                for (int d = 0; d < D; d++)
-                {
-                    s += w[v * D + d] * h[d];
-                }
-
-                logits[v] = s;
-                max = MathF.Max(max, s);
-            }
-
+            var (logits, max, z) = Logits(tokens[i]);
             maxLogit = MathF.Max(maxLogit, max);
-            double z = 0;
-            for (int v = 0; v < V; v++)
+            for (int l = 1; l < Layout.Config.NumHiddenLayers; l++)
             {
-                z += Math.Exp(logits[v] - max);
+                load[l * Layout.Config.NRoutedExperts + (tokens[i] + l) % Layout.Config.NRoutedExperts] += 1;
             }
 
-            total += Math.Log(z) + max - logits[targets[i]];
-            for (int l = 1; l < c.NumHiddenLayers; l++)
-            {
-                load[l * E + (tokens[i] + l) % E] += 1;
-            }
+            tokenLosses[i] = targets[i] < 0 ? 0f : (float)(Math.Log(z) + max - logits[targets[i]]);
+            total += tokenLosses[i];
+            count += targets[i] < 0 ? 0 : 1;
+        }
 
-            if (!backward)
+        Array.Fill(maxLogits, maxLogit);
+        if (PoisonCalls.Contains(calls++))
+        {
+            Array.Fill(tokenLosses, float.NaN, 0, n);
+            return float.NaN;
+        }
+
+        return count == 0 ? 0f : (float)(total / count);
+    }
+
+    public float BackwardWeighted(int[] tokens, int[] targets, ReadOnlySpan<float> weights)
+    {
+        int D = Layout.Config.HiddenSize, V = Layout.Config.VocabSize;
+        var w = Layout["lm_head.weight"].Of(Parameters);
+        var gw = Layout["lm_head.weight"].Of(Gradients);
+        double loss = 0;
+        for (int i = 0; i < lastN; i++)
+        {
+            if (targets[i] < 0)
             {
                 continue;
             }
 
-            var gw = head.Of(Gradients);
-            var gh = emb.Of(Gradients).Slice(tokens[i] * D, D);
+            var h = Layout["model.embed_tokens.weight"].Of(Parameters).Slice(tokens[i] * D, D);
+            var gh = Layout["model.embed_tokens.weight"].Of(Gradients).Slice(tokens[i] * D, D);
+            var (logits, max, z) = Logits(tokens[i]);
+            loss += weights[i] * tokenLosses[i];
             for (int v = 0; v < V; v++)
             {
-                float p = (float)(Math.Exp(logits[v] - max) / z) - (v == targets[i] ? 1f : 0f);
-                p /= n;
+                float p = ((float)(Math.Exp(logits[v] - max) / z) - (v == targets[i] ? 1f : 0f)) * weights[i];
                 for (int d = 0; d < D; d++)
                 {
                     gw[v * D + d] += p * h[d];
@@ -115,7 +121,36 @@ internal sealed class BigramModel : ITrainableModel
             }
         }
 
-        Array.Fill(maxLogits, maxLogit);
-        return PoisonCalls.Contains(call) ? float.NaN : (float)(total / n);
+        return (float)loss;
+    }
+
+    /// <summary>logits = lm_head · embed[token], with their max and Σ exp(logit − max).</summary>
+    private (float[] Logits, float Max, double Z) Logits(int token)
+    {
+        var c = Layout.Config;
+        int V = c.VocabSize, D = c.HiddenSize;
+        var h = Layout["model.embed_tokens.weight"].Of(Parameters).Slice(token * D, D);
+        var w = Layout["lm_head.weight"].Of(Parameters);
+        var logits = new float[V];
+        float max = float.NegativeInfinity;
+        for (int v = 0; v < V; v++)
+        {
+            float s = 0;
+            for (int d = 0; d < D; d++)
+            {
+                s += w[v * D + d] * h[d];
+            }
+
+            logits[v] = s;
+            max = MathF.Max(max, s);
+        }
+
+        double z = 0;
+        for (int v = 0; v < V; v++)
+        {
+            z += Math.Exp(logits[v] - max);
+        }
+
+        return (logits, max, z);
     }
 }

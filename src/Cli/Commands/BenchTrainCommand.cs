@@ -8,13 +8,15 @@ using K2RL.Kernels;
 using K2RL.Model;
 using K2RL.Trainer.Optim;
 using K2RL.Trainer.Pretraining;
+using K2RL.Trainer.Training;
 
 namespace K2RL.Cli.Commands;
 
 /// <summary>
 /// <c>k2rl bench train</c>: training throughput of one model config on random tokens: forward + backward over
-/// --accum micro-batches, then one optimizer step (MuonClip by default, as the pretraining job runs it: gradient
-/// clip, AdamW + Muon, QK-Clip, bias rule; or Muon without the clip, or plain AdamW), with where the time goes.
+/// --accum micro-batches, then one optimizer step, all through the pretraining job's <see cref="TrainStep"/> (gradient
+/// clip, MuonClip by default: AdamW + Muon, QK-Clip, bias rule; or Muon without the clip, or every tensor AdamW) at
+/// the optimizer's default settings (lr 0.02; 1e-3 for adamw), with where the time goes.
 /// Results to stdout (one JSON object with --json), progress to stderr.
 /// </summary>
 public sealed class BenchTrainCommand : ICommandProvider
@@ -23,19 +25,6 @@ public sealed class BenchTrainCommand : ICommandProvider
 
     internal sealed record Options(string Config, int Batch, int Seq, int Steps, int Warmup, ulong Seed, bool Json,
         string Optimizer = "muonclip", int Accum = 1);
-
-    /// <summary>One timed step's wall-clock split (seconds).</summary>
-    private sealed record StepTimes(double Zero, double ForwardBackward, double NewtonSchulz, double Muon, double Other, double QkClip)
-    {
-        public double Optimizer => Muon + Other + QkClip;
-
-        public double Step => Zero + ForwardBackward + Optimizer;
-
-        public static StepTimes operator +(StepTimes a, StepTimes b) => new(a.Zero + b.Zero, a.ForwardBackward + b.ForwardBackward,
-            a.NewtonSchulz + b.NewtonSchulz, a.Muon + b.Muon, a.Other + b.Other, a.QkClip + b.QkClip);
-
-        public StepTimes Over(int n) => new(Zero / n, ForwardBackward / n, NewtonSchulz / n, Muon / n, Other / n, QkClip / n);
-    }
 
     public IEnumerable<Command> Build(CliContext context)
     {
@@ -77,6 +66,7 @@ public sealed class BenchTrainCommand : ICommandProvider
 
         var model = new K2Model(config);
         model.InitializeWeights(o.Seed);
+        var adapter = new K2ModelAdapter(model);
         int N = o.Batch * o.Seq, K = o.Accum;
         var rng = new Random((int)(o.Seed & 0x7fffffff));
         var stream = new int[K * N + 1];
@@ -85,19 +75,18 @@ public sealed class BenchTrainCommand : ICommandProvider
             stream[i] = rng.Next(config.VocabSize);
         }
 
-        var tokens = new int[N];
-        var targets = new int[N];
-        Action<int, int[], int[]> fill = (k, x, y) =>
+        var batches = Enumerable.Range(0, K).Select(k => new MicroBatch(stream[(k * N)..((k + 1) * N)], stream[(k * N + 1)..((k + 1) * N + 1)], o.Batch, o.Seq)).ToArray();
+        var settings = new OptimizerSettings { Kind = o.Optimizer };
+        if (o.Optimizer == "adamw")
         {
-            stream.AsSpan(k * N, N).CopyTo(x);
-            stream.AsSpan(k * N + 1, N).CopyTo(y);
-        };
-        var stepper = new Stepper(model, o.Optimizer);
+            settings = settings with { Lr = 1e-3f }; // the bench's AdamW baseline rate; Muon's 0.02 is too hot for AdamW
+        }
+        var trainStep = new TrainStep(adapter, settings, ExpertBalance.DefaultGamma);
         context.Error.WriteLine(
             $"bench train: {Path.GetFileName(o.Config)} B={o.Batch} T={o.Seq} × {K} micro-batches, {o.Optimizer} ({model.Layout.ParameterCount:N0} parameters, " +
             $"{model.Layout.ActivatedParameterCount:N0} activated), {KernelThreads.Count} threads, {o.Warmup} warmup + {o.Steps} steps");
 
-        var total = new StepTimes(0, 0, 0, 0, 0, 0);
+        var total = TrainStepTimes.None;
         using var self = Process.GetCurrentProcess();
         var cpuStart = TimeSpan.Zero;
         float firstLoss = float.NaN, lastLoss = float.NaN;
@@ -107,12 +96,14 @@ public sealed class BenchTrainCommand : ICommandProvider
             if (step == o.Warmup)
             {
                 model.Profile.Reset();
-                total = new StepTimes(0, 0, 0, 0, 0, 0);
+                total = TrainStepTimes.None;
                 self.Refresh();
                 cpuStart = self.TotalProcessorTime;
             }
 
-            var (loss, times) = stepper.Step(K, tokens, targets, o.Batch, o.Seq, fill);
+            var r = trainStep.Run(batches, settings.Lr);
+            var times = r.Times;
+            float loss = (float)r.Loss;
             total += times;
             if (float.IsNaN(firstLoss))
             {
@@ -190,109 +181,6 @@ public sealed class BenchTrainCommand : ICommandProvider
         return 0;
     }
 
-    /// <summary>
-    /// One optimizer step as the bench runs it. adamw: the model's chunked AdamW over every trainable tensor (the
-    /// bench's original baseline, lr 1e-3). muon / muonclip: the pretraining job's optimizer at its default
-    /// settings (lr 0.02): gradient clip, AdamW + Muon, then for muonclip QK-Clip, then the bias rule.
-    /// </summary>
-    private sealed class Stepper
-    {
-        private readonly K2Model model;
-        private readonly K2ModelAdapter adapter;
-        private readonly MicroBatches micro;
-        private readonly AdamWOptimizer? adamW;
-        private readonly Optimizer? muon;
-        private readonly List<(int Offset, int Length)> ranges;
-
-        public Stepper(K2Model model, string kind)
-        {
-            this.model = model;
-            adapter = new K2ModelAdapter(model);
-            micro = new MicroBatches(adapter);
-            ranges = TrainableRanges(model.Layout);
-            if (kind == "adamw")
-            {
-                adamW = new AdamWOptimizer(model.Parameters.Length);
-            }
-            else
-            {
-                muon = new Optimizer(model.Layout, new OptimizerSettings { Kind = kind });
-            }
-        }
-
-        public (float Loss, StepTimes Times) Step(int K, int[] tokens, int[] targets, int B, int T, Action<int, int[], int[]> fill)
-        {
-            long t0 = Stopwatch.GetTimestamp();
-            model.ZeroGradients();
-            long t1 = Stopwatch.GetTimestamp();
-            float loss = micro.Run(K, tokens, targets, B, T, fill);
-            long t2 = Stopwatch.GetTimestamp();
-            double zero = Stopwatch.GetElapsedTime(t0, t1).TotalSeconds, fb = Stopwatch.GetElapsedTime(t1, t2).TotalSeconds;
-            if (adamW is not null)
-            {
-                adamW.BeginStep();
-                ApplyOptimizer(adamW, model, ranges, 1e-3f);
-                return (loss, new StepTimes(zero, fb, 0, 0, Stopwatch.GetElapsedTime(t2).TotalSeconds, 0));
-            }
-
-            var s = muon!.Settings;
-            OptimMath.ClipGlobalNorm(model.Gradients, s.GradClip);
-            muon.Apply(model.Parameters, model.Gradients, s.Lr);
-            long t3 = Stopwatch.GetTimestamp();
-            if (s.UsesQkClip)
-            {
-                QkClip.Apply(model.Parameters, model.Layout, micro.MaxLogits, s.QkClipTau);
-            }
-
-            long t4 = Stopwatch.GetTimestamp();
-            ExpertBalance.UpdateBiases(model.Parameters, model.Layout, model.Config, micro.ExpertLoad, ExpertBalance.DefaultGamma);
-            var timings = muon.LastTimings;
-            double optimizer = Stopwatch.GetElapsedTime(t2, t3).TotalSeconds;
-            double muonS = timings.MuonMs / 1000;
-            double other = optimizer - muonS + Stopwatch.GetElapsedTime(t4).TotalSeconds;
-            return (loss, new StepTimes(zero, fb, timings.NewtonSchulzMs / 1000, muonS, other, Stopwatch.GetElapsedTime(t3, t4).TotalSeconds));
-        }
-    }
-
     /// <summary>To 0.1 µs: ratios of the printed times (a tiny model steps in well under a millisecond) then agree with the printed ratios.</summary>
     private static double Round(double seconds) => Math.Round(seconds, 7);
-
-    /// <summary>The buffer minus the routing-bias tensors (changed only by the balancing rule), as (offset, length).</summary>
-    internal static List<(int Offset, int Length)> TrainableRanges(ParameterLayout layout)
-    {
-        var ranges = new List<(int, int)>();
-        int start = 0;
-        foreach (var t in layout.Tensors.Where(t => t.IsRoutingBias))
-        {
-            if (t.Offset > start)
-            {
-                ranges.Add((start, (int)t.Offset - start));
-            }
-
-            start = (int)(t.Offset + t.Length);
-        }
-
-        if (layout.TotalLength > start)
-        {
-            ranges.Add((start, (int)layout.TotalLength - start));
-        }
-
-        return ranges;
-    }
-
-    /// <summary>AdamW over the ranges, cut into fixed chunks shared by the model's worker threads.</summary>
-    private static void ApplyOptimizer(AdamWOptimizer optimizer, K2Model model, List<(int Offset, int Length)> ranges, float lr)
-    {
-        const int chunk = 1 << 18;
-        var chunks = new List<(int, int)>();
-        foreach (var (off, len) in ranges)
-        {
-            for (int s = 0; s < len; s += chunk)
-            {
-                chunks.Add((off + s, Math.Min(chunk, len - s)));
-            }
-        }
-
-        ModelThreads.For(chunks.Count, (i, _) => optimizer.Apply(model.Parameters, model.Gradients, chunks[i].Item1, chunks[i].Item2, lr));
-    }
 }

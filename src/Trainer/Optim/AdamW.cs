@@ -63,29 +63,3 @@ public static class AdamW
         }
     }
 }
-
-/// <summary>Thin stateful AdamW over whole flat buffers: owns the moments and the step count.</summary>
-public sealed class AdamWOptimizer(int length, float beta1 = 0.9f, float beta2 = 0.95f, float eps = 1e-8f, float weightDecay = 0.1f)
-{
-    public float[] M { get; } = new float[length];
-
-    public float[] V { get; } = new float[length];
-
-    public long Step { get; private set; }
-
-    public float Beta1 { get; } = beta1;
-
-    public float Beta2 { get; } = beta2;
-
-    public float Eps { get; } = eps;
-
-    public float WeightDecay { get; } = weightDecay;
-
-    /// <summary>Advances the step count; then call <see cref="Apply"/> for each span to update.</summary>
-    public void BeginStep() => Step++;
-
-    /// <summary>Updates param[offset..offset+length) in place from the matching gradient and moments.</summary>
-    public void Apply(float[] param, float[] grad, int offset, int count, float lr) =>
-        AdamW.Update(param.AsSpan(offset, count), grad.AsSpan(offset, count), M.AsSpan(offset, count), V.AsSpan(offset, count),
-            Step, lr, Beta1, Beta2, Eps, WeightDecay);
-}

@@ -6,6 +6,7 @@ using K2RL.Model;
 using K2RL.Model.IO;
 using K2RL.Trainer.Checkpointing;
 using K2RL.Trainer.Optim;
+using K2RL.Trainer.Training;
 using Serilog;
 
 namespace K2RL.Trainer.Pretraining;
@@ -30,8 +31,8 @@ public interface IStepObserver
 }
 
 /// <summary>
-/// The pretraining job: packs batches, runs forward/backward, clips gradients, steps MuonClip or AdamW,
-/// applies QK-Clip and the correction-bias rule, appends metrics.jsonl, and checkpoints by the run-directory
+/// The pretraining job: packs each step's K micro-batches and runs them through <see cref="TrainStep"/> (forward,
+/// backward, gradient clip, MuonClip / Muon / AdamW, QK-Clip, the correction-bias rule), appends metrics.jsonl, and checkpoints by the run-directory
 /// contract. With the same seed a resumed run reproduces the uninterrupted one step for step.
 /// </summary>
 public sealed class Pretrainer
@@ -44,9 +45,8 @@ public sealed class Pretrainer
     private readonly JobConfig job;
     private readonly RunDirectory run;
     private readonly ITrainableModel model;
-    private readonly Optimizer optimizer;
+    private readonly TrainStep trainStep;
     private readonly BatchPacker packer;
-    private readonly MicroBatches micro;
     private readonly ITextEncoder encoder;
     private readonly ILogger log;
     private readonly string jobSha;
@@ -60,10 +60,9 @@ public sealed class Pretrainer
         this.model = model;
         this.log = log ?? Serilog.Core.Logger.None;
         run = new RunDirectory(runDir, this.log);
-        optimizer = new Optimizer(model.Layout, job.Optimizer, job.Threads);
+        trainStep = new TrainStep(model, job.Optimizer, job.BiasGamma, job.Threads);
         this.encoder = encoder;
         packer = new BatchPacker(new DocumentStream(job.Seed, job.Data, corpus), encoder, job.Model.VocabSize);
-        micro = new MicroBatches(model);
         model.SequenceBalanceAlpha = job.SeqAuxAlpha;
         jobSha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.SourceText)));
     }
@@ -82,11 +81,7 @@ public sealed class Pretrainer
         long total = job.Steps;
         long end = Math.Min(total, maxSteps ?? total);
         int B = job.BatchSize, T = job.SeqLen, K = job.GradAccumSteps;
-        Action<int, int[], int[]> fill = (_, i, t) => packer.Next(i, t, B, T);
-        var inputs = new int[B * T];
-        var targets = new int[B * T];
-        var cfg = job.Model;
-        int L = cfg.NumHiddenLayers, E = cfg.NRoutedExperts;
+        var batches = Enumerable.Range(0, K).Select(_ => new MicroBatch(new int[B * T], new int[B * T], B, T)).ToArray();
         observer?.OnStart(step, total);
         float lastLoss = float.NaN;
 
@@ -98,36 +93,24 @@ public sealed class Pretrainer
             }
 
             var sw = Stopwatch.StartNew();
-            model.ZeroGradients();
-            float loss = micro.Run(K, inputs, targets, B, T, fill);
-            double fwdMs = sw.Elapsed.TotalMilliseconds;
-            double gradNorm = OptimMath.ClipGlobalNorm(model.Gradients, job.Optimizer.GradClip);
-            float maxLogit = Max(micro.MaxLogits);
-            double balance = LoadImbalance(micro.ExpertLoad, L, E);
+            foreach (var b in batches)
+            {
+                packer.Next(b.Inputs, b.Targets, B, T);
+            }
+
             double lr = job.Optimizer.Lr * job.Schedule.Factor(step, total);
+            var r = trainStep.Run(batches, (float)lr);
+            float loss = (float)r.Loss;
             long stepTokens = (long)K * B * T;
             tokens += stepTokens;
-            bool bad = !float.IsFinite(loss) || !double.IsFinite(gradNorm);
-            int clippedHeads = 0;
-            double optMs = 0, nsMs = 0;
-            if (bad)
+            if (r.Skipped)
             {
                 badInARow++;
-                log.Warning("step {Step}: non-finite loss {Loss} / grad norm {Norm}; step skipped ({Bad} in a row)", step + 1, loss, gradNorm, badInARow);
+                log.Warning("step {Step}: non-finite loss {Loss} / grad norm {Norm}; step skipped ({Bad} in a row)", step + 1, loss, r.GradNorm, badInARow);
             }
             else
             {
                 badInARow = 0;
-                var o = Stopwatch.StartNew();
-                optimizer.Apply(model.Parameters, model.Gradients, (float)lr);
-                if (job.Optimizer.UsesQkClip)
-                {
-                    clippedHeads = QkClip.Apply(model.Parameters, model.Layout, micro.MaxLogits, job.Optimizer.QkClipTau).Count;
-                }
-
-                ExpertBalance.UpdateBiases(model.Parameters, model.Layout, job.Model, micro.ExpertLoad, job.BiasGamma);
-                optMs = o.Elapsed.TotalMilliseconds;
-                nsMs = optimizer.LastTimings.NewtonSchulzMs;
                 lastLoss = loss;
             }
 
@@ -138,18 +121,18 @@ public sealed class Pretrainer
                 Step = step,
                 Loss = loss,
                 Lr = lr,
-                GradNorm = gradNorm,
-                MaxLogit = maxLogit,
-                ClippedHeads = clippedHeads,
-                ExpertLoadMaxOverMean = balance,
-                BalanceLoss = micro.BalanceLoss,
+                GradNorm = r.GradNorm,
+                MaxLogit = r.MaxLogit,
+                ClippedHeads = r.ClippedHeads,
+                ExpertLoadMaxOverMean = r.ExpertLoadMaxOverMean,
+                BalanceLoss = r.BalanceLoss,
                 TokensPerS = stepTokens / Math.Max(1e-9, ms / 1000),
                 Tokens = tokens,
-                Skipped = bad,
+                Skipped = r.Skipped,
                 StepMs = ms,
-                ForwardBackwardMs = fwdMs,
-                OptimizerMs = optMs,
-                NewtonSchulzMs = nsMs,
+                ForwardBackwardMs = (r.Times.Zero + r.Times.ForwardBackward) * 1000,
+                OptimizerMs = r.Skipped ? 0 : r.Times.Optimizer * 1000,
+                NewtonSchulzMs = r.Times.NewtonSchulz * 1000,
                 TokensPerStep = stepTokens,
             };
             File.AppendAllText(run.Metrics, m.ToJson() + "\n");
@@ -234,7 +217,7 @@ public sealed class Pretrainer
         }
         using (var fs = File.OpenRead(Path.Combine(dir, OptimizerFile)))
         {
-            optimizer.Load(fs, Path.Combine(dir, OptimizerFile));
+            trainStep.Optimizer.Load(fs, Path.Combine(dir, OptimizerFile));
         }
 
         packer.Restore(state.Data);
@@ -248,7 +231,7 @@ public sealed class Pretrainer
     {
         AtomicFile.Write(Path.Combine(dir, WeightsFile), s => SafetensorsWriter.WriteLayoutTo(s, model.Layout, model.Parameters));
         AtomicFile.WriteAllText(Path.Combine(dir, ConfigFile), job.Model.ToJson());
-        AtomicFile.Write(Path.Combine(dir, OptimizerFile), optimizer.Save);
+        AtomicFile.Write(Path.Combine(dir, OptimizerFile), trainStep.Optimizer.Save);
         if (encoder is BpeTextEncoder bpe)
         {
             // The tokenizer travels with the weights, so a checkpoint is usable on its own (RunDirectory.Save fsyncs
@@ -292,31 +275,6 @@ public sealed class Pretrainer
             })
             .ToList();
         AtomicFile.WriteAllText(run.Metrics, keep.Count == 0 ? "" : string.Join('\n', keep) + "\n");
-    }
-
-    private double LoadImbalance(ReadOnlySpan<float> load, int L, int E)
-    {
-        double worst = 0;
-        for (int l = 0; l < L && E > 0 && load.Length >= (l + 1) * E; l++)
-        {
-            if (job.Model.IsMoeLayer(l))
-            {
-                worst = Math.Max(worst, ExpertBalance.MaxOverMean(load.Slice(l * E, E)));
-            }
-        }
-
-        return worst;
-    }
-
-    private static float Max(ReadOnlySpan<float> xs)
-    {
-        float m = float.NegativeInfinity;
-        foreach (float x in xs)
-        {
-            m = MathF.Max(m, x);
-        }
-
-        return xs.Length == 0 ? 0 : m;
     }
 
     private string ResolvedConfigText()

@@ -8,7 +8,7 @@ public static class TrainableModels
     public static ITrainableModel Create(ModelConfig config) => new K2ModelAdapter(new K2Model(config));
 }
 
-/// <summary><see cref="K2Model"/> as the pretraining loop sees it (expert counts exposed as floats).</summary>
+/// <summary><see cref="K2Model"/> as a training step sees it (expert counts exposed as floats).</summary>
 public sealed class K2ModelAdapter(K2Model model) : ITrainableModel
 {
     private readonly float[] load = new float[model.Config.NumHiddenLayers * model.Config.NRoutedExperts];
@@ -51,5 +51,7 @@ public sealed class K2ModelAdapter(K2Model model) : ITrainableModel
 
     public float Forward(int[] tokens, int[] targets, int B, int T) => Model.Forward(tokens, targets, B, T);
 
-    public float ForwardBackward(int[] tokens, int[] targets, int B, int T) => Model.ForwardBackward(tokens, targets, B, T);
+    public ReadOnlySpan<float> TokenLosses => Model.TokenLosses;
+
+    public float BackwardWeighted(int[] tokens, int[] targets, ReadOnlySpan<float> weights) => Model.BackwardWeighted(tokens, targets, weights);
 }
