@@ -47,8 +47,14 @@ public sealed record GemmTiming(GemmOp Op, GemmShape Shape, int Threads, double 
 /// <summary>Times <see cref="Gemm.Multiply(GemmOp, Span{float}, int, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, int, int, int, bool, int)"/> on dense operands.</summary>
 public static class GemmBenchmark
 {
+    /// <summary>The fewest warm-up calls per shape (all of them with --quick, whose trials last 0 s).</summary>
+    public const int MinWarmupCalls = 3;
+
+    /// <summary>How many trial lengths each shape is warmed up for before its first timed trial.</summary>
+    public const double WarmupTrials = 3;
+
     /// <summary>
-    /// Times one op on one shape: after a warm-up call, <paramref name="trials"/> trials of enough repetitions to
+    /// Times one op on one shape: after a warm-up (<see cref="Timer"/>), <paramref name="trials"/> trials of enough repetitions to
     /// last about <paramref name="trialSeconds"/>; the best trial counts (other work on the machine only slows runs).
     /// The scalar twin is timed once when <paramref name="naive"/>.
     /// </summary>
@@ -87,12 +93,27 @@ public static class GemmBenchmark
         return new GemmTiming(op, shape, threads, ours.Best, naiveSeconds, theirs?.Best, speedup);
     }
 
+    /// <summary>
+    /// Warms a call up, then sizes its trials. The warm-up runs the call for <see cref="WarmupTrials"/> trial lengths
+    /// and at least <see cref="MinWarmupCalls"/> times: one call was not enough, since the first shape timed (nn 512³)
+    /// read a third of the same shape's nt/tn figure in the same run, while tiered JIT, the worker threads and the
+    /// clock were still coming up. A trial is sized from the last warm call, not the first.
+    /// </summary>
     private static BestOf Timer(Action call, double trialSeconds)
     {
-        var sw = Stopwatch.StartNew();
-        call(); // warm-up, and the size of one call
-        double once = Math.Max(sw.Elapsed.TotalSeconds, 1e-6);
-        return new BestOf(call, Math.Max(1, (int)(trialSeconds / once)));
+        var warm = Stopwatch.StartNew();
+        double once;
+        int calls = 0;
+        do
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            call();
+            once = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            calls++;
+        }
+        while (calls < MinWarmupCalls || warm.Elapsed.TotalSeconds < WarmupTrials * trialSeconds);
+
+        return new BestOf(call, Math.Max(1, (int)(trialSeconds / Math.Max(once, 1e-6))));
     }
 
     /// <summary>Repeats a call <paramref name="reps"/> times per trial and keeps the fastest trial's time per call.</summary>

@@ -86,7 +86,7 @@ public sealed class K2Model
     public void InitializeWeights(ulong seed)
     {
         Array.Clear(Parameters);
-        var rng = new SplitMix(seed);
+        var rng = new GaussianStream(seed);
         foreach (var t in Layout.Tensors)
         {
             var span = t.Of(Parameters);
@@ -495,23 +495,15 @@ public sealed class K2Model
     }
 }
 
-/// <summary>SplitMix64 with Box–Muller: a tiny deterministic generator for weight initialization.</summary>
-internal sealed class SplitMix(ulong seed)
+/// <summary>Box–Muller over a <see cref="SplitMix64"/> stream: a tiny deterministic generator for weight initialization.</summary>
+internal sealed class GaussianStream(ulong seed)
 {
-    private ulong state = seed;
+    private SplitMix64 stream = new(seed);
     private float spare;
     private bool hasSpare;
 
-    public ulong NextULong()
-    {
-        ulong z = state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
-
     /// <summary>Uniform in (0, 1].</summary>
-    public double NextDouble() => ((NextULong() >> 11) + 1) * (1.0 / (1UL << 53));
+    public double NextDouble() => ((stream.NextUInt64() >> 11) + 1) * (1.0 / (1UL << 53));
 
     public float NextGaussian()
     {

@@ -24,7 +24,7 @@ public sealed record EngineOptions
     /// </summary>
     public int? SampleableVocab { get; init; }
 
-    public RepetitionDetector Repetition { get; init; } = new();
+    public TokenRepetition Repetition { get; init; } = new();
 
     /// <summary>Seeds the seeds of requests that bring none (reported in their results).</summary>
     public ulong SeedBase { get; init; } = 0x5EED;

@@ -25,13 +25,6 @@ public sealed class ModelDecoder : IDecoder
         ParameterCount = new ParameterLayout(config).TotalLength;
     }
 
-    /// <summary>Blocks for a cache budget in bytes (at least one).</summary>
-    public static int BlocksFor(ModelConfig config, int blockTokens, long cacheBytes)
-    {
-        long perBlock = (long)config.NumHiddenLayers * (config.KvLoraRank + config.QkRopeHeadDim) * sizeof(float) * blockTokens;
-        return (int)Math.Clamp(cacheBytes / perBlock, 1, int.MaxValue);
-    }
-
     public ModelConfig Config { get; }
 
     /// <summary>The model's time per phase of prefill and decode, accumulated until reset.</summary>

@@ -21,10 +21,11 @@ public class BenchTrainCommandTests
         Assert.True(root.GetProperty("train_tokens_per_s").GetDouble() > 0);
         Assert.True(root.GetProperty("step_s").GetDouble() > 0);
         Assert.True(root.GetProperty("peak_memory_bytes").GetInt64() > 0);
-        Assert.True(root.GetProperty("optimizer_s").GetDouble() >= 0);
+        // Every step runs the optimizer, the attention core and the experts: each timed phase took some time.
+        Assert.True(root.GetProperty("optimizer_s").GetDouble() > 0);
         var phases = root.GetProperty("phases_s");
-        Assert.True(phases.GetProperty("attention_core_s").GetDouble() >= 0);
-        Assert.True(phases.GetProperty("moe_experts_s").GetDouble() >= 0);
+        Assert.True(phases.GetProperty("attention_core_s").GetDouble() > 0);
+        Assert.True(phases.GetProperty("moe_experts_s").GetDouble() > 0);
         // three MuonClip steps (the default) on fixed data lower the loss
         Assert.Equal("muonclip", root.GetProperty("optimizer").GetString());
         Assert.True(root.GetProperty("loss_last").GetDouble() < root.GetProperty("loss_first").GetDouble());

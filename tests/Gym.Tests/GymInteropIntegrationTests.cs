@@ -131,7 +131,10 @@ public sealed class GymInteropIntegrationTests : IAsyncLifetime
         await env.ResetAsync(3);
         var watch = Stopwatch.StartNew();
         var hung = await env.StepAsync("HANG");
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(3), watch.Elapsed.ToString());
+
+        // The server never answers HANG, so returning at all with DeadlineExceeded is the event under test; the
+        // generous bound (not a speed test on a shared machine) only says the 700 ms deadline, not a test timeout, ended it.
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), watch.Elapsed.ToString());
         Assert.True(hung.Truncated);
         Assert.Contains("DeadlineExceeded", hung.Info.Error);
 
@@ -141,7 +144,7 @@ public sealed class GymInteropIntegrationTests : IAsyncLifetime
         await node.WaitForExitAsync();
         watch.Restart();
         var dead = await second.StepAsync("Answer: 1");
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), watch.Elapsed.ToString());
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), watch.Elapsed.ToString()); // returned: not stuck on a dead peer
         Assert.True(dead.Truncated);
         Assert.NotNull(dead.Info.Error);
     }

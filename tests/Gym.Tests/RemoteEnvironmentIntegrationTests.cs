@@ -129,7 +129,10 @@ public sealed class RemoteEnvironmentIntegrationTests : IAsyncLifetime
         await remote.ResetAsync(1);
         var watch = System.Diagnostics.Stopwatch.StartNew();
         var step = await remote.StepAsync("anything");
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(3), watch.Elapsed.ToString());
+
+        // The environment waits forever, so returning with DeadlineExceeded is the event; the bound is generous for
+        // a shared, loaded machine and only rules out a test-level timeout having ended the call.
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), watch.Elapsed.ToString());
         Assert.True(step.Truncated);
         Assert.False(step.Info.Correct);
         Assert.Contains("DeadlineExceeded", step.Info.Error);
@@ -148,7 +151,7 @@ public sealed class RemoteEnvironmentIntegrationTests : IAsyncLifetime
         await doomed.DisposeAsync();
         var watch = System.Diagnostics.Stopwatch.StartNew();
         var step = await remote.StepAsync("Answer: 1");
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), watch.Elapsed.ToString());
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), watch.Elapsed.ToString()); // returned: not stuck on a dead peer
         Assert.True(step.Truncated);
         Assert.NotNull(step.Info.Error);
     }

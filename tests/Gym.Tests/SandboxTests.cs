@@ -73,7 +73,9 @@ public class SandboxTests
         var watch = Stopwatch.StartNew();
         var r = await Run("import time\ntime.sleep(60)", limits: Tight with { WallTime = TimeSpan.FromSeconds(1) });
         Assert.True(SandboxStatus.TimedOut == r.Status, $"{r.Status} {r.ExitCode} {r.Stderr} {r.Elapsed}");
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(3), watch.Elapsed.ToString());
+        // The status is the event; the bound only has to tell "cut at the 1 s limit" from "slept its 60 s",
+        // so it is half of that: room for a shared machine under load, not a speed test.
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), watch.Elapsed.ToString());
     }
 
     [Fact]

@@ -54,7 +54,7 @@ public class VerifierTests
         Assert.Equal(-0.5, V(degenerate, new string('a', 200), Task("x")).Reward);
         Assert.Equal(-0.5, V(degenerate, string.Concat(Enumerable.Repeat("I will now repeat this ", 30)), Task("x")).Reward);
         Assert.Equal(0.0, V(degenerate, "A normal sentence with a few words. Answer: 3", Task("x")).Reward);
-        Assert.False(RepetitionDetector.IsDegenerate(ArithmeticGenerator.MultiplicationSteps(98765, 4321), out _));
+        Assert.False(TextRepetition.IsDegenerate(ArithmeticGenerator.MultiplicationSteps(98765, 4321), out _));
     }
 
     [Fact]

@@ -79,7 +79,7 @@ public class EnginePolicyTests
         Assert.Equal(6, a.Actions.Count);
         Assert.Equal(a.Actions, b.Actions);
         Assert.Equal(first.ToJson(), second.ToJson());
-        Assert.InRange(first.Accuracy, 0, 1);
+        Assert.Equal(Math.Round(first.Accuracy * 6), first.Accuracy * 6, 9);   // correct samples out of 6
 
         // Samples of one task differ (each has its own stream), and another seed gives other actions.
         Assert.Contains(a.Actions.GroupBy(x => x.Task), g => g.Select(x => x.Action).Distinct().Count() > 1);
@@ -145,7 +145,7 @@ public class EnginePolicyTests
         var policy = Policy(seed: 9, maxTokens: 6);
         var (report, recorder) = await Evaluate("tool_use", policy, n: 2, k: 1);
         Assert.Equal(2, report.N);
-        Assert.InRange(report.Accuracy, 0, 1);
+        Assert.Contains(report.Accuracy, new[] { 0.0, 0.5, 1.0 });   // correct episodes out of 2
         Assert.All(recorder.Actions, a => Assert.NotNull(a.Action));
         Assert.Equal(recorder.Actions.Count, policy.Stats.Turns);
         Assert.Equal(0, policy.Stats.Errors);

@@ -1,3 +1,4 @@
+using K2RL.Common;
 using K2RL.Rollout;
 
 namespace K2RL.Rollout.Tests;
@@ -184,7 +185,7 @@ internal sealed class HashDecoder : IDecoder
         ulong key = Hash((ulong)(uint)a * 1_000_003UL ^ (ulong)(uint)b * 7919UL ^ (ulong)s.Length << 40 ^ (ulong)BitConverter.SingleToInt32Bits(Salt));
         for (int v = 0; v < VocabSize; v++)
         {
-            ulong h = Hash(key ^ (ulong)v * 0x9E3779B97F4A7C15UL);
+            ulong h = Hash(key ^ (ulong)v * SplitMix64.Golden);
             row[v] = (float)((h >> 40) / (double)(1UL << 24) * 6.0 - 3.0);
         }
 
@@ -194,13 +195,7 @@ internal sealed class HashDecoder : IDecoder
         }
     }
 
-    private static ulong Hash(ulong z)
-    {
-        z += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
+    private static ulong Hash(ulong z) => SplitMix64.Mix(z + SplitMix64.Golden);
 
     private sealed class Seq : IDecoderSequence
     {

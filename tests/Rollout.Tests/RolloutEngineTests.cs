@@ -238,7 +238,7 @@ public class RolloutEngineTests
     [Fact]
     public void StuckRepeatingAnNgramEndsEarlyFlaggedDegenerate()
     {
-        var engine = new RolloutEngine(new HashDecoder { Loop = 3 }, new EngineOptions { Repetition = new RepetitionDetector { MinRepeats = 4, MinSpan = 12 } });
+        var engine = new RolloutEngine(new HashDecoder { Loop = 3 }, new EngineOptions { Repetition = new TokenRepetition { MinRepeats = 4, MinSpan = 12 } });
         var stuck = engine.Submit(new GenerationRequest("d", [0], new SamplingParams { MaxTokens = 200, Seed = 1 }));
         var allowed = engine.Submit(new GenerationRequest("e", [0], new SamplingParams { MaxTokens = 40, Seed = 1, StopOnRepetition = false }));
         engine.RunUntilIdle();
@@ -250,9 +250,9 @@ public class RolloutEngineTests
     }
 
     [Fact]
-    public void RepetitionDetectorNeedsTheWholeSpanPeriodic()
+    public void TokenRepetitionNeedsTheWholeSpanPeriodic()
     {
-        var d = new RepetitionDetector { MaxPeriod = 4, MinRepeats = 3, MinSpan = 6 };
+        var d = new TokenRepetition { MaxPeriod = 4, MinRepeats = 3, MinSpan = 6 };
         static SampledToken[] T(params int[] ids) => ids.Select(i => new SampledToken(i, 0, 1, 0)).ToArray();
         Assert.Equal(2, d.Period(T(9, 1, 2, 1, 2, 1, 2)));
         Assert.Equal(0, d.Period(T(9, 1, 2, 1, 2, 1, 3)));

@@ -129,7 +129,7 @@ public class CorpusMixTests
     /// <summary>
     /// A training document for a task is exactly the prompt eval-base sends (the prompt messages in the chat format,
     /// then the assistant header, as <see cref="K2RL.Rollout.EnginePolicy"/> encodes them), followed by the worked
-    /// solution and &lt;|im_end|&gt; (the policy's stop token); and the solution passes the verifier eval-base uses.
+    /// solution and &lt;|im_end|&gt; (the policy's stop token); and the solution passes the environment eval-base scores with.
     /// </summary>
     [Theory]
     [InlineData("arithmetic")]
@@ -153,8 +153,10 @@ public class CorpusMixTests
             Assert.Equal(tokenizer.SpecialTokenId(SpecialTokens.ImEnd), document[^1]);
             string answer = tokenizer.Decode(document.AsSpan(prompt.Length, document.Length - prompt.Length - 1));
             Assert.Equal(task.Solution, answer);
-            var verdict = await HeldOutEval.Verifiers[kind].VerifyAsync(new VerifyRequest(answer, task));
-            Assert.True(verdict.Passed, $"{kind} d{difficulty}: the worked solution fails the eval's verifier: {answer}");
+            await using var env = GymRegistry.CreateDefault().CreateEnvironment(kind);   // what eval-base scores with
+            await env.ResetAsync(seed, new ResetOptions { Split = Split.Train, Difficulty = difficulty });
+            var step = await env.StepAsync(answer);
+            Assert.True(step.Info.Correct == true, $"{kind} d{difficulty}: the worked solution fails the eval's environment: {answer}");
         }
     }
 }

@@ -126,7 +126,7 @@ public class OptimizerTests
         o.Apply(w, TestUtil.Gaussian(w.Length, 7, 0.01f), 0.02f);
         var t = o.LastTimings;
         Assert.True(t.MuonMs > 0 && t.NewtonSchulzMs > 0 && t.NewtonSchulzMs <= t.MuonMs, t.ToString());
-        Assert.True(t.OtherMs >= 0, t.ToString());
+        Assert.True(t.OtherMs > 0, t.ToString());   // the AdamW tensors (norms, embedding, head) were updated too
         var adam = new Optimizer(layout, new OptimizerSettings { Kind = "adamw" });
         adam.Apply(w, TestUtil.Gaussian(w.Length, 7, 0.01f), 0.02f);
         Assert.Equal(0, adam.LastTimings.NewtonSchulzMs);

@@ -12,6 +12,7 @@ public sealed record BenchKernelsOptions(bool Json, bool Quick, int Threads, str
 /// <summary>
 /// `k2rl bench kernels [--json] [--quick] [--threads N]`: GEMM GFLOP/s on the standard shapes in the nn, nt and tn
 /// forms, beside the scalar twin where that finishes in reasonable time (≤ 300 MFLOP; ≤ 20 MFLOP with --quick).
+/// Every shape is warmed up before it is timed (<see cref="GemmBenchmark.WarmupTrials"/> trial lengths).
 /// Results go to stdout (a table, or one JSON object), progress to stderr.
 /// </summary>
 public sealed class BenchKernelsCommand : ICommandProvider

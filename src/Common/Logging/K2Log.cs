@@ -27,10 +27,4 @@ public static class K2Log
 
         return config.CreateLogger();
     }
-
-    /// <summary>Installs a logger as Serilog's static <see cref="Log.Logger"/> for the process.</summary>
-    public static void Install(LogEventLevel level = LogEventLevel.Information, string? jsonFile = null)
-    {
-        Log.Logger = Create(level, jsonFile);
-    }
 }

@@ -44,6 +44,9 @@ public sealed record EvalOptions
 public sealed record EvalReport(string Env, int N, int SamplesPerTask, double Accuracy,
     IReadOnlyDictionary<int, double> PassAtK, double MeanReturn, int Truncated)
 {
+    /// <summary>Every episode, in (task, sample) order (not in <see cref="ToJson"/>).</summary>
+    public IReadOnlyList<EpisodeOutcome> Episodes { get; init; } = [];
+
     public string ToJson() => JsonSerializer.Serialize(new Dictionary<string, object>
     {
         ["env"] = Env,
@@ -57,6 +60,9 @@ public sealed record EvalReport(string Env, int N, int SamplesPerTask, double Ac
 }
 
 /// <summary>Runs a policy over the held-out split of an environment, all episodes of a turn in one batch.</summary>
+/// <summary>One evaluated episode: whether it was judged correct, its return, and the policy's actions in turn order.</summary>
+public sealed record EpisodeOutcome(int Task, int Sample, bool Correct, double Return, bool Truncated, IReadOnlyList<string> Actions);
+
 public static class Evaluator
 {
     public static async Task<EvalReport> RunAsync(string envName, Func<IEnvironment> createEnvironment, IPolicy policy,
@@ -87,6 +93,7 @@ public static class Evaluator
                     var e = live[i];
                     string action = i < actions.Count ? actions[i] : "";
                     var step = await e.Env.StepAsync(action, ct);
+                    e.Actions.Add(action);
                     e.Conversation.Add(Message.AssistantText(action));
                     e.Conversation.AddRange(step.Observation.Messages);
                     e.Return += step.Reward;
@@ -119,7 +126,10 @@ public static class Evaluator
         }
 
         return new EvalReport(envName, n, k, accuracy, passAtK,
-            episodes.Count == 0 ? 0 : episodes.Average(e => e.Return), episodes.Count(e => e.Truncated));
+            episodes.Count == 0 ? 0 : episodes.Average(e => e.Return), episodes.Count(e => e.Truncated))
+        {
+            Episodes = episodes.Select(e => new EpisodeOutcome(e.Task, e.Sample, e.Correct, e.Return, e.Truncated, e.Actions)).ToList(),
+        };
     }
 
     /// <summary>Unbiased pass@k from n samples with c correct: 1 − C(n−c, k)/C(n, k).</summary>
@@ -150,6 +160,8 @@ public static class Evaluator
         public List<Message> Conversation { get; } = conversation;
 
         public IReadOnlyList<ToolSpec> Tools { get; } = tools;
+
+        public List<string> Actions { get; } = [];
 
         public double Return { get; set; }
 

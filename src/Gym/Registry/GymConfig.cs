@@ -1,4 +1,5 @@
 using K2RL.Common;
+using K2RL.Common.Config;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 

@@ -143,9 +143,6 @@ public sealed class GymRegistry
             ? f(options ?? ResetOptions.EmptyMap)
             : throw new ConfigException($"unknown judge '{name}' (registered: {string.Join(", ", Judges)})");
 
-    public Rubric GetRubric(string name) =>
-        rubrics.TryGetValue(name, out var r) ? r : throw new ConfigException($"unknown rubric '{name}'");
-
     /// <summary>
     /// Loads a user's assembly and registers what it contributes: every <see cref="IGymPlugin"/> it defines is
     /// constructed and called, and every <see cref="IEnvironment"/> class marked <see cref="GymEnvironmentAttribute"/>

@@ -63,10 +63,11 @@ public static partial class AnswerExtractor
 
 /// <summary>
 /// Degenerate output: long runs of one character, or text whose word 8-grams mostly repeat (worked solutions that
-/// reuse a phrase stay well below that). The rollout engine can
-/// call <see cref="IsDegenerate"/> on a growing response to end it early.
+/// reuse a phrase stay well below that). Judged on a finished response's text by <see cref="DegenerateVerifier"/> and
+/// <see cref="GuardedVerifier"/>. The rollout engine does not call it: it stops a looping generation on token ids
+/// with its token twin, <c>K2RL.Rollout.TokenRepetition</c>.
 /// </summary>
-public static class RepetitionDetector
+public static class TextRepetition
 {
     public static bool IsDegenerate(string text, out string reason)
     {
@@ -202,7 +203,7 @@ public sealed class DegenerateVerifier(double penalty = 0.5) : IVerifier
     public string Name => "degenerate";
 
     public ValueTask<VerifierResult> VerifyAsync(VerifyRequest request, CancellationToken ct = default) =>
-        ValueTask.FromResult(RepetitionDetector.IsDegenerate(request.Response, out string why)
+        ValueTask.FromResult(TextRepetition.IsDegenerate(request.Response, out string why)
             ? VerifierResult.Fail("degenerate output: " + why, -penalty)
             : new VerifierResult(0, true, "not degenerate"));
 }
@@ -315,7 +316,7 @@ public sealed class GuardedVerifier(IVerifier inner, double degeneratePenalty = 
 
     public ValueTask<VerifierResult> VerifyAsync(VerifyRequest request, CancellationToken ct = default)
     {
-        if (RepetitionDetector.IsDegenerate(request.Response, out string why))
+        if (TextRepetition.IsDegenerate(request.Response, out string why))
         {
             return ValueTask.FromResult(VerifierResult.Fail("degenerate output: " + why, -degeneratePenalty));
         }

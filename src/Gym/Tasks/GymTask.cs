@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using K2RL.Common;
 
 namespace K2RL.Gym;
 
@@ -128,14 +129,14 @@ public abstract class TaskGenerator : ITaskGenerator
     protected abstract GymTask Create(ref GymRandom rng, int difficulty);
 }
 
-/// <summary>SplitMix64: small, fast, and the same on every platform and .NET version.</summary>
+/// <summary>The Gym's draws (ranges, picks, shuffles) over one <see cref="SplitMix64"/> stream.</summary>
 public struct GymRandom
 {
-    private ulong state;
+    private SplitMix64 stream;
 
     public GymRandom(ulong seed)
     {
-        state = seed;
+        stream = new SplitMix64(seed);
     }
 
     public static ulong Mix(long seed, ulong stream, string salt)
@@ -146,17 +147,10 @@ public struct GymRandom
             h = (h ^ c) * 1099511628211UL;
         }
 
-        var r = new GymRandom((ulong)seed ^ (stream * 0x9E3779B97F4A7C15UL) ^ h);
-        return r.NextUInt64();
+        return new SplitMix64((ulong)seed ^ (stream * SplitMix64.Golden) ^ h).NextUInt64();
     }
 
-    public ulong NextUInt64()
-    {
-        ulong z = state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
+    public ulong NextUInt64() => stream.NextUInt64();
 
     /// <summary>Uniform in [lo, hiExclusive).</summary>
     public long Next(long lo, long hiExclusive)
@@ -167,7 +161,7 @@ public struct GymRandom
 
     public int Next(int lo, int hiExclusive) => (int)Next((long)lo, hiExclusive);
 
-    public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));
+    public double NextDouble() => stream.NextDouble();
 
     public T Pick<T>(IReadOnlyList<T> items) => items[Next(0, items.Count)];
 

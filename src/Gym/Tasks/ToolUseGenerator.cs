@@ -90,6 +90,4 @@ public sealed class ToolUseGenerator : TaskGenerator
     /// <summary>The lookup table a task carries.</summary>
     public static IReadOnlyDictionary<string, string> Table(GymTask task) =>
         JsonSerializer.Deserialize<Dictionary<string, string>>(task.Params["table"]) ?? [];
-
-    internal static string Invariant(decimal d) => d.ToString(CultureInfo.InvariantCulture);
 }

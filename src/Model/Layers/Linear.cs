@@ -24,10 +24,6 @@ public static class Linear
         Gemm.Multiply(GemmOp.NN, dInp, In, dOut, Out, weight, In, N, In, Out, accumulateInput, Threads(threads));
         Gemm.Multiply(GemmOp.TN, dWeight, In, dOut, Out, inp, In, Out, In, N, true, Threads(threads));
     }
-
-    /// <summary>dWeight[Out, In] += dOutᵀ · inp only (no input gradient needed).</summary>
-    public static void BackwardWeight(Span<float> dWeight, ReadOnlySpan<float> dOut, ReadOnlySpan<float> inp, int N, int In,
-        int Out, int threads = 0) => Gemm.Multiply(GemmOp.TN, dWeight, In, dOut, Out, inp, In, Out, In, N, true, Threads(threads));
 }
 
 /// <summary>

@@ -12,26 +12,22 @@ public sealed record TaskAccuracy(string Kind, int Difficulty, int Tasks, int Co
 }
 
 /// <summary>
-/// Held-out accuracy of a pretrained base: greedy decoding of the assistant turn for held-out Gym tasks with the
-/// rollout engine (<see cref="EnginePolicy"/>, the policy <c>k2rl gym eval</c> uses; a kind's tasks in one batch),
-/// scored by each task's verifier, one result per (kind, difficulty) so RL can start where the reward is non-zero. Single-turn synthetic kinds only; <c>k2rl gym eval</c> covers every environment
-/// (tool_use's tool loop, code's sandbox) with pass@k.
+/// Held-out accuracy of a pretrained base, `k2rl eval-base`: a thin wrapper over the Gym's evaluation
+/// (<see cref="Evaluator"/>, what <c>k2rl gym eval</c> runs) with greedy decoding through the rollout engine
+/// (<see cref="EnginePolicy"/>, a kind's tasks in one batch), one report per (kind, difficulty) so RL can start where
+/// the reward is non-zero. Single-turn synthetic kinds only (<see cref="Kinds"/>); <c>k2rl gym eval</c> covers every
+/// environment (tool_use's tool loop, code's sandbox) with pass@k.
 /// </summary>
 public static class HeldOutEval
 {
-    public static readonly IReadOnlyDictionary<string, IVerifier> Verifiers = new Dictionary<string, IVerifier>
-    {
-        ["arithmetic"] = new NumericVerifier(),
-        ["countdown"] = new CountdownVerifier(),
-        ["list_ops"] = new ExactMatchVerifier(),
-    };
+    /// <summary>The environments eval-base accepts: the single-turn synthetic kinds the pretraining corpus teaches.</summary>
+    public static readonly IReadOnlyList<string> Kinds = ["arithmetic", "countdown", "list_ops"];
 
     public static List<TaskAccuracy> Run(ModelConfig config, float[] parameters, BpeTokenizer tokenizer,
         IEnumerable<string> kinds, int perKind, IReadOnlyList<int> difficulties, int maxNewTokens, long seed, Action<string>? log = null,
         int batch = 16)
     {
         var registry = GymRegistry.CreateDefault();
-        var generators = registry.Generators;
         var decoder = new ModelDecoder(config, Math.Max(1, Math.Min(batch, perKind)));
         decoder.LoadWeights(parameters);
         var engine = new RolloutEngine(decoder, new EngineOptions { SampleableVocab = Math.Min(tokenizer.VocabSize, config.VocabSize) });
@@ -39,51 +35,37 @@ public static class HeldOutEval
         var results = new List<TaskAccuracy>();
         foreach (string kind in kinds)
         {
-            if (!Verifiers.TryGetValue(kind, out var verifier) || !generators.TryGetValue(kind, out var generator))
+            if (!Kinds.Contains(kind) || !registry.Generators.TryGetValue(kind, out var generator))
             {
-                throw new K2RL.Common.ConfigException($"held-out evaluation supports {string.Join(", ", Verifiers.Keys)}; not \"{kind}\"");
+                throw new K2RL.Common.ConfigException($"held-out evaluation supports {string.Join(", ", Kinds)}; not \"{kind}\"");
             }
 
             foreach (int difficulty in difficulties.Select(d => Math.Clamp(d, 1, generator.MaxDifficulty)).Distinct())
             {
-                results.Add(RunOne(policy, generator, verifier, perKind, difficulty, seed, log));
+                results.Add(RunOne(registry, policy, generator, perKind, difficulty, seed, log));
             }
         }
 
         return results;
     }
 
-    private static TaskAccuracy RunOne(EnginePolicy policy, ITaskGenerator generator, IVerifier verifier, int perKind, int difficulty,
+    private static TaskAccuracy RunOne(GymRegistry registry, EnginePolicy policy, ITaskGenerator generator, int perKind, int difficulty,
         long seed, Action<string>? log)
     {
         string kind = generator.Kind;
-        var tasks = Enumerable.Range(0, perKind)
-            .Select(i => generator.Generate(seed + i, Split.HeldOut, difficulty)).ToList();
         long tokensBefore = policy.Stats.Tokens;
-        var texts = policy.GenerateAsync(tasks.Select((t, i) => new PolicyRequest(t.PromptMessages(), [], i, 0)).ToList())
-            .GetAwaiter().GetResult();
+        var report = Evaluator.RunAsync(kind, () => registry.CreateEnvironment(kind), policy,
+            new EvalOptions { N = perKind, Difficulty = difficulty, SeedBase = seed, Split = Split.HeldOut }).GetAwaiter().GetResult();
         policy.Clear();
-        int correct = 0, answered = 0;
-        for (int i = 0; i < perKind; i++)
+        long tokens = policy.Stats.Tokens - tokensBefore;
+        var responses = report.Episodes.Select(e => e.Actions.Count > 0 ? e.Actions[^1] : "").ToList();
+        if (responses.Count > 0)
         {
-            string text = texts[i];
-            if (AnswerExtractor.TryExtract(text, out _))
-            {
-                answered++;
-            }
-
-            if (verifier.VerifyAsync(new VerifyRequest(text, tasks[i])).AsTask().GetAwaiter().GetResult().Passed)
-            {
-                correct++;
-            }
-
-            if (i == 0)
-            {
-                log?.Invoke($"{kind} d{difficulty} sample: {tasks[i].Prompt.ReplaceLineEndings(" ")} => {text.ReplaceLineEndings(" ")} (reference {tasks[i].Answer})");
-            }
+            var task = generator.Generate(seed, Split.HeldOut, difficulty);   // the first episode's task, for the log
+            log?.Invoke($"{kind} d{difficulty} sample: {task.Prompt.ReplaceLineEndings(" ")} => {responses[0].ReplaceLineEndings(" ")} (reference {task.Answer})");
         }
 
-        long tokens = policy.Stats.Tokens - tokensBefore;
-        return new TaskAccuracy(kind, difficulty, perKind, correct, answered, perKind == 0 ? 0 : (double)tokens / perKind);
+        return new TaskAccuracy(kind, difficulty, perKind, report.Episodes.Count(e => e.Correct),
+            responses.Count(r => AnswerExtractor.TryExtract(r, out _)), perKind == 0 ? 0 : (double)tokens / perKind);
     }
 }

@@ -189,10 +189,7 @@ public sealed class DocumentStream
 
     internal static ulong Hash(ulong seed, ulong n, ulong salt)
     {
-        ulong z = seed ^ (n * 0x9E3779B97F4A7C15UL) ^ (salt * 0xD1B54A32D192ED03UL);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
+        return SplitMix64.Mix(seed ^ (n * SplitMix64.Golden) ^ (salt * 0xD1B54A32D192ED03UL));
     }
 
     private static double Unit(ulong h) => (h >> 11) * (1.0 / (1UL << 53));

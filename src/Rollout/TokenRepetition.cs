@@ -1,10 +1,13 @@
 namespace K2RL.Rollout;
 
 /// <summary>
-/// Spots a response stuck in a loop: its tail is one n-gram (n ≤ <see cref="MaxPeriod"/>) repeated back to
-/// back, covering at least <see cref="MinSpan"/> tokens and at least <see cref="MinRepeats"/> copies.
+/// Spots a response stuck in a loop while it is generated, on token ids: its tail is one n-gram
+/// (n ≤ <see cref="MaxPeriod"/>) repeated back to back, covering at least <see cref="MinSpan"/> tokens and at least
+/// <see cref="MinRepeats"/> copies. The rollout engine calls it after each sampled token of a request with
+/// <see cref="SamplingParams.StopOnRepetition"/> (finish reason Repetition). Its text twin, the Gym's
+/// <c>TextRepetition</c>, judges a finished response's text for the verifiers' degenerate penalty.
 /// </summary>
-public sealed record RepetitionDetector
+public sealed record TokenRepetition
 {
     public int MaxPeriod { get; init; } = 16;
 

@@ -1,15 +1,15 @@
 using System.Globalization;
-using K2RL.Common;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
-namespace K2RL.Trainer.Pretraining;
+namespace K2RL.Common.Config;
 
 /// <summary>
 /// Typed reads from one YAML mapping, naming the file, key and line in every error. Each key read is marked;
-/// <see cref="RejectUnknown"/> then refuses any key the schema did not ask for.
+/// <see cref="RejectUnknown"/> then refuses any key the schema did not ask for. The typed reader for flat schemas
+/// (job files); <see cref="Yaml"/> beside it holds the node helpers for nested documents (gym configs, rubrics).
 /// </summary>
-internal sealed class YamlReader
+public sealed class YamlReader
 {
     private readonly YamlMappingNode map;
     private readonly HashSet<string> seen = new(StringComparer.Ordinal);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using K2RL.Common;
+using K2RL.Common.Config;
 
 namespace K2RL.Trainer.Pretraining;
 
