@@ -1,4 +1,5 @@
 using K2RL.Common;
+using K2RL.Common.Config;
 using K2RL.Model;
 using K2RL.Model.Inference;
 using K2RL.Trainer.Optim;
