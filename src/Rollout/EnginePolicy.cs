@@ -1,6 +1,6 @@
+using K2RL.Common.Chat;
 using K2RL.Gym;
 using K2RL.Model.Tokenization;
-using ChatFormat = K2RL.Model.Tokenization.ChatFormat;
 
 namespace K2RL.Rollout;
 
@@ -58,7 +58,7 @@ public sealed class EnginePolicy : IPolicy
         this.engine = engine;
         this.tokenizer = tokenizer;
         this.options = options ?? new EnginePolicyOptions();
-        imEnd = tokenizer.SpecialTokenId(SpecialTokens.ImEnd);
+        imEnd = tokenizer.SpecialTokenId(ChatTokens.ImEnd);
         stops = StopTokens(tokenizer);
         var probe = new SamplingParams { Temperature = this.options.Temperature, TopP = this.options.TopP, TopK = this.options.TopK, MaxTokens = this.options.MaxTokens };
         if (probe.Problem(engine.Decoder.VocabSize) is { } problem)
@@ -143,26 +143,17 @@ public sealed class EnginePolicy : IPolicy
         {
             for (int m = state.Messages; m < r.Conversation.Count; m++)
             {
-                state.Tokens.AddRange(ChatFormat.EncodeMessage(tokenizer, ToChat(r.Conversation[m])));
+                state.Tokens.AddRange(ChatEncoder.EncodeMessage(tokenizer, r.Conversation[m]));
             }
         }
         else
         {
             state = new EpisodeTokens();
-            if (r.Tools.Count > 0)
-            {
-                state.Tokens.Add(tokenizer.SpecialTokenId(SpecialTokens.ImSystem));
-                state.Tokens.AddRange(tokenizer.Encode("tool_declare", allowSpecial: false));
-                state.Tokens.Add(tokenizer.SpecialTokenId(SpecialTokens.ImMiddle));
-                state.Tokens.AddRange(tokenizer.Encode(ToolSpec.DeclarationJson(r.Tools), allowSpecial: false));
-                state.Tokens.Add(imEnd);
-            }
-
-            state.Tokens.AddRange(ChatFormat.Encode(tokenizer, r.Conversation.Select(ToChat).ToList(), addGenerationPrompt: false));
+            state.Tokens.AddRange(ChatEncoder.Encode(tokenizer, r.Conversation, r.Tools));
             episodes[key] = state;
         }
 
-        state.Tokens.AddRange(ChatFormat.GenerationPrompt(tokenizer));
+        state.Tokens.AddRange(ChatEncoder.GenerationPrompt(tokenizer));
         return state;
     }
 
@@ -176,16 +167,8 @@ public sealed class EnginePolicy : IPolicy
         Seed = EngineBatch.Mix(options.Seed, (ulong)r.Task, (ulong)r.Sample, (ulong)turn),
     };
 
-    internal static ChatMessage ToChat(Message m) => m.Role switch
-    {
-        Role.System => new ChatMessage("system", m.Content),
-        Role.User => new ChatMessage("user", m.Content),
-        Role.Assistant => new ChatMessage("assistant", m.Content),
-        _ => new ChatMessage("tool", m.Content, ToolCallId: m.ToolCallId ?? "?"),
-    };
-
     internal static int[] StopTokens(BpeTokenizer tokenizer) =>
-        new[] { SpecialTokens.ImEnd, SpecialTokens.EndOfText }
+        new[] { ChatTokens.ImEnd, SpecialTokens.EndOfText }
             .Where(tokenizer.SpecialTokenIds.ContainsKey).Select(tokenizer.SpecialTokenId).ToArray();
 
     private sealed class EpisodeTokens
