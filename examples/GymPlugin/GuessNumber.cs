@@ -1,4 +1,5 @@
 using System.Globalization;
+using K2RL.Common.Chat;
 using K2RL.Gym;
 
 namespace Example.GymPlugin;

@@ -1,4 +1,5 @@
 using K2RL.Common;
+using K2RL.Common.Chat;
 using K2RL.Model;
 using K2RL.Model.Inference;
 using K2RL.Model.IO;
@@ -71,7 +72,7 @@ public static class CheckpointGeneration
     /// <paramref name="raw"/> the text alone.
     /// </summary>
     public static int[] PromptTokens(BpeTokenizer tokenizer, string prompt, bool raw) =>
-        raw ? tokenizer.Encode(prompt) : ChatFormat.Encode(tokenizer, [new ChatMessage("user", prompt)], addGenerationPrompt: true);
+        raw ? tokenizer.Encode(prompt) : ChatEncoder.Encode(tokenizer, [Message.UserText(prompt)], addGenerationPrompt: true);
 
     /// <param name="onText">receives sample 0's text as it is generated.</param>
     public static GenerateOutput Run(GenerateOptions o, Action<string>? onText = null)

@@ -1,6 +1,6 @@
+using K2RL.Common.Chat;
 using K2RL.Gym;
 using K2RL.Model.Tokenization;
-using ChatFormat = K2RL.Model.Tokenization.ChatFormat;
 
 namespace K2RL.Rollout;
 
@@ -48,7 +48,7 @@ public sealed class EngineJudge : IJudge
             return [];
         }
 
-        var encoded = prompts.Select(p => ChatFormat.Encode(tokenizer, [new ChatMessage("user", p)], addGenerationPrompt: true)).ToList();
+        var encoded = prompts.Select(p => ChatEncoder.Encode(tokenizer, [Message.UserText(p)], addGenerationPrompt: true)).ToList();
         var sampling = new SamplingParams { Temperature = 0, MaxTokens = maxTokens, StopTokens = stops, StopOnRepetition = true };
         var results = await Task.Run(() => EngineBatch.Run(engine, encoded, _ => sampling, ct), ct);
         var verdicts = new string?[prompts.Count];

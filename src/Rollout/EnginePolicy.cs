@@ -1,6 +1,6 @@
+using K2RL.Common.Chat;
 using K2RL.Gym;
 using K2RL.Model.Tokenization;
-using ChatFormat = K2RL.Model.Tokenization.ChatFormat;
 
 namespace K2RL.Rollout;
 
@@ -58,7 +58,7 @@ public sealed class EnginePolicy : IPolicy
         this.engine = engine;
         this.tokenizer = tokenizer;
         this.options = options ?? new EnginePolicyOptions();
-        imEnd = tokenizer.SpecialTokenId(SpecialTokens.ImEnd);
+        imEnd = tokenizer.SpecialTokenId(ChatTokens.ImEnd);
         stops = StopTokens(tokenizer);
         var probe = new SamplingParams { Temperature = this.options.Temperature, TopP = this.options.TopP, TopK = this.options.TopK, MaxTokens = this.options.MaxTokens };
         if (probe.Problem(engine.Decoder.VocabSize) is { } problem)
@@ -149,7 +149,7 @@ public sealed class EnginePolicy : IPolicy
             episodes[key] = state;
         }
 
-        state.Tokens.AddRange(ChatFormat.GenerationPrompt(tokenizer));
+        state.Tokens.AddRange(ChatEncoder.GenerationPrompt(tokenizer));
         return state;
     }
 
@@ -164,25 +164,12 @@ public sealed class EnginePolicy : IPolicy
     };
 
     /// <summary>The tokens that open an episode: the tool declarations when there are tools, then the messages (no generation prompt).</summary>
-    internal static List<int> PromptTokens(BpeTokenizer tokenizer, IReadOnlyList<Message> messages, IReadOnlyList<ToolSpec> tools)
-    {
-        var tokens = new List<int>();
-        if (tools.Count > 0)
-        {
-            tokens.Add(tokenizer.SpecialTokenId(SpecialTokens.ImSystem));
-            tokens.AddRange(tokenizer.Encode("tool_declare", allowSpecial: false));
-            tokens.Add(tokenizer.SpecialTokenId(SpecialTokens.ImMiddle));
-            tokens.AddRange(tokenizer.Encode(ToolSpec.DeclarationJson(tools), allowSpecial: false));
-            tokens.Add(tokenizer.SpecialTokenId(SpecialTokens.ImEnd));
-        }
-
-        tokens.AddRange(ChatFormat.Encode(tokenizer, messages.Select(ToChat).ToList(), addGenerationPrompt: false));
-        return tokens;
-    }
+    internal static List<int> PromptTokens(BpeTokenizer tokenizer, IReadOnlyList<Message> messages, IReadOnlyList<ToolSpec> tools) =>
+        [.. ChatEncoder.Encode(tokenizer, messages, tools)];
 
     /// <summary>The tokens of messages appended to an episode's sequence (observations), each encoded alone.</summary>
     internal static IEnumerable<int> MessageTokens(BpeTokenizer tokenizer, IEnumerable<Message> messages) =>
-        messages.SelectMany(m => ChatFormat.EncodeMessage(tokenizer, ToChat(m)));
+        messages.SelectMany(m => ChatEncoder.EncodeMessage(tokenizer, m));
 
     /// <summary>
     /// A generated turn's action text (its stop token left out; other special tokens as their text), and whether the
@@ -194,16 +181,8 @@ public sealed class EnginePolicy : IPolicy
         return (tokenizer.Decode(ids.AsSpan(0, stopped ? ids.Length - 1 : ids.Length)), !stopped);
     }
 
-    internal static ChatMessage ToChat(Message m) => m.Role switch
-    {
-        Role.System => new ChatMessage("system", m.Content),
-        Role.User => new ChatMessage("user", m.Content),
-        Role.Assistant => new ChatMessage("assistant", m.Content),
-        _ => new ChatMessage("tool", m.Content, ToolCallId: m.ToolCallId ?? "?"),
-    };
-
     internal static int[] StopTokens(BpeTokenizer tokenizer) =>
-        new[] { SpecialTokens.ImEnd, SpecialTokens.EndOfText }
+        new[] { ChatTokens.ImEnd, SpecialTokens.EndOfText }
             .Where(tokenizer.SpecialTokenIds.ContainsKey).Select(tokenizer.SpecialTokenId).ToArray();
 
     private sealed class EpisodeTokens

@@ -1,3 +1,4 @@
+using K2RL.Common.Chat;
 using System.Text.Json;
 using K2RL.Model;
 using K2RL.Model.IO;
@@ -44,7 +45,7 @@ public sealed class GenerateCommandTests : IDisposable
 
     /// <summary>The checkpoint's tokenizer's ids for TEXT as a user turn followed by the assistant header.</summary>
     private int[] ChatPrompt(string text) =>
-        ChatFormat.Encode(ModelCheckpoint.Load(dir).Tokenizer!, [new ChatMessage("user", text)], addGenerationPrompt: true);
+        ChatEncoder.Encode(ModelCheckpoint.Load(dir).Tokenizer!, [Message.UserText(text)], addGenerationPrompt: true);
 
     /// <summary>
     /// By default the prompt goes in as a chat turn: user header, the text, end of turn, assistant header, so the

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using K2RL.Cli.Commands;
+using K2RL.Common.Chat;
 using K2RL.Gym;
 using K2RL.Tests.Shared;
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using K2RL.Common.Chat;
 using K2RL.Gym;
 
 namespace K2RL.Cli.Tests;

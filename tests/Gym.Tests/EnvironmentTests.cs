@@ -1,4 +1,5 @@
 using System.Text;
+using K2RL.Common.Chat;
 using K2RL.Gym;
 
 namespace K2RL.Gym.Tests;

@@ -1,3 +1,4 @@
+using K2RL.Common.Chat;
 using K2RL.Gym;
 
 namespace K2RL.Gym.Tests;
@@ -48,7 +49,7 @@ public class EvalTests
             if (tools.Count == 0)
             {
                 return ChatFormat.FormatToolCalls(ToolUseGenerator.Table(task).Keys.Select((k, i) =>
-                    new ToolCall(ChatFormat.ToolCallId("lookup", i), "lookup", i, $"{{\"key\": \"{k}\"}}")));
+                    ToolCall.Create("lookup", i, $"{{\"key\": \"{k}\"}}")));
             }
 
             return $"Answer: {task.Answer}";

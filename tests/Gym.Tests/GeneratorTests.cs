@@ -1,3 +1,4 @@
+using K2RL.Common.Chat;
 using K2RL.Gym;
 
 namespace K2RL.Gym.Tests;

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using K2RL.Common.Chat;
 using K2RL.Common.Rpc;
 using K2RL.Gym;
 using K2RL.Tests.Shared;

@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using K2RL.Common.Chat;
 using K2RL.Common.Rpc;
 using K2RL.Gym;
 using Pb = K2RL.Protos.Gym;

@@ -1,3 +1,4 @@
+using K2RL.Common.Chat;
 using K2RL.Gym;
 
 namespace K2RL.Gym.Tests;
@@ -109,7 +110,7 @@ public class ToolEnvironmentTests
         var (env, _) = await Start(seed: 21, difficulty: 3);
         string transcript = env.Task!.Solution;
         var turns = transcript.Split(ChatFormat.AssistantPrefix, StringSplitOptions.RemoveEmptyEntries)
-            .Select(t => t[..t.IndexOf(ChatFormat.End, StringComparison.Ordinal)]).ToList();
+            .Select(t => t[..t.IndexOf(ChatTokens.ImEnd, StringComparison.Ordinal)]).ToList();
         StepResult step = null!;
         foreach (string action in turns)
         {

@@ -1,7 +1,7 @@
+using K2RL.Common.Chat;
 using K2RL.Gym;
 using K2RL.Model;
 using K2RL.Model.Tokenization;
-using ChatFormat = K2RL.Model.Tokenization.ChatFormat;
 using K2RL.Rollout;
 using K2RL.Tests.Shared;
 
@@ -94,11 +94,11 @@ public class EnginePolicyTests
         var conversation = new[] { Message.SystemText("Be brief."), Message.UserText("What is 2+3?") };
         var actions = await policy.GenerateAsync([new PolicyRequest(conversation, [], 0, 0)]);
         var tokens = policy.EpisodeTokensOf(0, 0)!;
-        int[] prompt = ChatFormat.Encode(Tokenizer,
-            [new ChatMessage("system", "Be brief."), new ChatMessage("user", "What is 2+3?")], addGenerationPrompt: true);
+        int[] prompt = ChatEncoder.Encode(Tokenizer,
+            [Message.SystemText("Be brief."), Message.UserText("What is 2+3?")], addGenerationPrompt: true);
         Assert.Equal(prompt, tokens.Take(prompt.Length));
         var response = tokens.Skip(prompt.Length).ToArray();
-        int end = Tokenizer.SpecialTokenId(SpecialTokens.ImEnd);
+        int end = Tokenizer.SpecialTokenId(ChatTokens.ImEnd);
         Assert.Equal(end, response[^1]);   // the turn is closed whether the model ended it or the budget did
         Assert.Equal(Tokenizer.Decode(response[..^1]), actions[0]);
     }
@@ -111,7 +111,7 @@ public class EnginePolicyTests
         var conversation = new List<Message> { Message.UserText("Find the value of key alpha.") };
         string first = (await policy.GenerateAsync([new PolicyRequest(conversation, tools, 2, 1)]))[0];
         var afterFirst = policy.EpisodeTokensOf(2, 1)!.ToArray();
-        Assert.Equal(Tokenizer.SpecialTokenId(SpecialTokens.ImSystem), afterFirst[0]);   // tool declarations first
+        Assert.Equal(Tokenizer.SpecialTokenId(ChatTokens.ImSystem), afterFirst[0]);   // tool declarations first
 
         conversation.Add(Message.AssistantText(first));
         var result = Message.ToolResult("functions.lookup:0", "alpha = 42");
@@ -121,8 +121,8 @@ public class EnginePolicyTests
 
         // The first turn's tokens (prompt, sampled response, closing im_end) are kept as they were, the tool result and
         // the assistant header are appended.
-        int[] appended = [.. ChatFormat.EncodeMessage(Tokenizer, new ChatMessage("tool", "alpha = 42", ToolCallId: "functions.lookup:0")),
-            .. ChatFormat.GenerationPrompt(Tokenizer)];
+        int[] appended = [.. ChatEncoder.EncodeMessage(Tokenizer, Message.ToolResult("functions.lookup:0", "alpha = 42")),
+            .. ChatEncoder.GenerationPrompt(Tokenizer)];
         Assert.Equal(afterFirst, afterSecond.Take(afterFirst.Length));
         Assert.Equal(appended, afterSecond.Skip(afterFirst.Length).Take(appended.Length));
 
@@ -130,12 +130,12 @@ public class EnginePolicyTests
         var other = new List<Message> { Message.UserText("Find the value of key alpha."), Message.AssistantText(first + "x"), result };
         await policy.GenerateAsync([new PolicyRequest(other, tools, 2, 1)]);
         var restarted = policy.EpisodeTokensOf(2, 1)!.ToArray();
-        int[] declaration = [Tokenizer.SpecialTokenId(SpecialTokens.ImSystem), .. Tokenizer.Encode("tool_declare", allowSpecial: false),
-            Tokenizer.SpecialTokenId(SpecialTokens.ImMiddle), .. Tokenizer.Encode(ToolSpec.DeclarationJson(tools), allowSpecial: false),
-            Tokenizer.SpecialTokenId(SpecialTokens.ImEnd)];
-        int[] expected = [.. declaration, .. ChatFormat.Encode(Tokenizer,
-            [new ChatMessage("user", "Find the value of key alpha."), new ChatMessage("assistant", first + "x"),
-             new ChatMessage("tool", "alpha = 42", ToolCallId: "functions.lookup:0")], addGenerationPrompt: true)];
+        int[] declaration = [Tokenizer.SpecialTokenId(ChatTokens.ImSystem), .. Tokenizer.Encode("tool_declare", allowSpecial: false),
+            Tokenizer.SpecialTokenId(ChatTokens.ImMiddle), .. Tokenizer.Encode(ToolSpec.DeclarationJson(tools), allowSpecial: false),
+            Tokenizer.SpecialTokenId(ChatTokens.ImEnd)];
+        int[] expected = [.. declaration, .. ChatEncoder.Encode(Tokenizer,
+            [Message.UserText("Find the value of key alpha."), Message.AssistantText(first + "x"),
+             Message.ToolResult("functions.lookup:0", "alpha = 42")], addGenerationPrompt: true)];
         Assert.Equal(expected, restarted.Take(expected.Length));
     }
 

@@ -1,7 +1,7 @@
 using K2RL.Common;
 using K2RL.Gym;
 using K2RL.Model.Tokenization;
-using ChatFormat = K2RL.Model.Tokenization.ChatFormat;
+using K2RL.Common.Chat;
 
 namespace K2RL.Rollout.Tests;
 
@@ -12,8 +12,8 @@ namespace K2RL.Rollout.Tests;
 public class EpisodeRunnerTests
 {
     private static readonly BpeTokenizer Tokenizer = BpeTokenizer.ByteLevel();
-    private static readonly int ImEnd = Tokenizer.SpecialTokenId(SpecialTokens.ImEnd);
-    private static readonly int ToolSection = Tokenizer.SpecialTokenId(SpecialTokens.ToolCallsSectionBegin);
+    private static readonly int ImEnd = Tokenizer.SpecialTokenId(ChatTokens.ImEnd);
+    private static readonly int ToolSection = Tokenizer.SpecialTokenId(ChatTokens.ToolCallsSectionBegin);
 
     private static RolloutEngine Engine(int maxBatch = 8) =>
         new(new BiasDecoder(new HashDecoder(vocab: 272, maxContext: 2048, maxBatch: maxBatch, blockTokens: 16, blocks: 2048),
@@ -74,7 +74,7 @@ public class EpisodeRunnerTests
         }
 
         Assert.All(t.Generated.Take(t.PromptTokens), Assert.False);
-        int[] header = ChatFormat.GenerationPrompt(Tokenizer);
+        int[] header = ChatEncoder.GenerationPrompt(Tokenizer);
         var assistant = t.Conversation.Where(m => m.Role == Role.Assistant).ToList();
         Assert.Equal(t.Turns, assistant.Count);
         var initial = t.Conversation.TakeWhile(m => m.Role != Role.Assistant).ToList();
@@ -103,7 +103,7 @@ public class EpisodeRunnerTests
             if (turn + 1 < t.Turns)
             {
                 var observation = t.Conversation.Skip(message).TakeWhile(m => m.Role != Role.Assistant).ToList();
-                int[] obs = observation.SelectMany(m => ChatFormat.EncodeMessage(Tokenizer, EnginePolicy.ToChat(m))).ToArray();
+                int[] obs = observation.SelectMany(m => ChatEncoder.EncodeMessage(Tokenizer, m)).ToArray();
                 Assert.Equal(obs, t.Tokens[at..(at + obs.Length)]);
                 at += obs.Length;
                 message += observation.Count;
@@ -114,7 +114,7 @@ public class EpisodeRunnerTests
     }
 
     private static int[] Expected(IReadOnlyList<Message> initial) =>
-        ChatFormat.Encode(Tokenizer, initial.Select(EnginePolicy.ToChat).ToList(), addGenerationPrompt: false);
+        ChatEncoder.Encode(Tokenizer, initial, addGenerationPrompt: false);
 
     [Fact]
     public async Task TrajectoriesAreTheEnginesTokensWithMaskLogProbsAndVersions()
@@ -154,7 +154,7 @@ public class EpisodeRunnerTests
         {
             Assert.False(t.Failed, t.Error);
             AssertWellFormed(t, 200);
-            Assert.Equal(Tokenizer.SpecialTokenId(SpecialTokens.ImSystem), t.Tokens[0]);   // tool declarations first
+            Assert.Equal(Tokenizer.SpecialTokenId(ChatTokens.ImSystem), t.Tokens[0]);   // tool declarations first
             Assert.InRange(t.Turns, 1, 6);
         }
     }

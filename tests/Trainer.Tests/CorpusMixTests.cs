@@ -1,8 +1,8 @@
 using K2RL.Common;
+using K2RL.Common.Chat;
 using K2RL.Gym;
 using K2RL.Model.Tokenization;
 using K2RL.Trainer.Pretraining;
-using ChatFormat = K2RL.Model.Tokenization.ChatFormat;
 using SyntheticCorpus = K2RL.Trainer.Pretraining.SyntheticCorpus;
 
 namespace K2RL.Trainer.Tests;
@@ -147,10 +147,9 @@ public class CorpusMixTests
             int difficulty = 1 + seed % 3;
             var task = generator.Generate(seed, Split.Train, difficulty);
             int[] document = encoder.Encode(corpus.Generators[kind](seed, difficulty));
-            var messages = task.PromptMessages().Select(m => new ChatMessage(m.Role == Role.System ? "system" : "user", m.Content)).ToList();
-            int[] prompt = [.. ChatFormat.Encode(tokenizer, messages, addGenerationPrompt: true)];
+            int[] prompt = [.. ChatEncoder.Encode(tokenizer, task.PromptMessages(), addGenerationPrompt: true)];
             Assert.Equal(prompt, document.Take(prompt.Length));
-            Assert.Equal(tokenizer.SpecialTokenId(SpecialTokens.ImEnd), document[^1]);
+            Assert.Equal(tokenizer.SpecialTokenId(ChatTokens.ImEnd), document[^1]);
             string answer = tokenizer.Decode(document.AsSpan(prompt.Length, document.Length - prompt.Length - 1));
             Assert.Equal(task.Solution, answer);
             await using var env = GymRegistry.CreateDefault().CreateEnvironment(kind);   // what eval-base scores with

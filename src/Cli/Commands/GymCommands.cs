@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text;
 using System.Text.Json;
 using K2RL.Common;
+using K2RL.Common.Chat;
 using K2RL.Gym;
 
 namespace K2RL.Cli.Commands;

@@ -1,61 +1,6 @@
-using System.Text.Json;
+using K2RL.Common.Chat;
 
 namespace K2RL.Gym;
-
-/// <summary>Who speaks a message. Persisted as its number in snapshots and on the wire: never renumber.</summary>
-public enum Role
-{
-    System = 0,
-    User = 1,
-    Assistant = 2,
-    Tool = 3,
-}
-
-/// <summary>One chat message. <see cref="ToolCallId"/> is set on tool results (<c>functions.NAME:INDEX</c>).</summary>
-public sealed record Message(Role Role, string Content, string? ToolCallId = null)
-{
-    public static Message SystemText(string content) => new(Role.System, content);
-
-    public static Message UserText(string content) => new(Role.User, content);
-
-    public static Message AssistantText(string content) => new(Role.Assistant, content);
-
-    public static Message ToolResult(string toolCallId, string content) => new(Role.Tool, content, toolCallId);
-}
-
-/// <summary>A tool the policy may call: its name, what it does, and its parameters as a JSON-schema object.</summary>
-public sealed record ToolSpec(string Name, string Description, string ParametersSchemaJson)
-{
-    /// <summary>The declaration list as JSON (OpenAI-style function entries), as the chat format declares tools.</summary>
-    public static string DeclarationJson(IReadOnlyList<ToolSpec> tools)
-    {
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream))
-        {
-            w.WriteStartArray();
-            foreach (var t in tools)
-            {
-                w.WriteStartObject();
-                w.WriteString("type", "function");
-                w.WriteStartObject("function");
-                w.WriteString("name", t.Name);
-                w.WriteString("description", t.Description);
-                w.WritePropertyName("parameters");
-                using (var schema = JsonDocument.Parse(t.ParametersSchemaJson))
-                {
-                    schema.RootElement.WriteTo(w);
-                }
-
-                w.WriteEndObject();
-                w.WriteEndObject();
-            }
-
-            w.WriteEndArray();
-        }
-
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
-    }
-}
 
 /// <summary>Which tasks an episode draws from. Train and held-out tasks never coincide (see <see cref="SplitAssigner"/>).</summary>
 public enum Split

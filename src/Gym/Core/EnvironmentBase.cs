@@ -1,3 +1,5 @@
+using K2RL.Common.Chat;
+
 namespace K2RL.Gym;
 
 /// <summary>Per-environment bounds on actions and episodes, and the penalty for a bad action.</summary>

@@ -1,5 +1,6 @@
 using System.Text;
 using K2RL.Common;
+using K2RL.Common.Chat;
 
 namespace K2RL.Gym;
 
@@ -93,6 +94,11 @@ public sealed class SnapshotWriter
         writer.Write(messages.Count);
         foreach (var m in messages)
         {
+            if (m.ToolCalls is { Count: > 0 })
+            {
+                throw new ArgumentException("a snapshot keeps an action's tool calls as text in its content, not as Message.ToolCalls", nameof(messages));
+            }
+
             writer.Write((byte)m.Role);
             writer.Write(m.Content);
             writer.Write(m.ToolCallId ?? "");

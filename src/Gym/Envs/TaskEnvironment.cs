@@ -1,3 +1,5 @@
+using K2RL.Common.Chat;
+
 namespace K2RL.Gym;
 
 /// <summary>
@@ -30,7 +32,7 @@ public class TaskEnvironment : EnvironmentBase
 
     protected override async ValueTask<StepResult> OnStepAsync(string action, CancellationToken ct)
     {
-        if (action.Contains(ChatFormat.ToolCallsBegin, StringComparison.Ordinal))
+        if (action.Contains(ChatTokens.ToolCallsSectionBegin, StringComparison.Ordinal))
         {
             return Invalid($"{Name} has no tools; answer directly", terminated: true);
         }

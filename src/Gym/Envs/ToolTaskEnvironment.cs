@@ -1,4 +1,5 @@
 using System.Text.Json;
+using K2RL.Common.Chat;
 
 namespace K2RL.Gym;
 
@@ -43,7 +44,7 @@ public class ToolTaskEnvironment : EnvironmentBase
 
     protected override async ValueTask<StepResult> OnStepAsync(string action, CancellationToken ct)
     {
-        if (!ToolCallParser.TryParse(action, out string content, out var calls, out string? error))
+        if (!ChatFormat.TryParseToolCalls(action, out string content, out var calls, out string? error))
         {
             BadCalls++;
             return Invalid("malformed tool call: " + error);

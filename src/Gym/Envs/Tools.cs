@@ -1,4 +1,5 @@
 using System.Text.Json;
+using K2RL.Common.Chat;
 
 namespace K2RL.Gym;
 

@@ -1,5 +1,6 @@
 using System.Reflection;
 using K2RL.Common;
+using K2RL.Common.Chat;
 
 namespace K2RL.Gym;
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using K2RL.Common.Chat;
 
 namespace K2RL.Gym;
 
@@ -34,7 +35,7 @@ public static partial class AnswerExtractor
 
     public static bool TryExtract(string response, out string answer)
     {
-        string text = response.Replace(ChatFormat.End, "\n");
+        string text = response.Replace(ChatTokens.ImEnd, "\n");
         var lines = AnswerLine().Matches(text);
         if (lines.Count > 0)
         {

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using K2RL.Common;
+using K2RL.Common.Chat;
 
 namespace K2RL.Gym;
 
@@ -45,7 +46,7 @@ public sealed record GymTask
     public string ToChatDocument(IReadOnlyList<ToolSpec>? tools = null)
     {
         var sb = new StringBuilder(ChatFormat.Render(PromptMessages(), tools));
-        if (Solution.StartsWith(ChatFormat.Assistant, StringComparison.Ordinal))
+        if (Solution.StartsWith(ChatTokens.ImAssistant, StringComparison.Ordinal))
         {
             sb.Append(Solution);
         }

@@ -1,6 +1,6 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
+using K2RL.Common.Chat;
 
 namespace K2RL.Gym;
 
@@ -52,24 +52,15 @@ public sealed class ToolUseGenerator : TaskGenerator
         string answer = Expression.Format(total);
         string ask = string.Join(" and ", wanted.Select((w, i) => $"{quantities[i]} {w}"));
 
-        var transcript = new StringBuilder();
-        var lookups = wanted.Select((w, i) => new ToolCall(ChatFormat.ToolCallId("lookup", i), "lookup", i,
+        var lookups = wanted.Select((w, i) => ToolCall.Create("lookup", i,
             JsonSerializer.Serialize(new Dictionary<string, string> { ["key"] = w }))).ToList();
-        transcript.Append(ChatFormat.AssistantPrefix).Append("I need the unit prices first.")
-            .Append(ChatFormat.FormatToolCalls(lookups)).Append(ChatFormat.End);
-        foreach (var (call, w) in lookups.Zip(wanted))
-        {
-            ChatFormat.RenderMessage(transcript, Message.ToolResult(call.Id, table[w]));
-        }
-
-        int calcIndex = lookups.Count;
-        var calc = new ToolCall(ChatFormat.ToolCallId("calculator", calcIndex), "calculator", calcIndex,
+        var calc = ToolCall.Create("calculator", lookups.Count,
             JsonSerializer.Serialize(new Dictionary<string, string> { ["expression"] = expression }));
-        transcript.Append(ChatFormat.AssistantPrefix).Append("Now the total.")
-            .Append(ChatFormat.FormatToolCalls([calc])).Append(ChatFormat.End);
-        ChatFormat.RenderMessage(transcript, Message.ToolResult(calc.Id, answer));
-        transcript.Append(ChatFormat.AssistantPrefix).Append($"The total is {answer}.\nAnswer: {answer}")
-            .Append(ChatFormat.End);
+        List<Message> transcript = [new(Role.Assistant, "I need the unit prices first.", ToolCalls: lookups)];
+        transcript.AddRange(lookups.Zip(wanted, (call, w) => Message.ToolResult(call.Id, table[w])));
+        transcript.Add(new(Role.Assistant, "Now the total.", ToolCalls: [calc]));
+        transcript.Add(Message.ToolResult(calc.Id, answer));
+        transcript.Add(Message.AssistantText($"The total is {answer}.\nAnswer: {answer}"));
 
         return new GymTask
         {
@@ -78,7 +69,7 @@ public sealed class ToolUseGenerator : TaskGenerator
             SystemPrompt = SystemPrompt,
             Prompt = $"How much do {ask} cost in total?",
             Answer = answer,
-            Solution = transcript.ToString(),
+            Solution = ChatFormat.Render(transcript),
             Params = new Dictionary<string, string>
             {
                 ["table"] = JsonSerializer.Serialize(table),

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
+using K2RL.Common.Chat;
 using K2RL.Gym;
 
 namespace K2RL.Rollout;

@@ -1,6 +1,6 @@
 using K2RL.Gym;
 using K2RL.Model.Tokenization;
-using ChatFormat = K2RL.Model.Tokenization.ChatFormat;
+using K2RL.Common.Chat;
 
 namespace K2RL.Rollout;
 
@@ -38,8 +38,8 @@ public sealed class EpisodeRunner
         this.options = options;
         this.perEnv = perEnv;
         stops = EnginePolicy.StopTokens(tokenizer);
-        generationPrompt = ChatFormat.GenerationPrompt(tokenizer);
-        imEnd = tokenizer.SpecialTokenId(SpecialTokens.ImEnd);
+        generationPrompt = ChatEncoder.GenerationPrompt(tokenizer);
+        imEnd = tokenizer.SpecialTokenId(ChatTokens.ImEnd);
     }
 
     /// <summary>

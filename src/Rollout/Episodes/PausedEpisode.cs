@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using K2RL.Common;
+using K2RL.Common.Chat;
 using K2RL.Gym;
 
 namespace K2RL.Rollout;

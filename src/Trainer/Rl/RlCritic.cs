@@ -1,3 +1,4 @@
+using K2RL.Common.Chat;
 using K2RL.Gym;
 using K2RL.Model.Tokenization;
 using K2RL.Rollout;

@@ -1,3 +1,4 @@
+using K2RL.Common.Chat;
 using K2RL.Gym;
 using K2RL.Model.Tokenization;
 using K2RL.Rollout;
@@ -232,10 +233,10 @@ public sealed partial class RlJob
     {
         int maxT = model.Model.Config.MaxPositionEmbeddings;
         var seqs = new List<(int[] Tokens, int PromptLength)>();
-        int imEnd = tokenizer.SpecialTokenId(SpecialTokens.ImEnd);
+        int imEnd = tokenizer.SpecialTokenId(ChatTokens.ImEnd);
         foreach (var e in examples)
         {
-            var prompt = K2RL.Model.Tokenization.ChatFormat.Encode(tokenizer, [new ChatMessage("user", e.Prompt)], addGenerationPrompt: true);
+            var prompt = ChatEncoder.Encode(tokenizer, [Message.UserText(e.Prompt)], addGenerationPrompt: true);
             int[] reply = [.. tokenizer.Encode(e.Target, allowSpecial: false), imEnd];
             if (prompt.Length + reply.Length - 1 <= maxT)
             {

@@ -1,4 +1,5 @@
 using System.Text;
+using K2RL.Common.Chat;
 using K2RL.Model.Tokenization;
 
 namespace K2RL.Model.Tests.Tokenization;
@@ -96,7 +97,7 @@ public class BpeRoundTripTests
         Assert.Equal(256 + SpecialTokens.All.Count, tokenizer.VocabSize);
         Assert.Equal(256, tokenizer.RankCount);
         Assert.Equal([0x68, 0x69, 0xC3, 0xA9], tokenizer.Encode("hié"));
-        Assert.Equal(256, tokenizer.SpecialTokenId(SpecialTokens.ImSystem));
+        Assert.Equal(256, tokenizer.SpecialTokenId(ChatTokens.ImSystem));
     }
 
     [Fact]

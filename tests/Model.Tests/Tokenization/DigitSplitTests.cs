@@ -1,5 +1,6 @@
 using System.Text;
 using K2RL.Common;
+using K2RL.Common.Chat;
 using K2RL.Model.Tokenization;
 
 namespace K2RL.Model.Tests.Tokenization;
@@ -94,7 +95,7 @@ public class DigitSplitTests
         Assert.Contains("\"split_digits\": true", File.ReadAllText(Path.Combine(dir.Path, BpeTokenizer.ConfigFileName)));
         var loaded = BpeTokenizer.Load(dir.Path);
         Assert.True(loaded.SplitsDigits);
-        string text = string.Concat(Corpus().Take(20)) + SpecialTokens.ImEnd + "98765 - 4321 = 94444";
+        string text = string.Concat(Corpus().Take(20)) + ChatTokens.ImEnd + "98765 - 4321 = 94444";
         Assert.Equal(Split.Value.Encode(text), loaded.Encode(text));
         Assert.Equal(text, loaded.Decode(loaded.Encode(text)));
     }

@@ -1,3 +1,4 @@
+using K2RL.Common.Chat;
 using K2RL.Model.Tokenization;
 
 namespace K2RL.Model.Tests.Tokenization;
@@ -9,8 +10,8 @@ public class SpecialTokenTests
     {
         Assert.Equal(11, SpecialTokens.All.Count);
         Assert.Equal(SpecialTokens.All.Count, SpecialTokens.All.Distinct().Count());
-        Assert.Equal(SpecialTokens.ImSystem, SpecialTokens.All[0]);
-        Assert.Equal(SpecialTokens.ToolCallsSectionEnd, SpecialTokens.All[9]);
+        Assert.Equal(ChatTokens.ImSystem, SpecialTokens.All[0]);
+        Assert.Equal(ChatTokens.ToolCallsSectionEnd, SpecialTokens.All[9]);
         Assert.Equal(SpecialTokens.EndOfText, SpecialTokens.All[10]);
     }
 
@@ -33,8 +34,8 @@ public class SpecialTokenTests
     public void AdjacentSpecialsAndPartialSpecialsAreNotConfused()
     {
         var tokenizer = BpeTokenizer.ByteLevel();
-        int end = tokenizer.SpecialTokenId(SpecialTokens.ImEnd);
-        int user = tokenizer.SpecialTokenId(SpecialTokens.ImUser);
+        int end = tokenizer.SpecialTokenId(ChatTokens.ImEnd);
+        int user = tokenizer.SpecialTokenId(ChatTokens.ImUser);
         Assert.Equal([end, user], tokenizer.Encode("<|im_end|><|im_user|>"));
         var ids = tokenizer.Encode("<|im_end|<|im_end|>");
         Assert.Equal(end, ids[^1]);

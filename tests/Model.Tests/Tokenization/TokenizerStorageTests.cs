@@ -1,5 +1,6 @@
 using System.Text;
 using K2RL.Common;
+using K2RL.Common.Chat;
 using K2RL.Model.Tokenization;
 
 namespace K2RL.Model.Tests.Tokenization;
@@ -16,7 +17,7 @@ public class TokenizerStorageTests
         Assert.Equal(trained.VocabSize, loaded.VocabSize);
         Assert.Equal(trained.RankCount, loaded.RankCount);
         Assert.Equal(trained.SpecialTokenIds.OrderBy(p => p.Value), loaded.SpecialTokenIds.OrderBy(p => p.Value));
-        string text = TokenizerTestData.Corpus(5, 3000) + SpecialTokens.ImEnd + TokenizerTestData.RandomText(new Random(5), 500);
+        string text = TokenizerTestData.Corpus(5, 3000) + ChatTokens.ImEnd + TokenizerTestData.RandomText(new Random(5), 500);
         Assert.Equal(trained.Encode(text), loaded.Encode(text));
 
         // Saving the loaded one gives the same files byte for byte.
@@ -72,7 +73,7 @@ public class TokenizerStorageTests
         Assert.Equal([x, cab, x], tokenizer.Encode("xcabx"));     // ab, then c + ab
         Assert.Equal([c, bc], tokenizer.Encode("cbc"));
         Assert.Equal([cab], tokenizer.Encode("cab"));
-        Assert.Equal(tokenizer.SpecialTokenId(SpecialTokens.ImEnd), tokenizer.Encode(SpecialTokens.ImEnd).Single());
+        Assert.Equal(tokenizer.SpecialTokenId(ChatTokens.ImEnd), tokenizer.Encode(ChatTokens.ImEnd).Single());
         Assert.Equal("xcabxabc", tokenizer.Decode(tokenizer.Encode("xcabxabc")));
     }
 
