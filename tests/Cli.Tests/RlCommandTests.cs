@@ -45,6 +45,15 @@ public sealed class RlCommandTests
         Assert.True(m["logprob_mismatch_max"]?.GetValue<double>() <= 1e-4, lines[^1]);
         Assert.True(m["logprob_mismatch_mean"]?.GetValue<double>() <= 1e-5, lines[^1]);
 
+        // k2rl plot recognizes an RL run and draws its curves.
+        var (pcode, plotOut, perr) = await Run("plot", "--run-dir", run);
+        Assert.True(pcode == 0, perr);
+        foreach (string chart in new[] { "reward.svg", "accuracy.svg", "length.svg", "temperature.svg", "timing.svg" })
+        {
+            Assert.Contains(chart, plotOut);
+            Assert.Contains("<svg", File.ReadAllText(Path.Combine(run, "plots", chart)));
+        }
+
         // The checkpoint is a model directory: generate reads it.
         string latest = Path.Combine(run, File.ReadAllText(Path.Combine(run, "LATEST")).Trim());
         var (gcode, _, gerr) = await Run("generate", "--checkpoint", latest, "--prompt", "1+1", "--max-tokens", "3", "--seed", "1");
@@ -127,6 +136,27 @@ public sealed class RlCommandTests
         var (code, _, err) = await Run("rl", "--job", jobs.JobPath, "--run-dir", jobs.RunDir("x"));
         Assert.Equal(1, code);
         Assert.Contains("does not match the base checkpoint", err);
+    }
+
+    [Fact]
+    public async Task AnEnvironmentScoredByTheSelfCriticGetsWinRateRewardsAndTheClosedLoopRuns()
+    {
+        // arithmetic judged by the policy itself (no verifier reward), list_ops by its verifier; calibration pairs on the latter.
+        using var jobs = new RlTestJobs(iterations: 2);
+        File.WriteAllText(jobs.JobPath, File.ReadAllText(jobs.JobPath)
+            .Replace("max_response_tokens: 12}", "max_response_tokens: 12, reward: critic, tags: [math]}"));
+        string run = jobs.RunDir("critic");
+        var (code, _, err) = await Run("rl", "--job", jobs.JobPath, "--run-dir", run);
+        Assert.True(code == 0, err);
+        var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+        var criticEnv = lines.Select(m => m["envs"]?["arithmetic"]).Where(e => e is not null).ToList();
+        Assert.NotEmpty(criticEnv);
+        foreach (var e in criticEnv)
+        {
+            Assert.Null(e!["accuracy"]);   // no verifier verdict is claimed for a critic-scored env
+            double reward = e["reward_mean"]!.GetValue<double>();
+            Assert.InRange(reward, -0.5, 1);   // win rates in [0, 1], truncated responses capped at -0.5
+        }
     }
 
     [Fact]

@@ -90,8 +90,19 @@ public sealed class RlCommand : ICommandProvider
         IReadOnlyDictionary<string, double>? before = null;
         if (evaluateBefore)
         {
-            log.Information("held-out evaluation of the base");
-            before = rl.EvaluateAsync(CancellationToken.None).GetAwaiter().GetResult();
+            // The base's figures are measured once, before the first iteration, and kept in the run directory: a resumed
+            // demo reads them instead of measuring its current weights.
+            string baseFile = Path.Combine(run.Root, "held_out_base.json");
+            if (options.Resume && File.Exists(baseFile))
+            {
+                before = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(baseFile));
+            }
+            else
+            {
+                log.Information("held-out evaluation of the base");
+                before = rl.EvaluateAsync(CancellationToken.None).GetAwaiter().GetResult();
+                K2RL.Model.IO.AtomicFile.WriteAllText(baseFile, System.Text.Json.JsonSerializer.Serialize(before));
+            }
         }
 
         RlResult result;

@@ -175,4 +175,32 @@ public sealed class RunDirectory
     internal static long? ParseStep(string name) =>
         name.StartsWith("step-", StringComparison.Ordinal)
         && long.TryParse(name.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out long s) ? s : null;
+
+    /// <summary>
+    /// Keeps the metrics.jsonl lines whose step or iteration (read by <paramref name="indexOf"/>) is at most
+    /// <paramref name="last"/>, up to the first line that is not JSON (one cut short by a kill); a resumed run writes
+    /// the rest again.
+    /// </summary>
+    public void TruncateMetrics(long last, Func<string, long> indexOf)
+    {
+        if (!File.Exists(Metrics))
+        {
+            return;
+        }
+
+        var keep = File.ReadLines(Metrics).Where(l => l.Trim().Length > 0)
+            .TakeWhile(l =>
+            {
+                try
+                {
+                    return indexOf(l) <= last;
+                }
+                catch (System.Text.Json.JsonException)
+                {
+                    return false;
+                }
+            })
+            .ToList();
+        AtomicFile.WriteAllText(Metrics, keep.Count == 0 ? "" : string.Join('\n', keep) + "\n");
+    }
 }

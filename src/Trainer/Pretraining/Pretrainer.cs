@@ -37,9 +37,9 @@ public interface IStepObserver
 /// </summary>
 public sealed class Pretrainer
 {
-    public const string WeightsFile = "model.safetensors";
-    public const string ConfigFile = "config.json";
-    public const string OptimizerFile = "optimizer.bin";
+    public const string WeightsFile = TrainingFiles.WeightsFile;
+    public const string ConfigFile = TrainingFiles.ConfigFile;
+    public const string OptimizerFile = TrainingFiles.OptimizerFile;
     public const string StateFile = "state.json";
 
     private readonly JobConfig job;
@@ -211,14 +211,7 @@ public sealed class Pretrainer
             log.Warning("the job file differs from the one that wrote this checkpoint; continuing with the new one");
         }
 
-        using (var weights = SafetensorsReader.Open(Path.Combine(dir, WeightsFile)))
-        {
-            weights.LoadInto(model.Layout, model.Parameters);
-        }
-        using (var fs = File.OpenRead(Path.Combine(dir, OptimizerFile)))
-        {
-            trainStep.Optimizer.Load(fs, Path.Combine(dir, OptimizerFile));
-        }
+        TrainingFiles.Load(dir, model.Layout, model.Parameters, trainStep.Optimizer);
 
         packer.Restore(state.Data);
         step = state.Step;
@@ -229,9 +222,7 @@ public sealed class Pretrainer
     /// <summary>Writes checkpoints/step-N by the run-directory contract and returns its folder.</summary>
     public string SaveCheckpoint() => run.Save(step, dir =>
     {
-        AtomicFile.Write(Path.Combine(dir, WeightsFile), s => SafetensorsWriter.WriteLayoutTo(s, model.Layout, model.Parameters));
-        AtomicFile.WriteAllText(Path.Combine(dir, ConfigFile), job.Model.ToJson());
-        AtomicFile.Write(Path.Combine(dir, OptimizerFile), trainStep.Optimizer.Save);
+        TrainingFiles.Save(dir, job.Model, model.Layout, model.Parameters, trainStep.Optimizer);
         if (encoder is BpeTextEncoder bpe)
         {
             // The tokenizer travels with the weights, so a checkpoint is usable on its own (RunDirectory.Save fsyncs
@@ -254,28 +245,7 @@ public sealed class Pretrainer
     }, job.KeepCheckpoints);
 
     /// <summary>Keeps metrics.jsonl lines of steps ≤ <paramref name="lastStep"/> (a resumed run rewrites the rest).</summary>
-    private void TruncateMetrics(long lastStep)
-    {
-        if (!File.Exists(run.Metrics))
-        {
-            return;
-        }
-
-        var keep = File.ReadLines(run.Metrics).Where(l => l.Trim().Length > 0)
-            .TakeWhile(l =>
-            {
-                try
-                {
-                    return StepMetrics.Parse(l).Step <= lastStep;
-                }
-                catch (System.Text.Json.JsonException)
-                {
-                    return false; // a line cut short by a kill
-                }
-            })
-            .ToList();
-        AtomicFile.WriteAllText(run.Metrics, keep.Count == 0 ? "" : string.Join('\n', keep) + "\n");
-    }
+    private void TruncateMetrics(long lastStep) => run.TruncateMetrics(lastStep, line => StepMetrics.Parse(line).Step);
 
     private string ResolvedConfigText()
     {

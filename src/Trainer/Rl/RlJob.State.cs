@@ -109,15 +109,7 @@ public sealed partial class RlJob
             log.Warning("the job file differs from the one that wrote this checkpoint; continuing with the new one");
         }
 
-        using (var weights = SafetensorsReader.Open(Path.Combine(dir, WeightsFile)))
-        {
-            weights.LoadInto(model.Layout, model.Parameters);
-        }
-
-        using (var fs = File.OpenRead(Path.Combine(dir, OptimizerFile)))
-        {
-            trainStep.Optimizer.Load(fs, Path.Combine(dir, OptimizerFile));
-        }
+        TrainingFiles.Load(dir, model.Layout, model.Parameters, trainStep.Optimizer);
 
         ptx.Restore(state.Ptx);
         iteration = state.Iteration;
@@ -130,9 +122,7 @@ public sealed partial class RlJob
     /// <summary>Writes checkpoints/step-N (N = iterations done) by the run-directory contract; returns its folder.</summary>
     public string SaveCheckpoint() => run.Save(iteration, dir =>
     {
-        AtomicFile.Write(Path.Combine(dir, WeightsFile), s => SafetensorsWriter.WriteLayoutTo(s, model.Layout, model.Parameters));
-        AtomicFile.WriteAllText(Path.Combine(dir, ConfigFile), model.Model.Config.ToJson());
-        AtomicFile.Write(Path.Combine(dir, OptimizerFile), trainStep.Optimizer.Save);
+        TrainingFiles.Save(dir, model.Model.Config, model.Layout, model.Parameters, trainStep.Optimizer);
         tokenizer.Save(dir);
         var state = new RlState
         {
@@ -153,28 +143,7 @@ public sealed partial class RlJob
     private string? ReadLatest() => File.Exists(run.LatestPath) ? Path.Combine(run.Root, File.ReadAllText(run.LatestPath).Trim()) : null;
 
     /// <summary>Keeps metrics.jsonl lines of iterations ≤ <paramref name="last"/> (a resumed run writes the rest again).</summary>
-    private void TruncateMetrics(long last)
-    {
-        if (!File.Exists(run.Metrics))
-        {
-            return;
-        }
-
-        var keep = File.ReadLines(run.Metrics).Where(l => l.Trim().Length > 0)
-            .TakeWhile(l =>
-            {
-                try
-                {
-                    return RlMetrics.IterationOf(l) <= last;
-                }
-                catch (JsonException)
-                {
-                    return false;   // a line cut short by a kill
-                }
-            })
-            .ToList();
-        AtomicFile.WriteAllText(run.Metrics, keep.Count == 0 ? "" : string.Join('\n', keep) + "\n");
-    }
+    private void TruncateMetrics(long last) => run.TruncateMetrics(last, RlMetrics.IterationOf);
 
     private RlMetrics Metrics(double temperature, IReadOnlyList<ScoredGroup> scored, EpisodeBatch batch, TrainOutcome train,
         CalibrationResult calibration, IReadOnlyDictionary<string, double>? heldOut)

@@ -45,9 +45,7 @@ public interface IRlObserver
 /// </summary>
 public sealed partial class RlJob : IDisposable
 {
-    public const string WeightsFile = "model.safetensors";
-    public const string ConfigFile = "config.json";
-    public const string OptimizerFile = "optimizer.bin";
+    public const string ConfigFile = TrainingFiles.ConfigFile;
     public const string StateFile = "rl_state.json";
 
     private readonly RlJobConfig job;
