@@ -203,4 +203,35 @@ public sealed class RunDirectory
             .ToList();
         AtomicFile.WriteAllText(Metrics, keep.Count == 0 ? "" : string.Join('\n', keep) + "\n");
     }
+
+    /// <summary>The folder LATEST points to, or null when there is no LATEST yet.</summary>
+    public string? LatestCheckpoint() => File.Exists(LatestPath) ? Path.Combine(Root, File.ReadAllText(LatestPath).Trim()) : null;
+
+    /// <summary>
+    /// Opens the run for a job: refuses a run directory that already holds a run unless <paramref name="resume"/>; with
+    /// <paramref name="resume"/> and a checkpoint, loads the newest good one through <paramref name="load"/> (refusing when
+    /// none passes its checksums) and returns its folder; otherwise returns null (a fresh start, with a warning when
+    /// <paramref name="resume"/> found nothing to continue).
+    /// </summary>
+    public string? Open(bool resume, Action<string> load)
+    {
+        bool hasCheckpoint = File.Exists(LatestPath);
+        if (hasCheckpoint && !resume)
+        {
+            throw new ConfigException($"{Root} already holds a run (LATEST exists): pass --resume to continue it, or choose a new --run-dir");
+        }
+
+        Create();
+        if (resume && hasCheckpoint)
+        {
+            return (LoadLatest(load) ?? throw new CorruptFileException(Root, "no checkpoint passes its checksums; refusing to continue from garbage")).Dir;
+        }
+
+        if (resume)
+        {
+            log.Warning("{Root} has no checkpoint yet: starting from the beginning", Root);
+        }
+
+        return null;
+    }
 }

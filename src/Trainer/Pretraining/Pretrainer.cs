@@ -141,7 +141,7 @@ public sealed class Pretrainer
             if (badInARow >= job.MaxBadSteps)
             {
                 log.Error("{Bad} non-finite losses in a row: stopping; the last good checkpoint is kept", badInARow);
-                return new PretrainResult(StopReason.TooManyBadSteps, step, ReadLatest(), lastLoss);
+                return new PretrainResult(StopReason.TooManyBadSteps, step, run.LatestCheckpoint(), lastLoss);
             }
 
             if (step % job.CheckpointEvery == 0 && step < end)
@@ -160,35 +160,15 @@ public sealed class Pretrainer
         return new PretrainResult(reason, step, dir, lastLoss);
     }
 
-    private string? ReadLatest() => File.Exists(run.LatestPath) ? Path.Combine(run.Root, File.ReadAllText(run.LatestPath).Trim()) : null;
-
     private void Prepare(bool resume)
     {
-        bool hasCheckpoint = File.Exists(run.LatestPath);
-        if (hasCheckpoint && !resume)
+        if (run.Open(resume, Load) is { } dir)
         {
-            throw new ConfigException($"{run.Root} already holds a run (LATEST exists): pass --resume to continue it, or choose a new --run-dir");
-        }
-
-        run.Create();
-        if (resume && hasCheckpoint)
-        {
-            var loaded = run.LoadLatest(Load);
-            if (loaded is null)
-            {
-                throw new CorruptFileException(run.Root, "no checkpoint passes its checksums; refusing to continue from garbage");
-            }
-
-            log.Information("resumed from {Dir} at step {Step}", loaded.Value.Dir, step);
+            log.Information("resumed from {Dir} at step {Step}", dir, step);
             TruncateMetrics(step);
         }
         else
         {
-            if (resume)
-            {
-                log.Warning("{Root} has no checkpoint yet: starting from step 0", run.Root);
-            }
-
             model.InitializeWeights(job.Seed);
             step = 0;
             tokens = 0;

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Serialization;
 
 namespace K2RL.Trainer.Pretraining;
 
@@ -27,25 +26,7 @@ public sealed record TrainState
 
     public string JobSha256 { get; init; } = "";
 
-    private static readonly JsonSerializerOptions Options = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        WriteIndented = true,
-        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
-    };
+    public string ToJson() => K2RL.Trainer.Checkpointing.StateJson.Serialize(this);
 
-    public string ToJson() => JsonSerializer.Serialize(this, Options);
-
-    public static TrainState FromJson(string json, string path)
-    {
-        try
-        {
-            return JsonSerializer.Deserialize<TrainState>(json, Options)
-                ?? throw new K2RL.Common.CorruptFileException(path, "state.json is null");
-        }
-        catch (JsonException e)
-        {
-            throw new K2RL.Common.CorruptFileException(path, $"state.json: {e.Message}");
-        }
-    }
+    public static TrainState FromJson(string json, string path) => K2RL.Trainer.Checkpointing.StateJson.Deserialize<TrainState>(json, path);
 }

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using K2RL.Common;
 using K2RL.Model.IO;
 using K2RL.Rollout;
@@ -37,26 +36,12 @@ public sealed record RlState
 
     public string JobSha256 { get; init; } = "";
 
-    private static readonly JsonSerializerOptions Options = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        WriteIndented = true,
-        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
-    };
-
-    public string ToJson() => JsonSerializer.Serialize(this, Options);
+    public string ToJson() => StateJson.Serialize(this);
 
     public static RlState FromJson(string json, string path)
     {
-        try
-        {
-            var s = JsonSerializer.Deserialize<RlState>(json, Options) ?? throw new CorruptFileException(path, "rl_state.json is null");
-            return s.Format == 1 ? s : throw new CorruptFileException(path, $"rl_state.json format {s.Format} is not 1");
-        }
-        catch (JsonException e)
-        {
-            throw new CorruptFileException(path, $"rl_state.json: {e.Message}");
-        }
+        var s = StateJson.Deserialize<RlState>(json, path);
+        return s.Format == 1 ? s : throw new CorruptFileException(path, $"rl_state.json format {s.Format} is not 1");
     }
 }
 
@@ -64,27 +49,13 @@ public sealed partial class RlJob
 {
     private void Prepare(bool resume)
     {
-        bool hasCheckpoint = File.Exists(run.LatestPath);
-        if (hasCheckpoint && !resume)
+        if (run.Open(resume, Load) is { } dir)
         {
-            throw new ConfigException($"{run.Root} already holds a run (LATEST exists): pass --resume to continue it, or choose a new --run-dir");
-        }
-
-        run.Create();
-        if (resume && hasCheckpoint)
-        {
-            var loaded = run.LoadLatest(Load)
-                ?? throw new CorruptFileException(run.Root, "no checkpoint passes its checksums; refusing to continue from garbage");
-            log.Information("resumed from {Dir} at iteration {Iteration} (weights version {Version})", loaded.Dir, iteration, version);
+            log.Information("resumed from {Dir} at iteration {Iteration} (weights version {Version})", dir, iteration, version);
             TruncateMetrics(iteration);
         }
         else
         {
-            if (resume)
-            {
-                log.Warning("{Root} has no checkpoint yet: starting from iteration 0", run.Root);
-            }
-
             iteration = 0;
             version = 0;
             TruncateMetrics(0);
@@ -139,8 +110,6 @@ public sealed partial class RlJob
         };
         AtomicFile.WriteAllText(Path.Combine(dir, StateFile), state.ToJson());
     }, job.KeepCheckpoints);
-
-    private string? ReadLatest() => File.Exists(run.LatestPath) ? Path.Combine(run.Root, File.ReadAllText(run.LatestPath).Trim()) : null;
 
     /// <summary>Keeps metrics.jsonl lines of iterations ≤ <paramref name="last"/> (a resumed run writes the rest again).</summary>
     private void TruncateMetrics(long last) => run.TruncateMetrics(last, RlMetrics.IterationOf);

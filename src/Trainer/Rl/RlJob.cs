@@ -167,7 +167,7 @@ public sealed partial class RlJob : IDisposable
             if (badInARow >= job.MaxBadSteps)
             {
                 log.Error("{Bad} non-finite steps in a row: stopping; the last good checkpoint is kept", badInARow);
-                return new RlResult(RlStopReason.TooManyBadSteps, iteration, ReadLatest(), last);
+                return new RlResult(RlStopReason.TooManyBadSteps, iteration, run.LatestCheckpoint(), last);
             }
 
             if (iteration % job.CheckpointEvery == 0 && iteration < end)
