@@ -32,6 +32,91 @@ public sealed class RlLearningTests
         }
     }
 
+    /// <summary>
+    /// Throws on every second task seed and hangs (past the job's step timeout) on every third, when the episode starts
+    /// (a random base's replies are mostly malformed text, which the base class refuses before a step would reach the env).
+    /// </summary>
+    private sealed class FlakyEnvironment() : EnvironmentBase("flaky")
+    {
+        protected override async ValueTask<Observation> OnResetAsync(CancellationToken ct)
+        {
+            if (Seed % 3 == 0)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(30), ct);
+            }
+
+            if (Seed % 2 == 0)
+            {
+                throw new InvalidOperationException("the environment broke");
+            }
+
+            return Observation.Of(Message.UserText("Say anything."));
+        }
+
+        protected override ValueTask<StepResult> OnStepAsync(string action, CancellationToken ct) =>
+            ValueTask.FromResult(new StepResult(Observation.Empty, 1, true, false, new StepInfo { Correct = true }));
+
+        protected override void WriteState(SnapshotWriter w)
+        {
+        }
+
+        protected override void ReadState(SnapshotReader r)
+        {
+        }
+    }
+
+    [Fact]
+    public async Task AnEnvironmentThatThrowsOrHangsFailsItsEpisodesAndTheJobGoesOn()
+    {
+        using var checkpoint = new RandomCheckpoint(
+            ModelConfig.Load(ModelCommandInfoTests.Preset("k2-test")) with { VocabSize = 272, MaxPositionEmbeddings = 128 }, seed: 9, prefix: "k2rl-rlflaky-");
+        string dir = Path.Combine(Path.GetTempPath(), "k2rl-rlflaky-run-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var registry = GymRegistry.CreateDefault().AddEnvironment("flaky", "throws or hangs on some tasks", _ => new FlakyEnvironment());
+            string job = $"""
+                init_from: {checkpoint.Dir}
+                iterations: 3
+                prompts_per_iteration: 6
+                samples_per_prompt: 2
+                envs:
+                  flaky: {"{"}max_response_tokens: 4{"}"}
+                budget:
+                  failure_reward: -1
+                ptx:
+                  lambda: 0
+                rollout:
+                  step_timeout_s: 0.5
+                critic:
+                  calibration_pairs: 0
+                eval:
+                  every: 0
+                """;
+            var config = RlJobConfig.Parse(job, Path.Combine(dir, "job.yaml"), registry.Environments.Select(e => e.Name).ToArray(),
+                K2RL.Trainer.Pretraining.SyntheticCorpus.FromGym().Kinds);
+            var observer = new Collect();
+            RlResult result;
+            using (var rl = new RlJob(config, Path.Combine(dir, "run"), registry))
+            {
+                result = await rl.TrainAsync(resume: false, maxIterations: null, CancellationToken.None, observer);
+            }
+
+            Assert.Equal(RlStopReason.Completed, result.Reason);
+            Assert.Equal(3, observer.Metrics.Count);
+            var env = observer.Metrics.Select(m => m.Envs["flaky"]).ToList();
+            Assert.All(env, e => Assert.Equal(12, e.Responses));
+            int failed = env.Sum(e => e.Failed);
+            Assert.InRange(failed, 1, 35);   // the seeds are random: some tasks fail, some do not
+            // a failed episode scores the failure reward −1; the others score at most 1 (a malformed reply is penalized)
+            Assert.All(env, e => Assert.True(e.RewardMean <= (e.Responses - 2.0 * e.Failed) / e.Responses + 1e-9, $"{e.RewardMean} with {e.Failed} failed"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     private sealed class Collect : IRlObserver
     {
         public List<RlMetrics> Metrics { get; } = [];

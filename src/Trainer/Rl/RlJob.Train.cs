@@ -59,6 +59,11 @@ public sealed partial class RlJob
         {
             var mine = groups.Where((_, i) => i % parts == part).ToList();
             var batches = RlMicroBatches(mine, stats, measureMismatch: part == 0);
+            if (batches.Count == 0)
+            {
+                continue;   // no response of this mini-batch sampled a token: nothing to train on
+            }
+
             double rlBefore = stats.Loss;
             bool trainsCritic = part == 0 && job.Critic.TrainWeight > 0 && CriticMicroBatch(criticExamples) is { } cm && Add(batches, cm);
 
@@ -100,7 +105,11 @@ public sealed partial class RlJob
             badInARow = 0;
         }
 
-        var r = lastResult!;
+        if (lastResult is not { } r)
+        {
+            return new TrainOutcome();
+        }
+
         return new TrainOutcome
         {
             Updated = !skipped,
@@ -134,7 +143,12 @@ public sealed partial class RlJob
             double baseline = K2Objective.Baseline(g.Rewards.ToArray());
             for (int i = 0; i < g.Members.Count; i++)
             {
-                rows.Add(new RlRow(g.Members[i], g.Rewards[i], baseline, g.Members.Count, P));
+                // A response with no sampled token (its environment failed before the first turn) adds nothing to the
+                // gradient; its reward still counts in the group's baseline.
+                if (g.Members[i].ResponseTokens > 0 && g.Members[i].Tokens.Length > 1)
+                {
+                    rows.Add(new RlRow(g.Members[i], g.Rewards[i], baseline, g.Members.Count, P));
+                }
             }
         }
 
