@@ -64,8 +64,13 @@ public sealed partial class RlJob
                 continue;   // no response of this mini-batch sampled a token: nothing to train on
             }
 
-            double rlBefore = stats.Loss;
-            bool trainsCritic = part == 0 && job.Critic.TrainWeight > 0 && CriticMicroBatch(criticExamples) is { } cm && Add(batches, cm);
+            double rlBefore = stats.Loss, criticBefore = stats.CriticLoss;
+            var critic = part == 0 && job.Critic.TrainWeight > 0 ? CriticMicroBatch(criticExamples, stats) : null;
+            bool trainsCritic = critic is not null;
+            if (critic is not null)
+            {
+                batches.Add(critic);
+            }
 
             if (job.PtxLambda > 0)
             {
@@ -80,8 +85,7 @@ public sealed partial class RlJob
             lastResult = result;
             skipped |= result.Skipped;
             double rl = stats.Loss - rlBefore;
-            double criticLoss = criticBatchLoss;
-            criticBatchLoss = 0;
+            double criticLoss = stats.CriticLoss - criticBefore;
             if (trainsCritic)
             {
                 criticSum += criticLoss / job.Critic.TrainWeight;
@@ -126,8 +130,6 @@ public sealed partial class RlJob
             ExpertLoadMaxOverMean = r.ExpertLoadMaxOverMean,
         };
     }
-
-    private double criticBatchLoss;
 
     /// <summary>
     /// The groups' responses as micro-batches of one response per row (inputs: the sequence; targets: the next token
@@ -243,7 +245,7 @@ public sealed partial class RlJob
     /// the assistant's reply, loss on the reply's tokens only, weight train_weight per example-token mean. Examples
     /// longer than the context are left out.
     /// </summary>
-    private MicroBatch? CriticMicroBatch(IReadOnlyList<CriticTrainingExample> examples)
+    private MicroBatch? CriticMicroBatch(IReadOnlyList<CriticTrainingExample> examples, RlStepStats stats)
     {
         int maxT = model.Model.Config.MaxPositionEmbeddings;
         var seqs = new List<(int[] Tokens, int PromptLength)>();
@@ -295,16 +297,10 @@ public sealed partial class RlJob
                     loss -= tg[i] >= 0 ? weight * logp[i] : 0;
                 }
 
-                criticBatchLoss += loss;
+                stats.CriticLoss += loss;
                 return loss;
             },
         };
-    }
-
-    private static bool Add(List<MicroBatch> batches, MicroBatch batch)
-    {
-        batches.Add(batch);
-        return true;
     }
 
     private sealed record RlRow(Trajectory T, double Reward, double Baseline, int K, int P);
@@ -312,6 +308,7 @@ public sealed partial class RlJob
     private sealed class RlStepStats
     {
         public double Loss;
+        public double CriticLoss;
         public double KlSum;
         public long KlCount;
         public double MismatchSum;
