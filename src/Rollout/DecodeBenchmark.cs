@@ -112,43 +112,14 @@ public static class DecodeBenchmark
     private static string Phases(StepProfile profile) =>
         string.Join(", ", Enum.GetValues<ModelPhase>().Select(p => $"{p} {profile.Seconds(p):F3}"));
 
-    private sealed class TimedDecoder(IDecoder inner) : IDecoder
+    private sealed class TimedDecoder(IDecoder inner) : DecoderDecorator(inner)
     {
         public double DecodeSeconds { get; set; }
 
-        public int VocabSize => inner.VocabSize;
-
-        public int MaxContext => inner.MaxContext;
-
-        public int MaxBatch => inner.MaxBatch;
-
-        public int BlockTokens => inner.BlockTokens;
-
-        public int TotalBlocks => inner.TotalBlocks;
-
-        public int FreeBlocks => inner.FreeBlocks;
-
-        public long BytesPerToken => inner.BytesPerToken;
-
-        public long ParameterCount => inner.ParameterCount;
-
-        public IDecoderSequence NewSequence() => inner.NewSequence();
-
-        public bool TryAllocateBlock(out int block) => inner.TryAllocateBlock(out block);
-
-        public void FreeBlock(int block) => inner.FreeBlock(block);
-
-        public void LoadWeights(float[] parameters) => inner.LoadWeights(parameters);
-
-        public void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits) => inner.Prefill(seq, tokens, lastLogits);
-
-        public void PrefillBatch(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> counts, Span<float> lastLogits) =>
-            inner.PrefillBatch(seqs, tokens, counts, lastLogits);
-
-        public void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits)
+        public override void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits)
         {
             long t0 = Stopwatch.GetTimestamp();
-            inner.DecodeStep(seqs, tokens, logits);
+            Inner.DecodeStep(seqs, tokens, logits);
             DecodeSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
         }
     }

@@ -253,40 +253,23 @@ public class EpisodeRunnerTests
     }
 
     /// <summary>Adds a fixed bias to some tokens' logits: turns end sooner and tool-call markers show up.</summary>
-    private sealed class BiasDecoder(IDecoder inner, IReadOnlyDictionary<int, float> bias) : IDecoder
+    private sealed class BiasDecoder(IDecoder inner, IReadOnlyDictionary<int, float> bias) : DecoderDecorator(inner)
     {
-        public int VocabSize => inner.VocabSize;
-        public int MaxContext => inner.MaxContext;
-        public int MaxBatch => inner.MaxBatch;
-        public int BlockTokens => inner.BlockTokens;
-        public int TotalBlocks => inner.TotalBlocks;
-        public int FreeBlocks => inner.FreeBlocks;
-        public long BytesPerToken => inner.BytesPerToken;
-        public long ParameterCount => inner.ParameterCount;
-
-        public IDecoderSequence NewSequence() => inner.NewSequence();
-
-        public bool TryAllocateBlock(out int block) => inner.TryAllocateBlock(out block);
-
-        public void FreeBlock(int block) => inner.FreeBlock(block);
-
-        public void LoadWeights(float[] parameters) => inner.LoadWeights(parameters);
-
-        public void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits)
+        public override void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits)
         {
-            inner.Prefill(seq, tokens, lastLogits);
+            Inner.Prefill(seq, tokens, lastLogits);
             Bias(lastLogits);
         }
 
-        public void PrefillBatch(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> counts, Span<float> lastLogits)
+        public override void PrefillBatch(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> counts, Span<float> lastLogits)
         {
-            inner.PrefillBatch(seqs, tokens, counts, lastLogits);
+            Inner.PrefillBatch(seqs, tokens, counts, lastLogits);
             Bias(lastLogits[..(seqs.Count * VocabSize)]);
         }
 
-        public void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits)
+        public override void DecodeStep(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, Span<float> logits)
         {
-            inner.DecodeStep(seqs, tokens, logits);
+            Inner.DecodeStep(seqs, tokens, logits);
             Bias(logits[..(seqs.Count * VocabSize)]);
         }
 
