@@ -4,4 +4,11 @@ namespace K2RL.Cli;
 public sealed record CliContext(TextWriter Out, TextWriter Error)
 {
     public static CliContext Console => new(System.Console.Out, System.Console.Error);
+
+    /// <summary>What every --checkpoint option accepts (<see cref="K2RL.Model.IO.CheckpointPath"/>).</summary>
+    public const string CheckpointHelp =
+        "A checkpoint directory (config.json, model.safetensors, tokenizer) or a run directory (its newest good checkpoint, via LATEST)";
+
+    /// <summary>A warning on stderr (stdout stays clean for --json).</summary>
+    public void Warn(string text) => Error.WriteLine("warning: " + text);
 }

@@ -94,6 +94,7 @@ public sealed record ModelConfig
             {
                 CommentHandling = JsonCommentHandling.Skip,
                 AllowTrailingCommas = true,
+                AllowDuplicateProperties = false,
             }) as JsonObject ?? throw new ConfigException($"{source}: the top level must be a JSON object");
         }
         catch (JsonException e)
@@ -102,6 +103,7 @@ public sealed record ModelConfig
         }
 
         var r = new Reader(obj, source);
+        RefuseUnimplemented(r, source);
         var config = new ModelConfig
         {
             ModelType = r.Str("model_type", "kimi_k2"),
@@ -136,6 +138,77 @@ public sealed record ModelConfig
         return config;
     }
 
+    /// <summary>The model types whose config.json K2RL reads (DeepSeek-V3's architecture, which Kimi K2 uses).</summary>
+    public static readonly IReadOnlyList<string> ModelTypes = ["kimi_k2", "deepseek_v3"];
+
+    /// <summary>
+    /// Hugging Face keys that describe a model K2RL does not implement: present with any value but the one K2RL
+    /// computes, the file describes another model, so loading it would silently give different outputs.
+    /// </summary>
+    private static void RefuseUnimplemented(Reader r, string source)
+    {
+        string Must(string key, string value, string why)
+        {
+            string got = r.Str(key, value);
+            return got == value ? got : throw new ConfigException($"{source}: \"{key}\" \"{got}\" is not supported ({why})");
+        }
+
+        Must("hidden_act", "silu", "K2RL's MLPs and experts are SwiGLU with SiLU");
+        Must("topk_method", "noaux_tc", "K2RL routes with sigmoid scores plus the balancing bias, DeepSeek-V3's \"noaux_tc\"");
+        if (r.Bool("attention_bias", false))
+        {
+            throw new ConfigException($"{source}: \"attention_bias\" true is not supported (K2RL's attention projections have no bias)");
+        }
+
+        if (r.Bool("mlp_bias", false))
+        {
+            throw new ConfigException($"{source}: \"mlp_bias\" true is not supported (K2RL's MLPs have no bias)");
+        }
+
+        if (r.Has("quantization_config"))
+        {
+            throw new ConfigException($"{source}: \"quantization_config\" is not supported (K2RL reads f32, bf16 or f16 weights, not quantized ones)");
+        }
+
+        if (r.NullableInt("pretraining_tp") is { } tp && tp != 1)
+        {
+            throw new ConfigException($"{source}: \"pretraining_tp\" {tp} is not supported (only 1)");
+        }
+
+        if (r.Str("model_type", "kimi_k2") is var type && !ModelTypes.Contains(type))
+        {
+            throw new ConfigException($"{source}: \"model_type\" \"{type}\" is not supported (one of {string.Join(", ", ModelTypes)})");
+        }
+    }
+
+    /// <summary>
+    /// Bounds of each size key: far above any published model (Kimi K2: 7168 hidden, 61 layers, 384 experts,
+    /// 163,840 tokens) and low enough that every product K2RL forms from them fits its integer type.
+    /// </summary>
+    private static readonly (string Key, Func<ModelConfig, long> Get, long Max)[] SizeLimits =
+    [
+        ("vocab_size", c => c.VocabSize, 1 << 24),
+        ("hidden_size", c => c.HiddenSize, 1 << 16),
+        ("num_hidden_layers", c => c.NumHiddenLayers, 1 << 10),
+        ("intermediate_size", c => c.IntermediateSize, 1 << 18),
+        ("num_attention_heads", c => c.NumAttentionHeads, 1 << 10),
+        ("q_lora_rank", c => c.QLoraRank ?? 0, 1 << 16),
+        ("kv_lora_rank", c => c.KvLoraRank, 1 << 16),
+        ("qk_nope_head_dim", c => c.QkNopeHeadDim, 1 << 12),
+        ("qk_rope_head_dim", c => c.QkRopeHeadDim, 1 << 12),
+        ("v_head_dim", c => c.VHeadDim, 1 << 12),
+        ("max_position_embeddings", c => c.MaxPositionEmbeddings, 1 << 24),
+        ("n_routed_experts", c => c.NRoutedExperts, 1 << 14),
+        ("moe_intermediate_size", c => c.MoeIntermediateSize, 1 << 18),
+        ("n_shared_experts", c => c.NSharedExperts, 1 << 6),
+        ("n_group", c => c.NGroup, 1 << 10),
+        ("moe_layer_freq", c => c.MoeLayerFreq, 1 << 10),
+        ("first_k_dense_replace", c => c.FirstKDenseReplace, 1 << 10),
+    ];
+
+    /// <summary>The largest tensor K2RL will lay out, in elements: every tensor is addressed by an int span.</summary>
+    public const long MaxTensorElements = int.MaxValue;
+
     /// <summary>Checks every field; throws <see cref="ConfigException"/> naming the key.</summary>
     public ModelConfig Validate(string source = "config")
     {
@@ -162,19 +235,44 @@ public sealed record ModelConfig
             Positive(rq, "q_lora_rank");
         }
 
+        foreach (var (key, get, max) in SizeLimits)
+        {
+            if (get(this) > max)
+            {
+                throw new ConfigException($"{source}: \"{key}\" {get(this)} is above K2RL's limit {max}");
+            }
+        }
+
+        if (MoeLayerFreq <= 0)
+        {
+            throw new ConfigException($"{source}: \"moe_layer_freq\" must be >= 1, got {MoeLayerFreq}");
+        }
+
+        // The widest matrices: embeddings/head [V, D], the experts' and MLP's [F or I, D], the attention's [H·(Dn+Dr), Rq or D].
+        long largest = new[]
+        {
+            (long)VocabSize * HiddenSize, (long)IntermediateSize * HiddenSize, (long)MoeIntermediateSize * HiddenSize,
+            (long)NumAttentionHeads * (QkNopeHeadDim + QkRopeHeadDim) * (QLoraRank ?? HiddenSize),
+            (long)NumAttentionHeads * (QkNopeHeadDim + VHeadDim) * KvLoraRank, (long)NumAttentionHeads * VHeadDim * HiddenSize,
+        }.Max();
+        if (largest > MaxTensorElements)
+        {
+            throw new ConfigException($"{source}: a tensor of this config would hold {largest} elements, above K2RL's limit {MaxTensorElements}");
+        }
+
         if (QkRopeHeadDim % 2 != 0)
         {
             throw new ConfigException($"{source}: \"qk_rope_head_dim\" must be even (RoPE rotates pairs), got {QkRopeHeadDim}");
         }
 
-        if (!(RmsNormEps > 0) || !float.IsFinite(RmsNormEps))
+        if (!(RmsNormEps > 0) || !(RmsNormEps <= 0.1f))
         {
-            throw new ConfigException($"{source}: \"rms_norm_eps\" must be a positive number, got {RmsNormEps}");
+            throw new ConfigException($"{source}: \"rms_norm_eps\" must be in (0, 0.1], got {RmsNormEps}");
         }
 
-        if (!(RopeTheta > 0) || !double.IsFinite(RopeTheta))
+        if (!(RopeTheta >= 1) || !(RopeTheta <= 1e12))
         {
-            throw new ConfigException($"{source}: \"rope_theta\" must be a positive number, got {RopeTheta}");
+            throw new ConfigException($"{source}: \"rope_theta\" must be in [1, 1e12], got {RopeTheta}");
         }
 
         if (FirstKDenseReplace < 0)
@@ -221,13 +319,23 @@ public sealed record ModelConfig
                 throw new ConfigException($"{source}: \"scoring_func\" \"{ScoringFunc}\" is not supported (K2 uses \"sigmoid\")");
             }
 
-            if (!float.IsFinite(RoutedScalingFactor) || RoutedScalingFactor <= 0)
+            if (!(RoutedScalingFactor > 0) || !(RoutedScalingFactor <= 1000))
             {
-                throw new ConfigException($"{source}: \"routed_scaling_factor\" must be a positive number, got {RoutedScalingFactor}");
+                throw new ConfigException($"{source}: \"routed_scaling_factor\" must be in (0, 1000], got {RoutedScalingFactor}");
             }
         }
 
         return this;
+    }
+
+    /// <summary>The config.json keys whose values differ from <paramref name="other"/>'s, as "key: mine vs theirs".</summary>
+    public IReadOnlyList<string> Differences(ModelConfig other)
+    {
+        var mine = JsonNode.Parse(ToJson())!.AsObject();
+        var theirs = JsonNode.Parse(other.ToJson())!.AsObject();
+        return mine.Where(p => !JsonNode.DeepEquals(p.Value, theirs[p.Key]))
+            .Select(p => $"{p.Key}: {p.Value?.ToJsonString() ?? "null"} vs {theirs[p.Key]?.ToJsonString() ?? "null"}")
+            .ToList();
     }
 
     /// <summary>The Hugging Face `config.json` text (DeepseekV3ForCausalLM layout).</summary>
@@ -275,6 +383,8 @@ public sealed record ModelConfig
     /// <summary>Reads typed values, naming the file and key when one is missing or of the wrong type.</summary>
     private sealed class Reader(JsonObject obj, string source)
     {
+        public bool Has(string key) => obj.TryGetPropertyValue(key, out var node) && node is not null;
+
         public int Int(string key, int? fallback = null)
         {
             if (!obj.TryGetPropertyValue(key, out var node) || node is null)
@@ -374,20 +484,38 @@ public sealed record RopeScaling(
             throw new ConfigException($"{source}: \"rope_scaling\" must be an object or null");
         }
 
-        string type = o["type"]?.GetValue<string>() ?? o["rope_type"]?.GetValue<string>() ?? "";
+        string Text(string k) => o[k] switch
+        {
+            null => "",
+            JsonValue v when v.TryGetValue(out string? t) => t,
+            var other => throw new ConfigException($"{source}: \"rope_scaling.{k}\" must be a string, got {other.ToJsonString()}"),
+        };
+
+        double D(string k, double fallback, double min, double max)
+        {
+            if (o[k] is null)
+            {
+                return fallback;
+            }
+
+            if (o[k] is not JsonValue v || !v.TryGetValue(out double d))
+            {
+                throw new ConfigException($"{source}: \"rope_scaling.{k}\" must be a number, got {o[k]!.ToJsonString()}");
+            }
+
+            return d >= min && d <= max
+                ? d
+                : throw new ConfigException($"{source}: \"rope_scaling.{k}\" must be in [{min.ToString(CultureInfo.InvariantCulture)}, {max.ToString(CultureInfo.InvariantCulture)}], got {d.ToString(CultureInfo.InvariantCulture)}");
+        }
+
+        string type = Text("type") is { Length: > 0 } t1 ? t1 : Text("rope_type");
         if (type != "yarn")
         {
             throw new ConfigException($"{source}: \"rope_scaling.type\" \"{type}\" is not supported (only \"yarn\")");
         }
 
-        double D(string k, double f) => o[k] is JsonValue v && v.TryGetValue(out double d) ? d : f;
-        var rs = new RopeScaling(type, D("factor", 1), (int)D("original_max_position_embeddings", 4096),
-            D("beta_fast", 32), D("beta_slow", 1), D("mscale", 1), D("mscale_all_dim", 0));
-        if (!(rs.Factor >= 1))
-        {
-            throw new ConfigException($"{source}: \"rope_scaling.factor\" must be >= 1, got {rs.Factor.ToString(CultureInfo.InvariantCulture)}");
-        }
-
+        var rs = new RopeScaling(type, D("factor", 1, 1, 1e4), (int)D("original_max_position_embeddings", 4096, 1, 1 << 24),
+            D("beta_fast", 32, 0, 1e4), D("beta_slow", 1, 0, 1e4), D("mscale", 1, 0, 100), D("mscale_all_dim", 0, 0, 100));
         return rs;
     }
 

@@ -119,6 +119,16 @@ public sealed class ParameterLayout
 
     public ModelConfig Config { get; }
 
+    /// <summary>How many tensors the layout of <paramref name="config"/> holds, counted without building it.</summary>
+    public static long TensorCount(ModelConfig config)
+    {
+        long perLayerCommon = 1 + (config.QLoraRank is null ? 1 : 3) + 4 + 1;     // norms, query, kv_a, kv_a norm, kv_b, o
+        long moe = 2 + 3L * config.NRoutedExperts + (config.NSharedExperts > 0 ? 3 : 0);
+        long moeLayers = Enumerable.Range(0, config.NumHiddenLayers).Count(config.IsMoeLayer);
+        return 2 + (config.TieWordEmbeddings ? 0 : 1) + config.NumHiddenLayers * perLayerCommon
+            + moeLayers * moe + (config.NumHiddenLayers - moeLayers) * 3;
+    }
+
     /// <summary>Tensors in buffer order.</summary>
     public IReadOnlyList<TensorSlot> Tensors { get; }
 

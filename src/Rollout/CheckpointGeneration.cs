@@ -50,9 +50,10 @@ public static class CheckpointGeneration
     /// vocabulary; ids past the tokenizer's are never sampled.
     /// </summary>
     public static (ModelConfig Config, BpeTokenizer Tokenizer, RolloutEngine Engine) LoadEngine(string dir, int maxBatch,
-        WeightPrecision weights = WeightPrecision.F32)
+        WeightPrecision weights = WeightPrecision.F32, Action<string>? warn = null)
     {
-        var checkpoint = ModelCheckpoint.Load(dir);
+        var checkpoint = ModelCheckpoint.Load(dir, warn: warn);
+        dir = checkpoint.Directory;
         var tokenizer = checkpoint.Tokenizer ?? BpeTokenizer.ByteLevel();
         ModelCheckpoint.CheckTokenizerFits(tokenizer, checkpoint.Config,
             checkpoint.Tokenizer is null ? $"{dir} holds no tokenizer, and the byte-level fallback" : "the checkpoint's tokenizer");

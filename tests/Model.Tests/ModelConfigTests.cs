@@ -72,4 +72,61 @@ public class ModelConfigTests
         var config = ModelConfig.Load(Preset("k2-test"));
         Assert.Equal(config, ModelConfig.Parse(config.ToJson()));
     }
+
+    /// <summary>A setting K2RL does not implement makes the file describe another model: refused, naming the key.</summary>
+    [Theory]
+    [InlineData("\"hidden_act\": \"gelu\"", "hidden_act")]
+    [InlineData("\"attention_bias\": true", "attention_bias")]
+    [InlineData("\"mlp_bias\": true", "mlp_bias")]
+    [InlineData("\"topk_method\": \"greedy\"", "topk_method")]
+    [InlineData("\"moe_layer_freq\": 0", "moe_layer_freq")]
+    [InlineData("\"moe_layer_freq\": -2", "moe_layer_freq")]
+    [InlineData("\"rms_norm_eps\": 5", "rms_norm_eps")]
+    [InlineData("\"rms_norm_eps\": 0", "rms_norm_eps")]
+    [InlineData("\"rope_theta\": 1e300", "rope_theta")]
+    [InlineData("\"rope_theta\": 0.5", "rope_theta")]
+    [InlineData("\"routed_scaling_factor\": 1e30", "routed_scaling_factor")]
+    [InlineData("\"pretraining_tp\": 2", "pretraining_tp")]
+    [InlineData("\"quantization_config\": {\"quant_method\": \"fp8\"}", "quantization_config")]
+    [InlineData("\"model_type\": \"llama\"", "model_type")]
+    [InlineData("\"rope_scaling\": {\"type\": 7}", "rope_scaling.type")]
+    [InlineData("\"rope_scaling\": {\"type\": \"yarn\", \"factor\": \"x\"}", "rope_scaling.factor")]
+    [InlineData("\"rope_scaling\": {\"type\": \"yarn\", \"original_max_position_embeddings\": 1e300}", "original_max_position_embeddings")]
+    [InlineData("\"hidden_size\": 2147483647", "hidden_size")]
+    [InlineData("\"n_routed_experts\": 1000000000", "n_routed_experts")]
+    [InlineData("\"vocab_size\": 16000000, \"hidden_size\": 60000", "elements")]
+    [InlineData("\"num_hidden_layers\": 3, \"num_hidden_layers\": 4", "Duplicate")]
+    public void UnimplementedOrAbsurdSettingsAreRefusedNamingTheKey(string keys, string expected)
+    {
+        string preset = File.ReadAllText(Preset("k2-nano"));
+        string json;
+        if (expected == "Duplicate")
+        {
+            json = "{" + keys + ", " + preset.TrimStart()[1..];
+        }
+        else
+        {
+            var config = System.Text.Json.Nodes.JsonNode.Parse(preset)!.AsObject();
+            foreach (var (key, value) in System.Text.Json.Nodes.JsonNode.Parse("{" + keys + "}")!.AsObject())
+            {
+                config[key] = value?.DeepClone();
+            }
+
+            json = config.ToJsonString();
+        }
+
+        var e = Assert.Throws<ConfigException>(() => ModelConfig.Parse(json, "hostile.json"));
+        Assert.Contains(expected, e.Message);
+        Assert.Contains("hostile.json", e.Message);
+    }
+
+    [Theory]
+    [InlineData("k2-nano")]
+    [InlineData("kimi-k2")]
+    [InlineData("deepseek-v3")]
+    public void ThePresetsStayWithinTheLimits(string preset)
+    {
+        var config = ModelConfig.Load(Preset(preset));
+        Assert.Equal(new ParameterLayout(config).Tensors.Count, ParameterLayout.TensorCount(config));
+    }
 }

@@ -149,7 +149,23 @@ public class PretrainLoopTests
         Train(job, b);
         File.WriteAllText(Path.Combine(b, "checkpoints/step-4/state.json"), "{}");
         var e = Assert.Throws<K2RL.Common.CorruptFileException>(() => Train(job, b, resume: true));
-        Assert.Contains("garbage", e.Message);
+        Assert.Contains("no checkpoint of this run can be continued", e.Message);
+        Assert.Contains("step-4", e.Message);           // each refused checkpoint, with why
+        Assert.Contains("state.json", e.Message);
+    }
+
+    [Fact]
+    public void ResumingWithAnotherModel_SaysTheModelDiffers()
+    {
+        using var dir = new TestUtil.TempDir();
+        var job = Job(dir, steps: 4, every: 4);
+        string b = Path.Combine(dir.Path, "b");
+        Train(job, b);
+        File.WriteAllText(job.ModelPath, (TestUtil.TestConfig() with { VocabSize = 272, HiddenSize = 48 }).ToJson());
+        var other = JobConfig.Load(Path.Combine(dir.Path, "job.yaml"), Corpus.Kinds);
+        var e = Assert.ThrowsAny<K2RL.Common.K2Exception>(() => Train(other, b, resume: true));
+        Assert.True(e.Message.Contains("hidden_size"), e.Message);
+        Assert.DoesNotContain("checksum", e.Message);
     }
 
     [Fact]
@@ -179,7 +195,7 @@ public class PretrainLoopTests
         Assert.Equal([2, 10, 11, 12], m.Where(x => x.Skipped).Select(x => x.Step));
         Assert.Contains(sink.Events, e => e.Level == LogEventLevel.Warning && e.RenderMessage().Contains("step 2"));
         Assert.Equal("checkpoints/step-8", File.ReadAllText(Path.Combine(b, "LATEST")).Trim());
-        Assert.Null(RunDirectory.Verify(Path.Combine(b, "checkpoints/step-8")));
+        Assert.Null(K2RL.Model.IO.CheckpointPath.Problem(Path.Combine(b, "checkpoints/step-8")));
     }
 
     [Fact]

@@ -12,7 +12,7 @@ public sealed class GenerateCommand : ICommandProvider
 
     public IEnumerable<Command> Build(CliContext context)
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint directory (model.safetensors, config.json, tokenizer)", Required = true };
+        var checkpoint = new Option<string>("--checkpoint") { Description = CliContext.CheckpointHelp, Required = true };
         var prompt = new Option<string>("--prompt") { Description = "Prompt text, sent as one user message in the chat format (see --raw)", Required = true };
         var raw = new Option<bool>("--raw") { Description = "Feed the prompt's text as it is, without the chat format's user turn and assistant header" };
         var temperature = new Option<float>("--temperature") { Description = "Sampling temperature (0: greedy)", DefaultValueFactory = _ => 1f };

@@ -54,7 +54,7 @@ public sealed class GymEvalCommand : ICommandProvider
     public IEnumerable<Command> Build(CliContext context)
     {
         var env = new Argument<string>("env") { Description = "Environment name (see 'k2rl gym list')" };
-        var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint directory (model.safetensors, config.json, tokenizer)", Required = true };
+        var checkpoint = new Option<string>("--checkpoint") { Description = CliContext.CheckpointHelp, Required = true };
         var n = new Option<int>("--n") { Description = "Held-out tasks", DefaultValueFactory = _ => 200 };
         var k = new Option<int>("--k") { Description = "Samples per task; pass@k for k = 1, 2, 4, ... and K", DefaultValueFactory = _ => 1 };
         var temperature = new Option<float?>("--temperature") { Description = "Sampling temperature (default: 0, greedy, for k = 1; 1.0 for k > 1)" };
@@ -106,7 +106,7 @@ public sealed class GymEvalCommand : ICommandProvider
         }
 
         float temperature = o.Temperature ?? (o.K > 1 ? 1f : 0f);
-        var (_, tokenizer, engine) = CheckpointGeneration.LoadEngine(o.Checkpoint, o.Batch, o.Weights);
+        var (_, tokenizer, engine) = CheckpointGeneration.LoadEngine(o.Checkpoint, o.Batch, o.Weights, context.Warn);
         var policy = new EnginePolicy(engine, tokenizer, new EnginePolicyOptions
         {
             Temperature = temperature,

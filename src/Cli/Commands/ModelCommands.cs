@@ -195,7 +195,7 @@ public sealed class ModelCommands : ICommandProvider
 
     private static Command Logits(CliContext context)
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "Checkpoint directory (model.safetensors + config.json)", Required = true };
+        var checkpoint = new Option<string>("--checkpoint") { Description = CliContext.CheckpointHelp, Required = true };
         var ids = new Option<string>("--ids") { Description = "Comma-separated token ids, e.g. 1,2,3", Required = true };
         var json = JsonOption();
         var command = new Command("logits", "Run the model on token ids: logits per position and the max attention logit per layer and head")

@@ -35,7 +35,7 @@ public sealed class PretrainCommand : ICommandProvider
 
     private static Command EvalCommand(CliContext context)
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "A checkpoint folder (runs/NAME/checkpoints/step-N) or a run directory (its LATEST)", Required = true };
+        var checkpoint = new Option<string>("--checkpoint") { Description = CliContext.CheckpointHelp, Required = true };
         var kinds = new Option<string[]>("--task") { Description = "Task kinds (default: arithmetic countdown list_ops)", AllowMultipleArgumentsPerToken = true };
         var tasks = new Option<int>("--tasks") { Description = "Held-out tasks per kind", DefaultValueFactory = _ => 50 };
         var difficulty = new Option<int[]>("--difficulty")
@@ -53,26 +53,12 @@ public sealed class PretrainCommand : ICommandProvider
 
     internal static int Eval(CliContext context, EvalOptions options)
     {
-        string dir = options.Checkpoint;
-        string latest = Path.Combine(dir, K2RL.Trainer.Checkpointing.RunDirectory.LatestName);
-        if (File.Exists(latest))
-        {
-            dir = Path.Combine(dir, File.ReadAllText(latest).Trim());
-        }
-
-        if (K2RL.Trainer.Checkpointing.RunDirectory.Verify(dir) is { } problem)
-        {
-            throw new CorruptFileException(dir, $"checkpoint refused: {problem}");
-        }
-
-        var config = K2RL.Model.ModelConfig.Load(Path.Combine(dir, Pretrainer.ConfigFile));
-        var layout = new K2RL.Model.ParameterLayout(config);
-        var parameters = layout.NewBuffer();
-        using (var weights = K2RL.Model.IO.SafetensorsReader.Open(Path.Combine(dir, Pretrainer.WeightsFile)))
-        {
-            weights.LoadInto(layout, parameters);
-        }
-        var tokenizer = K2RL.Model.Tokenization.BpeTokenizer.Load(dir);
+        var checkpoint = K2RL.Model.IO.ModelCheckpoint.Load(options.Checkpoint, warn: context.Warn);
+        string dir = checkpoint.Directory;
+        var config = checkpoint.Config;
+        var parameters = checkpoint.Parameters;
+        var tokenizer = checkpoint.Tokenizer
+            ?? throw new CorruptFileException(dir, "holds no tokenizer (tiktoken.model, tokenizer_config.json): eval-base needs the one the base was trained with");
         string[] kinds = options.Kinds.Length > 0 ? options.Kinds : ["arithmetic", "countdown", "list_ops"];
         int[] difficulties = options.Difficulties.Length > 0 ? options.Difficulties : [1, 2, 3];
         if (difficulties.Any(d => d < 1))

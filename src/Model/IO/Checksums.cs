@@ -102,7 +102,7 @@ public static class Checksums
 
             if (got != hash)
             {
-                throw CheckpointErrors.File(Path.Combine(dir, path), $"SHA-256 {got} does not match {manifestName} ({hash})");
+                throw CheckpointErrors.File(Path.Combine(dir, path), $"its SHA-256 checksum {got} does not match {manifestName} ({hash})");
             }
         }
 

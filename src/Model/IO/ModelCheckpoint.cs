@@ -105,18 +105,16 @@ public static class ModelCheckpoint
     }
 
     /// <summary>
-    /// Loads and validates a checkpoint directory; any problem is a <see cref="K2RL.Common.K2Exception"/> naming
-    /// the file and tensor or key. <paramref name="bufferFor"/> may supply the parameter buffer (for instance a
-    /// model's own, built from the loaded config) so the weights are read straight into it; it must be
-    /// layout-sized. By default a new buffer is allocated.
+    /// Loads and validates a checkpoint: <paramref name="path"/> is a checkpoint directory or a run directory, resolved
+    /// (and checked against its MANIFEST) by <see cref="CheckpointPath.Resolve"/>. Any problem is a
+    /// <see cref="K2RL.Common.K2Exception"/> naming the file and tensor or key; the config is validated and matched
+    /// against the tensors' shapes before anything of the model's size is allocated. <paramref name="bufferFor"/> may
+    /// supply the parameter buffer (for instance a model's own, built from the loaded config) so the weights are read
+    /// straight into it; it must be layout-sized. By default a new buffer is allocated.
     /// </summary>
-    public static CheckpointData Load(string dir, Func<ParameterLayout, float[]>? bufferFor = null)
+    public static CheckpointData Load(string path, Func<ParameterLayout, float[]>? bufferFor = null, Action<string>? warn = null)
     {
-        if (!Directory.Exists(dir))
-        {
-            throw CheckpointErrors.File(dir, "checkpoint directory not found");
-        }
-
+        string dir = CheckpointPath.Resolve(path, warn);
         string configPath = Path.Combine(dir, ConfigFile);
         if (!File.Exists(configPath))
         {
@@ -124,9 +122,19 @@ public static class ModelCheckpoint
         }
 
         var config = ModelConfig.Load(configPath);
-        var layout = new ParameterLayout(config);
         using var weights = SafetensorsSet.OpenCheckpoint(dir);
         ConfigTensorCheck.Check(config, weights, configPath);
+
+        // A config far out of line with the file (many times the tensors it holds) is refused before its layout is built:
+        // the per-tensor check below names a missing tensor, but only after laying out every tensor the config describes.
+        long described = ParameterLayout.TensorCount(config), held = weights.Names.Count();
+        if (described > 2 * held + 64)
+        {
+            throw CheckpointErrors.File(configPath,
+                $"describes {described} tensors, but the weights hold {held}: the config does not match the weights");
+        }
+
+        var layout = new ParameterLayout(config);
         if (layout.TotalLength > Array.MaxLength)
         {
             throw CheckpointErrors.File(configPath, $"a model of {layout.TotalLength} floats does not fit one in-memory buffer");

@@ -12,6 +12,9 @@ public sealed partial class BpeTokenizer
     /// <summary>The rank file in a tokenizer directory (tiktoken format, as Kimi-K2 ships it).</summary>
     public const string RankFileName = "tiktoken.model";
 
+    /// <summary>How far past the ranks a special token's id may sit (Kimi K2 leaves 256 ids; this is far more).</summary>
+    public const int MaxSpecialIdGap = 1 << 20;
+
     /// <summary>The special tokens and pattern in a tokenizer directory.</summary>
     public const string ConfigFileName = "tokenizer_config.json";
 
@@ -160,7 +163,7 @@ public sealed partial class BpeTokenizer
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(File.ReadAllBytes(path));
+            document = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {
@@ -221,6 +224,12 @@ public sealed partial class BpeTokenizer
                     throw new CorruptFileException(path, $"special token '{token}' has id {id}, but ids below {rankCount} are ranks of the rank file");
                 }
 
+                if (id - (long)rankCount >= MaxSpecialIdGap)
+                {
+                    throw new CorruptFileException(path,
+                        $"special token '{token}' has id {id}, more than {MaxSpecialIdGap} past the {rankCount} ranks (ids index the embedding)");
+                }
+
                 if (!seenIds.TryAdd(id, token))
                 {
                     throw new CorruptFileException(path, $"special tokens '{seenIds[id]}' and '{token}' share id {id}");
@@ -259,6 +268,13 @@ public sealed partial class BpeTokenizer
                 catch (ArgumentException e)
                 {
                     throw new CorruptFileException(path, $"pattern: not a valid .NET regex: {e.Message}");
+                }
+
+                if (pattern is not (PreTokenizer.DefaultPattern or PreTokenizer.SplitDigitsPattern)
+                    && PreTokenizer.FindCatastrophicBacktracking(pattern) is { } probe)
+                {
+                    throw new CorruptFileException(path, $"pattern: backtracks catastrophically (it did not split {probe} in 250 ms); "
+                        + "a pre-tokenizer pattern must not nest quantifiers over overlapping classes");
                 }
 
                 if (splitDigits is { } split && split != (pattern == PreTokenizer.SplitDigitsPattern))

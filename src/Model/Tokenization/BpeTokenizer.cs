@@ -209,6 +209,20 @@ public sealed partial class BpeTokenizer
 
     private void EncodeOrdinary(ReadOnlySpan<char> text, List<int> output)
     {
+        try
+        {
+            EncodePieces(text, output);
+        }
+        catch (RegexMatchTimeoutException)
+        {
+            throw new K2RL.Common.K2Exception(
+                $"the tokenizer's pre-tokenizer pattern did not split a {text.Length}-char text within {PreTokenizer.MatchTimeout.TotalSeconds} s: "
+                + "it backtracks catastrophically on this input; use a tokenizer whose pattern does not nest quantifiers");
+        }
+    }
+
+    private void EncodePieces(ReadOnlySpan<char> text, List<int> output)
+    {
         byte[]? rented = null;
         Span<byte> buffer = stackalloc byte[256];
         var pieces = new PieceEnumerator(split, text);

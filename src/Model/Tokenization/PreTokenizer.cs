@@ -40,8 +40,48 @@ public static class PreTokenizer
     /// <summary>The pattern for a tokenizer that does or does not split digits.</summary>
     public static string Pattern(bool splitDigits) => splitDigits ? SplitDigitsPattern : DefaultPattern;
 
+    /// <summary>
+    /// The longest one match may search: K2RL's patterns take microseconds per match, so a match that runs this long is
+    /// a pattern that backtracks catastrophically (e.g. a nested quantifier from a hostile tokenizer file).
+    /// </summary>
+    public static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(2);
+
     internal static Regex Compile(string pattern) =>
-        new(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+        new(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant, MatchTimeout);
+
+    /// <summary>
+    /// Runs <paramref name="pattern"/> over probe texts (long runs of each character class its alternatives look at,
+    /// ending in a character that makes a greedy alternative fail) with a short timeout: null when it splits them all
+    /// in time, else the probe it stalled on. A backtracking pattern is caught here, when its file is loaded, not on
+    /// the first unlucky prompt.
+    /// </summary>
+    public static string? FindCatastrophicBacktracking(string pattern)
+    {
+        var regex = new Regex(pattern, RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(250));
+        string[] runs = ["a", "A", "aA", "1", " ", "\n", " a", "!", "a1", "\t", "é", "中", "'", "a'"];
+        string[] ends = ["", "!", "\u0000", "1", " "];
+        foreach (string run in runs)
+        {
+            string body = string.Concat(Enumerable.Repeat(run, 4096 / run.Length));
+            foreach (string end in ends)
+            {
+                try
+                {
+                    foreach (ValueMatch _ in regex.EnumerateMatches(body + end))
+                    {
+                    }
+                }
+                catch (RegexMatchTimeoutException)
+                {
+                    return $"{body.Length + end.Length} chars of \"{Escape(run)}\" followed by \"{Escape(end)}\"";
+                }
+            }
+        }
+
+        return null;
+    }
+
+    private static string Escape(string s) => s.Replace("\n", "\\n").Replace("\t", "\\t").Replace("\u0000", "\\0");
 }
 
 /// <summary>

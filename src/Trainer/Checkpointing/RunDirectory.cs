@@ -13,7 +13,7 @@ namespace K2RL.Trainer.Checkpointing;
 public sealed class RunDirectory
 {
     public const string ManifestName = Checksums.ManifestName;
-    public const string LatestName = "LATEST";
+    public const string LatestName = CheckpointPath.LatestName;
 
     private readonly ILogger log;
 
@@ -66,46 +66,11 @@ public sealed class RunDirectory
         return final;
     }
 
-    /// <summary>Checks a checkpoint folder against its MANIFEST; returns null when good, else what is wrong.</summary>
-    public static string? Verify(string dir)
-    {
-        string manifest = Path.Combine(dir, ManifestName);
-        if (!File.Exists(manifest))
-        {
-            return "no MANIFEST";
-        }
-
-        var listed = new HashSet<string>(StringComparer.Ordinal);
-        foreach (string line in File.ReadAllLines(manifest).Where(l => l.Length > 0))
-        {
-            int sep = line.IndexOf("  ", StringComparison.Ordinal);
-            if (sep != 64)
-            {
-                return $"MANIFEST line \"{line}\" is malformed";
-            }
-
-            string file = line[(sep + 2)..];
-            string path = Path.Combine(dir, file);
-            if (file.Contains('/') || !File.Exists(path))
-            {
-                return $"{file} is listed in MANIFEST but missing";
-            }
-
-            if (Checksums.Sha256File(path) != line[..sep])
-            {
-                return $"{file} does not match its MANIFEST checksum";
-            }
-
-            listed.Add(file);
-        }
-
-        return listed.Count == 0 ? "MANIFEST lists no files" : null;
-    }
-
     /// <summary>
-    /// The newest good checkpoint: LATEST's target if it verifies, else older step-N folders, newest first, each
-    /// refused with a warning when its checksums fail. <paramref name="load"/> is tried on each good candidate;
-    /// a <see cref="CorruptFileException"/> from it also moves on to the next. Null when none is usable.
+    /// The newest good checkpoint (<see cref="CheckpointPath.Candidates"/>: LATEST's target, then older step-N folders,
+    /// newest first), each refused with a warning when its checksums fail. <paramref name="load"/> is tried on each good
+    /// candidate; a <see cref="CorruptFileException"/> from it also moves on to the next. Null when there is no
+    /// LATEST; a <see cref="CorruptFileException"/> listing every candidate and why it was refused when none loads.
     /// </summary>
     public (long Step, string Dir)? LoadLatest(Action<string> load)
     {
@@ -114,55 +79,36 @@ public sealed class RunDirectory
             return null;
         }
 
-        string target = File.ReadAllText(LatestPath).Trim();
-        long latestStep = ParseStep(Path.GetFileName(target)) ?? long.MaxValue;
-        var candidates = new List<(long, string)>();
-        string latestDir = Path.Combine(Root, target);
-        if (Directory.Exists(latestDir) && ParseStep(Path.GetFileName(target)) is { } ls)
+        var refused = new List<string>();
+        foreach (var (step, dir) in CheckpointPath.Candidates(Root))
         {
-            candidates.Add((ls, latestDir));
-        }
-        else
-        {
-            log.Warning("LATEST points to {Target}, which is not a checkpoint folder", target);
-        }
-
-        if (Directory.Exists(Checkpoints))
-        {
-            candidates.AddRange(Directory.GetDirectories(Checkpoints)
-                .Select(d => (Step: ParseStep(Path.GetFileName(d)), Dir: d))
-                .Where(c => c.Step is { } s && s < latestStep)
-                .Select(c => (c.Step!.Value, c.Dir))
-                .OrderByDescending(c => c.Item1));
-        }
-
-        foreach (var (step, dir) in candidates)
-        {
-            string? problem = Verify(dir);
-            if (problem is not null)
+            string? problem = CheckpointPath.Problem(dir);
+            if (problem is null)
             {
-                log.Warning("checkpoint {Dir} refused: {Problem}; falling back to an older one", dir, problem);
-                continue;
+                try
+                {
+                    load(dir);
+                    return (step, dir);
+                }
+                catch (CorruptFileException e)
+                {
+                    problem = e.Message;
+                }
             }
 
-            try
-            {
-                load(dir);
-                return (step, dir);
-            }
-            catch (CorruptFileException e)
-            {
-                log.Warning("checkpoint {Dir} refused: {Problem}; falling back to an older one", dir, e.Message);
-            }
+            refused.Add($"{Path.GetFileName(dir)}: {problem}");
+            log.Warning("checkpoint {Dir} refused: {Problem}; falling back to an older one", dir, problem);
         }
 
-        return null;
+        throw new CorruptFileException(Root, refused.Count == 0
+            ? "LATEST names no checkpoint folder and checkpoints/ holds none; refusing to continue from nothing"
+            : "no checkpoint of this run can be continued (" + string.Join("; ", refused) + ")");
     }
 
     private void Prune(int keep, string current)
     {
         var steps = Directory.GetDirectories(Checkpoints)
-            .Select(d => (Step: ParseStep(Path.GetFileName(d)), Dir: d))
+            .Select(d => (Step: CheckpointPath.ParseStep(Path.GetFileName(d)), Dir: d))
             .Where(c => c.Step is not null && Path.GetFileName(c.Dir) != current)
             .OrderByDescending(c => c.Step)
             .Skip(Math.Max(0, keep - 1));
@@ -171,10 +117,6 @@ public sealed class RunDirectory
             Directory.Delete(dir, recursive: true);
         }
     }
-
-    internal static long? ParseStep(string name) =>
-        name.StartsWith("step-", StringComparison.Ordinal)
-        && long.TryParse(name.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out long s) ? s : null;
 
     /// <summary>
     /// Keeps the metrics.jsonl lines whose step or iteration (read by <paramref name="indexOf"/>) is at most
@@ -224,7 +166,7 @@ public sealed class RunDirectory
         Create();
         if (resume && hasCheckpoint)
         {
-            return (LoadLatest(load) ?? throw new CorruptFileException(Root, "no checkpoint passes its checksums; refusing to continue from garbage")).Dir;
+            return LoadLatest(load)!.Value.Dir;
         }
 
         if (resume)

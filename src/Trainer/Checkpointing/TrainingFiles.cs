@@ -1,3 +1,4 @@
+using K2RL.Common;
 using K2RL.Model;
 using K2RL.Model.IO;
 using K2RL.Trainer.Optim;
@@ -23,6 +24,14 @@ public static class TrainingFiles
 
     public static void Load(string dir, ParameterLayout layout, float[] parameters, Optimizer optimizer)
     {
+        // Another model is not a damaged checkpoint: say so, rather than let the run fall back to older ones that differ too.
+        string configPath = Path.Combine(dir, ConfigFile);
+        if (File.Exists(configPath) && ModelConfig.Load(configPath).Differences(layout.Config) is { Count: > 0 } differences)
+        {
+            throw new ConfigException(
+                $"the job's model differs from the one in {configPath} (checkpoint vs job: {string.Join("; ", differences)}): resume with the job that made the run, or start a new --run-dir");
+        }
+
         using (var weights = SafetensorsReader.Open(Path.Combine(dir, WeightsFile)))
         {
             weights.LoadInto(layout, parameters);

@@ -74,8 +74,8 @@ public sealed partial class RlJob : IDisposable
         this.registry = registry;
         this.log = log ?? Serilog.Core.Logger.None;
         run = new RunDirectory(runDir, this.log);
-        baseDir = ResolveBase(job.InitFrom);
-        var checkpoint = ModelCheckpoint.Load(baseDir);
+        var checkpoint = ModelCheckpoint.Load(job.InitFrom, warn: w => this.log.Warning("{Warning}", w));
+        baseDir = checkpoint.Directory;
         if (job.ModelPath is { } path)
         {
             var wanted = ModelConfig.Load(path);
@@ -278,22 +278,6 @@ public sealed partial class RlJob : IDisposable
         }
 
         return results;
-    }
-
-    private static string ResolveBase(string dir)
-    {
-        string latest = Path.Combine(dir, RunDirectory.LatestName);
-        if (File.Exists(latest))
-        {
-            dir = Path.Combine(dir, File.ReadAllText(latest).Trim());
-        }
-
-        if (RunDirectory.Verify(dir) is { } problem && File.Exists(Path.Combine(dir, RunDirectory.ManifestName)))
-        {
-            throw new CorruptFileException(dir, $"base checkpoint refused: {problem}");
-        }
-
-        return dir;
     }
 }
 

@@ -353,7 +353,7 @@ public sealed class CorruptCheckpointTests : IDisposable
         LoadFails<CorruptFileException>("model.safetensors", "not found");
         File.Delete(ConfigPath);
         LoadFails<CorruptFileException>("config.json", "missing");
-        Assert.Contains("not found", Assert.Throws<CorruptFileException>(() => ModelCheckpoint.Load(dir.At("nope"))).Message);
+        Assert.Contains("does not exist", Assert.Throws<CorruptFileException>(() => ModelCheckpoint.Load(dir.At("nope"))).Message);
     }
 
     // ------------------------------------------------------------------ sharded checkpoints (index + shards)

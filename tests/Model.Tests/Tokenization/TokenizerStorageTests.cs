@@ -140,6 +140,11 @@ public class TokenizerStorageTests
         { """{"special_tokens": {"<|a|>": "x"}}""", "special_tokens.<|a|>" },
         { """{"special_tokens": {"<|a|>": 300}, "num_base_tokens": 100}""", "num_base_tokens" },
         { """{"special_tokens": {}, "pattern": "(unclosed"}""", "pattern" },
+        { """{"special_tokens": {}, "pattern": "(a+)+$"}""", "backtracks catastrophically" },
+        { """{"special_tokens": {}, "pattern": "(\\s*)*x"}""", "backtracks catastrophically" },
+        { """{"special_tokens": {}, "pattern": "((a|aa)+)+b"}""", "backtracks catastrophically" },
+        { """{"special_tokens": {"<|a|>": 300}, "special_tokens": {}}""", "Duplicate" },
+        { """{"special_tokens": {"<|a|>": 2147483647}}""", "past the 256 ranks" },
         { """{"nothing": 1}""", "special_tokens" },
         { "{\n\"special_tokens\": {\n\"<|a|>\" 300}}", "line 3" },
         { """{"added_tokens_decoder": {"x": {"content": "[BOS]"}}}""", "added_tokens_decoder.x" },
@@ -164,4 +169,12 @@ public class TokenizerStorageTests
         Assert.Contains(BpeTokenizer.ConfigFileName, Assert.ThrowsAny<K2Exception>(() => BpeTokenizer.Load(dir.Path)).Message);
         Assert.Contains("nope.tiktoken", Assert.ThrowsAny<K2Exception>(() => BpeTokenizer.LoadFiles(Path.Combine(dir.Path, "nope.tiktoken"), null)).Message);
     }
+
+    /// <summary>The probe finds nothing wrong with the patterns K2RL ships, nor with the GPT-style ones users bring.</summary>
+    [Theory]
+    [InlineData(K2RL.Model.Tokenization.PreTokenizer.DefaultPattern)]
+    [InlineData(K2RL.Model.Tokenization.PreTokenizer.SplitDigitsPattern)]
+    [InlineData(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+")]
+    public void WellBehavedPatternsPassTheBacktrackingProbe(string pattern) =>
+        Assert.Null(K2RL.Model.Tokenization.PreTokenizer.FindCatastrophicBacktracking(pattern));
 }
