@@ -1,5 +1,7 @@
 using K2RL.Common;
 using K2RL.Gym;
+using K2RL.Gym.Remote;
+using K2RL.Gym.Tasks;
 using K2RL.Tests.Shared;
 
 namespace K2RL.Gym.Tests;
@@ -84,15 +86,16 @@ public class RegistryTests
     [Fact]
     public void SyntheticCorpusDocumentsAreChatFormatAndDeterministic()
     {
-        var registry = GymRegistry.CreateDefault();
-        var docs = SyntheticCorpus.Documents(registry, "tool_use", 100, 5).ToList();
-        Assert.Equal(docs, SyntheticCorpus.Documents(registry, "tool_use", 100, 5).ToList());
+        var corpus = SyntheticCorpus.FromRegistry(GymRegistry.CreateDefault());
+        var toolUse = corpus.Generator("tool_use");
+        var docs = Enumerable.Range(100, 5).Select(seed => toolUse(seed, 1 + seed % 3)).ToList();
+        Assert.Equal(docs, Enumerable.Range(100, 5).Select(seed => toolUse(seed, 1 + seed % 3)).ToList());
         Assert.All(docs, d => Assert.StartsWith("<|im_system|>tool_declare<|im_middle|>", d));
         Assert.All(docs, d => Assert.Contains("functions.calculator:", d));
-        var arithmetic = SyntheticCorpus.Documents(registry, "arithmetic", 0, 3).First();
+        var arithmetic = corpus.Generator("arithmetic")(0, 1);
         Assert.Contains("<|im_assistant|>assistant<|im_middle|>", arithmetic);
         Assert.EndsWith("<|im_end|>", arithmetic);
-        Assert.Throws<ConfigException>(() => SyntheticCorpus.Documents(registry, "poetry", 0, 1).ToList());
+        Assert.Throws<ConfigException>(() => corpus.Generator("poetry"));
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using K2RL.Common;
 using K2RL.Gym;
+using K2RL.Gym.Critic;
 using K2RL.Tests.Shared;
 
 namespace K2RL.Gym.Tests;

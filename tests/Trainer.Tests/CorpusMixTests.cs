@@ -3,7 +3,6 @@ using K2RL.Common.Chat;
 using K2RL.Gym;
 using K2RL.Model.Tokenization;
 using K2RL.Trainer.Pretraining;
-using SyntheticCorpus = K2RL.Trainer.Pretraining.SyntheticCorpus;
 
 namespace K2RL.Trainer.Tests;
 
@@ -137,7 +136,7 @@ public class CorpusMixTests
     [InlineData("list_ops")]
     public async Task TrainingDocumentsContinueTheEvalPromptWithTheScoredAnswer(string kind)
     {
-        var corpus = SyntheticCorpus.FromGym();
+        var corpus = SyntheticCorpus.CreateDefault();
         var generator = GymRegistry.CreateDefault().Generators[kind];
         var tokenizer = BpeTokenizer.Train(Enumerable.Range(0, 200).Select(i => corpus.Generators[kind](i, 1 + i % 3)), 400,
             pattern: PreTokenizer.SplitDigitsPattern);

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using K2RL.Common;
 using K2RL.Common.Logging;
+using K2RL.Gym;
 using K2RL.Trainer.Pretraining;
 using Serilog;
 using Spectre.Console;
@@ -102,7 +103,7 @@ public sealed class PretrainCommand : ICommandProvider
 
     internal static int Run(CliContext context, PretrainOptions options, Func<K2RL.Model.ModelConfig, ITrainableModel>? modelFactory = null)
     {
-        var corpus = SyntheticCorpus.FromGym();
+        var corpus = SyntheticCorpus.CreateDefault();
         var job = JobConfig.Load(options.Job, corpus.Kinds);   // every check before any work
         if (options.MaxSteps is <= 0)
         {

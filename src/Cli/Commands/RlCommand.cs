@@ -66,7 +66,7 @@ public sealed class RlCommand : ICommandProvider
         }
 
         var registry = GymRegistry.CreateDefault();
-        var corpus = K2RL.Trainer.Pretraining.SyntheticCorpus.FromGym();
+        var corpus = SyntheticCorpus.CreateDefault();
         var config = RlJobConfig.Load(options.Job, registry.Environments.Select(e => e.Name).ToArray(), corpus.Kinds, options.InitFrom);
         var run = new K2RL.Trainer.Checkpointing.RunDirectory(options.RunDir);
         run.Create();

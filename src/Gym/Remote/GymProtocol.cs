@@ -3,7 +3,7 @@ using K2RL.Common.Chat;
 using K2RL.Common.Rpc;
 using Pb = K2RL.Protos.Gym;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Remote;
 
 /// <summary>The methods of <c>protos/k2rl/v1/gym.proto</c> and conversions between its messages and the Gym's types.</summary>
 public static class GymProtocol

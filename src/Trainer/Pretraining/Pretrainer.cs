@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using K2RL.Common;
+using K2RL.Gym;
 using K2RL.Model;
 using K2RL.Model.IO;
 using K2RL.Trainer.Checkpointing;

@@ -2,6 +2,7 @@ using System.Text.Json;
 using K2RL.Common;
 using K2RL.Model.IO;
 using K2RL.Rollout;
+using K2RL.Rollout.Episodes;
 using K2RL.Trainer.Checkpointing;
 using K2RL.Trainer.Pretraining;
 

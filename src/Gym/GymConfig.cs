@@ -1,5 +1,6 @@
 using K2RL.Common;
 using K2RL.Common.Config;
+using K2RL.Gym.Remote;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 

@@ -3,7 +3,7 @@ using K2RL.Common.Config;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Critic;
 
 /// <summary>SPEC §3's rubric families. Persisted by name in YAML (<c>core</c>, <c>prescriptive</c>, <c>task_specific</c>).</summary>
 public enum RubricKind
