@@ -1,8 +1,6 @@
 using K2RL.Common;
 using K2RL.Common.Config;
 using K2RL.Gym.Remote;
-using YamlDotNet.Core;
-using YamlDotNet.RepresentationModel;
 
 namespace K2RL.Gym;
 
@@ -32,80 +30,35 @@ public sealed record GymConfig
     /// <summary>A remote environment registered under <see cref="Name"/>.</summary>
     public sealed record RemoteEntry(string Name, Uri Address, string Env, TimeSpan StepTimeout);
 
-    private static readonly string[] Keys = ["plugins", "rubrics", "remotes"];
-    private static readonly string[] RemoteKeys = ["name", "address", "env", "step_timeout_s"];
-
     /// <summary>Reads the <c>gym:</c> section of <paramref name="path"/> (other top-level keys are someone else's).</summary>
     public static GymConfig Load(string path)
     {
-        var stream = new YamlStream();
-        try
-        {
-            stream.Load(new StringReader(File.ReadAllText(path)));
-        }
-        catch (YamlException e)
-        {
-            throw new ConfigException($"{path}:{e.Start.Line}:{e.Start.Column}: YAML syntax error: {e.Message}", e);
-        }
-        catch (IOException e)
-        {
-            throw new ConfigException($"{path}: {e.Message}", e);
-        }
-
-        if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root ||
-            !root.Children.TryGetValue(new YamlScalarNode("gym"), out var gymNode))
-        {
-            return new GymConfig();
-        }
-
-        var gym = Yaml.Map(gymNode, path, "'gym'");
-        Yaml.CheckKeys(gym, path, Keys);
+        var gym = YamlReader.Load(path).Section("gym");
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        string? rubrics = Yaml.OptionalString(gym, "rubrics", path);
-        return new GymConfig
+        string? rubrics = gym.OptionalStr("rubrics");
+        var config = new GymConfig
         {
-            Plugins = Yaml.OptionalStrings(gym, "plugins", path).Select(p => Path.GetFullPath(p, dir)).ToList(),
+            Plugins = gym.StrList("plugins", []).Select(p => Path.GetFullPath(p, dir)).ToList(),
             RubricsDirectory = rubrics is null ? null : Path.GetFullPath(rubrics, dir),
-            Remotes = ParseRemotes(gym, path),
+            Remotes = (gym.MappingList("remotes") ?? []).Select(ParseRemote).ToList(),
         };
+        gym.RejectUnknown();
+        return config;
     }
 
-    private static List<RemoteEntry> ParseRemotes(YamlMappingNode gym, string path)
+    private static RemoteEntry ParseRemote(YamlReader remote)
     {
-        var list = new List<RemoteEntry>();
-        if (!gym.Children.TryGetValue(new YamlScalarNode("remotes"), out var node))
+        string name = remote.OptionalStr("name") ?? throw remote.Missing("name");
+        string address = remote.OptionalStr("address") ?? throw remote.Missing("address", "an http:// URL");
+        string env = remote.Str("env", name);
+        float seconds = remote.Float("step_timeout_s", 60, 0, minExclusive: true);
+        remote.RejectUnknown();
+        if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
         {
-            return list;
+            throw new ConfigException($"{remote.At("address")}: \"{remote.Prefix}address\" '{address}' is not an http:// URL");
         }
 
-        if (node is not YamlSequenceNode seq)
-        {
-            throw new ConfigException($"{Yaml.At(path, node)}: 'remotes' must be a list");
-        }
-
-        foreach (var item in seq.Children)
-        {
-            var map = Yaml.Map(item, path, "a remote");
-            Yaml.CheckKeys(map, path, RemoteKeys);
-            string name = Yaml.RequiredString(map, "name", path);
-            string address = Yaml.RequiredString(map, "address", path);
-            if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
-            {
-                throw new ConfigException($"{Yaml.At(path, map)}: address '{address}' is not an http:// URL");
-            }
-
-            string? timeout = Yaml.OptionalString(map, "step_timeout_s", path);
-            double seconds = 60;
-            if (timeout is not null && (!double.TryParse(timeout, System.Globalization.NumberStyles.Float,
-                    System.Globalization.CultureInfo.InvariantCulture, out seconds) || seconds <= 0))
-            {
-                throw new ConfigException($"{Yaml.At(path, map)}: step_timeout_s '{timeout}' is not a positive number");
-            }
-
-            list.Add(new RemoteEntry(name, uri, Yaml.OptionalString(map, "env", path) ?? name, TimeSpan.FromSeconds(seconds)));
-        }
-
-        return list;
+        return new RemoteEntry(name, uri, env, TimeSpan.FromSeconds(seconds));
     }
 
     /// <summary>Loads the plugins and rubrics into a registry.</summary>

@@ -51,7 +51,7 @@ public class RegistryTests
         File.WriteAllText(path, "model: k2-nano\ngym:\n  plugins: []\n  rubric: x\n");
         var e = Assert.Throws<ConfigException>(() => GymConfig.Load(path));
         Assert.StartsWith($"{path}:4:3", e.Message);
-        Assert.Contains("unknown key 'rubric'", e.Message);
+        Assert.Contains("unknown key \"gym.rubric\"", e.Message);
     }
 
     [Fact]
@@ -80,7 +80,8 @@ public class RegistryTests
         Assert.True((await env.StepAsync($"Answer: {task.Answer}")).Info.Correct);
 
         File.WriteAllText(path, "gym:\n  remotes:\n    - name: x\n      address: ftp://nope\n");
-        Assert.StartsWith($"{path}:3:7", Assert.Throws<ConfigException>(() => GymConfig.Load(path)).Message);
+        Assert.StartsWith($"{path}:4:7: \"gym.remotes[0].address\" 'ftp://nope' is not an http:// URL",
+            Assert.Throws<ConfigException>(() => GymConfig.Load(path)).Message);
     }
 
     [Fact]
