@@ -224,15 +224,9 @@ public sealed class YamlReader
 
     public IReadOnlyList<string> StrList(string key, IReadOnlyList<string> fallback, params string[] allowed)
     {
-        var node = Get(key);
-        if (node is null)
+        if (Sequence(key, "a list") is not { } seq)
         {
             return fallback;
-        }
-
-        if (node is not YamlSequenceNode seq)
-        {
-            throw new ConfigException($"{Where(node, key)} must be a list");
         }
 
         var list = new List<string>();
@@ -270,15 +264,9 @@ public sealed class YamlReader
     /// <summary>A list of mappings, one reader each; null when the key is absent.</summary>
     public IReadOnlyList<YamlReader>? MappingList(string key)
     {
-        var node = Get(key);
-        if (node is null)
+        if (Sequence(key, "a list of mappings") is not { } seq)
         {
             return null;
-        }
-
-        if (node is not YamlSequenceNode seq)
-        {
-            throw new ConfigException($"{Where(node, key)} must be a list of mappings");
         }
 
         var list = new List<YamlReader>();
@@ -291,6 +279,14 @@ public sealed class YamlReader
         }
 
         return list;
+    }
+
+    private YamlSequenceNode? Sequence(string key, string what)
+    {
+        var node = Get(key);
+        return node is null or YamlSequenceNode
+            ? (YamlSequenceNode?)node
+            : throw new ConfigException($"{Where(node, key)} must be {what}");
     }
 
     /// <summary>Every key of this mapping with where it stands (all marked as read).</summary>
