@@ -164,6 +164,7 @@ public sealed partial class RlJob : IDisposable
             }
 
             last = m;
+            // Deliberate twin of Pretrainer.Train's step tail (metrics line, bad-step stop, periodic checkpoint): each loop returns its own result.
             File.AppendAllText(run.Metrics, m.ToJson() + "\n");
             observer?.OnIteration(m, total);
             if (badInARow >= job.MaxBadSteps)
