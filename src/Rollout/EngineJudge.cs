@@ -1,5 +1,6 @@
 using K2RL.Common.Chat;
 using K2RL.Gym;
+using K2RL.Gym.Critic;
 using K2RL.Model.Tokenization;
 
 namespace K2RL.Rollout;

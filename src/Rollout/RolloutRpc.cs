@@ -6,6 +6,7 @@ namespace K2RL.Rollout;
 /// <summary>The methods of k2rl.v1.Rollout (protos/k2rl/v1/rollout.proto), shared by server and client.</summary>
 public static class RolloutRpc
 {
+    // One method table per proto service, deliberately alike: GymProtocol is k2rl.v1.Gym's.
     public const string ServiceName = "k2rl.v1.Rollout";
 
     public static readonly RpcMethod<Pb.GenerateRequest, Pb.GenerateEvent> Generate = RpcMethod.Create<Pb.GenerateRequest, Pb.GenerateEvent>(ServiceName, "Generate");

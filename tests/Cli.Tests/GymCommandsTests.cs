@@ -2,6 +2,8 @@ using System.Text.Json;
 using K2RL.Cli.Commands;
 using K2RL.Common.Chat;
 using K2RL.Gym;
+using K2RL.Gym.Remote;
+using K2RL.Gym.Tasks;
 using K2RL.Tests.Shared;
 
 namespace K2RL.Cli.Tests;

@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Text.Json;
 using K2RL.Common.Chat;
 using K2RL.Gym;
+using K2RL.Gym.Remote;
+using K2RL.Gym.Tasks;
 
 namespace K2RL.Cli.Tests;
 

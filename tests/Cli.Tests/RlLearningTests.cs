@@ -94,7 +94,7 @@ public sealed class RlLearningTests
                   every: 0
                 """;
             var config = RlJobConfig.Parse(job, Path.Combine(dir, "job.yaml"), registry.Environments.Select(e => e.Name).ToArray(),
-                K2RL.Trainer.Pretraining.SyntheticCorpus.FromGym().Kinds);
+                SyntheticCorpus.CreateDefault().Kinds);
             var observer = new Collect();
             RlResult result;
             using (var rl = new RlJob(config, Path.Combine(dir, "run"), registry))
@@ -159,7 +159,7 @@ public sealed class RlLearningTests
                   every_iterations: 1000
                 """;
             var config = RlJobConfig.Parse(job, Path.Combine(dir, "job.yaml"), registry.Environments.Select(e => e.Name).ToArray(),
-                K2RL.Trainer.Pretraining.SyntheticCorpus.FromGym().Kinds);
+                SyntheticCorpus.CreateDefault().Kinds);
             var observer = new Collect();
             using (var rl = new RlJob(config, Path.Combine(dir, "run"), registry))
             {

@@ -1,3 +1,4 @@
+using K2RL.Gym;
 using K2RL.Tests.Shared;
 using K2RL.Trainer.Pretraining;
 
@@ -10,7 +11,7 @@ public class ShippedJobFilesTests
     public void EveryShippedJobFileIsValid()
     {
         string root = ExternalTools.RepoRoot();
-        var kinds = SyntheticCorpus.FromGym().Kinds;
+        var kinds = SyntheticCorpus.CreateDefault().Kinds;
         var files = Directory.GetFiles(Path.Combine(root, "configs", "jobs"), "*.yaml", SearchOption.AllDirectories);
         // the current jobs and the experiments' jobs (configs/jobs/experiments) both
         Assert.Contains(files, f => Path.GetFileName(Path.GetDirectoryName(f)) == "experiments");

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using K2RL.Gym;
+using K2RL.Gym.Critic;
 
 namespace K2RL.Gym.Tests;
 

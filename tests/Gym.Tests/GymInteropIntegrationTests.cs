@@ -3,6 +3,7 @@ using System.Diagnostics;
 using K2RL.Common.Chat;
 using K2RL.Common.Rpc;
 using K2RL.Gym;
+using K2RL.Gym.Remote;
 using K2RL.Tests.Shared;
 
 namespace K2RL.Gym.Tests;

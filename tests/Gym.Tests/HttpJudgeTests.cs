@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using K2RL.Gym;
+using K2RL.Gym.Critic;
 
 namespace K2RL.Gym.Tests;
 

@@ -1,3 +1,5 @@
+using K2RL.Gym.Critic;
+
 namespace K2RL.Gym.Tests;
 
 public sealed class MandatoryGateTests

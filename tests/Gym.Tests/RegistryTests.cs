@@ -1,5 +1,7 @@
 using K2RL.Common;
 using K2RL.Gym;
+using K2RL.Gym.Remote;
+using K2RL.Gym.Tasks;
 using K2RL.Tests.Shared;
 
 namespace K2RL.Gym.Tests;
@@ -49,7 +51,7 @@ public class RegistryTests
         File.WriteAllText(path, "model: k2-nano\ngym:\n  plugins: []\n  rubric: x\n");
         var e = Assert.Throws<ConfigException>(() => GymConfig.Load(path));
         Assert.StartsWith($"{path}:4:3", e.Message);
-        Assert.Contains("unknown key 'rubric'", e.Message);
+        Assert.Contains("unknown key \"gym.rubric\"", e.Message);
     }
 
     [Fact]
@@ -78,21 +80,23 @@ public class RegistryTests
         Assert.True((await env.StepAsync($"Answer: {task.Answer}")).Info.Correct);
 
         File.WriteAllText(path, "gym:\n  remotes:\n    - name: x\n      address: ftp://nope\n");
-        Assert.StartsWith($"{path}:3:7", Assert.Throws<ConfigException>(() => GymConfig.Load(path)).Message);
+        Assert.StartsWith($"{path}:4:7: \"gym.remotes[0].address\" 'ftp://nope' is not an http:// URL",
+            Assert.Throws<ConfigException>(() => GymConfig.Load(path)).Message);
     }
 
     [Fact]
     public void SyntheticCorpusDocumentsAreChatFormatAndDeterministic()
     {
-        var registry = GymRegistry.CreateDefault();
-        var docs = SyntheticCorpus.Documents(registry, "tool_use", 100, 5).ToList();
-        Assert.Equal(docs, SyntheticCorpus.Documents(registry, "tool_use", 100, 5).ToList());
+        var corpus = SyntheticCorpus.FromRegistry(GymRegistry.CreateDefault());
+        var toolUse = corpus.Generator("tool_use");
+        var docs = Enumerable.Range(100, 5).Select(seed => toolUse(seed, 1 + seed % 3)).ToList();
+        Assert.Equal(docs, Enumerable.Range(100, 5).Select(seed => toolUse(seed, 1 + seed % 3)).ToList());
         Assert.All(docs, d => Assert.StartsWith("<|im_system|>tool_declare<|im_middle|>", d));
         Assert.All(docs, d => Assert.Contains("functions.calculator:", d));
-        var arithmetic = SyntheticCorpus.Documents(registry, "arithmetic", 0, 3).First();
+        var arithmetic = corpus.Generator("arithmetic")(0, 1);
         Assert.Contains("<|im_assistant|>assistant<|im_middle|>", arithmetic);
         Assert.EndsWith("<|im_end|>", arithmetic);
-        Assert.Throws<ConfigException>(() => SyntheticCorpus.Documents(registry, "poetry", 0, 1).ToList());
+        Assert.Throws<ConfigException>(() => corpus.Generator("poetry"));
     }
 
     [Fact]

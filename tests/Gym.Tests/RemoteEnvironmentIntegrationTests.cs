@@ -2,6 +2,8 @@ using Google.Protobuf;
 using K2RL.Common.Chat;
 using K2RL.Common.Rpc;
 using K2RL.Gym;
+using K2RL.Gym.Remote;
+using K2RL.Gym.Tasks;
 using Pb = K2RL.Protos.Gym;
 
 namespace K2RL.Gym.Tests;

@@ -1,5 +1,6 @@
 using K2RL.Common;
 using K2RL.Gym;
+using K2RL.Gym.Critic;
 using K2RL.Tests.Shared;
 
 namespace K2RL.Gym.Tests;
@@ -30,13 +31,13 @@ public class RubricTests
 
     [Theory]
     [InlineData("kind: core\nrubrics:\n  - name: a\n    description: d\n    mandatory: maybe\n", "bad.yaml:5:16", "true or false")]
-    [InlineData("kind: core\nrubrics:\n  - name: a\n    descripton: d\n", "bad.yaml:4:5", "unknown key 'descripton'")]
-    [InlineData("kind: core\nrubrics:\n  - name: a\n", "bad.yaml:3:5", "missing 'description'")]
-    [InlineData("kind: fancy\nrubrics: []\n", "bad.yaml:1:7", "not one of core")]
+    [InlineData("kind: core\nrubrics:\n  - name: a\n    descripton: d\n", "bad.yaml:4:5", "unknown key \"rubrics[0].descripton\"")]
+    [InlineData("kind: core\nrubrics:\n  - name: a\n", "bad.yaml:3:5", "required key \"rubrics[0].description\" is missing")]
+    [InlineData("kind: fancy\nrubrics: []\n", "bad.yaml:1:7", "must be one of core, prescriptive, task_specific")]
     [InlineData("kind: core\nrubrics:\n  - name: a\n    description: [unclosed\n", "bad.yaml:5:1", "YAML syntax error")]
     [InlineData("kind: core\nrubrics:\n  - name: a\n    description: d\n  - name: a\n    description: e\n", "bad.yaml:5:5", "appears twice")]
-    [InlineData("kind: core\nrubric: []\n", "bad.yaml:2:1", "unknown key 'rubric'")]
-    [InlineData("kind: core\nrubrics:\n  - name: a\n    description: d\n    criteria: one\n", "bad.yaml:5:15", "list of strings")]
+    [InlineData("kind: core\nrubric: []\n", "bad.yaml:2:1", "unknown key \"rubric\"")]
+    [InlineData("kind: core\nrubrics:\n  - name: a\n    description: d\n    criteria: one\n", "bad.yaml:5:15", "\"rubrics[0].criteria\" must be a list")]
     public void ErrorsNameFileAndLine(string yaml, string where, string what)
     {
         var e = Assert.Throws<ConfigException>(() => RubricLoader.Parse(yaml, "bad.yaml"));

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using K2RL.Gym;
+using K2RL.Gym.Sandbox;
 using K2RL.Tests.Shared;
 
 namespace K2RL.Gym.Tests;

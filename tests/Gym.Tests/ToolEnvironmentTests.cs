@@ -1,5 +1,6 @@
 using K2RL.Common.Chat;
 using K2RL.Gym;
+using K2RL.Gym.Tasks;
 
 namespace K2RL.Gym.Tests;
 

@@ -1,4 +1,5 @@
 using K2RL.Gym;
+using K2RL.Gym.Tasks;
 
 namespace K2RL.Gym.Tests;
 

@@ -2,6 +2,7 @@ using K2RL.Common;
 using K2RL.Gym;
 using K2RL.Model.Tokenization;
 using K2RL.Common.Chat;
+using K2RL.Rollout.Episodes;
 
 namespace K2RL.Rollout.Tests;
 

@@ -3,7 +3,6 @@ using K2RL.Common.Chat;
 using K2RL.Gym;
 using K2RL.Model.Tokenization;
 using K2RL.Trainer.Pretraining;
-using SyntheticCorpus = K2RL.Trainer.Pretraining.SyntheticCorpus;
 
 namespace K2RL.Trainer.Tests;
 
@@ -44,13 +43,13 @@ public class CorpusMixTests
     }
 
     [Theory]
-    [InlineData("data:\n  synthetic: [sum]\n  task_weights: {rev: 1}\n", "job.yaml:4: \"data.task_weights.rev\": not one of the job's synthetic tasks")]
+    [InlineData("data:\n  synthetic: [sum]\n  task_weights: {rev: 1}\n", "job.yaml:4:18: \"data.task_weights.rev\": not one of the job's synthetic tasks")]
     [InlineData("data:\n  synthetic: [sum]\n  task_weights: {sum: -1}\n", "\"data.task_weights.sum\"")]
     [InlineData("data:\n  synthetic: [sum]\n  task_weights: {sum: 0}\n", "gives every synthetic task weight 0")]
-    [InlineData("data:\n  max_difficulty: 2\n  difficulty_weights: [1, 1, 1]\n", "job.yaml:4: \"data.difficulty_weights\" has 3 weights; it needs one per difficulty")]
+    [InlineData("data:\n  max_difficulty: 2\n  difficulty_weights: [1, 1, 1]\n", "job.yaml:4:3: \"data.difficulty_weights\" has 3 weights; it needs one per difficulty")]
     [InlineData("data:\n  max_difficulty: 2\n  difficulty_weights: [1, x]\n", "weight 2 must be a number >= 0, got \"x\"")]
     [InlineData("data:\n  max_difficulty: 2\n  difficulty_weights: [0, 0]\n", "every weight is 0")]
-    [InlineData("tokenizer: bytes\nsplit_digits: true\n", "job.yaml:3: \"split_digits\" applies to \"tokenizer: train\" only")]
+    [InlineData("tokenizer: bytes\nsplit_digits: true\n", "job.yaml:3:1: \"split_digits\" applies to \"tokenizer: train\" only")]
     [InlineData("tokenizer: train\nsplit_digits: maybe\n", "\"split_digits\" must be true or false")]
     public void BadWeightsAndSplitDigitsAreRejectedWithTheLine(string body, string message)
     {
@@ -137,7 +136,7 @@ public class CorpusMixTests
     [InlineData("list_ops")]
     public async Task TrainingDocumentsContinueTheEvalPromptWithTheScoredAnswer(string kind)
     {
-        var corpus = SyntheticCorpus.FromGym();
+        var corpus = SyntheticCorpus.CreateDefault();
         var generator = GymRegistry.CreateDefault().Generators[kind];
         var tokenizer = BpeTokenizer.Train(Enumerable.Range(0, 200).Select(i => corpus.Generators[kind](i, 1 + i % 3)), 400,
             pattern: PreTokenizer.SplitDigitsPattern);

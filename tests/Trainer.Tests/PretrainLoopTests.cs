@@ -1,3 +1,4 @@
+using K2RL.Gym;
 using K2RL.Model;
 using K2RL.Model.Tokenization;
 using K2RL.Trainer.Checkpointing;

@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Text.Json;
 using K2RL.Gym;
+using K2RL.Gym.Eval;
+using K2RL.Gym.Sandbox;
 
 namespace K2RL.Cli.Commands;
 

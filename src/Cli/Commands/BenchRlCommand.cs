@@ -80,7 +80,7 @@ public sealed class BenchRlCommand : ICommandProvider
                   every_iterations: 1000000
                 """));
             var registry = GymRegistry.CreateDefault();
-            var rlConfig = RlJobConfig.Load(job, registry.Environments.Select(e => e.Name).ToArray(), K2RL.Trainer.Pretraining.SyntheticCorpus.FromGym().Kinds);
+            var rlConfig = RlJobConfig.Load(job, registry.Environments.Select(e => e.Name).ToArray(), SyntheticCorpus.CreateDefault().Kinds);
             var observer = new Collect(context.Error);
             using (var rl = new RlJob(rlConfig, Path.Combine(dir, "run"), registry))
             {

@@ -4,6 +4,8 @@ using System.Text.Json;
 using K2RL.Common;
 using K2RL.Common.Chat;
 using K2RL.Gym;
+using K2RL.Gym.Critic;
+using K2RL.Gym.Remote;
 
 namespace K2RL.Cli.Commands;
 

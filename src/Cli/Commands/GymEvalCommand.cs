@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using K2RL.Common;
 using K2RL.Gym;
+using K2RL.Gym.Eval;
 using K2RL.Model.Inference;
 using K2RL.Rollout;
 

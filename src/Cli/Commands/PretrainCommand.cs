@@ -1,7 +1,7 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using K2RL.Common;
 using K2RL.Common.Logging;
+using K2RL.Gym;
 using K2RL.Trainer.Pretraining;
 using Serilog;
 using Spectre.Console;
@@ -88,7 +88,7 @@ public sealed class PretrainCommand : ICommandProvider
 
     internal static int Run(CliContext context, PretrainOptions options, Func<K2RL.Model.ModelConfig, ITrainableModel>? modelFactory = null)
     {
-        var corpus = SyntheticCorpus.FromGym();
+        var corpus = SyntheticCorpus.CreateDefault();
         var job = JobConfig.Load(options.Job, corpus.Kinds);   // every check before any work
         if (options.MaxSteps is <= 0)
         {
@@ -102,19 +102,7 @@ public sealed class PretrainCommand : ICommandProvider
         var model = (modelFactory ?? TrainableModels.Create)(job.Model);
         var trainer = new Pretrainer(job, options.RunDir, model, corpus, encoder, log);
 
-        using var stop = new CancellationTokenSource();
-        void OnSignal(PosixSignalContext ctx)
-        {
-            ctx.Cancel = true;   // keep running until the checkpoint is written
-            if (!stop.IsCancellationRequested)
-            {
-                log.Warning("{Signal}: stopping after this step and writing a checkpoint", ctx.Signal);
-                stop.Cancel();
-            }
-        }
-
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var stop = new StopSignal(log, "stopping after this step and writing a checkpoint");
 
         PretrainResult result;
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(context.Error) });

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using K2RL.Common;
 using K2RL.Common.Logging;
@@ -66,26 +65,14 @@ public sealed class RlCommand : ICommandProvider
         }
 
         var registry = GymRegistry.CreateDefault();
-        var corpus = K2RL.Trainer.Pretraining.SyntheticCorpus.FromGym();
+        var corpus = SyntheticCorpus.CreateDefault();
         var config = RlJobConfig.Load(options.Job, registry.Environments.Select(e => e.Name).ToArray(), corpus.Kinds, options.InitFrom);
         var run = new K2RL.Trainer.Checkpointing.RunDirectory(options.RunDir);
         run.Create();
         using var log = K2Log.Create(jsonFile: Path.Combine(run.Logs, "rl.json"));
         using var rl = new RlJob(config, options.RunDir, registry, log);
 
-        using var stop = new CancellationTokenSource();
-        void OnSignal(PosixSignalContext ctx)
-        {
-            ctx.Cancel = true;   // keep running until the checkpoint is written
-            if (!stop.IsCancellationRequested)
-            {
-                log.Warning("{Signal}: stopping and writing a checkpoint", ctx.Signal);
-                stop.Cancel();
-            }
-        }
-
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var stop = new StopSignal(log, "stopping and writing a checkpoint");
 
         IReadOnlyDictionary<string, double>? before = null;
         if (evaluateBefore)

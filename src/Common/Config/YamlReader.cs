@@ -5,26 +5,31 @@ using YamlDotNet.RepresentationModel;
 namespace K2RL.Common.Config;
 
 /// <summary>
-/// Typed reads from one YAML mapping, naming the file, key and line in every error. Each key read is marked;
-/// <see cref="RejectUnknown"/> then refuses any key the schema did not ask for. The typed reader for flat schemas
-/// (job files); <see cref="Yaml"/> beside it holds the node helpers for nested documents (gym configs, rubrics).
+/// K2RL's one YAML reader: typed reads from one YAML mapping (job files, the gym section, rubric files), naming
+/// <c>file:line:column</c> and the key in every error. Each key read is marked; <see cref="RejectUnknown"/> then
+/// refuses any key the schema did not ask for. Nested mappings are <see cref="Section"/>s, lists of mappings
+/// <see cref="MappingList"/>s; an empty or <c>~</c> value reads as absent.
 /// </summary>
 public sealed class YamlReader
 {
     private readonly YamlMappingNode map;
     private readonly HashSet<string> seen = new(StringComparer.Ordinal);
+    private readonly string? absentAt;   // an absent section's position: where its key would go
 
-    private YamlReader(YamlMappingNode map, string file, string prefix)
+    private YamlReader(YamlMappingNode map, string file, string prefix, string? absentAt = null)
     {
         this.map = map;
         File = file;
         Prefix = prefix;
+        this.absentAt = absentAt;
     }
 
     public string File { get; }
 
+    /// <summary>The path of this mapping in the document (<c>"data."</c>, <c>"rubrics[2]."</c>), put before keys in messages.</summary>
     public string Prefix { get; }
 
+    /// <summary>The document's top mapping (an empty document is an empty mapping).</summary>
     public static YamlReader Parse(string text, string file)
     {
         var stream = new YamlStream();
@@ -34,31 +39,76 @@ public sealed class YamlReader
         }
         catch (YamlException e)
         {
-            throw new ConfigException($"{file}:{e.Start.Line}: malformed YAML: {e.Message}", e);
+            throw new ConfigException($"{file}:{e.Start.Line}:{e.Start.Column}: YAML syntax error: {e.Message}", e);
         }
 
-        if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
+        if (stream.Documents.Count == 0)
         {
-            throw new ConfigException($"{file}:1: the job file must be a YAML mapping of keys to values");
+            return new YamlReader(new YamlMappingNode(), file, "");
+        }
+
+        if (stream.Documents[0].RootNode is not YamlMappingNode root)
+        {
+            throw new ConfigException($"{At(file, stream.Documents[0].RootNode)}: the file must be a YAML mapping of keys to values");
         }
 
         return new YamlReader(root, file, "");
     }
 
-    private string Where(YamlNode node, string key) => $"{File}:{node.Start.Line}: \"{Prefix}{key}\"";
-
-    private YamlNode? Get(string key)
+    /// <summary><see cref="Parse"/> of a file; a file that cannot be read is a <see cref="ConfigException"/> naming it.</summary>
+    public static YamlReader Load(string path)
     {
-        seen.Add(key);
-        foreach (var (k, v) in map.Children)
+        string text;
+        try
+        {
+            text = System.IO.File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"{path}: {e.Message}", e);
+        }
+
+        return Parse(text, path);
+    }
+
+    private static string At(string file, YamlNode node) => $"{file}:{node.Start.Line}:{node.Start.Column}";
+
+    /// <summary>Where this mapping starts: <c>file:line:column</c>.</summary>
+    public string At() => absentAt ?? At(File, map);
+
+    /// <summary>Where <paramref name="key"/> stands (<c>file:line:column</c>), or where this mapping starts when it is absent.</summary>
+    public string At(string key) => KeyNode(key) is { } k ? At(File, k) : At();
+
+    private string Where(YamlNode node, string key) => $"{At(File, node)}: \"{Prefix}{key}\"";
+
+    /// <summary>The error for a required key that is absent, at this mapping (<paramref name="what"/> says what it should hold).</summary>
+    public ConfigException Missing(string key, string? what = null) =>
+        new($"{At()}: required key \"{Prefix}{key}\"{(what is null ? "" : $" ({what})")} is missing");
+
+    private YamlScalarNode? KeyNode(string key)
+    {
+        foreach (var (k, _) in map.Children)
         {
             if (k is YamlScalarNode s && s.Value == key)
             {
-                return v is YamlScalarNode { Value: null or "" or "~" or "null", Style: ScalarStyle.Plain } ? null : v;
+                return s;
             }
         }
 
         return null;
+    }
+
+    private YamlNode? Get(string key)
+    {
+        seen.Add(key);
+        var k = KeyNode(key);
+        if (k is null)
+        {
+            return null;
+        }
+
+        var v = map.Children[k];
+        return v is YamlScalarNode { Value: null or "" or "~" or "null", Style: ScalarStyle.Plain } ? null : v;
     }
 
     private string Scalar(YamlNode node, string key, string what)
@@ -174,15 +224,9 @@ public sealed class YamlReader
 
     public IReadOnlyList<string> StrList(string key, IReadOnlyList<string> fallback, params string[] allowed)
     {
-        var node = Get(key);
-        if (node is null)
+        if (Sequence(key, "a list") is not { } seq)
         {
             return fallback;
-        }
-
-        if (node is not YamlSequenceNode seq)
-        {
-            throw new ConfigException($"{Where(node, key)} must be a list");
         }
 
         var list = new List<string>();
@@ -206,7 +250,7 @@ public sealed class YamlReader
         var node = Get(key);
         if (node is null)
         {
-            return new YamlReader(new YamlMappingNode(), File, Prefix + key + ".");
+            return new YamlReader(new YamlMappingNode(), File, Prefix + key + ".", At(key));
         }
 
         if (node is not YamlMappingNode m)
@@ -217,31 +261,46 @@ public sealed class YamlReader
         return new YamlReader(m, File, Prefix + key + ".");
     }
 
-    /// <summary>Every key of this mapping with its line (all marked as read).</summary>
-    public List<(string Key, int Line)> Keys()
+    /// <summary>A list of mappings, one reader each; null when the key is absent.</summary>
+    public IReadOnlyList<YamlReader>? MappingList(string key)
     {
-        var keys = new List<(string, int)>();
+        if (Sequence(key, "a list of mappings") is not { } seq)
+        {
+            return null;
+        }
+
+        var list = new List<YamlReader>();
+        foreach (var item in seq.Children)
+        {
+            string path = $"{key}[{list.Count}]";
+            list.Add(item is YamlMappingNode m
+                ? new YamlReader(m, File, Prefix + path + ".")
+                : throw new ConfigException($"{Where(item, path)} must be a mapping of keys to values"));
+        }
+
+        return list;
+    }
+
+    private YamlSequenceNode? Sequence(string key, string what)
+    {
+        var node = Get(key);
+        return node is null or YamlSequenceNode
+            ? (YamlSequenceNode?)node
+            : throw new ConfigException($"{Where(node, key)} must be {what}");
+    }
+
+    /// <summary>Every key of this mapping with where it stands (all marked as read).</summary>
+    public List<(string Key, string At)> Keys()
+    {
+        var keys = new List<(string, string)>();
         foreach (var (k, _) in map.Children)
         {
             string name = (k as YamlScalarNode)?.Value ?? "";
             seen.Add(name);
-            keys.Add((name, (int)k.Start.Line));
+            keys.Add((name, At(File, k)));
         }
 
         return keys;
-    }
-
-    public int LineOf(string key)
-    {
-        foreach (var (k, _) in map.Children)
-        {
-            if (k is YamlScalarNode s && s.Value == key)
-            {
-                return (int)k.Start.Line;
-            }
-        }
-
-        return (int)map.Start.Line;
     }
 
     /// <summary>Throws on the first key that no read asked for (a typo must not be silently ignored).</summary>
@@ -253,7 +312,7 @@ public sealed class YamlReader
             if (!seen.Contains(name))
             {
                 throw new ConfigException(
-                    $"{File}:{k.Start.Line}: unknown key \"{Prefix}{name}\" (known here: {string.Join(", ", seen.Order(StringComparer.Ordinal))})");
+                    $"{At(File, k)}: unknown key \"{Prefix}{name}\" (known here: {string.Join(", ", seen.Order(StringComparer.Ordinal))})");
             }
         }
     }

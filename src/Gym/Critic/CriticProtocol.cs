@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Critic;
 
 /// <summary>A judge's decision on one comparison. Persisted by number: never renumber.</summary>
 public enum PairVerdict

@@ -2,7 +2,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Critic;
 
 /// <summary>
 /// Answers comparison prompts with free text (the verdict is parsed afterwards by <see cref="VerdictParser"/>).

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.RegularExpressions;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Critic;
 
 /// <summary>What a judge said about one response and one mandatory rubric.</summary>
 public enum GateVerdict

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using K2RL.Common.Chat;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Eval;
 
 /// <summary>One generation request: the conversation so far and the tools, for sample <see cref="Sample"/> of a task.</summary>
 public sealed record PolicyRequest(IReadOnlyList<Message> Conversation, IReadOnlyList<ToolSpec> Tools, int Task, int Sample);

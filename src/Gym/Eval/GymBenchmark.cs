@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using K2RL.Common.Chat;
+using K2RL.Gym.Sandbox;
+using K2RL.Gym.Tasks;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Eval;
 
 /// <summary>One measured figure: what, the median and 90th percentile, in the unit named.</summary>
 public sealed record BenchFigure(string Name, string Unit, double Median, double P90, int Samples);

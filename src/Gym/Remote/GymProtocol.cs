@@ -3,11 +3,12 @@ using K2RL.Common.Chat;
 using K2RL.Common.Rpc;
 using Pb = K2RL.Protos.Gym;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Remote;
 
 /// <summary>The methods of <c>protos/k2rl/v1/gym.proto</c> and conversions between its messages and the Gym's types.</summary>
 public static class GymProtocol
 {
+    // One method table per proto service, deliberately alike: RolloutRpc is k2rl.v1.Rollout's.
     public const string Service = "k2rl.v1.Gym";
 
     public static readonly RpcMethod<Pb.ResetRequest, Pb.ResetReply> Reset = RpcMethod.Create<Pb.ResetRequest, Pb.ResetReply>(Service, "Reset");

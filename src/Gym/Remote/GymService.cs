@@ -3,7 +3,7 @@ using Google.Protobuf;
 using K2RL.Common.Rpc;
 using Pb = K2RL.Protos.Gym;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Remote;
 
 public sealed record GymServiceOptions
 {

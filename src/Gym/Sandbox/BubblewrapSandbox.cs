@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Sandbox;
 
 /// <summary>
 /// Runs programs in a <c>bubblewrap</c> sandbox:

@@ -1,4 +1,4 @@
-namespace K2RL.Gym;
+namespace K2RL.Gym.Sandbox;
 
 /// <summary>Bounds on one sandboxed run. Every run gets all of them; nothing is unlimited.</summary>
 public sealed record SandboxLimits

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Tasks;
 
 /// <summary>
 /// Multi-digit addition, subtraction and multiplication. Difficulty d: operands of d+1 digits for + and -,

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Tasks;
 
 /// <summary>
 /// Short stdin→stdout programs with tests, for the interpreter <c>python3</c>. Each template has parameters drawn

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Tasks;
 
 /// <summary>
 /// Countdown: reach a target with given numbers (each at most once) and + - * /. Difficulty d gives d+2 numbers;

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Tasks;
 
 /// <summary>
 /// Operations on integer lists: sort, reverse, max, min, sum, length, dedupe, keep evens, first k. Difficulty d:

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using K2RL.Common.Chat;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Tasks;
 
 /// <summary>
 /// Shopping questions that need the tools: unit prices of made-up items are only reachable through

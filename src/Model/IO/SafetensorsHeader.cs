@@ -12,8 +12,6 @@ public sealed record SafetensorsEntry(string Name, SafetensorsDType DType, long[
 {
     public long ElementCount { get; } = Shape.Aggregate(1L, (a, b) => a * b);
 
-    public long ByteLength => End - Begin;
-
     public bool ShapeEquals(IReadOnlyList<int> shape) =>
         shape.Count == Shape.Length && Shape.Select((d, i) => d == shape[i]).All(x => x);
 }

@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 using K2RL.Common.Chat;
 using K2RL.Gym;
 
-namespace K2RL.Rollout;
+namespace K2RL.Rollout.Episodes;
 
 /// <summary>
 /// One episode to run: which environment, which task (seed and difficulty) and which sample of it. <see cref="Id"/> is

@@ -4,7 +4,7 @@ using K2RL.Common;
 using K2RL.Common.Chat;
 using K2RL.Gym;
 
-namespace K2RL.Rollout;
+namespace K2RL.Rollout.Episodes;
 
 /// <summary>The JSON pieces that <see cref="PausedEpisode"/> and <see cref="Trajectory"/> share: arrays, conversations, and field reads whose errors name the field.</summary>
 internal static class EpisodeJson

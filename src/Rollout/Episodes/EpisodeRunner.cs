@@ -2,7 +2,7 @@ using K2RL.Gym;
 using K2RL.Model.Tokenization;
 using K2RL.Common.Chat;
 
-namespace K2RL.Rollout;
+namespace K2RL.Rollout.Episodes;
 
 /// <summary>
 /// Runs Gym episodes through the rollout engine at the token level, for RL. All live episodes' turns are batched

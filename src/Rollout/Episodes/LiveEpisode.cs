@@ -1,7 +1,7 @@
 using K2RL.Common.Chat;
 using K2RL.Gym;
 
-namespace K2RL.Rollout;
+namespace K2RL.Rollout.Episodes;
 
 /// <summary>An episode an <see cref="EpisodeRunner"/> is running: its sequence so far and where it stands.</summary>
 internal sealed class LiveEpisode(EpisodeRequest request, EpisodeOptions options)

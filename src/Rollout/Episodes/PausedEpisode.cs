@@ -5,7 +5,7 @@ using K2RL.Common;
 using K2RL.Common.Chat;
 using K2RL.Gym;
 
-namespace K2RL.Rollout;
+namespace K2RL.Rollout.Episodes;
 
 /// <summary>
 /// An unfinished episode set aside when a call's token budget ran out: everything another process needs to continue

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using K2RL.Common;
+using K2RL.Gym;
 
 namespace K2RL.Trainer.Pretraining;
 
@@ -29,8 +30,8 @@ public sealed class DocumentStream
 {
     private readonly ulong seed;
     private readonly DataSettings settings;
-    private readonly SyntheticCorpus corpus;
     private readonly string[] kinds;
+    private readonly DocumentGenerator[] generators;  // [kinds]
     private readonly double[]? kindCumulative;        // [kinds] cumulative task weights; null: uniform
     private readonly double[]? difficultyCumulative;  // [max difficulty] cumulative difficulty weights; null: uniform
     private IEnumerator<string>? fileDocs;
@@ -39,15 +40,8 @@ public sealed class DocumentStream
     {
         this.seed = seed;
         this.settings = settings;
-        this.corpus = corpus;
         kinds = settings.SyntheticTasks.ToArray();
-        foreach (string k in kinds)
-        {
-            if (!corpus.Generators.ContainsKey(k))
-            {
-                throw new ConfigException($"synthetic task \"{k}\" is not available (have: {string.Join(", ", corpus.Kinds)})");
-            }
-        }
+        generators = kinds.Select(corpus.Generator).ToArray();
 
         if (settings.TaskWeights is { } taskWeights)
         {
@@ -94,12 +88,12 @@ public sealed class DocumentStream
         }
 
         ulong kindHash = Hash(seed, (ulong)n, 2), difficultyHash = Hash(seed, (ulong)n, 3);
-        string kind = kinds[kindCumulative is null ? (int)(kindHash % (ulong)kinds.Length) : MixWeights.Pick(kindCumulative, Unit(kindHash))];
+        int k = kindCumulative is null ? (int)(kindHash % (ulong)kinds.Length) : MixWeights.Pick(kindCumulative, Unit(kindHash));
         int difficulty = 1 + (difficultyCumulative is null
             ? (int)(difficultyHash % (ulong)settings.SyntheticMaxDifficulty)
             : MixWeights.Pick(difficultyCumulative, Unit(difficultyHash)));
         long taskSeed = (long)(Hash(seed, (ulong)n, 4) >> 1);
-        return (corpus.Generators[kind](taskSeed, difficulty), kind);
+        return (generators[k](taskSeed, difficulty), kinds[k]);
     }
 
     private string NextFileDocument()

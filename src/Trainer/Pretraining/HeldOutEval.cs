@@ -1,4 +1,5 @@
 using K2RL.Gym;
+using K2RL.Gym.Eval;
 using K2RL.Model;
 using K2RL.Model.Tokenization;
 using K2RL.Rollout;

@@ -88,9 +88,9 @@ public sealed record JobConfig
     public static JobConfig Parse(string text, string file, IReadOnlyCollection<string> syntheticKinds)
     {
         var r = YamlReader.Parse(text, file);
-        string modelRef = r.OptionalStr("model") ?? throw new ConfigException($"{file}:1: required key \"model\" (a model config.json path) is missing");
+        string modelRef = r.OptionalStr("model") ?? throw r.Missing("model", "a model config.json path");
         string modelPath = ResolvePath(modelRef, file)
-            ?? throw new ConfigException($"{file}:{r.LineOf("model")}: \"model\": no file {modelRef} (looked relative to the working directory and the job file)");
+            ?? throw new ConfigException($"{r.At("model")}: \"model\": no file {modelRef} (looked relative to the working directory and the job file)");
         var model = LoadModel(modelPath, r.Section("model_overrides"));
 
         var optimizer = ParseOptimizer(r.Section("optimizer"), new OptimizerSettings());
@@ -113,7 +113,7 @@ public sealed record JobConfig
         var data = ParseData(r.Section("data"), file, syntheticKinds);
         if (data.SyntheticTasks.Count == 0 && data.Files.Count == 0)
         {
-            throw new ConfigException($"{file}:{r.LineOf("data")}: \"data\" names no source: list synthetic tasks or files");
+            throw new ConfigException($"{r.At("data")}: \"data\" names no source: list synthetic tasks or files");
         }
 
         var c = r.Section("checkpoint");
@@ -125,7 +125,7 @@ public sealed record JobConfig
         bool splitDigits = r.Bool("split_digits", true);
         if (tokenizer != "train" && r.OptionalStr("split_digits") is not null)
         {
-            throw new ConfigException($"{file}:{r.LineOf("split_digits")}: \"split_digits\" applies to \"tokenizer: train\" only (a saved tokenizer keeps its own split)");
+            throw new ConfigException($"{r.At("split_digits")}: \"split_digits\" applies to \"tokenizer: train\" only (a saved tokenizer keeps its own split)");
         }
 
         int seqLen = r.Int("seq_len", 256, 2);
@@ -134,7 +134,7 @@ public sealed record JobConfig
             ModelPath = modelPath,
             Model = model,
             Tokenizer = tokenizer is "bytes" or "train" ? tokenizer : ResolveDirectory(tokenizer, file)
-                ?? throw new ConfigException($"{file}:{r.LineOf("tokenizer")}: \"tokenizer\": no tokenizer directory {tokenizer} (or use bytes / train)"),
+                ?? throw new ConfigException($"{r.At("tokenizer")}: \"tokenizer\": no tokenizer directory {tokenizer} (or use bytes / train)"),
             SplitDigits = splitDigits,
             Seed = (ulong)r.Long("seed", 1234),
             BatchSize = r.Int("batch_size", 8, 1, 4096),
@@ -155,13 +155,13 @@ public sealed record JobConfig
         r.RejectUnknown();
         if (seqLen > model.MaxPositionEmbeddings)
         {
-            throw new ConfigException($"{file}:{r.LineOf("seq_len")}: \"seq_len\" {seqLen} exceeds the model's max_position_embeddings {model.MaxPositionEmbeddings}");
+            throw new ConfigException($"{r.At("seq_len")}: \"seq_len\" {seqLen} exceeds the model's max_position_embeddings {model.MaxPositionEmbeddings}");
         }
 
         if (tokenizer is "bytes" or "train" && model.VocabSize < BpeTextEncoder.ByteLevelVocab)
         {
             throw new ConfigException(
-                $"{file}:{r.LineOf("tokenizer")}: \"tokenizer: {tokenizer}\" needs vocab_size >= {BpeTextEncoder.ByteLevelVocab}, {modelPath} has {model.VocabSize}");
+                $"{r.At("tokenizer")}: \"tokenizer: {tokenizer}\" needs vocab_size >= {BpeTextEncoder.ByteLevelVocab}, {modelPath} has {model.VocabSize}");
         }
 
         return job;
@@ -201,7 +201,7 @@ public sealed record JobConfig
             TaskWeights = MixWeights.ParseTaskWeights(d, synthetic),
             DifficultyWeights = MixWeights.ParseDifficultyWeights(d, maxDifficulty),
             Files = d.StrList("files", []).Select(f => ResolvePath(f, file)
-                ?? throw new ConfigException($"{file}:{d.LineOf("files")}: \"{d.Prefix}files\": no file {f}")).ToArray(),
+                ?? throw new ConfigException($"{d.At("files")}: \"{d.Prefix}files\": no file {f}")).ToArray(),
             FileFraction = d.Float("file_fraction", 0.5f, 0, 1),
         };
         d.RejectUnknown();
@@ -221,7 +221,7 @@ public sealed record JobConfig
         }
 
         var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(modelPath))!.AsObject();
-        foreach (var (key, line) in keys)
+        foreach (var (key, at) in keys)
         {
             string text = overrides.Str(key, "");
             System.Text.Json.Nodes.JsonNode? value = text switch
@@ -234,7 +234,7 @@ public sealed record JobConfig
             };
             if (!json.ContainsKey(key))
             {
-                throw new ConfigException($"{overrides.File}:{line}: \"model_overrides.{key}\" is not a key of {modelPath}");
+                throw new ConfigException($"{at}: \"model_overrides.{key}\" is not a key of {modelPath}");
             }
 
             json[key] = value;
@@ -246,7 +246,7 @@ public sealed record JobConfig
         }
         catch (ConfigException e)
         {
-            throw new ConfigException($"{overrides.File}:{keys[0].Line}: model_overrides: {e.Message}", e);
+            throw new ConfigException($"{keys[0].At}: model_overrides: {e.Message}", e);
         }
     }
 

@@ -25,12 +25,12 @@ public static class MixWeights
         }
 
         var weights = new Dictionary<string, float>(StringComparer.Ordinal);
-        foreach (var (key, line) in keys)
+        foreach (var (key, at) in keys)
         {
             if (!kinds.Contains(key))
             {
                 throw new ConfigException(
-                    $"{data.File}:{line}: \"data.task_weights.{key}\": not one of the job's synthetic tasks ({string.Join(", ", kinds)})");
+                    $"{at}: \"data.task_weights.{key}\": not one of the job's synthetic tasks ({string.Join(", ", kinds)})");
             }
 
             weights[key] = section.Float(key, 1f, 0, 1e6);
@@ -38,7 +38,7 @@ public static class MixWeights
 
         if (kinds.All(k => weights.GetValueOrDefault(k, 1f) == 0))
         {
-            throw new ConfigException($"{data.File}:{data.LineOf("task_weights")}: \"data.task_weights\" gives every synthetic task weight 0");
+            throw new ConfigException($"{data.At("task_weights")}: \"data.task_weights\" gives every synthetic task weight 0");
         }
 
         return weights;
@@ -56,7 +56,7 @@ public static class MixWeights
             return null;
         }
 
-        string where = $"{data.File}:{data.LineOf("difficulty_weights")}: \"data.difficulty_weights\"";
+        string where = $"{data.At("difficulty_weights")}: \"data.difficulty_weights\"";
         if (items.Count != maxDifficulty)
         {
             throw new ConfigException($"{where} has {items.Count} weights; it needs one per difficulty 1..max_difficulty ({maxDifficulty})");

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using K2RL.Common;
+using K2RL.Gym;
 using K2RL.Model;
 using K2RL.Model.IO;
 using K2RL.Trainer.Checkpointing;
@@ -135,6 +136,7 @@ public sealed class Pretrainer
                 NewtonSchulzMs = r.Times.NewtonSchulz * 1000,
                 TokensPerStep = stepTokens,
             };
+            // Deliberate twin of RlJob.TrainAsync's iteration tail (metrics line, bad-step stop, periodic checkpoint): each loop returns its own result.
             File.AppendAllText(run.Metrics, m.ToJson() + "\n");
             observer?.OnStep(m, total);
 
@@ -178,6 +180,7 @@ public sealed class Pretrainer
         AtomicFile.WriteAllText(Path.Combine(run.Root, "config.yaml"), ResolvedConfigText());
     }
 
+    // Reads like RlJob.Load (its state file, the job-hash warning, TrainingFiles.Load); the cursors restored differ.
     private void Load(string dir)
     {
         var state = TrainState.FromJson(File.ReadAllText(Path.Combine(dir, StateFile)), Path.Combine(dir, StateFile));

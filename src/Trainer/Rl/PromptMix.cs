@@ -1,5 +1,6 @@
 using System.Globalization;
 using K2RL.Rollout;
+using K2RL.Rollout.Episodes;
 
 namespace K2RL.Trainer.Rl;
 

@@ -1,7 +1,9 @@
 using K2RL.Common.Chat;
 using K2RL.Gym;
+using K2RL.Gym.Critic;
 using K2RL.Model.Tokenization;
 using K2RL.Rollout;
+using K2RL.Rollout.Episodes;
 using Serilog;
 
 namespace K2RL.Trainer.Rl;

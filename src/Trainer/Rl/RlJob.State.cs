@@ -2,6 +2,7 @@ using System.Text.Json;
 using K2RL.Common;
 using K2RL.Model.IO;
 using K2RL.Rollout;
+using K2RL.Rollout.Episodes;
 using K2RL.Trainer.Checkpointing;
 using K2RL.Trainer.Pretraining;
 
@@ -71,6 +72,7 @@ public sealed partial class RlJob
             $"# resolved RL job config, written by k2rl rl\n# base: {baseDir}\n# job_sha256: {jobSha}\n{job.SourceText}");
     }
 
+    // Reads like Pretrainer.Load (its state file, the job-hash warning, TrainingFiles.Load); the cursors restored differ.
     private void Load(string dir)
     {
         string statePath = Path.Combine(dir, StateFile);

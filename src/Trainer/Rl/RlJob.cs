@@ -4,10 +4,12 @@ using System.Text;
 using K2RL.CheckpointEngine;
 using K2RL.Common;
 using K2RL.Gym;
+using K2RL.Gym.Eval;
 using K2RL.Model;
 using K2RL.Model.IO;
 using K2RL.Model.Tokenization;
 using K2RL.Rollout;
+using K2RL.Rollout.Episodes;
 using K2RL.Trainer.Checkpointing;
 using K2RL.Trainer.Pretraining;
 using K2RL.Trainer.Training;
@@ -104,7 +106,7 @@ public sealed partial class RlJob : IDisposable
         var envs = job.Envs.ToDictionary(e => e.Name, StringComparer.Ordinal);
         runner = new EpisodeRunner(engine, tokenizer, registry.CreateEnvironment, EpisodeOptionsFor(job.Envs[0]),
             name => EpisodeOptionsFor(envs[name]));
-        var corpus = K2RL.Trainer.Pretraining.SyntheticCorpus.FromGym();
+        var corpus = SyntheticCorpus.CreateDefault();
         ptx = new BatchPacker(new DocumentStream(job.Seed ^ 0x5054584E, job.PtxData, corpus), new BpeTextEncoder(tokenizer), checkpoint.Config.VocabSize);
         critic = new RlCritic(job, registry, engine, tokenizer, this.log);
         jobSha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.SourceText)));
@@ -162,6 +164,7 @@ public sealed partial class RlJob : IDisposable
             }
 
             last = m;
+            // Deliberate twin of Pretrainer.Train's step tail (metrics line, bad-step stop, periodic checkpoint): each loop returns its own result.
             File.AppendAllText(run.Metrics, m.ToJson() + "\n");
             observer?.OnIteration(m, total);
             if (badInARow >= job.MaxBadSteps)

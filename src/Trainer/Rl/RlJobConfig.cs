@@ -170,15 +170,15 @@ public sealed record RlJobConfig
     {
         var r = YamlReader.Parse(text, file);
         string? init = r.OptionalStr("init_from") ?? initFrom
-            ?? throw new ConfigException($"{file}:1: required key \"init_from\" (a pretrain run directory or checkpoint directory) is missing");
+            ?? throw r.Missing("init_from", "a pretrain run directory or checkpoint directory");
         string initDir = initFrom is not null ? Path.GetFullPath(initFrom) : ResolveDirectoryNear(init, file)
-            ?? throw new ConfigException($"{file}:{r.LineOf("init_from")}: \"init_from\": no directory {init} (looked relative to the working directory and the job file)");
+            ?? throw new ConfigException($"{r.At("init_from")}: \"init_from\": no directory {init} (looked relative to the working directory and the job file)");
         string? modelRef = r.OptionalStr("model");
         string? modelPath = modelRef is null ? null : JobConfig.ResolvePath(modelRef, file)
-            ?? throw new ConfigException($"{file}:{r.LineOf("model")}: \"model\": no file {modelRef}");
+            ?? throw new ConfigException($"{r.At("model")}: \"model\": no file {modelRef}");
 
         int iterations = r.Int("iterations", 100, 1);
-        var envs = ParseEnvs(r.Section("envs"), file, envNames, r.LineOf("envs"));
+        var envs = ParseEnvs(r.Section("envs"), envNames, r.At("envs"));
 
         var obj = r.Section("objective");
         double tau = obj.Float("tau", 0.1f, 0, 100, minExclusive: true);
@@ -200,7 +200,7 @@ public sealed record RlJobConfig
         ptx.RejectUnknown();
         if (lambda > 0 && ptxData.SyntheticTasks.Count == 0 && ptxData.Files.Count == 0)
         {
-            throw new ConfigException($"{file}:{r.LineOf("ptx")}: \"ptx.data\" names no source while ptx.lambda > 0: list synthetic tasks or files");
+            throw new ConfigException($"{r.At("ptx")}: \"ptx.data\" names no source while ptx.lambda > 0: list synthetic tasks or files");
         }
 
         var t = r.Section("temperature");
@@ -214,7 +214,7 @@ public sealed record RlJobConfig
         t.RejectUnknown();
         if (temperature.Kind == "exponential" && (temperature.Start <= 0 || temperature.End <= 0))
         {
-            throw new ConfigException($"{file}:{r.LineOf("temperature")}: an exponential temperature schedule needs start and end > 0");
+            throw new ConfigException($"{r.At("temperature")}: an exponential temperature schedule needs start and end > 0");
         }
 
         var ro = r.Section("rollout");
@@ -222,7 +222,7 @@ public sealed record RlJobConfig
         long tokenBudget = ro.Long("iteration_token_budget", 0);
         if (tokenBudget < 0)
         {
-            throw new ConfigException($"{file}:{ro.LineOf("iteration_token_budget")}: \"rollout.iteration_token_budget\" must be >= 0 (0: no limit)");
+            throw new ConfigException($"{ro.At("iteration_token_budget")}: \"rollout.iteration_token_budget\" must be >= 0 (0: no limit)");
         }
 
         double stepTimeout = ro.Float("step_timeout_s", 30f, 0, 3600, minExclusive: true);
@@ -246,7 +246,7 @@ public sealed record RlJobConfig
         c.RejectUnknown();
         if (critic.Judge == "http" && critic.Endpoint is null)
         {
-            throw new ConfigException($"{file}:{r.LineOf("critic")}: \"critic.judge: http\" needs \"critic.endpoint\" (an OpenAI-compatible chat-completions URL)");
+            throw new ConfigException($"{r.At("critic")}: \"critic.judge: http\" needs \"critic.endpoint\" (an OpenAI-compatible chat-completions URL)");
         }
 
         var optimizer = JobConfig.ParseOptimizer(r.Section("optimizer"), new OptimizerSettings { Lr = 0.002f });
@@ -259,7 +259,7 @@ public sealed record RlJobConfig
         int evalTasks = ev.Int("tasks", 50, 1, 100_000);
         var evalDifficulties = ev.StrList("difficulties", ["1", "2"])
             .Select(s => int.TryParse(s, out int d) && d >= 1 && d <= 10 ? d
-                : throw new ConfigException($"{file}:{ev.LineOf("difficulties")}: \"eval.difficulties\" entries must be integers in [1, 10], got \"{s}\""))
+                : throw new ConfigException($"{ev.At("difficulties")}: \"eval.difficulties\" entries must be integers in [1, 10], got \"{s}\""))
             .ToArray();
         ev.RejectUnknown();
 
@@ -308,34 +308,34 @@ public sealed record RlJobConfig
         r.RejectUnknown();
         if (job.MiniBatches > job.PromptsPerIteration)
         {
-            throw new ConfigException($"{file}:{r.LineOf("objective")}: \"objective.minibatches\" {job.MiniBatches} exceeds prompts_per_iteration {job.PromptsPerIteration}");
+            throw new ConfigException($"{r.At("objective")}: \"objective.minibatches\" {job.MiniBatches} exceeds prompts_per_iteration {job.PromptsPerIteration}");
         }
 
         return job;
     }
 
-    private static List<RlEnvSettings> ParseEnvs(YamlReader section, string file, IReadOnlyCollection<string> envNames, int line)
+    private static List<RlEnvSettings> ParseEnvs(YamlReader section, IReadOnlyCollection<string> envNames, string at)
     {
         var keys = section.Keys();
         if (keys.Count == 0)
         {
-            throw new ConfigException($"{file}:{line}: \"envs\" must name at least one environment (known: {string.Join(", ", envNames.Order(StringComparer.Ordinal))})");
+            throw new ConfigException($"{at}: \"envs\" must name at least one environment (known: {string.Join(", ", envNames.Order(StringComparer.Ordinal))})");
         }
 
         var envs = new List<RlEnvSettings>();
-        foreach (var (name, keyLine) in keys)
+        foreach (var (name, keyAt) in keys)
         {
             if (!envNames.Contains(name))
             {
                 throw new ConfigException(
-                    $"{file}:{keyLine}: \"envs.{name}\": no environment named \"{name}\" (registered: {string.Join(", ", envNames.Order(StringComparer.Ordinal))})");
+                    $"{keyAt}: \"envs.{name}\": no environment named \"{name}\" (registered: {string.Join(", ", envNames.Order(StringComparer.Ordinal))})");
             }
 
             var e = section.Section(name);
             var difficulty = e.StrList("difficulty", ["1", "1"]);
             if (difficulty.Count != 2 || !int.TryParse(difficulty[0], out int lo) || !int.TryParse(difficulty[1], out int hi) || lo < 1 || hi < lo || hi > 10)
             {
-                throw new ConfigException($"{file}:{e.LineOf("difficulty")}: \"envs.{name}.difficulty\" must be [min, max] with 1 <= min <= max <= 10");
+                throw new ConfigException($"{e.At("difficulty")}: \"envs.{name}.difficulty\" must be [min, max] with 1 <= min <= max <= 10");
             }
 
             string reward = e.Str("reward", "auto", "auto", "verifier", "critic");

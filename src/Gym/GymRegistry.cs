@@ -1,6 +1,9 @@
 using System.Reflection;
 using K2RL.Common;
 using K2RL.Common.Chat;
+using K2RL.Gym.Critic;
+using K2RL.Gym.Sandbox;
+using K2RL.Gym.Tasks;
 
 namespace K2RL.Gym;
 

@@ -1,6 +1,7 @@
 using System.Globalization;
+using K2RL.Gym.Critic;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Tasks;
 
 /// <summary>The environments, verifiers and judges every registry starts with.</summary>
 public static class BuiltinEnvironments

@@ -1,9 +1,7 @@
 using K2RL.Common;
 using K2RL.Common.Config;
-using YamlDotNet.Core;
-using YamlDotNet.RepresentationModel;
 
-namespace K2RL.Gym;
+namespace K2RL.Gym.Critic;
 
 /// <summary>SPEC §3's rubric families. Persisted by name in YAML (<c>core</c>, <c>prescriptive</c>, <c>task_specific</c>).</summary>
 public enum RubricKind
@@ -31,7 +29,7 @@ public sealed record Rubric
 
     public IReadOnlyList<string> AppliesTo { get; init; } = [];
 
-    /// <summary>Where it was defined (<c>file:line</c>), for messages.</summary>
+    /// <summary>Where it was defined (<c>file:line:column</c>), for messages.</summary>
     public string Source { get; init; } = "";
 
     /// <summary>Whether this rubric applies to a prompt with these tags (core and prescriptive always do).</summary>
@@ -55,9 +53,6 @@ public sealed record Rubric
 /// </summary>
 public static class RubricLoader
 {
-    private static readonly string[] FileKeys = ["kind", "rubrics"];
-    private static readonly string[] RubricKeys = ["name", "kind", "mandatory", "description", "criteria", "applies_to"];
-
     /// <summary>Every <c>*.yaml</c>/<c>*.yml</c> in <paramref name="directory"/>, in name order.</summary>
     public static IReadOnlyList<Rubric> LoadDirectory(string directory)
     {
@@ -91,69 +86,49 @@ public static class RubricLoader
 
     public static IReadOnlyList<Rubric> Parse(string yaml, string file)
     {
-        var stream = new YamlStream();
-        try
+        var root = YamlReader.Parse(yaml, file);
+        var defaultKind = ParseKind(root, RubricKind.Core);
+        var items = root.MappingList("rubrics");
+        root.RejectUnknown();
+        if (items is null)
         {
-            stream.Load(new StringReader(yaml));
-        }
-        catch (YamlException e)
-        {
-            throw new ConfigException($"{file}:{e.Start.Line}:{e.Start.Column}: YAML syntax error: {e.Message}", e);
-        }
-
-        if (stream.Documents.Count == 0)
-        {
-            throw new ConfigException($"{file}:1:1: empty rubric file");
-        }
-
-        var root = Yaml.Map(stream.Documents[0].RootNode, file, "the file");
-        Yaml.CheckKeys(root, file, FileKeys);
-        var defaultKind = RubricKind.Core;
-        if (root.Children.TryGetValue(new YamlScalarNode("kind"), out var kindNode))
-        {
-            defaultKind = ParseKind(kindNode, file);
-        }
-
-        if (!root.Children.TryGetValue(new YamlScalarNode("rubrics"), out var listNode) || listNode is not YamlSequenceNode list)
-        {
-            throw new ConfigException($"{Yaml.At(file, root)}: 'rubrics' must be a list of rubrics");
+            throw root.Missing("rubrics", "a list of rubrics");
         }
 
         var rubrics = new List<Rubric>();
         var names = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var item in list.Children)
+        foreach (var item in items)
         {
-            var map = Yaml.Map(item, file, "a rubric");
-            Yaml.CheckKeys(map, file, RubricKeys);
-            string name = Yaml.RequiredString(map, "name", file);
-            if (!names.Add(name))
+            // Every key is read before any is required, so a misspelt key is reported as unknown, not as missing.
+            string? name = item.OptionalStr("name");
+            string? description = item.OptionalStr("description");
+            var kind = ParseKind(item, defaultKind);
+            bool mandatory = item.Bool("mandatory", false);
+            var criteria = item.StrList("criteria", []);
+            var appliesTo = item.StrList("applies_to", []);
+            item.RejectUnknown();
+            if (name is null || description is null)
             {
-                throw new ConfigException($"{Yaml.At(file, map)}: rubric '{name}' appears twice in this file");
+                throw item.Missing(name is null ? "name" : "description");
             }
 
-            var kind = map.Children.TryGetValue(new YamlScalarNode("kind"), out var k) ? ParseKind(k, file) : defaultKind;
+            if (!names.Add(name))
+            {
+                throw new ConfigException($"{item.At()}: rubric '{name}' appears twice in this file");
+            }
+
             rubrics.Add(new Rubric
             {
-                Name = name,
-                Kind = kind,
-                Mandatory = Yaml.OptionalBool(map, "mandatory", file) ?? false,
-                Description = Yaml.RequiredString(map, "description", file),
-                Criteria = Yaml.OptionalStrings(map, "criteria", file),
-                AppliesTo = Yaml.OptionalStrings(map, "applies_to", file),
-                Source = Yaml.At(file, map).TrimEnd(':'),
+                Name = name, Kind = kind, Mandatory = mandatory, Description = description, Criteria = criteria,
+                AppliesTo = appliesTo, Source = item.At(),
             });
         }
 
         return rubrics;
     }
 
-    private static RubricKind ParseKind(YamlNode node, string file) =>
-        (node as YamlScalarNode)?.Value switch
-        {
-            "core" => RubricKind.Core,
-            "prescriptive" => RubricKind.Prescriptive,
-            "task_specific" => RubricKind.TaskSpecific,
-            var v => throw new ConfigException(
-                $"{Yaml.At(file, node)}: kind '{v}' is not one of core, prescriptive, task_specific"),
-        };
+    private static readonly string[] KindNames = ["core", "prescriptive", "task_specific"];   // [RubricKind]
+
+    private static RubricKind ParseKind(YamlReader r, RubricKind fallback) =>
+        (RubricKind)Array.IndexOf(KindNames, r.Str("kind", KindNames[(int)fallback], KindNames));
 }

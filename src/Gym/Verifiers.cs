@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using K2RL.Common.Chat;
+using K2RL.Gym.Sandbox;
 
 namespace K2RL.Gym;
 

@@ -1,6 +1,5 @@
 using System.Text;
 using K2RL.Common;
-using K2RL.Common.Chat;
 
 namespace K2RL.Gym;
 
@@ -89,24 +88,6 @@ public sealed class SnapshotWriter
         return this;
     }
 
-    public SnapshotWriter Write(IReadOnlyList<Message> messages)
-    {
-        writer.Write(messages.Count);
-        foreach (var m in messages)
-        {
-            if (m.ToolCalls is { Count: > 0 })
-            {
-                throw new ArgumentException("a snapshot keeps an action's tool calls as text in its content, not as Message.ToolCalls", nameof(messages));
-            }
-
-            writer.Write((byte)m.Role);
-            writer.Write(m.Content);
-            writer.Write(m.ToolCallId ?? "");
-        }
-
-        return this;
-    }
-
     public byte[] ToArray()
     {
         writer.Flush();
@@ -181,26 +162,6 @@ public sealed class SnapshotReader
         }
 
         return map;
-    });
-
-    public List<Message> ReadMessages() => Guard(() =>
-    {
-        int n = CheckCount(reader.ReadInt32());
-        var list = new List<Message>(n);
-        for (int i = 0; i < n; i++)
-        {
-            byte role = reader.ReadByte();
-            if (role > (byte)Role.Tool)
-            {
-                throw new SnapshotException($"snapshot message {i} has unknown role {role}");
-            }
-
-            string content = reader.ReadString();
-            string id = reader.ReadString();
-            list.Add(new Message((Role)role, content, id.Length == 0 ? null : id));
-        }
-
-        return list;
     });
 
     /// <summary>Throws unless every byte was consumed (a longer snapshot is from another layout).</summary>
