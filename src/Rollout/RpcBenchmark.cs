@@ -2,7 +2,7 @@ using System.Diagnostics;
 using K2RL.Common.Rpc;
 using K2RL.Gym;
 using K2RL.Model;
-using Pb = K2RL.Protos.V1;
+using Wire = K2RL.Protos.V1;
 
 namespace K2RL.Rollout;
 
@@ -28,11 +28,9 @@ public static class RpcBenchmark
         var decoder = new ModelDecoder(config, maxBatch: 1);
         decoder.LoadWeights(model.Parameters);
         using var service = new RolloutService(decoder, new InMemoryPartialRolloutStore());
-        await using var server = new RpcServer();
-        server.AddService(new RolloutRpcService(service));
-        await server.StartAsync();
-        using var rpc = new RpcClient(server.Address);
-        var client = new RolloutClient(rpc);
+        await using var server = await GrpcServer.Create().AddService(new RolloutGrpcService(service)).StartAsync();
+        using var channel = GrpcChannels.Create(server.Address);
+        var client = new RolloutClient(channel);
         var remote = await MeasureStreamsAsync(streams, tokens, r => client.GenerateAsync(r));
         return new Result(steps, p50, p99, streams, tokens, remote.TtftP50, remote.TtftP99, remote.TokensPerSecond);
     }
@@ -64,7 +62,7 @@ public static class RpcBenchmark
     }
 
     private static async Task<(double TtftP50, double TtftP99, double TokensPerSecond)> MeasureStreamsAsync(
-        int streams, int tokens, Func<Pb.GenerateRequest, IAsyncEnumerable<Pb.GenerateEvent>> generate)
+        int streams, int tokens, Func<Wire.GenerateRequest, IAsyncEnumerable<Wire.GenerateEvent>> generate)
     {
         var ttft = new List<double>(streams);
         var rates = new List<double>(streams);
@@ -74,10 +72,10 @@ public static class RpcBenchmark
             rates.Clear();
             for (int i = 0; i < streams; i++)
             {
-                var request = new Pb.GenerateRequest
+                var request = new Wire.GenerateRequest
                 {
                     PromptTokenIds = { 1, 2, 3, 4, 5, 6, 7, 8 },
-                    Sampling = new Pb.SamplingParams { Temperature = 1f, Seed = (ulong)i, MaxTokens = tokens, StopOnRepetition = false },
+                    Sampling = new Wire.SamplingParams { Temperature = 1f, Seed = (ulong)i, MaxTokens = tokens, StopOnRepetition = false },
                 };
                 long t0 = Stopwatch.GetTimestamp();
                 double first = 0;
