@@ -76,10 +76,10 @@ public sealed record GymConfig
 
         foreach (var remote in Remotes)
         {
-            var client = new Lazy<K2RL.Common.Rpc.RpcClient>(() => new K2RL.Common.Rpc.RpcClient(remote.Address));
+            var channel = new Lazy<Grpc.Net.Client.GrpcChannel>(() => K2RL.Common.Rpc.GrpcChannels.Create(remote.Address));
             var options = new RemoteEnvironmentOptions { StepTimeout = remote.StepTimeout };
             registry.AddEnvironment(remote.Name, $"remote: {remote.Env} at {remote.Address}",
-                _ => new RemoteEnvironment(client.Value, remote.Env, options));
+                _ => new RemoteEnvironment(channel.Value, remote.Env, options));
         }
 
         return registry;

@@ -1,40 +1,31 @@
-using K2RL.Common.Rpc;
-using Pb = K2RL.Protos.V1;
+using Grpc.Core;
+using Wire = K2RL.Protos.V1;
 
 namespace K2RL.Rollout;
 
-/// <summary>The methods of k2rl.v1.Rollout (protos/k2rl/v1/rollout.proto), shared by server and client.</summary>
-public static class RolloutRpc
+/// <summary>Serves a <see cref="RolloutService"/> as k2rl.v1.Rollout (protos/k2rl/v1/rollout.proto); its failures become gRPC statuses.</summary>
+public sealed class RolloutGrpcService(RolloutService service) : Wire.Rollout.RolloutBase
 {
-    // One method table per proto service, deliberately alike: GymProtocol is k2rl.v1.Gym's.
-    public const string ServiceName = "k2rl.v1.Rollout";
-
-    public static readonly RpcMethod<Pb.GenerateRequest, Pb.GenerateEvent> Generate = RpcMethod.Create<Pb.GenerateRequest, Pb.GenerateEvent>(ServiceName, "Generate");
-    public static readonly RpcMethod<Pb.UpdateWeightsRequest, Pb.UpdateWeightsReply> UpdateWeights = RpcMethod.Create<Pb.UpdateWeightsRequest, Pb.UpdateWeightsReply>(ServiceName, "UpdateWeights");
-    public static readonly RpcMethod<Pb.PauseRequest, Pb.PauseReply> Pause = RpcMethod.Create<Pb.PauseRequest, Pb.PauseReply>(ServiceName, "Pause");
-    public static readonly RpcMethod<Pb.ResumeRequest, Pb.ResumeReply> Resume = RpcMethod.Create<Pb.ResumeRequest, Pb.ResumeReply>(ServiceName, "Resume");
-    public static readonly RpcMethod<Pb.DrainRequest, Pb.DrainReply> Drain = RpcMethod.Create<Pb.DrainRequest, Pb.DrainReply>(ServiceName, "Drain");
-    public static readonly RpcMethod<Pb.HealthRequest, Pb.HealthReply> Health = RpcMethod.Create<Pb.HealthRequest, Pb.HealthReply>(ServiceName, "Health");
-}
-
-/// <summary>Puts a <see cref="RolloutService"/> on an <see cref="RpcServer"/>; its failures become gRPC statuses.</summary>
-public sealed class RolloutRpcService(RolloutService service) : IRpcService
-{
-    public void Register(RpcServer server)
+    public override async Task Generate(Wire.GenerateRequest request, IServerStreamWriter<Wire.GenerateEvent> responseStream, ServerCallContext context)
     {
-        server.AddServerStreaming(RolloutRpc.Generate, async (request, responses, context) =>
+        await foreach (var e in Mapped(service.GenerateAsync(request, context.CancellationToken)).ConfigureAwait(false))
         {
-            await foreach (var e in Mapped(service.GenerateAsync(request, context.CancellationToken)).ConfigureAwait(false))
-            {
-                await responses.WriteAsync(e).ConfigureAwait(false);
-            }
-        });
-        server.AddUnary(RolloutRpc.UpdateWeights, (request, _) => Call(() => Task.FromResult(service.UpdateWeights(request))));
-        server.AddUnary(RolloutRpc.Pause, (request, _) => Call(() => service.PauseAsync(request)));
-        server.AddUnary(RolloutRpc.Resume, (request, _) => Call(() => Task.FromResult(service.Resume(request))));
-        server.AddUnary(RolloutRpc.Drain, (request, context) => Call(() => service.DrainAsync(request, context.CancellationToken)));
-        server.AddUnary(RolloutRpc.Health, (request, _) => Task.FromResult(service.Health(request)));
+            await responseStream.WriteAsync(e).ConfigureAwait(false);
+        }
     }
+
+    public override Task<Wire.UpdateWeightsReply> UpdateWeights(Wire.UpdateWeightsRequest request, ServerCallContext context) =>
+        Call(() => Task.FromResult(service.UpdateWeights(request)));
+
+    public override Task<Wire.PauseReply> Pause(Wire.PauseRequest request, ServerCallContext context) => Call(() => service.PauseAsync(request));
+
+    public override Task<Wire.ResumeReply> Resume(Wire.ResumeRequest request, ServerCallContext context) =>
+        Call(() => Task.FromResult(service.Resume(request)));
+
+    public override Task<Wire.DrainReply> Drain(Wire.DrainRequest request, ServerCallContext context) =>
+        Call(() => service.DrainAsync(request, context.CancellationToken));
+
+    public override Task<Wire.HealthReply> Health(Wire.HealthRequest request, ServerCallContext context) => Task.FromResult(service.Health(request));
 
     private static async Task<T> Call<T>(Func<Task<T>> body)
     {
@@ -48,7 +39,7 @@ public sealed class RolloutRpcService(RolloutService service) : IRpcService
         }
     }
 
-    private static async IAsyncEnumerable<Pb.GenerateEvent> Mapped(IAsyncEnumerable<Pb.GenerateEvent> events)
+    private static async IAsyncEnumerable<Wire.GenerateEvent> Mapped(IAsyncEnumerable<Wire.GenerateEvent> events)
     {
         await using var e = events.GetAsyncEnumerator();
         while (true)
@@ -72,29 +63,44 @@ public sealed class RolloutRpcService(RolloutService service) : IRpcService
         }
     }
 
-    private static RpcException ToRpc(RolloutServiceException e) => new(e.Status, e.Message);
+    private static RpcException ToRpc(RolloutServiceException e) => new(new Status(e.Status, e.Message));
 }
 
-/// <summary>A typed client for k2rl.v1.Rollout.</summary>
-public sealed class RolloutClient(RpcClient rpc)
+/// <summary>A client of k2rl.v1.Rollout over a channel (<see cref="K2RL.Common.Rpc.GrpcChannels"/>): Generate as an async stream, weights as floats.</summary>
+public sealed class RolloutClient(CallInvoker invoker)
 {
-    public IAsyncEnumerable<Pb.GenerateEvent> GenerateAsync(Pb.GenerateRequest request, CallOptions options = default, CancellationToken ct = default) =>
-        rpc.ServerStreamingAsync(RolloutRpc.Generate, request, options, ct);
+    private readonly Wire.Rollout.RolloutClient client = new(invoker);
 
-    public Task<Pb.UpdateWeightsReply> UpdateWeightsAsync(long version, float[] parameters, CallOptions options = default)
+    public RolloutClient(ChannelBase channel)
+        : this(channel.CreateCallInvoker())
+    {
+    }
+
+    /// <summary>The token events, then Finished; leaving the loop early (or <paramref name="ct"/>) cancels the call.</summary>
+    public async IAsyncEnumerable<Wire.GenerateEvent> GenerateAsync(Wire.GenerateRequest request, CallOptions options = default,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
+    {
+        using var call = client.Generate(request, ct.CanBeCanceled ? options.WithCancellationToken(ct) : options);
+        await foreach (var e in call.ResponseStream.ReadAllAsync(ct).ConfigureAwait(false))
+        {
+            yield return e;
+        }
+    }
+
+    public Task<Wire.UpdateWeightsReply> UpdateWeightsAsync(long version, float[] parameters, CallOptions options = default)
     {
         var bytes = new byte[parameters.Length * sizeof(float)];
         Buffer.BlockCopy(parameters, 0, bytes, 0, bytes.Length);
-        return rpc.UnaryAsync(RolloutRpc.UpdateWeights,
-            new Pb.UpdateWeightsRequest { Version = version, Parameters = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(bytes) }, options);
+        return client.UpdateWeightsAsync(
+            new Wire.UpdateWeightsRequest { Version = version, Parameters = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(bytes) }, options).ResponseAsync;
     }
 
-    public Task<Pb.PauseReply> PauseAsync(bool offload = false, CallOptions options = default) =>
-        rpc.UnaryAsync(RolloutRpc.Pause, new Pb.PauseRequest { Offload = offload }, options);
+    public Task<Wire.PauseReply> PauseAsync(bool offload = false, CallOptions options = default) =>
+        client.PauseAsync(new Wire.PauseRequest { Offload = offload }, options).ResponseAsync;
 
-    public Task<Pb.ResumeReply> ResumeAsync(CallOptions options = default) => rpc.UnaryAsync(RolloutRpc.Resume, new Pb.ResumeRequest(), options);
+    public Task<Wire.ResumeReply> ResumeAsync(CallOptions options = default) => client.ResumeAsync(new Wire.ResumeRequest(), options).ResponseAsync;
 
-    public Task<Pb.DrainReply> DrainAsync(CallOptions options = default) => rpc.UnaryAsync(RolloutRpc.Drain, new Pb.DrainRequest(), options);
+    public Task<Wire.DrainReply> DrainAsync(CallOptions options = default) => client.DrainAsync(new Wire.DrainRequest(), options).ResponseAsync;
 
-    public Task<Pb.HealthReply> HealthAsync(CallOptions options = default) => rpc.UnaryAsync(RolloutRpc.Health, new Pb.HealthRequest(), options);
+    public Task<Wire.HealthReply> HealthAsync(CallOptions options = default) => client.HealthAsync(new Wire.HealthRequest(), options).ResponseAsync;
 }

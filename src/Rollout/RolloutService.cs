@@ -3,8 +3,8 @@ using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading.Channels;
-using K2RL.Common.Rpc;
-using Pb = K2RL.Protos.V1;
+using Grpc.Core;
+using Wire = K2RL.Protos.V1;
 
 namespace K2RL.Rollout;
 
@@ -52,7 +52,7 @@ public sealed class RolloutService : IDisposable
     /// deadline passed, the stream was abandoned); the sequence is then cancelled and its blocks freed.</summary>
     public event Action<string>? CallCancelled;
 
-    public async IAsyncEnumerable<Pb.GenerateEvent> GenerateAsync(Pb.GenerateRequest call, [EnumeratorCancellation] CancellationToken ct)
+    public async IAsyncEnumerable<Wire.GenerateEvent> GenerateAsync(Wire.GenerateRequest call, [EnumeratorCancellation] CancellationToken ct)
     {
         ThrowIfUnavailable();
         var request = ToRequest(call);
@@ -92,9 +92,9 @@ public sealed class RolloutService : IDisposable
             using var registration = ct.Register(CancelOnce);
             await foreach (var t in channel.Reader.ReadAllAsync(ct).ConfigureAwait(false))
             {
-                yield return new Pb.GenerateEvent
+                yield return new Wire.GenerateEvent
                 {
-                    Token = new Pb.TokenEvent
+                    Token = new Wire.TokenEvent
                     {
                         Index = index++,
                         TokenId = t.Token,
@@ -124,11 +124,11 @@ public sealed class RolloutService : IDisposable
                 throw new RolloutServiceException(StatusCode.Cancelled, "the request was cancelled");
         }
 
-        yield return new Pb.GenerateEvent
+        yield return new Wire.GenerateEvent
         {
-            Finished = new Pb.Finished
+            Finished = new Wire.Finished
             {
-                FinishReason = (Pb.FinishReason)(int)result.FinishReason,
+                FinishReason = (Wire.FinishReason)(int)result.FinishReason,
                 Truncated = result.Truncated,
                 Degenerate = result.Degenerate,
                 NumTokens = result.Tokens.Count,
@@ -137,7 +137,7 @@ public sealed class RolloutService : IDisposable
         };
     }
 
-    public Pb.UpdateWeightsReply UpdateWeights(Pb.UpdateWeightsRequest call)
+    public Wire.UpdateWeightsReply UpdateWeights(Wire.UpdateWeightsRequest call)
     {
         ThrowIfFaulted();
         long expected = engine.Decoder.ParameterCount * sizeof(float);
@@ -167,10 +167,10 @@ public sealed class RolloutService : IDisposable
         }
 
         wake.Release();
-        return new Pb.UpdateWeightsReply { AcceptedVersion = call.Version };
+        return new Wire.UpdateWeightsReply { AcceptedVersion = call.Version };
     }
 
-    public async Task<Pb.PauseReply> PauseAsync(Pb.PauseRequest call)
+    public async Task<Wire.PauseReply> PauseAsync(Wire.PauseRequest call)
     {
         ThrowIfFaulted();
         paused = true;
@@ -184,18 +184,18 @@ public sealed class RolloutService : IDisposable
             await OnLoopAsync(() => 0).ConfigureAwait(false); // returns once the step in progress has ended
         }
 
-        return new Pb.PauseReply { Offloaded = offloaded };
+        return new Wire.PauseReply { Offloaded = offloaded };
     }
 
-    public Pb.ResumeReply Resume(Pb.ResumeRequest call)
+    public Wire.ResumeReply Resume(Wire.ResumeRequest call)
     {
         ThrowIfFaulted();
         paused = false;
         wake.Release();
-        return new Pb.ResumeReply();
+        return new Wire.ResumeReply();
     }
 
-    public async Task<Pb.DrainReply> DrainAsync(Pb.DrainRequest call, CancellationToken ct)
+    public async Task<Wire.DrainReply> DrainAsync(Wire.DrainRequest call, CancellationToken ct)
     {
         ThrowIfFaulted();
         draining = true;
@@ -207,10 +207,10 @@ public sealed class RolloutService : IDisposable
         }
 
         await Task.WhenAll(pending.Select(h => h.Completion)).WaitAsync(ct).ConfigureAwait(false);
-        return new Pb.DrainReply { Completed = pending.Count };
+        return new Wire.DrainReply { Completed = pending.Count };
     }
 
-    public Pb.HealthReply Health(Pb.HealthRequest call) => new()
+    public Wire.HealthReply Health(Wire.HealthRequest call) => new()
     {
         Serving = fault is null && !draining,
         Paused = paused,
@@ -244,7 +244,7 @@ public sealed class RolloutService : IDisposable
         engine.Sweep(); // (the semaphore is not disposed: a late cancellation callback may still release it)
     }
 
-    private GenerationRequest ToRequest(Pb.GenerateRequest call)
+    private GenerationRequest ToRequest(Wire.GenerateRequest call)
     {
         int[] prompt;
         if (call.PromptTokenIds.Count > 0)
@@ -266,7 +266,7 @@ public sealed class RolloutService : IDisposable
             throw new RolloutServiceException(StatusCode.InvalidArgument, "the prompt is empty");
         }
 
-        var s = call.Sampling ?? new Pb.SamplingParams();
+        var s = call.Sampling ?? new Wire.SamplingParams();
         var defaults = new SamplingParams();
         var sampling = new SamplingParams
         {

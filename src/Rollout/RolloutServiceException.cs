@@ -1,5 +1,5 @@
 using K2RL.Common;
-using K2RL.Common.Rpc;
+using Grpc.Core;
 
 namespace K2RL.Rollout;
 

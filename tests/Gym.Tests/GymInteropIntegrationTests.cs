@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using K2RL.Common.Chat;
+using Grpc.Net.Client;
 using K2RL.Common.Rpc;
 using K2RL.Gym;
 using K2RL.Gym.Remote;
@@ -17,7 +18,7 @@ public sealed class GymInteropIntegrationTests : IAsyncLifetime
     private readonly ConcurrentQueue<string> output = new();
     private readonly TaskCompletionSource<int> port = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Process node = null!;
-    private RpcClient client = null!;
+    private GrpcChannel client = null!;
 
     private static string InteropDir => Path.Combine(ExternalTools.RepoRoot(), "tests", "interop");
 
@@ -59,7 +60,7 @@ public sealed class GymInteropIntegrationTests : IAsyncLifetime
             throw new InvalidOperationException("gym_env_server.js did not start:\n" + string.Join('\n', output));
         }
 
-        client = new RpcClient(new Uri($"http://127.0.0.1:{port.Task.Result}/"), new RpcClientOptions { ConnectTimeout = TimeSpan.FromSeconds(2) });
+        client = GrpcChannels.Create(new Uri($"http://127.0.0.1:{port.Task.Result}/"), new GrpcClientOptions { ConnectTimeout = TimeSpan.FromSeconds(2) });
     }
 
     public async Task DisposeAsync()

@@ -1,18 +1,20 @@
 using Google.Protobuf;
 using K2RL.Common.Chat;
+using Grpc.Core;
+using Grpc.Net.Client;
 using K2RL.Common.Rpc;
 using K2RL.Gym;
 using K2RL.Gym.Remote;
 using K2RL.Gym.Tasks;
-using Pb = K2RL.Protos.Gym;
+using Wire = K2RL.Protos.Gym;
 
 namespace K2RL.Gym.Tests;
 
-/// <summary>A real RpcServer hosting the Gym service in-process, driven by RemoteEnvironment over HTTP/2.</summary>
+/// <summary>A real gRPC server (Grpc.AspNetCore on Kestrel) hosting the Gym service in-process, driven by RemoteEnvironment over HTTP/2.</summary>
 public sealed class RemoteEnvironmentIntegrationTests : IAsyncLifetime
 {
     private RemoteEnvironmentServer server = null!;
-    private RpcClient client = null!;
+    private GrpcChannel client = null!;
 
     /// <summary>Environments that misbehave: one whose Step never returns.</summary>
     private sealed class HangingEnvironment() : EnvironmentBase("hang", new EnvironmentLimits { MaxTurns = 5 })
@@ -44,7 +46,7 @@ public sealed class RemoteEnvironmentIntegrationTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         server = await RemoteEnvironmentServer.StartAsync(Registry());
-        client = new RpcClient(server.Address);
+        client = GrpcChannels.Create(server.Address);
     }
 
     public async Task DisposeAsync()
@@ -85,7 +87,7 @@ public sealed class RemoteEnvironmentIntegrationTests : IAsyncLifetime
 
         // Another server process stands in for a restart: the episode continues there from the bytes.
         await using var other = await RemoteEnvironmentServer.StartAsync(Registry());
-        using var otherClient = new RpcClient(other.Address);
+        using var otherClient = GrpcChannels.Create(other.Address);
         await using var resumed = new RemoteEnvironment(otherClient, "tool_use");
         await resumed.RestoreAsync(snapshot);
         var final = await resumed.StepAsync($"Answer: {task.Answer}");
@@ -99,7 +101,7 @@ public sealed class RemoteEnvironmentIntegrationTests : IAsyncLifetime
     {
         await using var remote = new RemoteEnvironment(client, "arithmetic");
         await remote.ResetAsync(1);
-        var reply = await client.UnaryAsync(GymProtocol.Step, new Pb.StepRequest
+        var reply = await new Wire.Gym.GymClient(client).StepAsync(new Wire.StepRequest
         {
             Session = remote.Session,
             Action = ByteString.CopyFrom(0x41, 0xC3, 0x28, 0xFF),
@@ -111,18 +113,19 @@ public sealed class RemoteEnvironmentIntegrationTests : IAsyncLifetime
     [Fact]
     public async Task ProtocolErrorsAreStatuses()
     {
-        var notFound = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(GymProtocol.Step,
-            new Pb.StepRequest { Session = "nobody", Action = ByteString.CopyFromUtf8("x") }));
+        var gym = new Wire.Gym.GymClient(client);
+        var notFound = await Assert.ThrowsAsync<RpcException>(() => gym.StepAsync(
+            new Wire.StepRequest { Session = "nobody", Action = ByteString.CopyFromUtf8("x") }).ResponseAsync);
         Assert.Equal(StatusCode.NotFound, notFound.StatusCode);
 
         await using var chess = new RemoteEnvironment(client, "chess");
         var e = await Assert.ThrowsAsync<RemoteEnvironmentException>(async () => await chess.ResetAsync(1));
         Assert.Contains("unknown environment 'chess'", e.Message);
 
-        var badSnapshot = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(GymProtocol.Restore,
-            new Pb.RestoreRequest { Session = "s1", Env = "arithmetic", State = ByteString.CopyFromUtf8("garbage!") }));
+        var badSnapshot = await Assert.ThrowsAsync<RpcException>(() => gym.RestoreAsync(
+            new Wire.RestoreRequest { Session = "s1", Env = "arithmetic", State = ByteString.CopyFromUtf8("garbage!") }).ResponseAsync);
         Assert.Equal(StatusCode.InvalidArgument, badSnapshot.StatusCode);
-        Assert.Contains("magic", badSnapshot.Detail);
+        Assert.Contains("magic", badSnapshot.Status.Detail);
     }
 
     [Fact]
@@ -148,7 +151,7 @@ public sealed class RemoteEnvironmentIntegrationTests : IAsyncLifetime
     public async Task ADeadRemoteGivesAFailedEpisodeNotAStuckCaller()
     {
         var doomed = await RemoteEnvironmentServer.StartAsync(Registry());
-        using var doomedClient = new RpcClient(doomed.Address, new RpcClientOptions { ConnectTimeout = TimeSpan.FromSeconds(2) });
+        using var doomedClient = GrpcChannels.Create(doomed.Address, new GrpcClientOptions { ConnectTimeout = TimeSpan.FromSeconds(2) });
         await using var remote = new RemoteEnvironment(doomedClient, "arithmetic", new RemoteEnvironmentOptions { StepTimeout = TimeSpan.FromSeconds(3) });
         await remote.ResetAsync(2);
         await doomed.DisposeAsync();
@@ -167,7 +170,7 @@ public sealed class RemoteEnvironmentIntegrationTests : IAsyncLifetime
             MaxSessions = 2,
             IdleTimeout = TimeSpan.FromMilliseconds(300),
         });
-        using var c = new RpcClient(small.Address);
+        using var c = GrpcChannels.Create(small.Address);
         await new RemoteEnvironment(c, "arithmetic").ResetAsync(1);
         await new RemoteEnvironment(c, "arithmetic").ResetAsync(2);
         var e = await Assert.ThrowsAsync<RemoteEnvironmentException>(async () => await new RemoteEnvironment(c, "arithmetic").ResetAsync(3));

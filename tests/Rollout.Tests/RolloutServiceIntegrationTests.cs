@@ -1,9 +1,11 @@
 using System.Net;
 using System.Text.Json;
+using Grpc.Core;
+using Grpc.Net.Client;
 using K2RL.Common.Rpc;
 using K2RL.Rollout;
 using K2RL.Tests.Shared;
-using Pb = K2RL.Protos.V1;
+using Wire = K2RL.Protos.V1;
 
 namespace K2RL.Rollout.Tests;
 
@@ -15,17 +17,15 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
 {
     private readonly HashDecoder decoder = new(blockTokens: 4, blocks: 256);
     private RolloutService service = null!;
-    private RpcServer server = null!;
-    private RpcClient rpc = null!;
+    private GrpcServer server = null!;
+    private GrpcChannel rpc = null!;
     private RolloutClient client = null!;
 
     public async Task InitializeAsync()
     {
         service = new RolloutService(decoder, new InMemoryPartialRolloutStore());
-        server = new RpcServer();
-        server.AddService(new RolloutRpcService(service));
-        await server.StartAsync();
-        rpc = new RpcClient(server.Address);
+        server = await GrpcServer.Create().AddService(new RolloutGrpcService(service)).StartAsync();
+        rpc = GrpcChannels.Create(server.Address);
         client = new RolloutClient(rpc);
     }
 
@@ -37,11 +37,11 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         service.Dispose();
     }
 
-    private static Pb.GenerateRequest Call(string id, int maxTokens, params int[] prompt) => new()
+    private static Wire.GenerateRequest Call(string id, int maxTokens, params int[] prompt) => new()
     {
         RequestId = id,
         PromptTokenIds = { prompt },
-        Sampling = new Pb.SamplingParams { Temperature = 0.9f, MaxTokens = maxTokens, Seed = 5, StopOnRepetition = false },
+        Sampling = new Wire.SamplingParams { Temperature = 0.9f, MaxTokens = maxTokens, Seed = 5, StopOnRepetition = false },
     };
 
     private static int[] Alone(int maxTokens, params int[] prompt)
@@ -53,7 +53,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
     }
 
     /// <summary>Lets the engine take decode steps one at a time until nothing holds cache blocks.</summary>
-    private async Task<Pb.HealthReply> StepUntilNoBlocksAreHeld(SemaphoreSlim gate)
+    private async Task<Wire.HealthReply> StepUntilNoBlocksAreHeld(SemaphoreSlim gate)
     {
         for (int i = 0; i < 1000; i++)
         {
@@ -93,7 +93,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         }
         catch (TimeoutException)
         {
-            throw new Xunit.Sdk.XunitException($"{what} did not happen within a minute; the service: {service.Health(new Pb.HealthRequest())}");
+            throw new Xunit.Sdk.XunitException($"{what} did not happen within a minute; the service: {service.Health(new Wire.HealthRequest())}");
         }
     }
 
@@ -109,7 +109,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         Assert.Equal(decoder.TotalBlocks, decoder.FreeBlocks);
     }
 
-    private async Task<Pb.GenerateEvent> FirstEvent(IAsyncEnumerator<Pb.GenerateEvent> events)
+    private async Task<Wire.GenerateEvent> FirstEvent(IAsyncEnumerator<Wire.GenerateEvent> events)
     {
         Assert.True(await events.MoveNextAsync());
         return events.Current;
@@ -118,14 +118,14 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
     [Fact]
     public async Task K2rlClientStreamsTheEngineTokens()
     {
-        var events = new List<Pb.GenerateEvent>();
-        await foreach (var e in client.GenerateAsync(Call("a", 15, 1, 2, 3), new CallOptions(TimeSpan.FromSeconds(60))))
+        var events = new List<Wire.GenerateEvent>();
+        await foreach (var e in client.GenerateAsync(Call("a", 15, 1, 2, 3), new CallOptions(deadline: DateTime.UtcNow.AddSeconds(60))))
         {
             events.Add(e);
         }
 
         Assert.Equal(Alone(15, 1, 2, 3), events.Where(e => e.Token is not null).Select(e => e.Token.TokenId));
-        Assert.Equal(Pb.FinishReason.Length, events[^1].Finished.FinishReason);
+        Assert.Equal(Wire.FinishReason.Length, events[^1].Finished.FinishReason);
         Assert.True(events[^1].Finished.Truncated);
     }
 
@@ -141,7 +141,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
             }
         });
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
-        Assert.Contains("top_p", e.Detail);
+        Assert.Contains("top_p", e.Status.Detail);
 
         var stale = await Assert.ThrowsAsync<RpcException>(() => client.UpdateWeightsAsync(0, [1f]));
         Assert.Equal(StatusCode.FailedPrecondition, stale.StatusCode);
@@ -187,7 +187,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         var seen = CancellationSeen("abandoned");
         var events = service.GenerateAsync(Call("abandoned", 200, 1, 2), CancellationToken.None).GetAsyncEnumerator();
         Assert.NotNull((await FirstEvent(events)).Token);
-        Assert.Equal(51, service.Health(new Pb.HealthRequest()).UsedBlocks);
+        Assert.Equal(51, service.Health(new Wire.HealthRequest()).UsedBlocks);
         await events.DisposeAsync();
         await CancelledAndFreed(seen, "the service cancelling the abandoned stream", gate, cancelledSoFar: 1);
     }
@@ -198,7 +198,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         var gate = new SemaphoreSlim(0);
         decoder.StepGate = gate;
         var seen = CancellationSeen("d");
-        var events = client.GenerateAsync(Call("d", 200, 3), new CallOptions(TimeSpan.FromSeconds(4))).GetAsyncEnumerator();
+        var events = client.GenerateAsync(Call("d", 200, 3), new CallOptions(deadline: DateTime.UtcNow.AddSeconds(4))).GetAsyncEnumerator();
         Assert.NotNull((await FirstEvent(events)).Token);
         var e = await Assert.ThrowsAsync<RpcException>(async () => await events.MoveNextAsync());
         Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
@@ -225,7 +225,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         var gen = open.GetProperty("generate");
         Assert.Equal(0, gen.GetProperty("code").GetInt32());
         Assert.Equal(Alone(12, 1, 2, 3), gen.GetProperty("tokens").EnumerateArray().Select(t => t.GetProperty("id").GetInt32()));
-        Assert.Equal((int)Pb.FinishReason.Length, gen.GetProperty("finished").GetProperty("reason").GetInt32());
+        Assert.Equal((int)Wire.FinishReason.Length, gen.GetProperty("finished").GetProperty("reason").GetInt32());
         Assert.Equal(3, open.GetProperty("invalidTopP").GetProperty("code").GetInt32());
         Assert.Equal(3, open.GetProperty("outOfVocab").GetProperty("code").GetInt32());
         Assert.Contains("outside the vocabulary", open.GetProperty("outOfVocab").GetProperty("details").GetString());

@@ -1,7 +1,7 @@
 using Google.Protobuf;
-using K2RL.Common.Rpc;
+using Grpc.Core;
 using K2RL.Rollout;
-using Pb = K2RL.Protos.V1;
+using Wire = K2RL.Protos.V1;
 
 namespace K2RL.Rollout.Tests;
 
@@ -23,16 +23,16 @@ public sealed class RolloutServiceTests : IDisposable
         service.Dispose();
     }
 
-    private static Pb.GenerateRequest Call(string id, int maxTokens, ulong seed = 1, params int[] prompt) => new()
+    private static Wire.GenerateRequest Call(string id, int maxTokens, ulong seed = 1, params int[] prompt) => new()
     {
         RequestId = id,
         PromptTokenIds = { prompt.Length > 0 ? prompt : [1, 2, 3] },
-        Sampling = new Pb.SamplingParams { Temperature = 0.9f, MaxTokens = maxTokens, Seed = seed, StopOnRepetition = false },
+        Sampling = new Wire.SamplingParams { Temperature = 0.9f, MaxTokens = maxTokens, Seed = seed, StopOnRepetition = false },
     };
 
-    private static async Task<List<Pb.GenerateEvent>> All(IAsyncEnumerable<Pb.GenerateEvent> events, CancellationToken ct = default)
+    private static async Task<List<Wire.GenerateEvent>> All(IAsyncEnumerable<Wire.GenerateEvent> events, CancellationToken ct = default)
     {
-        var list = new List<Pb.GenerateEvent>();
+        var list = new List<Wire.GenerateEvent>();
         await foreach (var e in events.WithCancellation(ct))
         {
             list.Add(e);
@@ -57,12 +57,12 @@ public sealed class RolloutServiceTests : IDisposable
         for (int i = 0; i < 4; i++)
         {
             var events = results[i];
-            var tokens = events.Where(e => e.EventCase == Pb.GenerateEvent.EventOneofCase.Token).Select(e => e.Token).ToList();
+            var tokens = events.Where(e => e.EventCase == Wire.GenerateEvent.EventOneofCase.Token).Select(e => e.Token).ToList();
             Assert.Equal(Alone(10 + i, (ulong)i), tokens.Select(t => t.TokenId));
             Assert.Equal(Enumerable.Range(0, 10 + i), tokens.Select(t => t.Index));
             Assert.All(tokens, t => Assert.True(t.Logprob < 0 && t.Temperature == 0.9f));
             var fin = events[^1].Finished;
-            Assert.Equal(Pb.FinishReason.Length, fin.FinishReason);
+            Assert.Equal(Wire.FinishReason.Length, fin.FinishReason);
             Assert.True(fin.Truncated);
             Assert.Equal(10 + i, fin.NumTokens);
         }
@@ -79,9 +79,9 @@ public sealed class RolloutServiceTests : IDisposable
         var badTopP = Call("bad2", 5);
         badTopP.Sampling.TopP = 0;
         Assert.Equal(StatusCode.InvalidArgument, (await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(badTopP, default)))).Status);
-        var textWithoutTokenizer = new Pb.GenerateRequest { Prompt = "hello" };
+        var textWithoutTokenizer = new Wire.GenerateRequest { Prompt = "hello" };
         Assert.Equal(StatusCode.InvalidArgument, (await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(textWithoutTokenizer, default)))).Status);
-        Assert.Equal(Pb.FinishReason.Length, (await good)[^1].Finished.FinishReason);
+        Assert.Equal(Wire.FinishReason.Length, (await good)[^1].Finished.FinishReason);
     }
 
     [Fact]
@@ -106,7 +106,7 @@ public sealed class RolloutServiceTests : IDisposable
         });
         Assert.IsAssignableFrom<OperationCanceledException>(ex);
         Assert.Equal(51, usedMidway); // ceil((3 + 200) / 4)
-        Assert.Equal(Pb.FinishReason.Length, (await All(service.GenerateAsync(Call("next", 30, 5), default)))[^1].Finished.FinishReason);
+        Assert.Equal(Wire.FinishReason.Length, (await All(service.GenerateAsync(Call("next", 30, 5), default)))[^1].Finished.FinishReason);
         await service.DrainAsync(new(), default);
         var health = service.Health(new());
         Assert.Equal(0, health.UsedBlocks);
@@ -117,9 +117,9 @@ public sealed class RolloutServiceTests : IDisposable
     [Fact]
     public async Task UpdateWeightsChecksSizeAndVersionAndNewTokensCarryIt()
     {
-        var wrongSize = new Pb.UpdateWeightsRequest { Version = 1, Parameters = ByteString.CopyFrom(new byte[8]) };
+        var wrongSize = new Wire.UpdateWeightsRequest { Version = 1, Parameters = ByteString.CopyFrom(new byte[8]) };
         Assert.Equal(StatusCode.InvalidArgument, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(wrongSize)).Status);
-        var v3 = new Pb.UpdateWeightsRequest { Version = 3, Parameters = ByteString.CopyFrom(BitConverter.GetBytes(0.5f)) };
+        var v3 = new Wire.UpdateWeightsRequest { Version = 3, Parameters = ByteString.CopyFrom(BitConverter.GetBytes(0.5f)) };
         Assert.Equal(3, service.UpdateWeights(v3).AcceptedVersion);
         Assert.Equal(StatusCode.FailedPrecondition, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(v3)).Status);
         var events = await All(service.GenerateAsync(Call("w", 5), default));
@@ -133,7 +133,7 @@ public sealed class RolloutServiceTests : IDisposable
         // Hold the engine at its first decode step so the request is surely in flight when the pause lands.
         var gate = new SemaphoreSlim(0);
         decoder.StepGate = gate;
-        var events = new List<Pb.GenerateEvent>();
+        var events = new List<Wire.GenerateEvent>();
         var first = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var reading = Task.Run(async () =>
         {
@@ -144,14 +144,14 @@ public sealed class RolloutServiceTests : IDisposable
             }
         });
         await first.Task;
-        var pausing = service.PauseAsync(new Pb.PauseRequest { Offload = true });
+        var pausing = service.PauseAsync(new Wire.PauseRequest { Offload = true });
         gate.Release(); // the step in progress ends; the pause is taken at that boundary
         var paused = await pausing;
         await reading;
         gate.Release(100_000);
         Assert.InRange(events.Count, 2, 3); // the prefill's token, at most the one decode step let through, the finish
         Assert.Equal(1, paused.Offloaded);
-        Assert.Equal(Pb.FinishReason.Paused, events[^1].Finished.FinishReason);
+        Assert.Equal(Wire.FinishReason.Paused, events[^1].Finished.FinishReason);
         var partial = store.TakeAll().Single();
         Assert.Equal(events.Count - 1, partial.Tokens.Count);
         Assert.Equal(0, service.Health(new()).UsedBlocks);
@@ -159,7 +159,7 @@ public sealed class RolloutServiceTests : IDisposable
 
         service.Resume(new());
         var after = await All(service.GenerateAsync(Call("after", 4), default));
-        Assert.Equal(Pb.FinishReason.Length, after[^1].Finished.FinishReason);
+        Assert.Equal(Wire.FinishReason.Length, after[^1].Finished.FinishReason);
 
         await service.DrainAsync(new(), default);
         var e = await Assert.ThrowsAsync<RolloutServiceException>(() => All(service.GenerateAsync(Call("late", 4), default)));
@@ -173,7 +173,7 @@ public sealed class RolloutServiceTests : IDisposable
         var tok = K2RL.Model.Tokenization.BpeTokenizer.ByteLevel();
         using var texty = new RolloutService(new HashDecoder(vocab: 256), new InMemoryPartialRolloutStore(),
             new EngineOptions { Detokenize = x => tok.Decode(x.ToArray()) }, tokenize: s => tok.Encode(s));
-        var call = new Pb.GenerateRequest { Prompt = "Hi ✓", Sampling = new Pb.SamplingParams { MaxTokens = 20, Seed = 4, StopOnRepetition = false } };
+        var call = new Wire.GenerateRequest { Prompt = "Hi ✓", Sampling = new Wire.SamplingParams { MaxTokens = 20, Seed = 4, StopOnRepetition = false } };
         var events = await All(texty.GenerateAsync(call, default));
         var tokens = events.Where(e => e.Token is not null).Select(e => e.Token).ToList();
         Assert.Equal(20, tokens.Count);
@@ -201,7 +201,7 @@ public sealed class RolloutServiceTests : IDisposable
             {
             }
         });
-        var pausing = service.PauseAsync(new Pb.PauseRequest()); // taken at the end of the step the gate holds
+        var pausing = service.PauseAsync(new Wire.PauseRequest()); // taken at the end of the step the gate holds
         gate.Release();
         await pausing;
         service.Dispose();

@@ -92,7 +92,7 @@ public sealed class GymCommands : ICommandProvider
     {
         var registry = Registry(options.Config, null);
         await using var server = await RemoteEnvironmentServer.StartAsync(registry,
-            new K2RL.Common.Rpc.RpcServerOptions { Host = options.Host, Port = options.Port }, ct: ct);
+            new K2RL.Common.Rpc.GrpcServerOptions { Host = options.Host, Port = options.Port }, ct: ct);
         context.Out.WriteLine(options.Json
             ? JsonSerializer.Serialize(new { Address = server.Address.ToString(), Environments = registry.Environments.Select(e => e.Name) }, Json)
             : $"serving {string.Join(", ", registry.Environments.Select(e => e.Name))} at {server.Address}");

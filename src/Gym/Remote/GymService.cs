@@ -1,7 +1,8 @@
 using System.Collections.Concurrent;
 using Google.Protobuf;
+using Grpc.Core;
 using K2RL.Common.Rpc;
-using Pb = K2RL.Protos.Gym;
+using Wire = K2RL.Protos.Gym;
 
 namespace K2RL.Gym.Remote;
 
@@ -17,48 +18,39 @@ public sealed record GymServiceOptions
 /// <summary>
 /// Serves any environment of a <see cref="GymRegistry"/> over <c>k2rl.v1.Gym</c> (protos/k2rl/v1/gym.proto). Each
 /// session holds one environment instance; calls on one session are serialized, sessions run concurrently.
-/// Register it on an <see cref="RpcServer"/> (<see cref="RemoteEnvironmentServer"/> does both).
+/// Add it to a <see cref="GrpcServer"/> (<see cref="RemoteEnvironmentServer"/> does both).
 /// </summary>
-public sealed class GymService(GymRegistry registry, GymServiceOptions? options = null) : IRpcService, IAsyncDisposable
+public sealed class GymService(GymRegistry registry, GymServiceOptions? options = null) : Wire.Gym.GymBase, IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, Session> sessions = new(StringComparer.Ordinal);
     private readonly GymServiceOptions options = options ?? new GymServiceOptions();
 
     public int SessionCount => sessions.Count;
 
-    public void Register(RpcServer server)
-    {
-        server.AddUnary(GymProtocol.Reset, ResetAsync);
-        server.AddUnary(GymProtocol.Step, StepAsync);
-        server.AddUnary(GymProtocol.Close, CloseAsync);
-        server.AddUnary(GymProtocol.Snapshot, SnapshotAsync);
-        server.AddUnary(GymProtocol.Restore, RestoreAsync);
-    }
-
-    private async Task<Pb.ResetReply> ResetAsync(Pb.ResetRequest request, ServerCallContext context)
+    public override async Task<Wire.ResetReply> Reset(Wire.ResetRequest request, ServerCallContext context)
     {
         var session = await OpenAsync(request.Session, request.Env);
         return await session.RunAsync(async ct =>
         {
             var obs = await session.Env.ResetAsync(request.Seed, new ResetOptions
             {
-                Split = request.Split == Pb.Split.HeldOut ? Split.HeldOut : Split.Train,
+                Split = request.Split == Wire.Split.HeldOut ? Split.HeldOut : Split.Train,
                 Difficulty = request.Difficulty <= 0 ? 1 : request.Difficulty,
                 Extra = new Dictionary<string, string>(request.Extra),
             }, ct);
             session.Started = true;
-            return new Pb.ResetReply { Observation = GymProtocol.ToProto(obs) };
+            return new Wire.ResetReply { Observation = GymProtocol.ToProto(obs) };
         }, context.CancellationToken);
     }
 
-    private async Task<Pb.StepReply> StepAsync(Pb.StepRequest request, ServerCallContext context)
+    public override async Task<Wire.StepReply> Step(Wire.StepRequest request, ServerCallContext context)
     {
         var session = Find(request.Session);
         return await session.RunAsync(async ct =>
         {
             if (!session.Started)
             {
-                throw new RpcException(StatusCode.FailedPrecondition, $"session '{request.Session}': Step before Reset");
+                throw new RpcException(new Status(StatusCode.FailedPrecondition, $"session '{request.Session}': Step before Reset"));
             }
 
             var result = await session.Env.StepAsync(TextChecks.DecodeUtf8(request.Action.Span), ct);
@@ -66,31 +58,31 @@ public sealed class GymService(GymRegistry registry, GymServiceOptions? options 
         }, context.CancellationToken);
     }
 
-    private async Task<Pb.CloseReply> CloseAsync(Pb.CloseRequest request, ServerCallContext context)
+    public override async Task<Wire.CloseReply> Close(Wire.CloseRequest request, ServerCallContext context)
     {
         if (sessions.TryRemove(request.Session, out var session))
         {
             await session.DisposeAsync();
         }
 
-        return new Pb.CloseReply();
+        return new Wire.CloseReply();
     }
 
-    private async Task<Pb.SnapshotReply> SnapshotAsync(Pb.SnapshotRequest request, ServerCallContext context)
+    public override async Task<Wire.SnapshotReply> Snapshot(Wire.SnapshotRequest request, ServerCallContext context)
     {
         var session = Find(request.Session);
         return await session.RunAsync(async ct =>
         {
             if (!session.Started)
             {
-                throw new RpcException(StatusCode.FailedPrecondition, $"session '{request.Session}': Snapshot before Reset");
+                throw new RpcException(new Status(StatusCode.FailedPrecondition, $"session '{request.Session}': Snapshot before Reset"));
             }
 
-            return new Pb.SnapshotReply { State = ByteString.CopyFrom(await session.Env.SnapshotAsync(ct)) };
+            return new Wire.SnapshotReply { State = ByteString.CopyFrom(await session.Env.SnapshotAsync(ct)) };
         }, context.CancellationToken);
     }
 
-    private async Task<Pb.RestoreReply> RestoreAsync(Pb.RestoreRequest request, ServerCallContext context)
+    public override async Task<Wire.RestoreReply> Restore(Wire.RestoreRequest request, ServerCallContext context)
     {
         var session = await OpenAsync(request.Session, request.Env);
         return await session.RunAsync(async ct =>
@@ -101,11 +93,11 @@ public sealed class GymService(GymRegistry registry, GymServiceOptions? options 
             }
             catch (SnapshotException e)
             {
-                throw new RpcException(StatusCode.InvalidArgument, e.Message);
+                throw new RpcException(new Status(StatusCode.InvalidArgument, e.Message));
             }
 
             session.Started = true;
-            return new Pb.RestoreReply();
+            return new Wire.RestoreReply();
         }, context.CancellationToken);
     }
 
@@ -113,7 +105,7 @@ public sealed class GymService(GymRegistry registry, GymServiceOptions? options 
     {
         if (id.Length == 0)
         {
-            throw new RpcException(StatusCode.InvalidArgument, "session id is empty");
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "session id is empty"));
         }
 
         await EvictIdleAsync();
@@ -121,7 +113,7 @@ public sealed class GymService(GymRegistry registry, GymServiceOptions? options 
         {
             if (env.Length > 0 && env != existing.Env.Name)
             {
-                throw new RpcException(StatusCode.InvalidArgument, $"session '{id}' holds environment '{existing.Env.Name}', not '{env}'");
+                throw new RpcException(new Status(StatusCode.InvalidArgument, $"session '{id}' holds environment '{existing.Env.Name}', not '{env}'"));
             }
 
             return existing;
@@ -129,7 +121,7 @@ public sealed class GymService(GymRegistry registry, GymServiceOptions? options 
 
         if (sessions.Count >= options.MaxSessions)
         {
-            throw new RpcException(StatusCode.ResourceExhausted, $"{sessions.Count} sessions open (limit {options.MaxSessions})");
+            throw new RpcException(new Status(StatusCode.ResourceExhausted, $"{sessions.Count} sessions open (limit {options.MaxSessions})"));
         }
 
         IEnvironment instance;
@@ -139,7 +131,7 @@ public sealed class GymService(GymRegistry registry, GymServiceOptions? options 
         }
         catch (K2RL.Common.ConfigException e)
         {
-            throw new RpcException(StatusCode.InvalidArgument, e.Message);
+            throw new RpcException(new Status(StatusCode.InvalidArgument, e.Message));
         }
 
         var session = new Session(instance);
@@ -153,7 +145,7 @@ public sealed class GymService(GymRegistry registry, GymServiceOptions? options 
     }
 
     private Session Find(string id) =>
-        sessions.TryGetValue(id, out var s) ? s : throw new RpcException(StatusCode.NotFound, $"no session '{id}' (Reset or Restore opens one)");
+        sessions.TryGetValue(id, out var s) ? s : throw new RpcException(new Status(StatusCode.NotFound, $"no session '{id}' (Reset or Restore opens one)"));
 
     private async Task EvictIdleAsync()
     {
@@ -210,29 +202,27 @@ public sealed class GymService(GymRegistry registry, GymServiceOptions? options 
     }
 }
 
-/// <summary>An <see cref="RpcServer"/> hosting a <see cref="GymService"/>: every environment of a registry, remotely.</summary>
+/// <summary>A <see cref="GrpcServer"/> hosting a <see cref="GymService"/>: every environment of a registry, remotely.</summary>
 public sealed class RemoteEnvironmentServer : IAsyncDisposable
 {
-    private RemoteEnvironmentServer(RpcServer server, GymService service)
+    private RemoteEnvironmentServer(GrpcServer server, GymService service)
     {
         Server = server;
         Service = service;
     }
 
-    public RpcServer Server { get; }
+    public GrpcServer Server { get; }
 
     public GymService Service { get; }
 
     /// <summary>The address clients use, e.g. http://127.0.0.1:5001/.</summary>
     public Uri Address => Server.Address;
 
-    public static async Task<RemoteEnvironmentServer> StartAsync(GymRegistry registry, RpcServerOptions? rpc = null,
+    public static async Task<RemoteEnvironmentServer> StartAsync(GymRegistry registry, GrpcServerOptions? rpc = null,
         GymServiceOptions? options = null, CancellationToken ct = default)
     {
         var service = new GymService(registry, options);
-        var server = new RpcServer(rpc);
-        server.AddService(service);
-        await server.StartAsync(ct);
+        var server = await GrpcServer.Create(rpc).AddService(service).StartAsync(ct);
         return new RemoteEnvironmentServer(server, service);
     }
 

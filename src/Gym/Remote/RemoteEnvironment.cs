@@ -1,7 +1,9 @@
 using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
 using K2RL.Common;
 using K2RL.Common.Rpc;
-using Pb = K2RL.Protos.Gym;
+using Wire = K2RL.Protos.Gym;
 
 namespace K2RL.Gym.Remote;
 
@@ -29,23 +31,25 @@ public sealed class RemoteEnvironmentException(string message, Exception inner) 
 /// </summary>
 public sealed class RemoteEnvironment : IEnvironment
 {
-    private readonly RpcClient client;
-    private readonly bool ownsClient;
+    private readonly GrpcChannel channel;
+    private readonly Wire.Gym.GymClient client;
+    private readonly bool ownsChannel;
     private readonly RemoteEnvironmentOptions options;
     private bool failed;
 
-    public RemoteEnvironment(RpcClient client, string envName, RemoteEnvironmentOptions? options = null, string? session = null)
+    public RemoteEnvironment(GrpcChannel channel, string envName, RemoteEnvironmentOptions? options = null, string? session = null)
     {
-        this.client = client;
+        this.channel = channel;
+        client = new Wire.Gym.GymClient(channel);
         Name = envName;
         this.options = options ?? new RemoteEnvironmentOptions();
         Session = session ?? Guid.NewGuid().ToString("N");
     }
 
     public RemoteEnvironment(Uri address, string envName, RemoteEnvironmentOptions? options = null)
-        : this(new RpcClient(address), envName, options)
+        : this(GrpcChannels.Create(address), envName, options)
     {
-        ownsClient = true;
+        ownsChannel = true;
     }
 
     public string Name { get; }
@@ -56,19 +60,19 @@ public sealed class RemoteEnvironment : IEnvironment
     public async ValueTask<Observation> ResetAsync(long seed, ResetOptions? options = null, CancellationToken ct = default)
     {
         options ??= ResetOptions.Default;
-        var request = new Pb.ResetRequest
+        var request = new Wire.ResetRequest
         {
             Session = Session,
             Env = Name,
             Seed = seed,
-            Split = options.Split == Split.HeldOut ? Pb.Split.HeldOut : Pb.Split.Train,
+            Split = options.Split == Split.HeldOut ? Wire.Split.HeldOut : Wire.Split.Train,
             Difficulty = options.Difficulty,
         };
         foreach (var (k, v) in options.Extra)
         {
             request.Extra[k] = v;
         }
-        var reply = await CallAsync(GymProtocol.Reset, request, this.options.CallTimeout, ct);
+        var reply = await CallAsync(client.ResetAsync(request, deadline: Deadline(this.options.CallTimeout), cancellationToken: ct), ct);
         failed = false;
         return GymProtocol.FromProto(reply.Observation);
     }
@@ -82,28 +86,27 @@ public sealed class RemoteEnvironment : IEnvironment
 
         try
         {
-            var reply = await client.UnaryAsync(GymProtocol.Step,
-                new Pb.StepRequest { Session = Session, Action = ByteString.CopyFromUtf8(action) },
-                new CallOptions(options.StepTimeout, ct));
+            var reply = await client.StepAsync(
+                new Wire.StepRequest { Session = Session, Action = ByteString.CopyFromUtf8(action) }, deadline: Deadline(options.StepTimeout), cancellationToken: ct);
             return GymProtocol.FromProto(reply);
         }
         catch (RpcException e) when (!ct.IsCancellationRequested)
         {
             failed = true;
-            return Failed($"remote environment '{Name}' at {client.Address}: {e.Message}");
+            return Failed(Describe(e));
         }
     }
 
     public async ValueTask<byte[]> SnapshotAsync(CancellationToken ct = default)
     {
-        var reply = await CallAsync(GymProtocol.Snapshot, new Pb.SnapshotRequest { Session = Session }, options.CallTimeout, ct);
+        var reply = await CallAsync(client.SnapshotAsync(new Wire.SnapshotRequest { Session = Session }, deadline: Deadline(options.CallTimeout), cancellationToken: ct), ct);
         return reply.State.ToByteArray();
     }
 
     public async ValueTask RestoreAsync(ReadOnlyMemory<byte> state, CancellationToken ct = default)
     {
-        await CallAsync(GymProtocol.Restore,
-            new Pb.RestoreRequest { Session = Session, Env = Name, State = ByteString.CopyFrom(state.Span) }, options.CallTimeout, ct);
+        await CallAsync(client.RestoreAsync(
+            new Wire.RestoreRequest { Session = Session, Env = Name, State = ByteString.CopyFrom(state.Span) }, deadline: Deadline(options.CallTimeout), cancellationToken: ct), ct);
         failed = false;
     }
 
@@ -111,35 +114,40 @@ public sealed class RemoteEnvironment : IEnvironment
     {
         try
         {
-            await client.UnaryAsync(GymProtocol.Close, new Pb.CloseRequest { Session = Session }, new CallOptions(options.CloseTimeout));
+            await client.CloseAsync(new Wire.CloseRequest { Session = Session }, deadline: Deadline(options.CloseTimeout));
         }
         catch (RpcException)
         {
             // Best effort: the server evicts idle sessions anyway.
         }
 
-        if (ownsClient)
+        if (ownsChannel)
         {
-            client.Dispose();
+            channel.Dispose();
         }
     }
 
     public ValueTask DisposeAsync() => CloseAsync();
 
-    private async Task<TResponse> CallAsync<TRequest, TResponse>(RpcMethod<TRequest, TResponse> method, TRequest request,
-        TimeSpan timeout, CancellationToken ct)
-        where TRequest : class, IMessage<TRequest>
-        where TResponse : class, IMessage<TResponse>
+    private async Task<TResponse> CallAsync<TResponse>(AsyncUnaryCall<TResponse> call, CancellationToken ct)
     {
-        try
+        using (call)
         {
-            return await client.UnaryAsync(method, request, new CallOptions(timeout, ct));
-        }
-        catch (RpcException e) when (!ct.IsCancellationRequested)
-        {
-            throw new RemoteEnvironmentException($"remote environment '{Name}' at {client.Address}: {e.Message}", e);
+            try
+            {
+                return await call.ResponseAsync;
+            }
+            catch (RpcException e) when (!ct.IsCancellationRequested)
+            {
+                throw new RemoteEnvironmentException(Describe(e), e);
+            }
         }
     }
+
+    /// <summary>What went wrong, with the environment and the endpoint: "remote environment 'x' at host:port: DeadlineExceeded: ...".</summary>
+    private string Describe(RpcException e) => $"remote environment '{Name}' at {channel.Target}: {e.StatusCode}: {e.Status.Detail}";
+
+    private static DateTime Deadline(TimeSpan timeout) => DateTime.UtcNow + timeout;
 
     private static StepResult Failed(string error) =>
         new(Observation.Empty, 0, false, true, new StepInfo { Correct = false, Error = error });

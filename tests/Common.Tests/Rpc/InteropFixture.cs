@@ -1,14 +1,17 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
+using Grpc.Net.Client;
 using K2RL.Common.Rpc;
+using K2RL.Common.Tests.Rpc.Proto;
 using K2RL.Tests.Shared;
 
 namespace K2RL.Common.Tests.Rpc;
 
 /// <summary>
-/// @grpc/grpc-js, a real and independent gRPC implementation, on both sides of K2RL's transport: a JS server
-/// (tests/interop/server.js) for K2RL's client, and a K2RL server with the test service for the JS client.
+/// @grpc/grpc-js, an independent gRPC implementation, on both sides of K2RL's gRPC setup: a JS server
+/// (tests/interop/server.js) for K2RL's client (Grpc.Net.Client), and K2RL's server (Grpc.AspNetCore) with the test
+/// service for the JS client.
 /// Installs node and the npm packages (npm ci, from the committed lock) when missing.
 /// </summary>
 public sealed class InteropFixture : IAsyncLifetime
@@ -23,20 +26,21 @@ public sealed class InteropFixture : IAsyncLifetime
 
     public static string ProtoPath => Path.Combine(ExternalTools.RepoRoot(), "tests", "Common.Tests", "Rpc", "test_service.proto");
 
-    public TestService Service { get; } = new();
+    public TestServiceImpl Service { get; } = new();
 
-    public RpcServer Server { get; } = new(new RpcServerOptions { MaxReceiveMessageSize = RpcServerFixture.Limit });
+    public GrpcServer Server { get; private set; } = null!;
 
-    /// <summary>K2RL's client pointed at the JS server.</summary>
-    public RpcClient JsServerClient { get; private set; } = null!;
+    /// <summary>K2RL's channel to the JS server, and the test service's client over it.</summary>
+    public GrpcChannel JsServerChannel { get; private set; } = null!;
+
+    public TestService.TestServiceClient JsServerClient { get; private set; } = null!;
 
     public async Task InitializeAsync()
     {
         string node = ExternalTools.Require("node", "nodejs");
         ExternalTools.InteropDirectory();
 
-        Server.AddService(Service);
-        await Server.StartAsync();
+        Server = await GrpcServer.Create(new GrpcServerOptions { MaxReceiveMessageSize = RpcServerFixture.Limit }).AddService(Service).StartAsync();
         jsClientReport = new Lazy<JsonElement>(() =>
         {
             string stdout = ExternalTools.Run(node, $"client.js \"{ProtoPath}\" 127.0.0.1:{Server.Port}", Patience, InteropDir);
@@ -44,12 +48,13 @@ public sealed class InteropFixture : IAsyncLifetime
             return doc.RootElement.Clone();
         });
         int port = await StartJsServerAsync(node);
-        JsServerClient = new RpcClient(new Uri($"http://127.0.0.1:{port}/"), new RpcClientOptions { MaxReceiveMessageSize = RpcServerFixture.Limit });
+        JsServerChannel = GrpcChannels.Create(new Uri($"http://127.0.0.1:{port}/"), new GrpcClientOptions { MaxReceiveMessageSize = RpcServerFixture.Limit });
+        JsServerClient = new TestService.TestServiceClient(JsServerChannel);
     }
 
     public async Task DisposeAsync()
     {
-        JsServerClient?.Dispose();
+        JsServerChannel?.Dispose();
         if (jsServer is { HasExited: false })
         {
             jsServer.Kill(entireProcessTree: true);
@@ -57,7 +62,10 @@ public sealed class InteropFixture : IAsyncLifetime
         }
 
         jsServer?.Dispose();
-        await Server.DisposeAsync();
+        if (Server is not null)
+        {
+            await Server.DisposeAsync();
+        }
     }
 
     /// <summary>Completes when the JS server has printed <paramref name="line"/> ("started TAG", "cancelled TAG").</summary>

@@ -1,15 +1,18 @@
 using System.Text.Json;
-using K2RL.Common.Rpc;
+using Grpc.Core;
+using K2RL.Common.Tests.Rpc.Proto;
 
 namespace K2RL.Common.Tests.Rpc;
 
 /// <summary>
-/// K2RL's transport against @grpc/grpc-js: K2RL's client calling a JS server (the inherited contract) and a JS
-/// client calling K2RL's server (the tests below).
+/// K2RL's gRPC stacks against @grpc/grpc-js: K2RL's client (Grpc.Net.Client) calling a JS server (the inherited
+/// contract) and a JS client calling K2RL's server (Grpc.AspNetCore on Kestrel; the tests below).
 /// </summary>
 public sealed class InteropIntegrationTests(InteropFixture fx) : RpcClientContract, IClassFixture<InteropFixture>
 {
-    protected override RpcClient Client => fx.JsServerClient;
+    protected override TestService.TestServiceClient Client => fx.JsServerClient;
+
+    protected override CallInvoker Invoker => fx.JsServerChannel.CreateCallInvoker();
 
     protected override Task ServerStartedDelay(string tag) => fx.JsServerSaid("started " + tag);
 

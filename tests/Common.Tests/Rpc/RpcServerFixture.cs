@@ -2,36 +2,40 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Http.Headers;
 using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
 using K2RL.Common.Rpc;
 using K2RL.Common.Tests.Rpc.Proto;
 
 namespace K2RL.Common.Tests.Rpc;
 
-/// <summary>A K2RL RPC server with the test service on a free loopback port, a K2RL client, and a raw HTTP/2 client.</summary>
+/// <summary>K2RL's gRPC host with the test service on a free loopback port, a Grpc.Net.Client client, and a raw HTTP/2 client.</summary>
 public sealed class RpcServerFixture : IAsyncLifetime
 {
     /// <summary>Both sides accept at most this much per message.</summary>
     public const int Limit = 64 * 1024;
 
-    public TestService Service { get; } = new();
+    public TestServiceImpl Service { get; } = new();
 
-    public RpcServer Server { get; } = new(new RpcServerOptions { MaxReceiveMessageSize = Limit });
+    public GrpcServer Server { get; private set; } = null!;
 
-    public RpcClient Client { get; private set; } = null!;
+    public GrpcChannel Channel { get; private set; } = null!;
+
+    public TestService.TestServiceClient Client { get; private set; } = null!;
 
     public HttpClient Raw { get; } = new(new SocketsHttpHandler()) { Timeout = TimeSpan.FromSeconds(30) };
 
     public async Task InitializeAsync()
     {
-        Server.AddService(Service);
-        await Server.StartAsync();
-        Client = new RpcClient(Server.Address, new RpcClientOptions { MaxReceiveMessageSize = Limit });
+        Server = await GrpcServer.Create(new GrpcServerOptions { MaxReceiveMessageSize = Limit }).AddService(Service).StartAsync();
+        Channel = GrpcChannels.Create(Server.Address, new GrpcClientOptions { MaxReceiveMessageSize = Limit });
+        Client = new TestService.TestServiceClient(Channel);
         await AssertServesAsync(); // a warm connection and JIT, so that deadline tests measure the call, not start-up
     }
 
     public async Task DisposeAsync()
     {
-        Client.Dispose();
+        Channel.Dispose();
         Raw.Dispose();
         await Server.DisposeAsync();
     }
@@ -39,7 +43,7 @@ public sealed class RpcServerFixture : IAsyncLifetime
     /// <summary>A normal call succeeds: the server survived whatever came before.</summary>
     public async Task AssertServesAsync()
     {
-        var reply = await Client.UnaryAsync(TestRpc.Echo, new EchoRequest { Text = "still serving" }, new CallOptions(TimeSpan.FromSeconds(10)));
+        var reply = await Client.EchoAsync(new EchoRequest { Text = "still serving" }, deadline: DateTime.UtcNow.AddSeconds(10));
         Assert.Equal("still serving", reply.Text);
     }
 

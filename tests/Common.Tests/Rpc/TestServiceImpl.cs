@@ -1,26 +1,15 @@
 using System.Collections.Concurrent;
 using Google.Protobuf;
-using K2RL.Common.Rpc;
+using Grpc.Core;
 using K2RL.Common.Tests.Rpc.Proto;
 
 namespace K2RL.Common.Tests.Rpc;
-
-/// <summary>The test service's methods, declared once for server and client.</summary>
-public static class TestRpc
-{
-    public const string Service = "k2rl.test.v1.TestService";
-
-    public static readonly RpcMethod<EchoRequest, EchoReply> Echo = RpcMethod.Create<EchoRequest, EchoReply>(Service, "Echo");
-    public static readonly RpcMethod<CountRequest, CountReply> Count = RpcMethod.Create<CountRequest, CountReply>(Service, "Count");
-    public static readonly RpcMethod<SumRequest, SumReply> Sum = RpcMethod.Create<SumRequest, SumReply>(Service, "Sum");
-    public static readonly RpcMethod<EchoRequest, EchoReply> Chat = RpcMethod.Create<EchoRequest, EchoReply>(Service, "Chat");
-}
 
 /// <summary>
 /// The test service in C#, with the same behaviour as tests/interop/server.js. It records which calls saw
 /// their cancellation token fire, by tag (Echo: the text; Count: the tag).
 /// </summary>
-public sealed class TestService : IRpcService
+public sealed class TestServiceImpl : TestService.TestServiceBase
 {
     private readonly ConcurrentDictionary<string, TaskCompletionSource> signals = new();
 
@@ -30,22 +19,14 @@ public sealed class TestService : IRpcService
     /// <summary>Completes when the handler of the call tagged <paramref name="tag"/> has seen its token fire.</summary>
     public Task CancellationSeen(string tag) => Signal("cancelled:" + tag).Task;
 
-    public void Register(RpcServer server)
-    {
-        server.AddUnary(TestRpc.Echo, EchoAsync)
-            .AddServerStreaming(TestRpc.Count, CountAsync)
-            .AddClientStreaming(TestRpc.Sum, SumAsync)
-            .AddDuplex(TestRpc.Chat, ChatAsync);
-    }
-
-    private async Task<EchoReply> EchoAsync(EchoRequest request, ServerCallContext context)
+    public override async Task<EchoReply> Echo(EchoRequest request, ServerCallContext context)
     {
         using var watch = WatchCancellation(request.Text, context.CancellationToken);
         await DelayAsync(request.DelayMs, request.Text, context.CancellationToken);
         return Reply(request);
     }
 
-    private async Task CountAsync(CountRequest request, IServerStreamWriter<CountReply> responses, ServerCallContext context)
+    public override async Task Count(CountRequest request, IServerStreamWriter<CountReply> responses, ServerCallContext context)
     {
         using var watch = WatchCancellation(request.Tag, context.CancellationToken);
         for (int i = 0; request.N < 0 || i < request.N; i++)
@@ -60,18 +41,18 @@ public sealed class TestService : IRpcService
 
         if (request.FailCode != 0)
         {
-            throw new RpcException((StatusCode)request.FailCode, $"failed after {request.N}");
+            throw new RpcException(new Status((StatusCode)request.FailCode, $"failed after {request.N}"));
         }
     }
 
-    private static async Task<SumReply> SumAsync(IAsyncEnumerable<SumRequest> requests, ServerCallContext context)
+    public override async Task<SumReply> Sum(IAsyncStreamReader<SumRequest> requests, ServerCallContext context)
     {
         var reply = new SumReply();
-        await foreach (var request in requests)
+        await foreach (var request in requests.ReadAllAsync(context.CancellationToken))
         {
             if (request.Value < 0)
             {
-                throw new RpcException(StatusCode.InvalidArgument, $"negative value {request.Value}");
+                throw new RpcException(new Status(StatusCode.InvalidArgument, $"negative value {request.Value}"));
             }
 
             reply.Total += request.Value;
@@ -81,9 +62,9 @@ public sealed class TestService : IRpcService
         return reply;
     }
 
-    private async Task ChatAsync(IAsyncEnumerable<EchoRequest> requests, IServerStreamWriter<EchoReply> responses, ServerCallContext context)
+    public override async Task Chat(IAsyncStreamReader<EchoRequest> requests, IServerStreamWriter<EchoReply> responses, ServerCallContext context)
     {
-        await foreach (var request in requests)
+        await foreach (var request in requests.ReadAllAsync(context.CancellationToken))
         {
             await DelayAsync(request.DelayMs, request.Text, context.CancellationToken);
             await responses.WriteAsync(Reply(request));
@@ -94,7 +75,7 @@ public sealed class TestService : IRpcService
     {
         if (request.FailCode != 0)
         {
-            throw new RpcException((StatusCode)request.FailCode, request.FailMessage);
+            throw new RpcException(new Status((StatusCode)request.FailCode, request.FailMessage));
         }
 
         return new EchoReply { Text = request.Text, Payload = ByteString.CopyFrom(new byte[request.ReplySize]) };
