@@ -82,7 +82,7 @@ public sealed class GenerateCommandTests : IDisposable
         Assert.Contains("top_p must be in (0, 1]", err);
         var (code2, _, err2) = await Run("generate", "--checkpoint", Path.Combine(dir, "missing"), "--prompt", "Hi");
         Assert.Equal(1, code2);
-        Assert.Contains("not found", err2);
+        Assert.Contains("does not exist", err2);
     }
 
     /// <summary>

@@ -134,6 +134,6 @@ public sealed class GymEvalCommandTests : IDisposable
 
         var (code3, _, err3) = await Run("gym", "eval", "arithmetic", "--checkpoint", Path.Combine(dir, "missing"), "--n", "1");
         Assert.Equal(1, code3);
-        Assert.Contains("not found", err3);
+        Assert.Contains("does not exist", err3);
     }
 }
