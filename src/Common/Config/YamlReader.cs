@@ -41,6 +41,11 @@ public sealed class YamlReader
         {
             throw new ConfigException($"{file}:{e.Start.Line}:{e.Start.Column}: YAML syntax error: {e.Message}", e);
         }
+        catch (InvalidOperationException e)
+        {
+            // YamlDotNet's scanner throws this on some malformed input (found by the job-file fuzzer) instead of a YamlException.
+            throw new ConfigException($"{file}: YAML the parser cannot read ({e.Message}); check the quoting and brackets", e);
+        }
 
         if (stream.Documents.Count == 0)
         {

@@ -91,7 +91,16 @@ public sealed record JobConfig
         string modelRef = r.OptionalStr("model") ?? throw r.Missing("model", "a model config.json path");
         string modelPath = ResolvePath(modelRef, file)
             ?? throw new ConfigException($"{r.At("model")}: \"model\": no file {modelRef} (looked relative to the working directory and the job file)");
-        var model = LoadModel(modelPath, r.Section("model_overrides"));
+        ModelConfig model;
+        try
+        {
+            model = LoadModel(modelPath, r.Section("model_overrides"));
+        }
+        catch (Exception e) when (e is ConfigException or System.Text.Json.JsonException or InvalidOperationException && !e.Message.StartsWith(file, StringComparison.Ordinal))
+        {
+            throw new ConfigException($"{r.At("model")}: \"model\" {modelPath}: {e.Message}", e);
+        }
+
 
         var optimizer = ParseOptimizer(r.Section("optimizer"), new OptimizerSettings());
 

@@ -50,7 +50,7 @@ public sealed class CheckpointFuzzTests : IDisposable
         int loaded = 0;
         for (int c = 0; c < cases && failures.Count < 10; c++)
         {
-            var rng = new Random(HashCode.Combine(seed, c));
+            var rng = Fuzz.Case(c, "checkpoint");
             string dir = root.At($"case-{c}");
             Copy(baseDir, dir);
             var edits = new List<string>();

@@ -19,6 +19,21 @@ internal static class Fuzz
 
     public static int Seed => int.TryParse(Environment.GetEnvironmentVariable("K2RL_FUZZ_SEED"), out int s) ? s : 1;
 
+    /// <summary>
+    /// The generator of case <paramref name="c"/> of a fuzz target (<paramref name="target"/>, e.g. the file fuzzed): the
+    /// same in every process (HashCode.Combine is not: it is seeded per process).
+    /// </summary>
+    public static Random Case(int c, string target = "")
+    {
+        ulong h = 14695981039346656037UL;                      // FNV-1a over the target's name
+        foreach (char ch in target)
+        {
+            h = (h ^ ch) * 1099511628211UL;
+        }
+
+        return new Random(unchecked((int)(h ^ (h >> 32)) ^ (Seed * 1_000_003) ^ (c * 7919)));
+    }
+
     /// <summary>Values that have broken parsers: extremes, wrong types, empty and huge things.</summary>
     private static readonly string[] EvilJson =
     [
@@ -135,6 +150,14 @@ internal static class Fuzz
                 for (int k = 1; k < 9; k++)
                 {
                     lines.Insert(k, $"b{k}: &b{k} [" + string.Join(", ", Enumerable.Repeat($"*b{k - 1}", 10)) + "]");
+                }
+
+                // ... and used where a value is read: 10^9 leaves if a reader expands it.
+                int use = 9 + rng.Next(Math.Max(1, lines.Count - 9));
+                int at = use < lines.Count ? lines[use].IndexOf(": ", StringComparison.Ordinal) : -1;
+                if (at >= 0)
+                {
+                    lines[use] = lines[use][..(at + 2)] + "*b8";
                 }
 
                 break;
