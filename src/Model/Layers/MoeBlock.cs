@@ -485,6 +485,12 @@ public sealed class MoeBlock
         }
     }
 
+    /// <summary>
+    /// Expert e on its gathered tokens: ye = down(silu(gate xe) ⊙ up xe), by one of three product paths that
+    /// give a token the same bits whatever else shares its expert: the few-row products (decode), the packed
+    /// GEMM from the fused [gate | up] rows keeping only the hidden (prefill), or SwiGluMlp keeping g and u for
+    /// backward (training, and inference when gate and up are not adjacent).
+    /// </summary>
     private void ForwardExpert(int e, int worker)
     {
         int cnt = counts[e], off = offsets[e];
@@ -498,48 +504,50 @@ public sealed class MoeBlock
             xIn.AsSpan(tokenOf[pos] * D, D).CopyTo(xe.AsSpan(pos * D, D));
         }
 
+        var x = xe.AsSpan(off * D, cnt * D);
+        var y = ye.AsSpan(off * D, cnt * D);
+        var h = he.AsSpan(off * F, cnt * F);
+        var wGateUp = GateUp(slots.ExpertGate[e], slots.ExpertUp[e], F);
         if (fewRows)
         {
-            var x = xe.AsSpan(off * D, cnt * D);
             var g = ge.AsSpan(off * F, cnt * F);
             var u = ue.AsSpan(off * F, cnt * F);
-            var h = he.AsSpan(off * F, cnt * F);
-            if (weights16.Length > 0)
-            {
-                SmallGemm.MultiplyNT(g, F, x, D, weights16.AsSpan(slots.ExpertGate[e], F * D), D, cnt, F, D);
-                SmallGemm.MultiplyNT(u, F, x, D, weights16.AsSpan(slots.ExpertUp[e], F * D), D, cnt, F, D);
-                SwiGlu.Forward(h, g, u, cnt * F);
-                SmallGemm.MultiplyNT(ye.AsSpan(off * D, cnt * D), D, h, F, weights16.AsSpan(slots.ExpertDown[e], D * F), F, cnt, D, F);
-                return;
-            }
-
-            SmallGemm.MultiplyNT(g, F, x, D, P(slots.ExpertGate[e], F * D), D, cnt, F, D);
-            SmallGemm.MultiplyNT(u, F, x, D, P(slots.ExpertUp[e], F * D), D, cnt, F, D);
+            FewRowProduct(g, x, slots.ExpertGate[e], cnt, D, F);
+            FewRowProduct(u, x, slots.ExpertUp[e], cnt, D, F);
             SwiGlu.Forward(h, g, u, cnt * F);
-            SmallGemm.MultiplyNT(ye.AsSpan(off * D, cnt * D), D, h, F, P(slots.ExpertDown[e], D * F), F, cnt, D, F);
-            return;
+            FewRowProduct(y, h, slots.ExpertDown[e], cnt, F, D);
         }
-
-        var wGateUp = GateUp(slots.ExpertGate[e], slots.ExpertUp[e], F);
-        if (inference && !wGateUp.IsEmpty)
+        else if (inference && !wGateUp.IsEmpty)
         {
             // SwiGluMlp.Forward's products and bits without keeping g and u: h straight from the fused [g | u] rows
             var gu = guE.AsSpan(off * 2 * F, cnt * 2 * F);
-            var h = he.AsSpan(off * F, cnt * F);
-            Linear.Forward(gu, xe.AsSpan(off * D, cnt * D), wGateUp, cnt, D, 2 * F, threads: 1);
+            Linear.Forward(gu, x, wGateUp, cnt, D, 2 * F, threads: 1);
             for (int r = 0; r < cnt; r++)
             {
                 SwiGlu.Forward(h.Slice(r * F, F), gu.Slice(r * 2 * F, F), gu.Slice(r * 2 * F + F, F), F);
             }
 
-            Gemm.Multiply(GemmOp.NT, ye.AsSpan(off * D, cnt * D), D, h, F, P(slots.ExpertDown[e], D * F), F, cnt, D, F, false, maxThreads: 1);
-            return;
+            Gemm.Multiply(GemmOp.NT, y, D, h, F, P(slots.ExpertDown[e], D * F), F, cnt, D, F, false, maxThreads: 1);
         }
+        else
+        {
+            SwiGluMlp.Forward(y, ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F), h, x, P(slots.ExpertGate[e], F * D),
+                P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F, threads: 1,
+                gu: guE.AsSpan(off * 2 * F, cnt * 2 * F), wGateUp: wGateUp);
+        }
+    }
 
-        SwiGluMlp.Forward(ye.AsSpan(off * D, cnt * D), ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F),
-            he.AsSpan(off * F, cnt * F), xe.AsSpan(off * D, cnt * D), P(slots.ExpertGate[e], F * D),
-            P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F, threads: 1,
-            gu: guE.AsSpan(off * 2 * F, cnt * 2 * F), wGateUp: GateUp(slots.ExpertGate[e], slots.ExpertUp[e], F));
+    /// <summary>output[n, Out] = input[n, In] · W[Out, In]ᵀ by the few-row product, W read as bf16 when the call has them.</summary>
+    private void FewRowProduct(Span<float> output, ReadOnlySpan<float> input, int weight, int n, int In, int Out)
+    {
+        if (weights16.Length > 0)
+        {
+            SmallGemm.MultiplyNT(output, Out, input, In, weights16.AsSpan(weight, Out * In), In, n, Out, In);
+        }
+        else
+        {
+            SmallGemm.MultiplyNT(output, Out, input, In, P(weight, Out * In), In, n, Out, In);
+        }
     }
 
     private void BackwardExpert(int e, int worker)
