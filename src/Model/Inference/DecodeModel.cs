@@ -12,6 +12,9 @@ namespace K2RL.Model.Inference;
 /// q̃_h = W_UK_hᵀ q_nope_h (R values), score_j = (q̃_h·c_j + q_pe_h·k_pe_j)·scale, o_h = W_UV_h Σ_j p_j c_j,
 /// where W_UK_h and W_UV_h are head h's k_nope and value rows of kv_b_proj. Both append c (after the norm) and
 /// k_pe (after RoPE) to the cache and give the same logits as <see cref="K2Model"/>'s training forward.
+/// The MLA arithmetic is <see cref="MlaAttention"/>'s, shared with training (<see cref="MlaProjection"/> for q, c
+/// and k_pe, <see cref="MlaAttention.AttendPlain"/> for prefill, MlaAttention.Absorbed.cs for decode); this class
+/// holds the cache traffic, the rest of each layer, and the buffers and state of a call (DecodeModel.Work.cs).
 /// Not thread-safe: one caller at a time. Letters: B sequences, D hidden, V vocab, H heads, Dn/Dr/Dv head dims,
 /// R kv_lora_rank, Rq q_lora_rank, I dense hidden.
 /// </summary>
