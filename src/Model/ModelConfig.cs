@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using K2RL.Common;
+using K2RL.Model.Layers;
 
 namespace K2RL.Model;
 
@@ -50,14 +51,15 @@ public sealed record ModelConfig
     public bool NormTopkProb { get; init; } = true;
     public string ScoringFunc { get; init; } = "sigmoid";
 
-    public int QkHeadDim => QkNopeHeadDim + QkRopeHeadDim;      // Dn + Dr
+    /// <summary>The MLA shapes derived from these fields (<see cref="MlaDims"/>).</summary>
+    public MlaDims Mla => new(this);
 
     /// <summary>Pre-softmax logit scale (Dn+Dr)^-1/2 (YaRN's mscale², when configured, multiplies it).</summary>
     public float SoftmaxScale
     {
         get
         {
-            double scale = 1.0 / Math.Sqrt(QkHeadDim);
+            double scale = 1.0 / Math.Sqrt(Mla.QkHead);
             if (RopeScaling is { } rs && rs.MscaleAllDim > 0 && rs.Factor > 1)
             {
                 double m = 0.1 * rs.MscaleAllDim * Math.Log(rs.Factor) + 1.0;

@@ -53,28 +53,28 @@ public sealed class ParameterLayout
             offset += (slot.Length + Alignment - 1) / Alignment * Alignment;
         }
 
-        int D = config.HiddenSize, V = config.VocabSize, H = config.NumAttentionHeads;
-        int Dn = config.QkNopeHeadDim, Dr = config.QkRopeHeadDim, Dv = config.VHeadDim, R = config.KvLoraRank;
+        int D = config.HiddenSize, V = config.VocabSize;
+        var m = config.Mla;
         Add("model.embed_tokens.weight", -1, -1, V, D);
         for (int i = 0; i < config.NumHiddenLayers; i++)
         {
             string p = $"model.layers.{i}.";
             Add(p + "input_layernorm.weight", i, -1, D);
-            if (config.QLoraRank is { } Rq)
+            if (m.HasQLora)
             {
-                Add(p + "self_attn.q_a_proj.weight", i, -1, Rq, D);
-                Add(p + "self_attn.q_a_layernorm.weight", i, -1, Rq);
-                Add(p + "self_attn.q_b_proj.weight", i, -1, H * (Dn + Dr), Rq);
+                Add(p + "self_attn.q_a_proj.weight", i, -1, m.Rq, D);
+                Add(p + "self_attn.q_a_layernorm.weight", i, -1, m.Rq);
+                Add(p + "self_attn.q_b_proj.weight", i, -1, m.HQ, m.Rq);
             }
             else
             {
-                Add(p + "self_attn.q_proj.weight", i, -1, H * (Dn + Dr), D);
+                Add(p + "self_attn.q_proj.weight", i, -1, m.HQ, D);
             }
 
-            Add(p + "self_attn.kv_a_proj_with_mqa.weight", i, -1, R + Dr, D);
-            Add(p + "self_attn.kv_a_layernorm.weight", i, -1, R);
-            Add(p + "self_attn.kv_b_proj.weight", i, -1, H * (Dn + Dv), R);
-            Add(p + "self_attn.o_proj.weight", i, -1, D, H * Dv);
+            Add(p + "self_attn.kv_a_proj_with_mqa.weight", i, -1, m.RD, D);
+            Add(p + "self_attn.kv_a_layernorm.weight", i, -1, m.R);
+            Add(p + "self_attn.kv_b_proj.weight", i, -1, m.HKV, m.R);
+            Add(p + "self_attn.o_proj.weight", i, -1, D, m.HDv);
             Add(p + "post_attention_layernorm.weight", i, -1, D);
             if (config.IsMoeLayer(i))
             {

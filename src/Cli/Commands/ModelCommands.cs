@@ -122,7 +122,7 @@ public sealed class ModelCommands : ICommandProvider
             ("KV cache ratio", $"{info.KvCacheRatio:F1}× smaller with MLA"),
             ("train FLOPs / token", $"{info.FlopsPerToken:0.000e+0} at seq {info.SequenceLength}"),
             ("  matmuls", $"{info.MatmulFlopsPerToken:0.000e+0}  = 6 × {N(info.ActivatedMatmulParameters)} activated matmul params (no embedding lookup, no norms)"),
-            ("  attention", $"{info.AttentionFlopsPerToken:0.000e+0}  = 6 × {L} × {H} × ({c.QkHeadDim} + {c.VHeadDim}) × {info.SequenceLength}"),
+            ("  attention", $"{info.AttentionFlopsPerToken:0.000e+0}  = 6 × {L} × {H} × ({c.Mla.QkHead} + {c.VHeadDim}) × {info.SequenceLength}"),
         };
         int width = rows.Max(r => r.Item1.Length);
         foreach (var (key, value) in rows)

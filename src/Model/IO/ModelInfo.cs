@@ -41,7 +41,7 @@ public sealed record ModelInfo(
     public long MatmulFlopsPerToken => 6 * ActivatedMatmulParameters;
 
     public long AttentionFlopsPerToken =>
-        6L * Layers * Config.NumAttentionHeads * (Config.QkHeadDim + Config.VHeadDim) * SequenceLength;
+        6L * Layers * Config.NumAttentionHeads * (Config.Mla.QkHead + Config.VHeadDim) * SequenceLength;
 
     public long FlopsPerToken => MatmulFlopsPerToken + AttentionFlopsPerToken;
 
@@ -65,8 +65,8 @@ public sealed record ModelInfo(
             layout.ParameterCount,
             activated,
             activated - vectors - embedding,
-            config.KvLoraRank + config.QkRopeHeadDim,
-            (long)config.NumAttentionHeads * (config.QkHeadDim + config.VHeadDim),
+            config.Mla.RD,
+            (long)config.NumAttentionHeads * (config.Mla.QkHead + config.VHeadDim),
             seq);
     }
 }

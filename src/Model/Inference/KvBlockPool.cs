@@ -1,3 +1,5 @@
+using K2RL.Model.Layers;
+
 namespace K2RL.Model.Inference;
 
 /// <summary>
@@ -29,7 +31,8 @@ public sealed class KvBlockPool
         Config = config;
         BlockTokens = blockTokens;
         NumBlocks = numBlocks;
-        RowFloats = config.KvLoraRank + config.QkRopeHeadDim;
+        Mla = config.Mla;
+        RowFloats = Mla.RD;
         long perBlock = (long)config.NumHiddenLayers * blockTokens * RowFloats;
         if (perBlock > Array.MaxLength)
         {
@@ -50,6 +53,9 @@ public sealed class KvBlockPool
     }
 
     public ModelConfig Config { get; }
+
+    /// <summary>The MLA shapes of the model whose cache this is.</summary>
+    public MlaDims Mla { get; }
 
     public int BlockTokens { get; }
 

@@ -3,30 +3,27 @@ using K2RL.Kernels;
 namespace K2RL.Model.Layers;
 
 /// <summary>
-/// Multi-head latent attention, plain path (training and prefill), for one layer, with its saved activations
-/// for batches of B sequences × T tokens (SPEC §1 MLA items 1–5):
-///   cq = RMSNorm(x Wqaᵀ); q = cq Wqbᵀ (or q = x Wqᵀ)        → [N, H, Dn+Dr], RoPE on the Dr part
-///   [c | k_pe] = x Wkvaᵀ; c = RMSNorm(c); RoPE on k_pe (one head, shared)
+/// Multi-head latent attention (SPEC §1 MLA). An instance is the plain path's training layer, with its saved
+/// activations for batches of B sequences × T tokens (items 1–5):
+///   q, c, k_pe as <see cref="MlaProjection"/> (shared with prefill and decode)  → [N, H, Dn+Dr], [N, R], [N, Dr]
 ///   [k_nope | v] = c Wkvbᵀ                                  → [N, H, Dn+Dv]
 ///   per (b, h): S = q_nope k_noped ᵀ + q_pe k_peᵀ [T, T]; P = causal softmax(S · (Dn+Dr)^-1/2); o = P v
 ///   out = o Woᵀ                                             → [N, D]
 /// Letters: B batch, T sequence, N = B·T, D hidden, H heads, Dn/Dr/Dv head dims, Rq q_lora_rank, R kv_lora_rank.
-/// Parameter gradients accumulate (+=); activation gradients are assigned (=).
+/// Parameter gradients accumulate (+=); activation gradients are assigned (=). The static pieces serve
+/// <see cref="Inference.DecodeModel"/>: <see cref="AttendPlain"/> is prefill's attention too, and
+/// MlaAttention.Absorbed.cs holds decode's weight-absorbed path (item 6) over the compressed cache.
 /// </summary>
-public sealed class MlaAttention
+public sealed partial class MlaAttention
 {
-    private readonly int B, T, N, D, H, Dn, Dr, Dv, R, Rq, HQ, HKV;
-    private readonly bool hasQLora;
-    private readonly float eps, scale;
+    private readonly MlaDims m;
+    private readonly int B, T, N;
+    private readonly float scale;
     private readonly float[] ropeCos, ropeSin;   // [maxPos, Dr/2]
     private readonly int[] positions;            // [N] = n mod T
 
     // ---- saved activations
-    private readonly float[] qa, qaN, rstdQa;    // [N, Rq], [N, Rq], [N]
-    private readonly float[] q;                  // [N, H*(Dn+Dr)] after RoPE
-    private readonly float[] cRaw, cN, rstdKv;   // [N, R], [N, R], [N]
-    private readonly float[] kpe;                // [N, Dr] after RoPE
-    private readonly float[] kva;                // [N, R+Dr] kv_a_proj output (split into cRaw | kpe); reused for its gradient
+    private readonly MlaProjection proj;         // q, c, k_pe and their intermediates for N tokens
     private readonly float[] kvb;                // [N, H*(Dn+Dv)]
     private readonly float[] probs;              // [B, H, T, T] slots, each holding the packed causal row blocks
     private readonly float[] attnOut;            // [N, H*Dv]
@@ -52,47 +49,29 @@ public sealed class MlaAttention
         StepProfile profile)
     {
         this.profile = profile;
+        m = config.Mla;
         B = batch;
         T = seq;
         N = batch * seq;
-        D = config.HiddenSize;
-        H = config.NumAttentionHeads;
-        Dn = config.QkNopeHeadDim;
-        Dr = config.QkRopeHeadDim;
-        Dv = config.VHeadDim;
-        R = config.KvLoraRank;
-        hasQLora = config.QLoraRank is not null;
-        Rq = config.QLoraRank ?? 0;
-        HQ = H * (Dn + Dr);
-        HKV = H * (Dn + Dv);
-        eps = config.RmsNormEps;
         scale = config.SoftmaxScale;
         this.ropeCos = ropeCos;
         this.ropeSin = ropeSin;
         this.positions = positions;
 
-        qa = new float[N * Rq];
-        qaN = new float[N * Rq];
-        rstdQa = new float[hasQLora ? N : 0];
-        q = new float[N * HQ];
-        cRaw = new float[N * R];
-        cN = new float[N * R];
-        rstdKv = new float[N];
-        kpe = new float[N * Dr];
-        kva = new float[N * (R + Dr)];
-        kvb = new float[N * HKV];
-        probs = new float[(long)B * H * T * T <= int.MaxValue ? B * H * T * T : throw new ArgumentException($"attention probabilities [B={B}, H={H}, T={T}, T] exceed one array")];
-        attnOut = new float[N * H * Dv];
-        maxBH = new float[B * H];
-        dAttnOut = new float[N * H * Dv];
-        dQ = new float[N * HQ];
-        dKvb = new float[N * HKV];
-        dKpeHeads = new float[H * N * Dr];
-        dKpe = new float[N * Dr];
-        dCN = new float[N * R];
-        dCRaw = new float[N * R];
-        dQaN = new float[N * Rq];
-        dQa = new float[N * Rq];
+        proj = new MlaProjection(config, N, ropeCos, ropeSin);
+        kvb = new float[N * m.HKV];
+        probs = new float[(long)B * m.H * T * T <= int.MaxValue ? B * m.H * T * T : throw new ArgumentException($"attention probabilities [B={B}, H={m.H}, T={T}, T] exceed one array")];
+        attnOut = new float[N * m.HDv];
+        maxBH = new float[B * m.H];
+        dAttnOut = new float[N * m.HDv];
+        dQ = new float[N * m.HQ];
+        dKvb = new float[N * m.HKV];
+        dKpeHeads = new float[m.H * N * m.Dr];
+        dKpe = new float[N * m.Dr];
+        dCN = new float[N * m.R];
+        dCRaw = new float[N * m.R];
+        dQaN = new float[N * m.Rq];
+        dQa = new float[N * m.Rq];
         workS = ModelThreads.PerWorker(T * T);
         workDP = ModelThreads.PerWorker(T * T);
 
@@ -104,62 +83,44 @@ public sealed class MlaAttention
     public ReadOnlySpan<float> MaxLogitsPerSequence => maxBH;
 
     /// <summary>output[N, D] = MLA(x) (assigned); x [N, D] is the input-normed hidden state, kept until backward.</summary>
-    public void Forward(Span<float> output, ReadOnlySpan<float> x, float[] parameters, LayerSlots slots)
+    public void Forward(Span<float> output, float[] x, float[] parameters, LayerSlots slots)
     {
         this.parameters = parameters;
         this.slots = slots;
         long t0 = StepProfile.Now;
-        if (hasQLora)
-        {
-            Linear.Forward(qa, x, P(slots.QA, Rq * D), N, D, Rq);
-            RmsNorm.Forward(qaN, rstdQa, qa, P(slots.QANorm, Rq), N, Rq, eps);
-            Linear.Forward(q, qaN, P(slots.QB, HQ * Rq), N, Rq, HQ);
-        }
-        else
-        {
-            Linear.Forward(q, x, P(slots.Q, HQ * D), N, D, HQ);
-        }
-
-        Rope.Apply(q, positions, ropeCos, ropeSin, N, HQ, H, Dn + Dr, Dn, Dr);
-        // one GEMM for [c | k_pe], then split
-        Linear.Forward(kva, x, P(slots.KvA, (R + Dr) * D), N, D, R + Dr);
-        for (int r = 0; r < N; r++)
-        {
-            kva.AsSpan(r * (R + Dr), R).CopyTo(cRaw.AsSpan(r * R, R));
-            kva.AsSpan(r * (R + Dr) + R, Dr).CopyTo(kpe.AsSpan(r * Dr, Dr));
-        }
-
-        Rope.Apply(kpe, positions, ropeCos, ropeSin, N, Dr, 1, Dr, 0, Dr);
-        RmsNorm.Forward(cN, rstdKv, cRaw, P(slots.KvNorm, R), N, R, eps);
-        Linear.Forward(kvb, cN, P(slots.KvB, HKV * R), N, R, HKV);
-
+        proj.Forward(x, positions, N, parameters, slots, Projector.Packed);
+        Linear.Forward(kvb, proj.CN, P(slots.KvB, m.HKV * m.R), N, m.R, m.HKV);
         t0 = profile.Lap(ModelPhase.AttentionProjections, t0);
-        ModelThreads.For(B * H, forwardHead);
+        ModelThreads.For(B * m.H, forwardHead);
         t0 = profile.Lap(ModelPhase.AttentionCore, t0);
-        Linear.Forward(output, attnOut, P(slots.O, D * H * Dv), N, H * Dv, D);
+        Linear.Forward(output, attnOut, P(slots.O, m.D * m.HDv), N, m.HDv, m.D);
         profile.Lap(ModelPhase.AttentionProjections, t0);
     }
 
     /// <summary>Max scaled logit per head over the batch, written to maxPerHead[H].</summary>
-    public void ReduceMaxLogits(Span<float> maxPerHead)
+    public void ReduceMaxLogits(Span<float> maxPerHead) => ReduceMaxLogits(maxPerHead, maxBH, B, m.H);
+
+    /// <summary>maxPerHead[h] = max over b of maxBH[b, h] (training's batch, prefill's sequences).</summary>
+    internal static void ReduceMaxLogits(Span<float> maxPerHead, ReadOnlySpan<float> maxBH, int B, int H)
     {
         for (int h = 0; h < H; h++)
         {
-            float m = float.NegativeInfinity;
+            float max = float.NegativeInfinity;
             for (int b = 0; b < B; b++)
             {
-                m = Math.Max(m, maxBH[b * H + h]);
+                max = Math.Max(max, maxBH[b * H + h]);
             }
 
-            maxPerHead[h] = m;
+            maxPerHead[h] = max;
         }
     }
 
     /// <summary>dX[N, D] (assigned) and the attention weights' gradients (+=) from dOut[N, D].</summary>
     public void Backward(Span<float> dX, float[] gradients, ReadOnlySpan<float> dOut, ReadOnlySpan<float> x)
     {
+        int D = m.D, H = m.H, Dr = m.Dr, R = m.R, Rq = m.Rq, HQ = m.HQ, HKV = m.HKV, RD = m.RD;
         long t0 = StepProfile.Now;
-        Linear.Backward(dAttnOut, G(gradients, slots.O, D * H * Dv), dOut, attnOut, P(slots.O, D * H * Dv), N, H * Dv, D);
+        Linear.Backward(dAttnOut, G(gradients, slots.O, D * m.HDv), dOut, attnOut, P(slots.O, D * m.HDv), N, m.HDv, D);
         t0 = profile.Lap(ModelPhase.AttentionProjections, t0);
         ModelThreads.For(B * H, backwardHead);
 
@@ -176,23 +137,24 @@ public sealed class MlaAttention
 
         t0 = profile.Lap(ModelPhase.AttentionCore, t0);
         // RoPE is a rotation: its backward rotates the gradient back
-        Rope.Apply(dQ, positions, ropeCos, ropeSin, N, HQ, H, Dn + Dr, Dn, Dr, inverse: true);
+        Rope.Apply(dQ, positions, ropeCos, ropeSin, N, HQ, H, m.QkHead, m.Dn, Dr, inverse: true);
         Rope.Apply(dKpe, positions, ropeCos, ropeSin, N, Dr, 1, Dr, 0, Dr, inverse: true);
 
-        Linear.Backward(dCN, G(gradients, slots.KvB, HKV * R), dKvb, cN, P(slots.KvB, HKV * R), N, R, HKV);
-        RmsNorm.Backward(dCRaw, G(gradients, slots.KvNorm, R), dCN, cRaw, P(slots.KvNorm, R), rstdKv, N, R);
+        Linear.Backward(dCN, G(gradients, slots.KvB, HKV * R), dKvb, proj.CN, P(slots.KvB, HKV * R), N, R, HKV);
+        RmsNorm.Backward(dCRaw, G(gradients, slots.KvNorm, R), dCN, proj.CRaw, P(slots.KvNorm, R), proj.RstdKv, N, R);
         // [dc | dk_pe] back through kv_a_proj as one GEMM pair
+        var dKva = proj.KvA;
         for (int r = 0; r < N; r++)
         {
-            dCRaw.AsSpan(r * R, R).CopyTo(kva.AsSpan(r * (R + Dr), R));
-            dKpe.AsSpan(r * Dr, Dr).CopyTo(kva.AsSpan(r * (R + Dr) + R, Dr));
+            dCRaw.AsSpan(r * R, R).CopyTo(dKva.AsSpan(r * RD, R));
+            dKpe.AsSpan(r * Dr, Dr).CopyTo(dKva.AsSpan(r * RD + R, Dr));
         }
 
-        Linear.Backward(dX, G(gradients, slots.KvA, (R + Dr) * D), kva, x, P(slots.KvA, (R + Dr) * D), N, D, R + Dr);
-        if (hasQLora)
+        Linear.Backward(dX, G(gradients, slots.KvA, RD * D), dKva, x, P(slots.KvA, RD * D), N, D, RD);
+        if (m.HasQLora)
         {
-            Linear.Backward(dQaN, G(gradients, slots.QB, HQ * Rq), dQ, qaN, P(slots.QB, HQ * Rq), N, Rq, HQ);
-            RmsNorm.Backward(dQa, G(gradients, slots.QANorm, Rq), dQaN, qa, P(slots.QANorm, Rq), rstdQa, N, Rq);
+            Linear.Backward(dQaN, G(gradients, slots.QB, HQ * Rq), dQ, proj.QaN, P(slots.QB, HQ * Rq), N, Rq, HQ);
+            RmsNorm.Backward(dQa, G(gradients, slots.QANorm, Rq), dQaN, proj.Qa, P(slots.QANorm, Rq), proj.RstdQa, N, Rq);
             Linear.Backward(dX, G(gradients, slots.QA, Rq * D), dQa, x, P(slots.QA, Rq * D), N, D, Rq, accumulateInput: true);
         }
         else
@@ -212,39 +174,52 @@ public sealed class MlaAttention
 
     private void ForwardHead(int item, int worker)
     {
-        int b = item / H, h = item % H, row0 = b * T;
-        var qRows = q.AsSpan(row0 * HQ + h * (Dn + Dr));
-        var kvRows = kvb.AsSpan(row0 * HKV + h * (Dn + Dv));
-        var kpeRows = kpe.AsSpan(row0 * Dr);
+        int H = m.H, b = item / H, h = item % H, row0 = b * T;
+        var q = proj.Q.AsSpan(row0 * m.HQ + h * m.QkHead);
+        var kv = kvb.AsSpan(row0 * m.HKV + h * m.KvHead);
+        var kpe = proj.Kpe.AsSpan(row0 * m.Dr);
+        var o = attnOut.AsSpan(row0 * m.HDv + h * m.Dv);
         var pItem = probs.AsSpan(item * T * T, T * T);
         float max = float.NegativeInfinity;
         for (int r0 = 0; r0 < T; r0 += QueryBlock)
         {
             int rows = Math.Min(QueryBlock, T - r0), cols = r0 + rows;
-            var s = workS[worker].AsSpan(0, rows * cols);
-            var p = pItem.Slice(PackedOffset(r0), rows * cols);
-            // S[rows, cols] = q_nope k_nopeᵀ + q_pe k_peᵀ
-            Gemm.Multiply(GemmOp.NT, s, cols, qRows[(r0 * HQ)..], HQ, kvRows, HKV, rows, cols, Dn, false, maxThreads: 1);
-            Gemm.Multiply(GemmOp.NT, s, cols, qRows[(r0 * HQ + Dn)..], HQ, kpeRows, Dr, rows, cols, Dr, true, maxThreads: 1);
-            max = Math.Max(max, Softmax.Forward(p, s, rows, cols, scale, causal: true, causalOffset: r0));
-            // o[rows, Dv] = P v[0:cols]
-            Gemm.Multiply(GemmOp.NN, attnOut.AsSpan((row0 + r0) * H * Dv + h * Dv), H * Dv, p, cols, kvRows[Dn..], HKV,
-                rows, Dv, cols, false, maxThreads: 1);
+            max = Math.Max(max, AttendPlain(o[(r0 * m.HDv)..], pItem.Slice(PackedOffset(r0), rows * cols),
+                workS[worker].AsSpan(0, rows * cols), q[(r0 * m.HQ)..], kv, kpe, rows, cols, r0, m, scale));
         }
 
         maxBH[item] = max;
     }
 
+    /// <summary>
+    /// One head's plain causal attention (training and prefill) for <paramref name="rows"/> queries at positions
+    /// first.. over the keys at [0, cols), rows of q [rows, H*(Dn+Dr)], kv [cols, H*(Dn+Dv)], o [rows, H*Dv] all
+    /// starting at this head and k_pe [cols, Dr] shared:
+    ///   S[rows, cols] = q_nope k_nopeᵀ + q_pe k_peᵀ; P = causal softmax(S · scale) into p; o = P v.
+    /// Returns the largest scaled logit; s is scratch [rows, cols].
+    /// </summary>
+    internal static float AttendPlain(Span<float> o, Span<float> p, Span<float> s, ReadOnlySpan<float> q, ReadOnlySpan<float> kv,
+        ReadOnlySpan<float> kpe, int rows, int cols, int first, in MlaDims m, float scale)
+    {
+        int HQ = m.HQ, HKV = m.HKV;
+        Gemm.Multiply(GemmOp.NT, s, cols, q, HQ, kv, HKV, rows, cols, m.Dn, false, maxThreads: 1);
+        Gemm.Multiply(GemmOp.NT, s, cols, q[m.Dn..], HQ, kpe, m.Dr, rows, cols, m.Dr, true, maxThreads: 1);
+        float max = Softmax.Forward(p, s, rows, cols, scale, causal: true, causalOffset: first);
+        Gemm.Multiply(GemmOp.NN, o, m.HDv, p, cols, kv[m.Dn..], HKV, rows, m.Dv, cols, false, maxThreads: 1);
+        return max;
+    }
+
     private void BackwardHead(int item, int worker)
     {
+        int H = m.H, Dn = m.Dn, Dr = m.Dr, Dv = m.Dv, HQ = m.HQ, HKV = m.HKV;
         int b = item / H, h = item % H, row0 = b * T;
         var pItem = probs.AsSpan(item * T * T, T * T);
         var dOAll = dAttnOut.AsSpan(row0 * H * Dv + h * Dv);
-        var qRows = q.AsSpan(row0 * HQ + h * (Dn + Dr));
-        var kvRows = kvb.AsSpan(row0 * HKV + h * (Dn + Dv));
-        var kpeRows = kpe.AsSpan(row0 * Dr);
-        var dQRows = dQ.AsSpan(row0 * HQ + h * (Dn + Dr));
-        var dKvRows = dKvb.AsSpan(row0 * HKV + h * (Dn + Dv));
+        var qRows = proj.Q.AsSpan(row0 * HQ + h * m.QkHead);
+        var kvRows = kvb.AsSpan(row0 * HKV + h * m.KvHead);
+        var kpeRows = proj.Kpe.AsSpan(row0 * Dr);
+        var dQRows = dQ.AsSpan(row0 * HQ + h * m.QkHead);
+        var dKvRows = dKvb.AsSpan(row0 * HKV + h * m.KvHead);
         var dKpeRows = dKpeHeads.AsSpan(h * N * Dr + row0 * Dr);
         // the last row block sees every key: it assigns dk, dv; earlier blocks accumulate onto a prefix
         int last = (T - 1) / QueryBlock * QueryBlock;

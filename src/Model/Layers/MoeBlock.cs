@@ -9,7 +9,9 @@ namespace K2RL.Model.Layers;
 /// when n_group &gt; 1 (group score = sum of its top-2); mixing weights from the unbiased s, normalized when
 /// norm_topk_prob, times routed_scaling_factor. Tokens go to experts in grouped batches: the (token, slot)
 /// pairs are sorted by expert (stable, by token), gathered into one contiguous block per expert, run through
-/// one GEMM per projection per expert, and combined back per token in slot order (deterministic).
+/// one GEMM per projection per expert, and combined back per token in slot order (deterministic). The file reads
+/// in call order: Forward (Route, the experts by one of <see cref="ForwardExpert"/>'s three product paths, the
+/// shared expert, Combine), then Backward (MixBackward, BackwardExpert, Scatter, the router).
 /// Letters: N tokens, D hidden, E experts, K experts per token, F expert hidden, Fs shared hidden, G groups.
 /// Parameter gradients accumulate (+=); activation gradients are assigned (=).
 /// </summary>
@@ -230,153 +232,6 @@ public sealed class MoeBlock
         weights16 = [];
     }
 
-    private void ForwardInference(int item, int worker)
-    {
-        if (item == 0)
-        {
-            SharedForward(outBuf, xIn, tokens, threads: 1);
-        }
-        else
-        {
-            ForwardExpert(item - 1, worker);
-        }
-    }
-
-    /// <summary>output[N, D] = the shared expert of x (assigned; zeros without one).</summary>
-    private void SharedForward(float[] output, float[] x, int N, int threads)
-    {
-        if (Fs > 0)
-        {
-            SwiGluMlp.Forward(output, gs, us, hs, x, P(slots.SharedGate, Fs * D), P(slots.SharedUp, Fs * D),
-                P(slots.SharedDown, D * Fs), N, D, Fs, threads: threads, gu: guS, wGateUp: GateUp(slots.SharedGate, slots.SharedUp, Fs));
-        }
-        else
-        {
-            output.AsSpan(0, N * D).Clear();
-        }
-    }
-
-    /// <summary>
-    /// Given dOut[N, D], dX[N, D] (assigned) and every MoE weight's gradient (+=), the router's through the
-    /// mixing weights (normalization included). The correction bias gets no gradient.
-    /// </summary>
-    public void Backward(float[] dX, float[] gradients, float[] dOut, float[] x, int N)
-    {
-        this.gradients = gradients;
-        long t0 = StepProfile.Now;
-        // shared expert: assigns dX
-        if (Fs > 0)
-        {
-            SwiGluMlp.Backward(dX, Gr(slots.SharedGate, Fs * D), Gr(slots.SharedUp, Fs * D), Gr(slots.SharedDown, D * Fs),
-                dHs, dGs, dUs, dOut, x, gs, us, hs, P(slots.SharedGate, Fs * D), P(slots.SharedUp, Fs * D),
-                P(slots.SharedDown, D * Fs), N, D, Fs);
-        }
-        else
-        {
-            dX.AsSpan(0, N * D).Clear();
-        }
-
-        t0 = profile.Lap(ModelPhase.SharedExpert, t0);
-        dOutBuf = dOut;
-        dXBuf = dX;
-        tokens = N;
-        ModelThreads.For(TokenChunks, mixBackward, parallel: N * K * D >= ParallelMinFloats);   // d mix = dOut · y ; d y = mix · dOut
-        t0 = profile.Lap(ModelPhase.MoeRouting, t0);
-        ModelThreads.For(E, backwardExpert);
-        t0 = profile.Lap(ModelPhase.MoeExperts, t0);
-        ModelThreads.For(TokenChunks, scatter, parallel: N * K * D >= ParallelMinFloats);       // dX[n] += Σ_k dXe[pos(n, k)], slot order
-
-        // router: mix_k = scaling * s_k / S (S = Σ chosen s, when normalizing); s = sigmoid(logit)
-        var dR = dRouter.AsSpan(0, N * E);
-        dR.Clear();
-        for (int n = 0; n < N; n++)
-        {
-            float corr = 0f;
-            if (normTopk)
-            {
-                double acc = 0;
-                for (int k = 0; k < K; k++)
-                {
-                    acc += dMix[n * K + k] * scores[n * E + selected[n * K + k]];
-                }
-
-                corr = (float)(acc / ((double)denom[n] * denom[n]));
-            }
-
-            for (int k = 0; k < K; k++)
-            {
-                int e = selected[n * K + k];
-                float s = scores[n * E + e];
-                float ds = normTopk ? scaling * (dMix[n * K + k] / denom[n] - corr) : scaling * dMix[n * K + k];
-                dR[n * E + e] = ds * s * (1f - s);
-            }
-        }
-
-        if (balanceActive)
-        {
-            // the balance loss reaches every expert's score of every token, chosen or not
-            var dBal = dBalance.AsSpan(0, N * E);
-            var sc = scores.AsSpan(0, N * E);
-            for (int i = 0; i < N * E; i++)
-            {
-                dR[i] += dBal[i] * sc[i] * (1f - sc[i]);
-            }
-        }
-
-        Linear.Backward(dX, Gr(slots.Router, E * D), dR, x, P(slots.Router, E * D), N, D, E, accumulateInput: true);
-        profile.Lap(ModelPhase.MoeRouting, t0);
-        xIn = outBuf = dOutBuf = dXBuf = [];
-    }
-
-    /// <summary>Below this many floats touched, the per-token loops are cheaper than waking a thread.</summary>
-    private const int ParallelMinFloats = 1 << 17;
-
-    /// <summary>Token ranges for the per-token loops: a fixed count, so the split never depends on timing.</summary>
-    private const int TokenChunks = 16;
-
-    private (int Start, int End) ChunkRange(int chunk) => (tokens * chunk / TokenChunks, tokens * (chunk + 1) / TokenChunks);
-
-    private void Combine(int chunk, int worker)
-    {
-        var (n0, n1) = ChunkRange(chunk);
-        for (int n = n0; n < n1; n++)
-        {
-            var o = outBuf.AsSpan(n * D, D);
-            for (int k = 0; k < K; k++)
-            {
-                TensorPrimitives.MultiplyAdd(ye.AsSpan(posOf[n * K + k] * D, D), mix[n * K + k], o, o);
-            }
-        }
-    }
-
-    private void MixBackward(int chunk, int worker)
-    {
-        var (n0, n1) = ChunkRange(chunk);
-        for (int n = n0; n < n1; n++)
-        {
-            var g = dOutBuf.AsSpan(n * D, D);
-            for (int k = 0; k < K; k++)
-            {
-                int pos = posOf[n * K + k];
-                dMix[n * K + k] = TensorPrimitives.Dot(g, ye.AsSpan(pos * D, D));
-                TensorPrimitives.Multiply(g, mix[n * K + k], dYe.AsSpan(pos * D, D));
-            }
-        }
-    }
-
-    private void Scatter(int chunk, int worker)
-    {
-        var (n0, n1) = ChunkRange(chunk);
-        for (int n = n0; n < n1; n++)
-        {
-            var d = dXBuf.AsSpan(n * D, D);
-            for (int k = 0; k < K; k++)
-            {
-                TensorPrimitives.Add(d, dXe.AsSpan(posOf[n * K + k] * D, D), d);
-            }
-        }
-    }
-
     private void Route(float[] x, int N)
     {
         var s = scores.AsSpan(0, N * E);
@@ -485,6 +340,24 @@ public sealed class MoeBlock
         }
     }
 
+    private void ForwardInference(int item, int worker)
+    {
+        if (item == 0)
+        {
+            SharedForward(outBuf, xIn, tokens, threads: 1);
+        }
+        else
+        {
+            ForwardExpert(item - 1, worker);
+        }
+    }
+
+    /// <summary>
+    /// Expert e on its gathered tokens: ye = down(silu(gate xe) ⊙ up xe), by one of three product paths that
+    /// give a token the same bits whatever else shares its expert: the few-row products (decode), the packed
+    /// GEMM from the fused [gate | up] rows keeping only the hidden (prefill), or SwiGluMlp keeping g and u for
+    /// backward (training, and inference when gate and up are not adjacent).
+    /// </summary>
     private void ForwardExpert(int e, int worker)
     {
         int cnt = counts[e], off = offsets[e];
@@ -498,48 +371,172 @@ public sealed class MoeBlock
             xIn.AsSpan(tokenOf[pos] * D, D).CopyTo(xe.AsSpan(pos * D, D));
         }
 
+        var x = xe.AsSpan(off * D, cnt * D);
+        var y = ye.AsSpan(off * D, cnt * D);
+        var h = he.AsSpan(off * F, cnt * F);
+        var wGateUp = GateUp(slots.ExpertGate[e], slots.ExpertUp[e], F);
         if (fewRows)
         {
-            var x = xe.AsSpan(off * D, cnt * D);
             var g = ge.AsSpan(off * F, cnt * F);
             var u = ue.AsSpan(off * F, cnt * F);
-            var h = he.AsSpan(off * F, cnt * F);
-            if (weights16.Length > 0)
-            {
-                SmallGemm.MultiplyNT(g, F, x, D, weights16.AsSpan(slots.ExpertGate[e], F * D), D, cnt, F, D);
-                SmallGemm.MultiplyNT(u, F, x, D, weights16.AsSpan(slots.ExpertUp[e], F * D), D, cnt, F, D);
-                SwiGlu.Forward(h, g, u, cnt * F);
-                SmallGemm.MultiplyNT(ye.AsSpan(off * D, cnt * D), D, h, F, weights16.AsSpan(slots.ExpertDown[e], D * F), F, cnt, D, F);
-                return;
-            }
-
-            SmallGemm.MultiplyNT(g, F, x, D, P(slots.ExpertGate[e], F * D), D, cnt, F, D);
-            SmallGemm.MultiplyNT(u, F, x, D, P(slots.ExpertUp[e], F * D), D, cnt, F, D);
+            FewRowProduct(g, x, slots.ExpertGate[e], cnt, D, F);
+            FewRowProduct(u, x, slots.ExpertUp[e], cnt, D, F);
             SwiGlu.Forward(h, g, u, cnt * F);
-            SmallGemm.MultiplyNT(ye.AsSpan(off * D, cnt * D), D, h, F, P(slots.ExpertDown[e], D * F), F, cnt, D, F);
-            return;
+            FewRowProduct(y, h, slots.ExpertDown[e], cnt, F, D);
         }
-
-        var wGateUp = GateUp(slots.ExpertGate[e], slots.ExpertUp[e], F);
-        if (inference && !wGateUp.IsEmpty)
+        else if (inference && !wGateUp.IsEmpty)
         {
             // SwiGluMlp.Forward's products and bits without keeping g and u: h straight from the fused [g | u] rows
             var gu = guE.AsSpan(off * 2 * F, cnt * 2 * F);
-            var h = he.AsSpan(off * F, cnt * F);
-            Linear.Forward(gu, xe.AsSpan(off * D, cnt * D), wGateUp, cnt, D, 2 * F, threads: 1);
+            Linear.Forward(gu, x, wGateUp, cnt, D, 2 * F, threads: 1);
             for (int r = 0; r < cnt; r++)
             {
                 SwiGlu.Forward(h.Slice(r * F, F), gu.Slice(r * 2 * F, F), gu.Slice(r * 2 * F + F, F), F);
             }
 
-            Gemm.Multiply(GemmOp.NT, ye.AsSpan(off * D, cnt * D), D, h, F, P(slots.ExpertDown[e], D * F), F, cnt, D, F, false, maxThreads: 1);
-            return;
+            Gemm.Multiply(GemmOp.NT, y, D, h, F, P(slots.ExpertDown[e], D * F), F, cnt, D, F, false, maxThreads: 1);
+        }
+        else
+        {
+            SwiGluMlp.Forward(y, ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F), h, x, P(slots.ExpertGate[e], F * D),
+                P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F, threads: 1,
+                gu: guE.AsSpan(off * 2 * F, cnt * 2 * F), wGateUp: wGateUp);
+        }
+    }
+
+    /// <summary>output[n, Out] = input[n, In] · W[Out, In]ᵀ by the few-row product, W read as bf16 when the call has them.</summary>
+    private void FewRowProduct(Span<float> output, ReadOnlySpan<float> input, int weight, int n, int In, int Out)
+    {
+        if (weights16.Length > 0)
+        {
+            SmallGemm.MultiplyNT(output, Out, input, In, weights16.AsSpan(weight, Out * In), In, n, Out, In);
+        }
+        else
+        {
+            SmallGemm.MultiplyNT(output, Out, input, In, P(weight, Out * In), In, n, Out, In);
+        }
+    }
+
+    /// <summary>output[N, D] = the shared expert of x (assigned; zeros without one).</summary>
+    private void SharedForward(float[] output, float[] x, int N, int threads)
+    {
+        if (Fs > 0)
+        {
+            SwiGluMlp.Forward(output, gs, us, hs, x, P(slots.SharedGate, Fs * D), P(slots.SharedUp, Fs * D),
+                P(slots.SharedDown, D * Fs), N, D, Fs, threads: threads, gu: guS, wGateUp: GateUp(slots.SharedGate, slots.SharedUp, Fs));
+        }
+        else
+        {
+            output.AsSpan(0, N * D).Clear();
+        }
+    }
+
+    /// <summary>Below this many floats touched, the per-token loops are cheaper than waking a thread.</summary>
+    private const int ParallelMinFloats = 1 << 17;
+
+    /// <summary>Token ranges for the per-token loops: a fixed count, so the split never depends on timing.</summary>
+    private const int TokenChunks = 16;
+
+    private (int Start, int End) ChunkRange(int chunk) => (tokens * chunk / TokenChunks, tokens * (chunk + 1) / TokenChunks);
+
+    private void Combine(int chunk, int worker)
+    {
+        var (n0, n1) = ChunkRange(chunk);
+        for (int n = n0; n < n1; n++)
+        {
+            var o = outBuf.AsSpan(n * D, D);
+            for (int k = 0; k < K; k++)
+            {
+                TensorPrimitives.MultiplyAdd(ye.AsSpan(posOf[n * K + k] * D, D), mix[n * K + k], o, o);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Given dOut[N, D], dX[N, D] (assigned) and every MoE weight's gradient (+=), the router's through the
+    /// mixing weights (normalization included). The correction bias gets no gradient.
+    /// </summary>
+    public void Backward(float[] dX, float[] gradients, float[] dOut, float[] x, int N)
+    {
+        this.gradients = gradients;
+        long t0 = StepProfile.Now;
+        // shared expert: assigns dX
+        if (Fs > 0)
+        {
+            SwiGluMlp.Backward(dX, Gr(slots.SharedGate, Fs * D), Gr(slots.SharedUp, Fs * D), Gr(slots.SharedDown, D * Fs),
+                dHs, dGs, dUs, dOut, x, gs, us, hs, P(slots.SharedGate, Fs * D), P(slots.SharedUp, Fs * D),
+                P(slots.SharedDown, D * Fs), N, D, Fs);
+        }
+        else
+        {
+            dX.AsSpan(0, N * D).Clear();
         }
 
-        SwiGluMlp.Forward(ye.AsSpan(off * D, cnt * D), ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F),
-            he.AsSpan(off * F, cnt * F), xe.AsSpan(off * D, cnt * D), P(slots.ExpertGate[e], F * D),
-            P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F, threads: 1,
-            gu: guE.AsSpan(off * 2 * F, cnt * 2 * F), wGateUp: GateUp(slots.ExpertGate[e], slots.ExpertUp[e], F));
+        t0 = profile.Lap(ModelPhase.SharedExpert, t0);
+        dOutBuf = dOut;
+        dXBuf = dX;
+        tokens = N;
+        ModelThreads.For(TokenChunks, mixBackward, parallel: N * K * D >= ParallelMinFloats);   // d mix = dOut · y ; d y = mix · dOut
+        t0 = profile.Lap(ModelPhase.MoeRouting, t0);
+        ModelThreads.For(E, backwardExpert);
+        t0 = profile.Lap(ModelPhase.MoeExperts, t0);
+        ModelThreads.For(TokenChunks, scatter, parallel: N * K * D >= ParallelMinFloats);       // dX[n] += Σ_k dXe[pos(n, k)], slot order
+
+        // router: mix_k = scaling * s_k / S (S = Σ chosen s, when normalizing); s = sigmoid(logit)
+        var dR = dRouter.AsSpan(0, N * E);
+        dR.Clear();
+        for (int n = 0; n < N; n++)
+        {
+            float corr = 0f;
+            if (normTopk)
+            {
+                double acc = 0;
+                for (int k = 0; k < K; k++)
+                {
+                    acc += dMix[n * K + k] * scores[n * E + selected[n * K + k]];
+                }
+
+                corr = (float)(acc / ((double)denom[n] * denom[n]));
+            }
+
+            for (int k = 0; k < K; k++)
+            {
+                int e = selected[n * K + k];
+                float s = scores[n * E + e];
+                float ds = normTopk ? scaling * (dMix[n * K + k] / denom[n] - corr) : scaling * dMix[n * K + k];
+                dR[n * E + e] = ds * s * (1f - s);
+            }
+        }
+
+        if (balanceActive)
+        {
+            // the balance loss reaches every expert's score of every token, chosen or not
+            var dBal = dBalance.AsSpan(0, N * E);
+            var sc = scores.AsSpan(0, N * E);
+            for (int i = 0; i < N * E; i++)
+            {
+                dR[i] += dBal[i] * sc[i] * (1f - sc[i]);
+            }
+        }
+
+        Linear.Backward(dX, Gr(slots.Router, E * D), dR, x, P(slots.Router, E * D), N, D, E, accumulateInput: true);
+        profile.Lap(ModelPhase.MoeRouting, t0);
+        xIn = outBuf = dOutBuf = dXBuf = [];
+    }
+
+    private void MixBackward(int chunk, int worker)
+    {
+        var (n0, n1) = ChunkRange(chunk);
+        for (int n = n0; n < n1; n++)
+        {
+            var g = dOutBuf.AsSpan(n * D, D);
+            for (int k = 0; k < K; k++)
+            {
+                int pos = posOf[n * K + k];
+                dMix[n * K + k] = TensorPrimitives.Dot(g, ye.AsSpan(pos * D, D));
+                TensorPrimitives.Multiply(g, mix[n * K + k], dYe.AsSpan(pos * D, D));
+            }
+        }
     }
 
     private void BackwardExpert(int e, int worker)
@@ -555,6 +552,19 @@ public sealed class MoeBlock
             dUe.AsSpan(off * F, cnt * F), dYe.AsSpan(off * D, cnt * D), xe.AsSpan(off * D, cnt * D),
             ge.AsSpan(off * F, cnt * F), ue.AsSpan(off * F, cnt * F), he.AsSpan(off * F, cnt * F),
             P(slots.ExpertGate[e], F * D), P(slots.ExpertUp[e], F * D), P(slots.ExpertDown[e], D * F), cnt, D, F, threads: 1);
+    }
+
+    private void Scatter(int chunk, int worker)
+    {
+        var (n0, n1) = ChunkRange(chunk);
+        for (int n = n0; n < n1; n++)
+        {
+            var d = dXBuf.AsSpan(n * D, D);
+            for (int k = 0; k < K; k++)
+            {
+                TensorPrimitives.Add(d, dXe.AsSpan(posOf[n * K + k] * D, D), d);
+            }
+        }
     }
 
     private Span<float> P(int offset, int length) => parameters.AsSpan(offset, length);

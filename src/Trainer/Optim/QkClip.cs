@@ -46,15 +46,14 @@ public static class QkClip
     /// <summary>Rescales one head's query/key rows so its logits scale by <paramref name="gamma"/>.</summary>
     public static void ClipHead(float[] parameters, ParameterLayout layout, int layer, int head, float gamma)
     {
-        var c = layout.Config;
-        int Dn = c.QkNopeHeadDim, Dr = c.QkRopeHeadDim, Dv = c.VHeadDim;
+        var m = layout.Config.Mla;
         float root = MathF.Sqrt(gamma);
         string p = $"model.layers.{layer}.self_attn.";
-        var q = layout[c.QLoraRank is null ? p + "q_proj.weight" : p + "q_b_proj.weight"];
+        var q = layout[m.HasQLora ? p + "q_b_proj.weight" : p + "q_proj.weight"];
         var kv = layout[p + "kv_b_proj.weight"];
-        ScaleRows(q.Of(parameters), q.Cols, head * (Dn + Dr), Dn, root);          // q_nope
-        ScaleRows(q.Of(parameters), q.Cols, head * (Dn + Dr) + Dn, Dr, gamma);    // q_pe
-        ScaleRows(kv.Of(parameters), kv.Cols, head * (Dn + Dv), Dn, root);        // k_nope
+        ScaleRows(q.Of(parameters), q.Cols, head * m.QkHead, m.Dn, root);           // q_nope
+        ScaleRows(q.Of(parameters), q.Cols, head * m.QkHead + m.Dn, m.Dr, gamma);   // q_pe
+        ScaleRows(kv.Of(parameters), kv.Cols, head * m.KvHead, m.Dn, root);         // k_nope
     }
 
     private static void ScaleRows(Span<float> w, int cols, int firstRow, int rows, float factor)
