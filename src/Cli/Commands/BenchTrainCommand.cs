@@ -84,7 +84,7 @@ public sealed class BenchTrainCommand : ICommandProvider
         var trainStep = new TrainStep(adapter, settings, ExpertBalance.DefaultGamma);
         context.Error.WriteLine(
             $"bench train: {Path.GetFileName(o.Config)} B={o.Batch} T={o.Seq} × {K} micro-batches, {o.Optimizer} ({model.Layout.ParameterCount:N0} parameters, " +
-            $"{model.Layout.ActivatedParameterCount:N0} activated), {KernelThreads.Count} threads, {o.Warmup} warmup + {o.Steps} steps");
+            $"{model.Layout.ActivatedParameterCount:N0} activated), {ForkJoinPool.Shared.Threads} threads, {o.Warmup} warmup + {o.Steps} steps");
 
         var total = TrainStepTimes.None;
         using var self = Process.GetCurrentProcess();
@@ -158,7 +158,7 @@ public sealed class BenchTrainCommand : ICommandProvider
             ["batch"] = o.Batch,
             ["seq"] = o.Seq,
             ["steps"] = n,
-            ["threads"] = KernelThreads.Count,
+            ["threads"] = ForkJoinPool.Shared.Threads,
             ["parameters"] = model.Layout.ParameterCount,
             ["activated_parameters"] = model.Layout.ActivatedParameterCount,
             ["loss_first"] = firstLoss,

@@ -41,7 +41,7 @@ public sealed class DecodeModel
     private int stepLayer;
     private readonly Action<int, int> decodeAttention, prefillHead, projectPart;
 
-    // decode products: the one in flight, cut into column parts run by ModelThreads (see Project)
+    // decode products: the one in flight, cut into column parts run by ForkJoinPool (see Project)
     private float[] projOut = [], projIn = [];
     private int projWeight, projRows, projInFeatures, projOutFeatures, projParts;
 
@@ -104,8 +104,8 @@ public sealed class DecodeModel
         parameters = layout.NewBuffer();
         maxLogits = new float[L * H];
         decode = new Work(this, maxBatch, contextCapacity: 0);
-        workScores = ModelThreads.PerWorker(H * maxPos);
-        workProbs = ModelThreads.PerWorker(H * maxPos);
+        workScores = ForkJoinPool.Shared.PerWorker(H * maxPos);
+        workProbs = ForkJoinPool.Shared.PerWorker(H * maxPos);
 
         decodeAttention = DecodeAttention;
         prefillHead = PrefillHead;
@@ -291,7 +291,7 @@ public sealed class DecodeModel
             Project(w.CtxKv, w.CtxLatent, s.KvB, ctxTotal, R, HKV);
             t0 = Profile.Lap(ModelPhase.AttentionProjections, t0);
             stepLayer = l;
-            ModelThreads.For(B * H, prefillHead);
+            ForkJoinPool.Shared.For(B * H, prefillHead);
             for (int h = 0; h < H; h++)
             {
                 float m = float.NegativeInfinity;
@@ -418,7 +418,7 @@ public sealed class DecodeModel
                 work += (long)(seqs[b].Length + 1) * H * RD;
             }
 
-            ModelThreads.For(B, decodeAttention, parallel: work >= 1 << 18);
+            ForkJoinPool.Shared.For(B, decodeAttention, parallel: work >= 1 << 18);
             // o_h [B, Dv] = ctx_h [B, R] · W_UV_hᵀ
             for (int h = 0; h < H; h++)
             {
@@ -552,7 +552,7 @@ public sealed class DecodeModel
         else
         {
             int I = config.IntermediateSize;
-            // SwiGluMlp.Forward's products, each cut over ModelThreads (the same bits)
+            // SwiGluMlp.Forward's products, each cut over ForkJoinPool (the same bits)
             Project(w.G, w.Ln, s.MlpGate, n, D, I);
             Project(w.U, w.Ln, s.MlpUp, n, D, I);
             SwiGlu.Forward(w.Hd, w.G, w.U, n * I);
@@ -578,7 +578,7 @@ public sealed class DecodeModel
     /// output[n, Out] = input[n, In] · W[Out, In]ᵀ with W at weightOffset in the parameters. Many rows (prefill's
     /// products): the packed GEMM on the kernel threads, which shares one packed copy of W between its threads.
     /// Few rows (decode, prefill's last-position head): the same GEMM, one thread per call, over column parts run
-    /// by <see cref="ModelThreads"/>, so a decode step keeps one pool busy instead of two pools on the same cores
+    /// by <see cref="ForkJoinPool"/>, so a decode step keeps one pool busy instead of two pools on the same cores
     /// (the kernel threads' idle spin between GEMMs took ~19 % of decode CPU while the model threads ran the
     /// experts; docs/BENCHMARKS.md "Rollout"). Every element's reduction is the packed GEMM's whatever the column
     /// range or the number of rows (its order depends on the reduction length alone), so the bits equal
@@ -601,7 +601,7 @@ public sealed class DecodeModel
         projOutFeatures = Out;
         long flops = 2L * n * In * Out;
         projParts = flops < ProjectParallelMinFlops ? 1 : Math.Min(ProjectMaxParts, (Out + ProjectPartColumns - 1) / ProjectPartColumns);
-        ModelThreads.For(projParts, projectPart, parallel: projParts > 1);
+        ForkJoinPool.Shared.For(projParts, projectPart, parallel: projParts > 1);
         projOut = projIn = [];
     }
 
@@ -707,8 +707,8 @@ public sealed class DecodeModel
             CtxLatent = new float[contextCapacity * m.R];
             CtxKpe = new float[contextCapacity * m.Dr];
             CtxKv = new float[contextCapacity * m.HKV];
-            PrefillScores = contextCapacity == 0 ? [] : ModelThreads.PerWorker(scoreCapacity);
-            PrefillProbs = contextCapacity == 0 ? [] : ModelThreads.PerWorker(scoreCapacity);
+            PrefillScores = contextCapacity == 0 ? [] : ForkJoinPool.Shared.PerWorker(scoreCapacity);
+            PrefillProbs = contextCapacity == 0 ? [] : ForkJoinPool.Shared.PerWorker(scoreCapacity);
         }
 
         public int Capacity { get; }

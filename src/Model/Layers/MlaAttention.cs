@@ -93,8 +93,8 @@ public sealed class MlaAttention
         dCRaw = new float[N * R];
         dQaN = new float[N * Rq];
         dQa = new float[N * Rq];
-        workS = ModelThreads.PerWorker(T * T);
-        workDP = ModelThreads.PerWorker(T * T);
+        workS = ForkJoinPool.Shared.PerWorker(T * T);
+        workDP = ForkJoinPool.Shared.PerWorker(T * T);
 
         forwardHead = ForwardHead;
         backwardHead = BackwardHead;
@@ -134,7 +134,7 @@ public sealed class MlaAttention
         Linear.Forward(kvb, cN, P(slots.KvB, HKV * R), N, R, HKV);
 
         t0 = profile.Lap(ModelPhase.AttentionProjections, t0);
-        ModelThreads.For(B * H, forwardHead);
+        ForkJoinPool.Shared.For(B * H, forwardHead);
         t0 = profile.Lap(ModelPhase.AttentionCore, t0);
         Linear.Forward(output, attnOut, P(slots.O, D * H * Dv), N, H * Dv, D);
         profile.Lap(ModelPhase.AttentionProjections, t0);
@@ -161,7 +161,7 @@ public sealed class MlaAttention
         long t0 = StepProfile.Now;
         Linear.Backward(dAttnOut, G(gradients, slots.O, D * H * Dv), dOut, attnOut, P(slots.O, D * H * Dv), N, H * Dv, D);
         t0 = profile.Lap(ModelPhase.AttentionProjections, t0);
-        ModelThreads.For(B * H, backwardHead);
+        ForkJoinPool.Shared.For(B * H, backwardHead);
 
         // the shared k_pe collects every head's gradient, in head order
         dKpeHeads.AsSpan(0, N * Dr).CopyTo(dKpe);
