@@ -80,6 +80,7 @@ public class ForkJoinPoolTests
         var sums = new long[64];
         Action<int, int> body = (item, _) => sums[item] += item;
         pool.For(sums.Length, body); // starts the worker
+        pool.For(1, body);           // the inline path's thread-statics
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 200; i++)
         {
