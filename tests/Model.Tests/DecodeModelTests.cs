@@ -1,3 +1,4 @@
+using K2RL.Kernels;
 using K2RL.Model.Inference;
 using K2RL.Model.Layers;
 using Xunit.Abstractions;
