@@ -218,12 +218,12 @@ public static partial class NewtonSchulz
     public const float C = 2.0315f;
 
     public static void Orthogonalize(Span<float> output, ReadOnlySpan<float> g, int rows, int cols, int steps = 5)
-        => Orthogonalize(output, g, rows, cols, NewtonSchulzWorkspace.ForCurrentThread, steps, KernelThreads.Count);
+        => Orthogonalize(output, g, rows, cols, NewtonSchulzWorkspace.ForCurrentThread, steps, ForkJoinPool.Shared.Threads);
 
-    /// <summary>As above with the caller's buffers, the GEMMs on up to <see cref="KernelThreads.Count"/> threads.</summary>
+    /// <summary>As above with the caller's buffers, the GEMMs on up to <see cref="ForkJoinPool.Threads"/> of <see cref="ForkJoinPool.Shared"/> threads.</summary>
     public static void Orthogonalize(Span<float> output, ReadOnlySpan<float> g, int rows, int cols,
         NewtonSchulzWorkspace workspace, int steps = 5)
-        => Orthogonalize(output, g, rows, cols, workspace, steps, KernelThreads.Count);
+        => Orthogonalize(output, g, rows, cols, workspace, steps, ForkJoinPool.Shared.Threads);
 
     internal static void Validate(int outLen, int gLen, int rows, int cols, int steps)
     {

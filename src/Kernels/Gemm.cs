@@ -9,7 +9,7 @@ public static partial class Gemm
     /// <summary>C[M,N] (+)= op(A)·op(B). Throws <see cref="ArgumentException"/> naming the shapes on a mismatch.</summary>
     public static void Multiply(GemmOp op, Span<float> c, int ldc, ReadOnlySpan<float> a, int lda,
         ReadOnlySpan<float> b, int ldb, int m, int n, int k, bool accumulate = false)
-        => Multiply(op, c, ldc, a, lda, b, ldb, m, n, k, accumulate, KernelThreads.Count);
+        => Multiply(op, c, ldc, a, lda, b, ldb, m, n, k, accumulate, ForkJoinPool.Shared.Threads);
 
     /// <summary>
     /// As above, on at most <paramref name="maxThreads"/> threads. The result is bit-identical for every thread

@@ -50,13 +50,13 @@ public static partial class Gemm
             return;
         }
 
-        var job = new Job
-        {
-            Op = op, C = c, Ldc = ldc, A = a, Lda = lda, B = b, Ldb = ldb, M = m, N = n, K = k,
-            Accumulate = accumulate, Width = width, SplitM = splitM, Units = units, UnitSize = splitM ? MR : nr,
-        };
-        KernelThreads.Run(job, parts, threads);
+        var job = threadJob ??= new Job(); // one per calling thread, reused: a parallel GEMM allocates nothing either
+        job.Set(op, c, ldc, a, lda, b, ldb, m, n, k, accumulate, width, splitM, units, splitM ? MR : nr, parts);
+        ForkJoinPool.Shared.For(parts, job.Body, threads, linger: true);
     }
+
+    [ThreadStatic]
+    private static Job? threadJob;
 
     /// <summary>The blocked loop at the given vector width.</summary>
     private static unsafe void BlockedFor(SimdWidth width, GemmOp op, float* c, int ldc, float* a, int lda, float* b, int ldb,
@@ -103,26 +103,40 @@ public static partial class Gemm
     };
 
     /// <summary>One GEMM cut into parts along M (or N): part t computes a fixed rectangle of C.</summary>
-    private sealed unsafe class Job : KernelThreads.IJob
+    private sealed unsafe class Job
     {
-        public GemmOp Op;
-        public float* C;
-        public float* A;
-        public float* B;
-        public int Ldc;
-        public int Lda;
-        public int Ldb;
-        public int M;
-        public int N;
-        public int K;
-        public bool Accumulate;
-        public SimdWidth Width;
-        public bool SplitM;
-        public int Units;
-        public int UnitSize;
+        public readonly Action<int, int> Body;
+        private GemmOp Op;
+        private float* C;
+        private float* A;
+        private float* B;
+        private int Ldc;
+        private int Lda;
+        private int Ldb;
+        private int M;
+        private int N;
+        private int K;
+        private bool Accumulate;
+        private SimdWidth Width;
+        private bool SplitM;
+        private int Units;
+        private int UnitSize;
+        private int Parts;
+
+        public Job() => Body = (part, _) => Run(part, Parts);
+
+        public void Set(GemmOp op, float* c, int ldc, float* a, int lda, float* b, int ldb, int m, int n, int k,
+            bool accumulate, SimdWidth width, bool splitM, int units, int unitSize, int parts)
+        {
+            C = c;
+            A = a;
+            B = b;
+            (Op, Ldc, Lda, Ldb, M, N, K) = (op, ldc, lda, ldb, m, n, k);
+            (Accumulate, Width, SplitM, Units, UnitSize, Parts) = (accumulate, width, splitM, units, unitSize, parts);
+        }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Run(int part, int parts)
+        private void Run(int part, int parts)
         {
             int u0 = (int)((long)Units * part / parts);
             int u1 = (int)((long)Units * (part + 1) / parts);

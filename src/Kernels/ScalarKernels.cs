@@ -32,6 +32,29 @@ public static class ScalarKernels
         }
     }
 
+    /// <summary>
+    /// C[M,N] = A[M,K]·B[N,K]ᵀ with B's rows in bf16 as <see cref="SmallGemm.PackBf16Row"/> stores them: the
+    /// arithmetic of <see cref="Gemm"/> (NT) over the widened values, so the two give the same bits.
+    /// </summary>
+    public static void MultiplyNTBf16(Span<float> c, int ldc, ReadOnlySpan<float> a, int lda, ReadOnlySpan<ushort> b, int ldb,
+        int m, int n, int k)
+    {
+        Kernels.Gemm.Validate(GemmOp.NT, c.Length, ldc, a.Length, lda, b.Length, ldb, m, n, k);
+        for (int i = 0; i < m; i++)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                float sum = 0f;
+                for (int p = 0; p < k; p++)
+                {
+                    sum += a[i * lda + p] * Bf16.ToFloat(b[j * ldb + SmallGemm.PackedIndex(p, k)]);
+                }
+
+                c[i * ldc + j] = sum;
+            }
+        }
+    }
+
     /// <summary>out[r,:] = inp[r,:] * rstd[r] * weight; rstd[r] = 1/sqrt(mean(inp[r,:]^2) + eps).</summary>
     public static void RmsNormForward(Span<float> output, Span<float> rstd, ReadOnlySpan<float> inp,
         ReadOnlySpan<float> weight, int rows, int C, float eps)

@@ -48,6 +48,12 @@ internal interface ISimd<TV>
 
     /// <summary>True when any lane of x is greater than t.</summary>
     static abstract bool AnyGreater(TV x, float t);
+
+    /// <summary>
+    /// Count pairs of bf16 values at src + offset (2·Count ushorts), widened exactly: lo = the first of each pair,
+    /// hi = the second (the layout of <see cref="SmallGemm.PackBf16Row"/>).
+    /// </summary>
+    static abstract void LoadBf16Pairs(ref readonly ushort src, nuint offset, out TV lo, out TV hi);
 }
 
 internal readonly struct Simd512 : ISimd<Vector512<float>>
@@ -105,6 +111,14 @@ internal readonly struct Simd512 : ISimd<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool AnyGreater(Vector512<float> x, float t) => Vector512.GreaterThanAny(x, Vector512.Create(t));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBf16Pairs(ref readonly ushort src, nuint offset, out Vector512<float> lo, out Vector512<float> hi)
+    {
+        var raw = Vector512.LoadUnsafe(ref Unsafe.As<ushort, uint>(ref Unsafe.Add(ref Unsafe.AsRef(in src), offset)));
+        lo = Vector512.ShiftLeft(raw, 16).AsSingle();
+        hi = (raw & Vector512.Create(0xFFFF0000u)).AsSingle();
+    }
 }
 
 internal readonly struct Simd256 : ISimd<Vector256<float>>
@@ -162,6 +176,14 @@ internal readonly struct Simd256 : ISimd<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool AnyGreater(Vector256<float> x, float t) => Vector256.GreaterThanAny(x, Vector256.Create(t));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBf16Pairs(ref readonly ushort src, nuint offset, out Vector256<float> lo, out Vector256<float> hi)
+    {
+        var raw = Vector256.LoadUnsafe(ref Unsafe.As<ushort, uint>(ref Unsafe.Add(ref Unsafe.AsRef(in src), offset)));
+        lo = Vector256.ShiftLeft(raw, 16).AsSingle();
+        hi = (raw & Vector256.Create(0xFFFF0000u)).AsSingle();
+    }
 }
 
 internal readonly struct Simd128 : ISimd<Vector128<float>>
@@ -227,6 +249,14 @@ internal readonly struct Simd128 : ISimd<Vector128<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool AnyGreater(Vector128<float> x, float t) => Vector128.GreaterThanAny(x, Vector128.Create(t));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBf16Pairs(ref readonly ushort src, nuint offset, out Vector128<float> lo, out Vector128<float> hi)
+    {
+        var raw = Vector128.LoadUnsafe(ref Unsafe.As<ushort, uint>(ref Unsafe.Add(ref Unsafe.AsRef(in src), offset)));
+        lo = Vector128.ShiftLeft(raw, 16).AsSingle();
+        hi = (raw & Vector128.Create(0xFFFF0000u)).AsSingle();
+    }
 }
 
 /// <summary>Which vector width the kernels use: the widest one the hardware accelerates (tests may force one).</summary>

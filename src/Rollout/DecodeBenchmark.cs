@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using K2RL.Kernels;
 using K2RL.Model;
 using K2RL.Model.Inference;
 
@@ -103,7 +104,7 @@ public static class DecodeBenchmark
         return new Result(batch, promptTokens, newTokens,
             batch * (double)promptTokens / prefillSeconds,
             batch * (double)(newTokens - 1) / decodeSeconds,
-            prefillSeconds, decodeSeconds, ModelThreads.Workers, prefillCpu, decodeCpu, decoder.DecodeSeconds, weights);
+            prefillSeconds, decodeSeconds, ForkJoinPool.Shared.Threads, prefillCpu, decodeCpu, decoder.DecodeSeconds, weights);
     }
 
     /// <summary>Full-size runs before the measured one.</summary>

@@ -1,3 +1,4 @@
+using K2RL.Kernels;
 using K2RL.Model.Inference;
 using K2RL.Model.Layers;
 using Xunit.Abstractions;
@@ -300,7 +301,7 @@ public class DecodeModelTests(ITestOutputHelper output)
     public void LargeBatchedPrefillMatchesTheTrainingForwardAndItsLastOnlyHeadIsTheFullHeadsRows()
     {
         // 8 × 40 = 320 tokens: the products run on the kernel threads, every routed expert through the packed GEMM
-        // (not the few-row path), the last-position head over ModelThreads in column parts
+        // (not the few-row path), the last-position head over the fork/join pool in column parts
         var config = ModelTestUtil.Preset("k2-nano");
         var model = new K2Model(config);
         model.InitializeWeights(23);

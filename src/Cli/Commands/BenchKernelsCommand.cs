@@ -30,8 +30,8 @@ public sealed class BenchKernelsCommand : ICommandProvider
         var quick = new Option<bool>("--quick") { Description = "One short trial per shape (for smoke tests; figures are rough)" };
         var threads = new Option<int>("--threads")
         {
-            Description = "Threads per GEMM (default: KernelThreads.Count, the processor count)",
-            DefaultValueFactory = _ => KernelThreads.Count,
+            Description = "Threads per GEMM (default: the shared pool's, K2RL_THREADS or the processor count)",
+            DefaultValueFactory = _ => ForkJoinPool.Shared.Threads,
         };
         var openBlas = new Option<string?>("--openblas")
         {

@@ -84,11 +84,12 @@ public sealed class BenchTrainCommand : ICommandProvider
         var trainStep = new TrainStep(adapter, settings, ExpertBalance.DefaultGamma);
         context.Error.WriteLine(
             $"bench train: {Path.GetFileName(o.Config)} B={o.Batch} T={o.Seq} × {K} micro-batches, {o.Optimizer} ({model.Layout.ParameterCount:N0} parameters, " +
-            $"{model.Layout.ActivatedParameterCount:N0} activated), {KernelThreads.Count} threads, {o.Warmup} warmup + {o.Steps} steps");
+            $"{model.Layout.ActivatedParameterCount:N0} activated), {ForkJoinPool.Shared.Threads} threads, {o.Warmup} warmup + {o.Steps} steps");
 
         var total = TrainStepTimes.None;
         using var self = Process.GetCurrentProcess();
         var cpuStart = TimeSpan.Zero;
+        long allocatedStart = GC.GetTotalAllocatedBytes(precise: true);
         float firstLoss = float.NaN, lastLoss = float.NaN;
         for (int step = 0; step < o.Warmup + o.Steps; step++)
         {
@@ -99,6 +100,7 @@ public sealed class BenchTrainCommand : ICommandProvider
                 total = TrainStepTimes.None;
                 self.Refresh();
                 cpuStart = self.TotalProcessorTime;
+                allocatedStart = GC.GetTotalAllocatedBytes(precise: true);
             }
 
             var r = trainStep.Run(batches, settings.Lr);
@@ -115,6 +117,7 @@ public sealed class BenchTrainCommand : ICommandProvider
         }
 
         int n = o.Steps;
+        long allocatedPerStep = (GC.GetTotalAllocatedBytes(precise: true) - allocatedStart) / n; // every thread's, this process
         var t = total.Over(n);
         double stepTime = t.Step;
         var process = self;
@@ -149,12 +152,13 @@ public sealed class BenchTrainCommand : ICommandProvider
             ["accum"] = K,
             ["tokens_per_step"] = K * N,
             ["process_cpu_s_per_step"] = Round(cpuPerStep),
+            ["allocated_bytes_per_step"] = allocatedPerStep,
             ["phases_s"] = phases,
             ["config"] = o.Config,
             ["batch"] = o.Batch,
             ["seq"] = o.Seq,
             ["steps"] = n,
-            ["threads"] = KernelThreads.Count,
+            ["threads"] = ForkJoinPool.Shared.Threads,
             ["parameters"] = model.Layout.ParameterCount,
             ["activated_parameters"] = model.Layout.ActivatedParameterCount,
             ["loss_first"] = firstLoss,
@@ -172,6 +176,7 @@ public sealed class BenchTrainCommand : ICommandProvider
                 $"AdamW + clip + bias rule {t.Other:F3} s, QK-Clip {t.QkClip:F3} s");
             context.Out.WriteLine($"process CPU      {cpuPerStep,10:F3} s per step (all threads)");
             context.Out.WriteLine($"peak memory      {process.PeakWorkingSet64 / (1024.0 * 1024.0),10:F0} MiB");
+            context.Out.WriteLine($"allocated        {allocatedPerStep / 1024.0,10:F1} KiB per step (managed heap, all threads)");
             foreach (var phase in Enum.GetValues<ModelPhase>())
             {
                 context.Out.WriteLine($"  {phase,-22} {model.Profile.Seconds(phase) / n,8:F3} s");

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
-using K2RL.Model.Layers;
+using K2RL.Kernels;
 
 namespace K2RL.Model.IO;
 

@@ -1,3 +1,4 @@
+using K2RL.Kernels;
 using K2RL.Model.Layers;
 
 namespace K2RL.Model.Inference;
@@ -62,8 +63,8 @@ public sealed partial class DecodeModel
         {
             QCat = new float[maxBatch * m.mla.H * m.mla.RD];
             Ctx = new float[maxBatch * m.mla.H * m.mla.R];
-            scores = ModelThreads.PerWorker(m.mla.H * m.maxPos);
-            probs = ModelThreads.PerWorker(m.mla.H * m.maxPos);
+            scores = ForkJoinPool.Shared.PerWorker(m.mla.H * m.maxPos);
+            probs = ForkJoinPool.Shared.PerWorker(m.mla.H * m.maxPos);
             AttendSequence = Attend;
         }
 
@@ -76,7 +77,7 @@ public sealed partial class DecodeModel
         /// <summary>Floats of cache the step's attention reads per layer (decides whether to wake threads).</summary>
         public long AttentionWork { get; private set; }
 
-        /// <summary>ModelThreads body: sequence b's absorbed attention of the layer in flight.</summary>
+        /// <summary>ForkJoinPool body: sequence b's absorbed attention of the layer in flight.</summary>
         public Action<int, int> AttendSequence { get; }
 
         public void Begin(IReadOnlyList<SequenceCache> seqs)
@@ -114,8 +115,8 @@ public sealed partial class DecodeModel
             CtxLatent = new float[contextCapacity * m.mla.R];
             CtxKpe = new float[contextCapacity * m.mla.Dr];
             CtxKv = new float[contextCapacity * m.mla.HKV];
-            scores = ModelThreads.PerWorker(scoreCapacity);
-            probs = ModelThreads.PerWorker(scoreCapacity);
+            scores = ForkJoinPool.Shared.PerWorker(scoreCapacity);
+            probs = ForkJoinPool.Shared.PerWorker(scoreCapacity);
             Row0 = new int[capacity];
             Count = new int[capacity];
             Start = new int[capacity];
@@ -139,7 +140,7 @@ public sealed partial class DecodeModel
         public int Rows { get; private set; }
         public int ContextRows { get; private set; }
 
-        /// <summary>ModelThreads body: item b·H + h, sequence b's head h.</summary>
+        /// <summary>ForkJoinPool body: item b·H + h, sequence b's head h.</summary>
         public Action<int, int> AttendHead { get; }
 
         public void Begin(IReadOnlyList<SequenceCache> seqs, ReadOnlySpan<int> counts)

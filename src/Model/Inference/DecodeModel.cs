@@ -271,7 +271,7 @@ public sealed partial class DecodeModel
         // [k_nope | v] = c Wkvbᵀ over every sequence's positions [0, ctx)
         project.Forward(w.CtxKv, w.CtxLatent, parameters, s.KvB, w.ContextRows, mla.R, mla.HKV);
         t0 = Profile.Lap(ModelPhase.AttentionProjections, t0);
-        ModelThreads.For(B * H, w.AttendHead);
+        ForkJoinPool.Shared.For(B * H, w.AttendHead);
         MlaAttention.ReduceMaxLogits(maxLogits.AsSpan(l * H, H), w.MaxLogits, B, H);
         Profile.Lap(ModelPhase.AttentionCore, t0);
         FinishLayer(w, s, w.Rows);
@@ -362,7 +362,7 @@ public sealed partial class DecodeModel
         var wkvb = P(s.KvB, mla.HKV * mla.R);
         MlaAttention.AbsorbQueries(w.QCat, w.Proj.Q, wkvb, B, mla);
         w.Layer = l;
-        ModelThreads.For(B, w.AttendSequence, parallel: w.AttentionWork >= 1 << 18);
+        ForkJoinPool.Shared.For(B, w.AttendSequence, parallel: w.AttentionWork >= 1 << 18);
         MlaAttention.AbsorbedOutput(w.AttnOut, w.Ctx, wkvb, B, mla);
         Profile.Lap(ModelPhase.AttentionCore, t0);
         FinishLayer(w, s, B);
@@ -426,7 +426,7 @@ public sealed partial class DecodeModel
         else
         {
             int I = config.IntermediateSize;
-            // SwiGluMlp.Forward's products, each cut over ModelThreads (the same bits)
+            // SwiGluMlp.Forward's products, each cut over the fork/join pool (the same bits)
             project.Forward(w.G, w.Ln, parameters, s.MlpGate, n, D, I);
             project.Forward(w.U, w.Ln, parameters, s.MlpUp, n, D, I);
             SwiGlu.Forward(w.Hd, w.G, w.U, n * I);

@@ -15,7 +15,7 @@ public static class Linear
         int threads = 0) => Gemm.Multiply(GemmOp.NT, output, Out, inp, In, weight, In, N, Out, In, false, Threads(threads));
 
     /// <summary>0: the kernels' default thread count; inside an already parallel region pass 1.</summary>
-    internal static int Threads(int threads) => threads > 0 ? threads : KernelThreads.Count;
+    internal static int Threads(int threads) => threads > 0 ? threads : ForkJoinPool.Shared.Threads;
 
     /// <summary>dInp[N, In] (=, or += when accumulateInput) dOut · W; dWeight[Out, In] += dOutᵀ · inp.</summary>
     public static void Backward(Span<float> dInp, Span<float> dWeight, ReadOnlySpan<float> dOut, ReadOnlySpan<float> inp,

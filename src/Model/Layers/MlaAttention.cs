@@ -72,8 +72,8 @@ public sealed partial class MlaAttention
         dCRaw = new float[N * m.R];
         dQaN = new float[N * m.Rq];
         dQa = new float[N * m.Rq];
-        workS = ModelThreads.PerWorker(T * T);
-        workDP = ModelThreads.PerWorker(T * T);
+        workS = ForkJoinPool.Shared.PerWorker(T * T);
+        workDP = ForkJoinPool.Shared.PerWorker(T * T);
 
         forwardHead = ForwardHead;
         backwardHead = BackwardHead;
@@ -91,7 +91,7 @@ public sealed partial class MlaAttention
         proj.Forward(x, positions, N, parameters, slots, Projector.Packed);
         Linear.Forward(kvb, proj.CN, P(slots.KvB, m.HKV * m.R), N, m.R, m.HKV);
         t0 = profile.Lap(ModelPhase.AttentionProjections, t0);
-        ModelThreads.For(B * m.H, forwardHead);
+        ForkJoinPool.Shared.For(B * m.H, forwardHead);
         t0 = profile.Lap(ModelPhase.AttentionCore, t0);
         Linear.Forward(output, attnOut, P(slots.O, m.D * m.HDv), N, m.HDv, m.D);
         profile.Lap(ModelPhase.AttentionProjections, t0);
@@ -122,7 +122,7 @@ public sealed partial class MlaAttention
         long t0 = StepProfile.Now;
         Linear.Backward(dAttnOut, G(gradients, slots.O, D * m.HDv), dOut, attnOut, P(slots.O, D * m.HDv), N, m.HDv, D);
         t0 = profile.Lap(ModelPhase.AttentionProjections, t0);
-        ModelThreads.For(B * H, backwardHead);
+        ForkJoinPool.Shared.For(B * H, backwardHead);
 
         // the shared k_pe collects every head's gradient, in head order
         dKpeHeads.AsSpan(0, N * Dr).CopyTo(dKpe);

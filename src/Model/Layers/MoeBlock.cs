@@ -214,19 +214,19 @@ public sealed class MoeBlock
         if (inference)
         {
             // one parallel region for the shared expert (item 0, the largest, claimed first) and the routed
-            // experts, each on one thread: no kernel-thread GEMM in between (ModelThreads only; same bits)
-            ModelThreads.For(E + 1, forwardInference);
+            // experts, each on one thread: no kernel-thread GEMM in between (the fork/join pool only; same bits)
+            ForkJoinPool.Shared.For(E + 1, forwardInference);
             t0 = profile.Lap(ModelPhase.MoeExperts, t0);
         }
         else
         {
-            ModelThreads.For(E, forwardExpert);   // gathers its own tokens, then three GEMMs
+            ForkJoinPool.Shared.For(E, forwardExpert);   // gathers its own tokens, then three GEMMs
             t0 = profile.Lap(ModelPhase.MoeExperts, t0);
             SharedForward(output, x, N, threads: 0);
             t0 = profile.Lap(ModelPhase.SharedExpert, t0);
         }
 
-        ModelThreads.For(TokenChunks, combine, parallel: N * K * D >= ParallelMinFloats);
+        ForkJoinPool.Shared.For(TokenChunks, combine, parallel: N * K * D >= ParallelMinFloats);
         profile.Lap(ModelPhase.MoeRouting, t0);
         xIn = outBuf = dOutBuf = dXBuf = [];
         weights16 = [];
@@ -476,11 +476,11 @@ public sealed class MoeBlock
         dOutBuf = dOut;
         dXBuf = dX;
         tokens = N;
-        ModelThreads.For(TokenChunks, mixBackward, parallel: N * K * D >= ParallelMinFloats);   // d mix = dOut · y ; d y = mix · dOut
+        ForkJoinPool.Shared.For(TokenChunks, mixBackward, parallel: N * K * D >= ParallelMinFloats);   // d mix = dOut · y ; d y = mix · dOut
         t0 = profile.Lap(ModelPhase.MoeRouting, t0);
-        ModelThreads.For(E, backwardExpert);
+        ForkJoinPool.Shared.For(E, backwardExpert);
         t0 = profile.Lap(ModelPhase.MoeExperts, t0);
-        ModelThreads.For(TokenChunks, scatter, parallel: N * K * D >= ParallelMinFloats);       // dX[n] += Σ_k dXe[pos(n, k)], slot order
+        ForkJoinPool.Shared.For(TokenChunks, scatter, parallel: N * K * D >= ParallelMinFloats);       // dX[n] += Σ_k dXe[pos(n, k)], slot order
 
         // router: mix_k = scaling * s_k / S (S = Σ chosen s, when normalizing); s = sigmoid(logit)
         var dR = dRouter.AsSpan(0, N * E);

@@ -7,7 +7,7 @@ namespace K2RL.Model.Layers;
 /// of the MLA projections, o_proj, the dense MLP and the head. <see cref="Packed"/> always runs the packed GEMM
 /// on the kernel threads (<see cref="Linear.Forward"/>; training). An instance made with few-row parts does
 /// that for many rows (prefill) and, for few rows (decode, prefill's last-position head), runs the same GEMM one
-/// thread per call over column parts on <see cref="ModelThreads"/>, so a decode step keeps one pool busy instead
+/// thread per call over column parts on <see cref="ForkJoinPool"/>, so a decode step keeps one pool busy instead
 /// of two pools on the same cores (the kernel threads' idle spin between GEMMs took ~19 % of decode CPU while
 /// the model threads ran the experts; docs/BENCHMARKS.md "Rollout"). Every element's reduction is the packed
 /// GEMM's whatever the column range or the number of rows (its order depends on the reduction length alone), so
@@ -45,7 +45,7 @@ public sealed class Projector
         (this.weightOffset, rows, inFeatures, outFeatures) = (weightOffset, n, In, Out);
         long flops = 2L * n * In * Out;
         parts = flops < ParallelMinFlops ? 1 : Math.Min(MaxParts, (Out + PartColumns - 1) / PartColumns);
-        ModelThreads.For(parts, part, parallel: parts > 1);
+        ForkJoinPool.Shared.For(parts, part, parallel: parts > 1);
         this.output = this.input = this.parameters = [];
     }
 

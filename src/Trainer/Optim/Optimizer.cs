@@ -76,10 +76,10 @@ public sealed class Optimizer
         this.maxThreads = maxThreads > 0 ? maxThreads : Environment.ProcessorCount;
         var muon = layout.Tensors.Where((t, i) => groups[i] == ParamGroup.Muon)
             .OrderByDescending(t => t.Length).ThenBy(t => t.Offset).ToList();
-        int parts = Math.Min(muon.Count, MuonPartsPerWorker * ModelThreads.Workers);
+        int parts = Math.Min(muon.Count, MuonPartsPerWorker * ForkJoinPool.Shared.Threads);
         muonParts = Enumerable.Range(0, parts).Select(p => muon.Where((_, i) => i % parts == p).ToArray()).ToArray();
         long largest = muon.Count == 0 ? 0 : muon[0].Length;
-        scratch = Enumerable.Range(0, ModelThreads.Workers).Select(_ => new MuonScratch(largest)).ToArray();
+        scratch = Enumerable.Range(0, ForkJoinPool.Shared.Threads).Select(_ => new MuonScratch(largest)).ToArray();
         muonPart = RunMuonPart;
     }
 
@@ -124,7 +124,7 @@ public sealed class Optimizer
         }
 
         (stepParameters, stepGradients, stepLr) = (parameters, gradients, lr);
-        ModelThreads.For(muonParts.Length, muonPart, parallel: maxThreads > 1);
+        ForkJoinPool.Shared.For(muonParts.Length, muonPart, parallel: maxThreads > 1);
         (stepParameters, stepGradients) = ([], []);
         double muonMs = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         long ns = scratch.Sum(w => w.NsTicks), all = scratch.Sum(w => w.MuonTicks);

@@ -1,4 +1,4 @@
-namespace K2RL.Model.Layers;
+namespace K2RL.Kernels;
 
 /// <summary>
 /// bfloat16: the top 16 bits of an fp32 word (8-bit exponent, 7-bit mantissa). Widening is exact; narrowing
