@@ -10,11 +10,16 @@ namespace K2RL.Gym.Sandbox;
 /// <item>no network (<c>--unshare-net</c>: only a down loopback), own pid/ipc/uts namespaces, a new session;</item>
 /// <item>a private filesystem: <c>/usr</c> read-only (the interpreters live there), the program read-only under
 /// <c>/code</c>, a size-limited tmpfs work directory <c>/work</c>, nothing else of the host;</item>
-/// <item>an unprivileged uid of its own per run (fresh from a pool when bwrap runs as root, via <c>setpriv</c>;
-/// a user namespace otherwise), so RLIMIT_NPROC binds and one run's fork bomb cannot starve another;</item>
-/// <item>rlimits (<c>prlimit</c>): CPU seconds, address space, processes, file size; and a wall-time limit that
-/// kills the whole process tree (the pid namespace dies with its first process).</item>
+/// <item>an unprivileged uid of its own per run (when bwrap runs as root, via <c>setpriv</c>, from this process's
+/// range of uids, <see cref="SandboxSlot"/>; a user namespace otherwise), so RLIMIT_NPROC binds and one run's fork
+/// bomb cannot starve another, in this process or in another K2RL process on the host;</item>
+/// <item>a seccomp filter (<see cref="SeccompFilter"/>): no new namespaces, no mounts, no memfd or SysV shared
+/// memory, so no memory outside the limits below (a nested user namespace could mount a tmpfs of any size);</item>
+/// <item>rlimits (<c>prlimit</c>): CPU seconds, address space, processes, file size, open files; and a wall-time
+/// limit that kills the whole process tree (the pid namespace dies with its first process).</item>
 /// </list>
+/// Programs are written under this process's slot folder, which the next K2RL process to start empties if this
+/// one is killed (<see cref="SandboxSlot"/>).
 /// </summary>
 public sealed class BubblewrapSandbox : ISandbox
 {
@@ -27,15 +32,13 @@ public sealed class BubblewrapSandbox : ISandbox
         "sys.path[0] = '/code'; exec(compile(open(p, encoding='utf-8').read(), p, 'exec'), " +
         "{'__name__': '__main__', '__file__': p, '__builtins__': builtins})";
 
-    private const int UidBase = 200_000;
-    private const int UidPool = 100_000;
-    private static int nextUid;
+    /// <summary>This process's slot and the seccomp filter file in it, taken by the first run of any instance.</summary>
+    private static readonly Lazy<(SandboxSlot Slot, string Filter)> Shared = new(Setup);
 
     private readonly Dictionary<string, string[]> interpreters;
     private readonly SemaphoreSlim slots;
-    private readonly string root;
 
-    /// <param name="maxConcurrent">Runs at once; more wait. Default: twice the core count.</param>
+    /// <param name="maxConcurrent">Runs at once (at most <see cref="SandboxSlot.UidsPerSlot"/>); more wait. Default: twice the core count.</param>
     public BubblewrapSandbox(int maxConcurrent = 0, IReadOnlyDictionary<string, string[]>? interpreters = null)
     {
         this.interpreters = interpreters?.ToDictionary(kv => kv.Key, kv => kv.Value) ?? new Dictionary<string, string[]>
@@ -44,8 +47,7 @@ public sealed class BubblewrapSandbox : ISandbox
             ["sh"] = ["/bin/sh"],
             ["bash"] = ["/bin/bash"],
         };
-        slots = new SemaphoreSlim(maxConcurrent > 0 ? maxConcurrent : 2 * Environment.ProcessorCount);
-        root = Path.Combine(Path.GetTempPath(), "k2rl-sandbox");
+        slots = new SemaphoreSlim(Math.Min(maxConcurrent > 0 ? maxConcurrent : 2 * Environment.ProcessorCount, SandboxSlot.UidsPerSlot));
         BwrapPath = Which("bwrap");
     }
 
@@ -53,6 +55,19 @@ public sealed class BubblewrapSandbox : ISandbox
     public string? BwrapPath { get; }
 
     public IReadOnlyCollection<string> Interpreters => interpreters.Keys;
+
+    /// <summary>
+    /// The folder this process writes programs under (one sub-folder per run) and, when it runs as root, its range of
+    /// uids. Taking them (at the first run) empties what dead processes left in the sandbox root.
+    /// </summary>
+    public static (string ProgramDir, int FirstUid, int UidCount) ProcessShare
+    {
+        get
+        {
+            var slot = Shared.Value.Slot;
+            return (slot.Dir, slot.UidStart, SandboxSlot.UidsPerSlot);
+        }
+    }
 
     public async ValueTask<SandboxResult> RunAsync(SandboxRequest request, CancellationToken ct = default)
     {
@@ -66,13 +81,23 @@ public sealed class BubblewrapSandbox : ISandbox
             return Error($"unknown interpreter '{request.Interpreter}' (have: {string.Join(", ", interpreters.Keys)})");
         }
 
+        (SandboxSlot Slot, string Filter) shared;
+        try
+        {
+            shared = Shared.Value;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
+        {
+            return Error("cannot set up the sandbox: " + e.Message);
+        }
+
         await slots.WaitAsync(ct);
-        string dir = Path.Combine(root, Guid.NewGuid().ToString("N"));
+        string dir = Path.Combine(shared.Slot.Dir, Guid.NewGuid().ToString("N"));
         try
         {
             Directory.CreateDirectory(dir);
             File.WriteAllText(Path.Combine(dir, "main"), request.Program);
-            return await RunInAsync(dir, command, request, ct);
+            return await RunInAsync(dir, shared, command, request, ct);
         }
         finally
         {
@@ -90,17 +115,35 @@ public sealed class BubblewrapSandbox : ISandbox
         }
     }
 
-    private async Task<SandboxResult> RunInAsync(string dir, string[] command, SandboxRequest request, CancellationToken ct)
+    private static (SandboxSlot, string) Setup()
+    {
+        var slot = SandboxSlot.Acquire();
+        byte[] filter = SeccompFilter.ForThisMachine() ?? throw new PlatformNotSupportedException(
+            $"no seccomp filter for {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture} (x64 and arm64 only)");
+        string path = Path.Combine(slot.Dir, "seccomp.bpf");
+        File.WriteAllBytes(path, filter);
+        return (slot, path);
+    }
+
+    private async Task<SandboxResult> RunInAsync(string dir, (SandboxSlot Slot, string Filter) shared, string[] command,
+        SandboxRequest request, CancellationToken ct)
     {
         var limits = request.Limits;
-        var psi = new ProcessStartInfo(BwrapPath!)
+
+        // bwrap reads the seccomp filter from a file descriptor; the shell opens the file as fd 3 and becomes bwrap.
+        var psi = new ProcessStartInfo("/bin/sh")
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (string a in BwrapArguments(dir, limits))
+        foreach (string a in (string[])["-c", "exec \"$@\" 3< \"$0\"", shared.Filter, BwrapPath!, "--seccomp", "3"])
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        foreach (string a in BwrapArguments(dir, limits, shared.Slot))
         {
             psi.ArgumentList.Add(a);
         }
@@ -111,7 +154,8 @@ public sealed class BubblewrapSandbox : ISandbox
         foreach (string a in (string[])
                  [
                      "/usr/bin/prlimit", $"--cpu={cpu}:{cpuHard}", $"--as={limits.MemoryBytes}",
-                     $"--nproc={limits.MaxProcesses}", $"--fsize={limits.WorkDirBytes}", "--core=0", "--",
+                     $"--nproc={limits.MaxProcesses}", $"--fsize={limits.WorkDirBytes}", $"--nofile={limits.MaxOpenFiles}",
+                     "--core=0", "--",
                  ])
         {
             psi.ArgumentList.Add(a);
@@ -179,9 +223,9 @@ public sealed class BubblewrapSandbox : ISandbox
         }
     }
 
-    private static IEnumerable<string> BwrapArguments(string dir, SandboxLimits limits)
+    private static IEnumerable<string> BwrapArguments(string dir, SandboxLimits limits, SandboxSlot slot)
     {
-        bool asRoot = Environment.UserName == "root";
+        bool asRoot = SandboxSlot.AsRoot;
         yield return "--unshare-net";
         yield return "--unshare-pid";
         yield return "--unshare-ipc";
@@ -217,8 +261,7 @@ public sealed class BubblewrapSandbox : ISandbox
 
         if (asRoot)
         {
-            int uid = UidBase + (int)((uint)Interlocked.Increment(ref nextUid) % UidPool);
-            string id = uid.ToString(CultureInfo.InvariantCulture);
+            string id = slot.NextUid().ToString(CultureInfo.InvariantCulture);
             foreach (string a in (string[])
                      [
                          "/usr/bin/setpriv", $"--reuid={id}", $"--regid={id}", "--clear-groups", "--no-new-privs",

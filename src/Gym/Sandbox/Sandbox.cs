@@ -18,6 +18,12 @@ public sealed record SandboxLimits
     /// <summary>Bytes of stdout and of stderr kept; a program that writes more is killed.</summary>
     public int MaxOutputBytes { get; init; } = 1 << 20;
 
+    /// <summary>
+    /// Open files per process (RLIMIT_NOFILE). It bounds the kernel memory a program can hold in socket and pipe
+    /// buffers, which no address-space limit counts.
+    /// </summary>
+    public int MaxOpenFiles { get; init; } = 64;
+
     /// <summary>Size of the private writable work directory (a tmpfs) and the largest file (RLIMIT_FSIZE).</summary>
     public long WorkDirBytes { get; init; } = 32L << 20;
 }

@@ -1,13 +1,17 @@
+using System.Globalization;
 using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
 
 namespace K2RL.Model.IO;
 
 /// <summary>
 /// Writes a file so that a reader (or a crash) sees either the old file or the complete new one: the
 /// content goes to a temporary file in the same directory, is flushed to disk, renamed over the target,
-/// and the directory entry is flushed too (on Unix).
+/// and the directory entry is flushed too (on Unix). Temporaries are named <c>.NAME.tmp-PID-GUID</c> (and a replaced
+/// folder <c>.NAME.old-PID-GUID</c>), so that once their writer is dead they can be told apart and deleted
+/// (<see cref="DeleteAbandoned"/>).
 /// </summary>
-public static class AtomicFile
+public static partial class AtomicFile
 {
     /// <summary>Writes <paramref name="path"/> through <paramref name="write"/>, atomically.</summary>
     public static void Write(string path, Action<FileStream> write)
@@ -91,6 +95,78 @@ public static class AtomicFile
             }
 
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Deletes the temporaries in <paramref name="dir"/> (not below it) whose writer is no longer running: what a
+    /// process killed in the middle of <see cref="Write"/> or <see cref="WriteDirectory"/> left behind. A live
+    /// process's temporaries are never touched (a pid that is running, even reused by another program, keeps them).
+    /// Returns the names deleted.
+    /// </summary>
+    public static IReadOnlyList<string> DeleteAbandoned(string dir)
+    {
+        var deleted = new List<string>();
+        if (!Directory.Exists(dir))
+        {
+            return deleted;
+        }
+
+        foreach (string entry in Directory.EnumerateFileSystemEntries(dir, ".*"))
+        {
+            string name = System.IO.Path.GetFileName(entry);
+            var m = TemporaryName().Match(name);
+            if (!m.Success || !int.TryParse(m.Groups["pid"].Value, NumberStyles.None, CultureInfo.InvariantCulture, out int pid) ||
+                IsRunning(pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                if (Directory.Exists(entry))
+                {
+                    Directory.Delete(entry, recursive: true);
+                }
+                else
+                {
+                    File.Delete(entry);
+                }
+
+                deleted.Add(name);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Another process got there first, or it is not ours to delete.
+            }
+        }
+
+        return deleted;
+    }
+
+    [GeneratedRegex(@"^\..+\.(tmp|old)-(?<pid>[0-9]+)-[0-9a-f]{32}$", RegexOptions.CultureInvariant)]
+    private static partial Regex TemporaryName();
+
+    private static bool IsRunning(int pid)
+    {
+        if (pid == Environment.ProcessId)
+        {
+            return true;
+        }
+
+        if (OperatingSystem.IsLinux())
+        {
+            return Directory.Exists("/proc/" + pid.ToString(CultureInfo.InvariantCulture));
+        }
+
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return false;
         }
     }
 

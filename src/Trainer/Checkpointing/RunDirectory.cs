@@ -150,7 +150,9 @@ public sealed class RunDirectory
     public string? LatestCheckpoint() => File.Exists(LatestPath) ? Path.Combine(Root, File.ReadAllText(LatestPath).Trim()) : null;
 
     /// <summary>
-    /// Opens the run for a job: refuses a run directory that already holds a run unless <paramref name="resume"/>; with
+    /// Opens the run for a job: deletes what a killed writer left (a checkpoint folder interrupted mid-write,
+    /// <c>checkpoints/.step-N.tmp-PID-GUID</c>, and temporaries of LATEST or metrics.jsonl; <see cref="AtomicFile.DeleteAbandoned"/>);
+    /// refuses a run directory that already holds a run unless <paramref name="resume"/>; with
     /// <paramref name="resume"/> and a checkpoint, loads the newest good one through <paramref name="load"/> (refusing when
     /// none passes its checksums) and returns its folder; otherwise returns null (a fresh start, with a warning when
     /// <paramref name="resume"/> found nothing to continue).
@@ -164,6 +166,14 @@ public sealed class RunDirectory
         }
 
         Create();
+        foreach (string dir in (string[])[Root, Checkpoints])
+        {
+            foreach (string name in AtomicFile.DeleteAbandoned(dir))
+            {
+                log.Information("deleted {Name} in {Dir}, left by a process that is no longer running", name, dir);
+            }
+        }
+
         if (resume && hasCheckpoint)
         {
             return LoadLatest(load)!.Value.Dir;
