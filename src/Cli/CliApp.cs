@@ -1,5 +1,6 @@
 using System.CommandLine;
 using K2RL.Common;
+using K2RL.Common.Logging;
 
 namespace K2RL.Cli;
 
@@ -14,9 +15,12 @@ public static class CliApp
         ["gym"] = "Environments: list, play and evaluate",
     };
 
+    /// <summary>Every command's log level to Debug (the run logs on stderr and in RUN_DIR/logs/).</summary>
+    public static readonly Option<bool> Verbose = new("--verbose") { Description = "Log at Debug level (default Information, or K2RL_LOG_LEVEL)", Recursive = true };
+
     public static RootCommand BuildRoot(CliContext context)
     {
-        var root = new RootCommand("k2rl: pretrain and RL-post-train Kimi-K2-style MoE models on CPU");
+        var root = new RootCommand("k2rl: pretrain and RL-post-train Kimi-K2-style MoE models on CPU") { Verbose };
         var groups = new Dictionary<string, Command>();
         var providers = typeof(CliApp).Assembly.GetTypes()
             .Where(t => typeof(ICommandProvider).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false })
@@ -49,6 +53,17 @@ public static class CliApp
     /// <summary>Parses and runs; a <see cref="K2Exception"/> becomes one line on stderr and exit code 1.</summary>
     public static async Task<int> RunAsync(string[] args, CliContext context)
     {
+        // The level is known before the commands are built, so every command's context carries it.
+        try
+        {
+            context = context with { LogLevel = K2Log.Level(args.Contains("--verbose"), Environment.GetEnvironmentVariable(K2Log.LevelVariable)) };
+        }
+        catch (K2Exception e)
+        {
+            await context.Error.WriteLineAsync($"error: {e.Message}");
+            return 2;
+        }
+
         var root = BuildRoot(context);
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

@@ -97,7 +97,7 @@ public sealed class PretrainCommand : ICommandProvider
 
         var run = new K2RL.Trainer.Checkpointing.RunDirectory(options.RunDir);
         run.Create();
-        using var log = K2Log.Create(jsonFile: Path.Combine(run.Logs, "pretrain.json"));
+        using var log = K2Log.Create(context.LogLevel, Path.Combine(run.Logs, "pretrain.clef"));
         var encoder = CreateEncoder(job, corpus, run.Root, log);
         var model = (modelFactory ?? TrainableModels.Create)(job.Model);
         var trainer = new Pretrainer(job, options.RunDir, model, corpus, encoder, log);

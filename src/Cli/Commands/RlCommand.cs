@@ -69,7 +69,7 @@ public sealed class RlCommand : ICommandProvider
         var config = RlJobConfig.Load(options.Job, registry.Environments.Select(e => e.Name).ToArray(), corpus.Kinds, options.InitFrom);
         var run = new K2RL.Trainer.Checkpointing.RunDirectory(options.RunDir);
         run.Create();
-        using var log = K2Log.Create(jsonFile: Path.Combine(run.Logs, "rl.json"));
+        using var log = K2Log.Create(context.LogLevel, Path.Combine(run.Logs, "rl.clef"));
         using var rl = new RlJob(config, options.RunDir, registry, log);
 
         using var stop = new StopSignal(log, "stopping and writing a checkpoint");
