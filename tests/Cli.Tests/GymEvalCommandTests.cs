@@ -44,7 +44,7 @@ public sealed class GymEvalCommandTests : IDisposable
         Assert.InRange(passAtK.GetProperty("2").GetDouble(), accuracy - 1e-9, 1);
         Assert.Equal(6, root.GetProperty("turns").GetInt64());   // single-turn: one turn per episode
         Assert.InRange(root.GetProperty("tokens").GetInt64(), 6, 36);
-        Assert.Contains("turn 1: 6 episodes", err);
+        Assert.Contains("batch 1: 6 episodes", err);
 
         var (code2, json2, _) = await Run(args);
         Assert.Equal(0, code2);
