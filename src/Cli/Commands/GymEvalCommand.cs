@@ -12,8 +12,10 @@ namespace K2RL.Cli.Commands;
 
 /// <summary>
 /// <c>k2rl gym eval ENV --checkpoint DIR [--n 200] [--k K] [--temperature T] [--seed S] [--json]</c>: accuracy and
-/// pass@k of a checkpoint on an environment's held-out split. The Gym's <see cref="Evaluator"/> plays the episodes;
-/// the policy is the rollout engine (<see cref="EnginePolicy"/>), every live episode of a turn in one batch.
+/// pass@k of a checkpoint on an environment's held-out split. The Gym's <see cref="Evaluator"/> plays the episodes,
+/// concurrently and each behind a <see cref="GuardedEnvironment"/> (turn cap, timeouts; a failed environment fails its
+/// episode, counted in the report); the policy is the rollout engine (<see cref="EnginePolicy"/>), the turns of every
+/// episode waiting for an action in one batch.
 /// Result on stdout (one JSON object with --json), progress on stderr.
 /// </summary>
 public sealed class GymEvalCommand : ICommandProvider
