@@ -50,6 +50,12 @@ public sealed record StepInfo
 
     public string? Error { get; init; }
 
+    /// <summary>
+    /// Set when the step did not come from a working environment: it threw, timed out, could not be reached, or gave a
+    /// reward that is not a finite number. The episode ends there as failed (not as a scored episode); says why.
+    /// </summary>
+    public string? Failure { get; init; }
+
     public IReadOnlyDictionary<string, string> Data { get; init; } = ResetOptions.EmptyMap;
 }
 
@@ -57,6 +63,13 @@ public sealed record StepInfo
 public sealed record StepResult(Observation Observation, double Reward, bool Terminated, bool Truncated, StepInfo Info)
 {
     public bool Done => Terminated || Truncated;
+
+    /// <summary>The environment failed at this step (<see cref="StepInfo.Failure"/> says how); the episode is over.</summary>
+    public bool Failed => Info.Failure is not null;
+
+    /// <summary>The step of an environment that failed: no observation, reward 0, truncated, with the reason.</summary>
+    public static StepResult Failure(string reason) =>
+        new(Observation.Empty, 0, false, true, new StepInfo { Correct = false, Failure = reason });
 }
 
 /// <summary>

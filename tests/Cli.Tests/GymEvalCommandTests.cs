@@ -44,7 +44,7 @@ public sealed class GymEvalCommandTests : IDisposable
         Assert.InRange(passAtK.GetProperty("2").GetDouble(), accuracy - 1e-9, 1);
         Assert.Equal(6, root.GetProperty("turns").GetInt64());   // single-turn: one turn per episode
         Assert.InRange(root.GetProperty("tokens").GetInt64(), 6, 36);
-        Assert.Contains("turn 1: 6 episodes", err);
+        Assert.Contains("batch 1: 6 episodes", err);
 
         var (code2, json2, _) = await Run(args);
         Assert.Equal(0, code2);
@@ -135,5 +135,12 @@ public sealed class GymEvalCommandTests : IDisposable
         var (code3, _, err3) = await Run("gym", "eval", "arithmetic", "--checkpoint", Path.Combine(dir, "missing"), "--n", "1");
         Assert.Equal(1, code3);
         Assert.Contains("does not exist", err3);
+
+        foreach (string[] limit in new[] { new[] { "--max-turns", "0" }, ["--episode-timeout", "0"], ["--step-timeout", "NaN"], ["--concurrency", "0"] })
+        {
+            var (code4, _, err4) = await Run(["gym", "eval", "arithmetic", "--checkpoint", Path.Combine(dir, "missing"), "--n", "1", .. limit]);
+            Assert.Equal(1, code4);
+            Assert.Contains("--step-timeout and --episode-timeout in (0, 86400] seconds", err4);   // before the missing checkpoint
+        }
     }
 }

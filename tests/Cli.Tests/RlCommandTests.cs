@@ -93,6 +93,8 @@ public sealed class RlCommandTests
     [InlineData("seeed: 4", "unknown key \"seeed\"")]
     [InlineData("iterations: many", "\"iterations\"")]
     [InlineData("envs:\n  no_such_env: {weight: 1}", "no environment named \"no_such_env\"")]
+    [InlineData("envs:\n  arithmetic: {episode_timeout_s: 0}", "episode_timeout_s")]
+    [InlineData("envs:\n  arithmetic: {max_turns: 0}", "max_turns")]
     public async Task ABadJobFileIsRefusedNamingFileAndLineBeforeAnyWork(string bad, string expected)
     {
         using var jobs = new RlTestJobs();

@@ -117,7 +117,8 @@ public sealed class RlLearningTests
         }
     }
 
-    private sealed class Collect : IRlObserver
+    /// <summary>The metrics of every iteration, as the job reports them.</summary>
+    internal sealed class Collect : IRlObserver
     {
         public List<RlMetrics> Metrics { get; } = [];
 

@@ -139,7 +139,7 @@ public sealed class GymInteropIntegrationTests : IAsyncLifetime
         // generous bound (not a speed test on a shared machine) only says the 700 ms deadline, not a test timeout, ended it.
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), watch.Elapsed.ToString());
         Assert.True(hung.Truncated);
-        Assert.Contains("DeadlineExceeded", hung.Info.Error);
+        Assert.Contains("DeadlineExceeded", hung.Info.Failure);
 
         await using var second = new RemoteEnvironment(client, "js_sum", new RemoteEnvironmentOptions { StepTimeout = TimeSpan.FromSeconds(3) });
         await second.ResetAsync(4);
@@ -149,6 +149,6 @@ public sealed class GymInteropIntegrationTests : IAsyncLifetime
         var dead = await second.StepAsync("Answer: 1");
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), watch.Elapsed.ToString()); // returned: not stuck on a dead peer
         Assert.True(dead.Truncated);
-        Assert.NotNull(dead.Info.Error);
+        Assert.NotNull(dead.Info.Failure);
     }
 }

@@ -3,6 +3,7 @@ using K2RL.Gym;
 using K2RL.Model.Tokenization;
 using K2RL.Common.Chat;
 using K2RL.Rollout.Episodes;
+using K2RL.Tests.Shared;
 
 namespace K2RL.Rollout.Tests;
 
@@ -176,7 +177,8 @@ public class EpisodeRunnerTests
     [Fact]
     public async Task PausedEpisodesResumeInAnotherRunnerToTheUninterruptedTrajectories()
     {
-        var options = new EpisodeOptions { Seed = 11, MaxResponseTokens = 120, MaxTurns = 5 };
+        // 6 turns: with these seeds one episode is paused between turns (a turn ended on the budget's last step)
+        var options = new EpisodeOptions { Seed = 11, MaxResponseTokens = 120, MaxTurns = 6 };
         var requests = new[] { Req("tool_use", 1), Req("tool_use", 2), Req("arithmetic", 3), Req("countdown", 4) };
         var whole = await Run(Runner(Engine(), options), requests);
 
@@ -220,6 +222,45 @@ public class EpisodeRunnerTests
         {
             AssertSame(t, mixed.Finished.Single(f => f.Id == t.Id));
         }
+    }
+
+    [Fact]
+    public async Task MisbehavingRemoteEnvironmentsFailOrTruncateOnlyTheirEpisodes()
+    {
+        // nan, endless and hang served by a real Gym server over real sockets, with a good in-process env in the
+        // same batch. The hung episodes end their first turns at different engine steps; the engine does not wait
+        // for them, so together they cost about one step timeout.
+        await using var server = await BrokenEnvironmentServer.StartAsync();
+        var registry = server.ClientRegistry();
+        var options = new EpisodeOptions { Seed = 5, MaxResponseTokens = 400, MaxTurns = 3, StepTimeout = TimeSpan.FromSeconds(2) };
+        var requests = Enumerable.Range(0, 8).SelectMany(i => new[] { Req("nan", i), Req("endless", i), Req("hang", i) })
+            .Append(Req("arithmetic", 1)).ToList();
+        var clean = await Run(Runner(Engine(), options, registry), [Req("arithmetic", 1)]);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var batch = await Run(Runner(Engine(), options, registry), requests);
+
+        Assert.True(watch.Elapsed < 8 * options.StepTimeout / 2, $"{watch.Elapsed} for 8 hung episodes of a {options.StepTimeout} step timeout");
+        Assert.Equal(requests.Count, batch.Finished.Count);
+        Assert.All(batch.Finished.Where(t => t.Env == "nan"), t =>
+        {
+            Assert.True(t.Failed);
+            Assert.Contains("'nan' step 1 returned a non-finite reward (NaN)", t.Error);
+            Assert.True(double.IsFinite(t.Reward));
+        });
+        Assert.All(batch.Finished.Where(t => t.Env == "hang"), t =>
+        {
+            Assert.True(t.Failed);
+            Assert.Contains("'hang' step 1 timed out after 2 s", t.Error);
+        });
+        Assert.All(batch.Finished.Where(t => t.Env == "endless"), t =>
+        {
+            Assert.False(t.Failed, t.Error);
+            Assert.True(t.Truncated);
+            Assert.InRange(t.Turns, 1, 3);   // the turn cap, or the token budget first
+            Assert.Equal(0.25 * t.Turns, t.Reward, 9);
+        });
+        Assert.Contains(batch.Finished, t => t.Env == "endless" && t.Turns == 3);
+        AssertSame(clean.Finished[0], batch.Finished.Single(t => t.Env == "arithmetic"));
     }
 
     [Fact]

@@ -12,8 +12,10 @@ namespace K2RL.Cli.Commands;
 
 /// <summary>
 /// <c>k2rl gym eval ENV --checkpoint DIR [--n 200] [--k K] [--temperature T] [--seed S] [--json]</c>: accuracy and
-/// pass@k of a checkpoint on an environment's held-out split. The Gym's <see cref="Evaluator"/> plays the episodes;
-/// the policy is the rollout engine (<see cref="EnginePolicy"/>), every live episode of a turn in one batch.
+/// pass@k of a checkpoint on an environment's held-out split. The Gym's <see cref="Evaluator"/> plays the episodes,
+/// concurrently and each behind a <see cref="GuardedEnvironment"/> (turn cap, timeouts; a failed environment fails its
+/// episode, counted in the report); the policy is the rollout engine (<see cref="EnginePolicy"/>), the turns of every
+/// episode waiting for an action in one batch.
 /// Result on stdout (one JSON object with --json), progress on stderr.
 /// </summary>
 public sealed class GymEvalCommand : ICommandProvider
@@ -45,6 +47,15 @@ public sealed class GymEvalCommand : ICommandProvider
 
         public int Batch { get; init; } = 16;
 
+        /// <summary>Episodes in flight at once; null: 4 × <see cref="Batch"/>.</summary>
+        public int? Concurrency { get; init; }
+
+        public int MaxTurns { get; init; } = EpisodeLimits.DefaultMaxTurns;
+
+        public double StepTimeoutSeconds { get; init; } = 60;
+
+        public double EpisodeTimeoutSeconds { get; init; } = 600;
+
         public string? Config { get; init; }
 
         public WeightPrecision Weights { get; init; } = WeightPrecision.F32;
@@ -65,12 +76,17 @@ public sealed class GymEvalCommand : ICommandProvider
         var difficulty = new Option<int>("--difficulty") { Description = "Difficulty level (1 = easiest)", DefaultValueFactory = _ => 1 };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Token budget of one assistant turn", DefaultValueFactory = _ => 256 };
         var batch = new Option<int>("--batch") { Description = "Sequences decoded together", DefaultValueFactory = _ => 16 };
-        var config = new Option<string?>("--config") { Description = "A job config whose 'gym:' section names plugins" };
+        var concurrency = new Option<int?>("--concurrency") { Description = "Episodes in flight at once, their turns batched together (default: 4 x --batch)" };
+        var maxTurns = new Option<int>("--max-turns") { Description = "Turns per episode; an episode the environment has not ended by then is truncated", DefaultValueFactory = _ => EpisodeLimits.DefaultMaxTurns };
+        var stepTimeout = new Option<double>("--step-timeout") { Description = "Seconds one environment call may take; past it the episode fails", DefaultValueFactory = _ => 60 };
+        var episodeTimeout = new Option<double>("--episode-timeout") { Description = "Seconds of environment time per episode (its calls together); past it the episode fails", DefaultValueFactory = _ => 600 };
+        var config = new Option<string?>("--config") { Description = "A job config whose 'gym:' section names plugins and remote environments" };
         var weights = WeightsOption.Create();
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout" };
         var command = new Command("eval", "Accuracy and pass@k of a checkpoint on an environment's held-out split (rollout engine)")
         {
-            env, checkpoint, n, k, temperature, topP, seed, taskSeed, difficulty, maxTokens, batch, config, weights, json,
+            env, checkpoint, n, k, temperature, topP, seed, taskSeed, difficulty, maxTokens, batch, concurrency, maxTurns, stepTimeout,
+            episodeTimeout, config, weights, json,
         };
         command.SetAction((parse, ct) => Run(context, new Options
         {
@@ -85,6 +101,10 @@ public sealed class GymEvalCommand : ICommandProvider
             Difficulty = parse.GetValue(difficulty),
             MaxTokens = parse.GetValue(maxTokens),
             Batch = parse.GetValue(batch),
+            Concurrency = parse.GetValue(concurrency),
+            MaxTurns = parse.GetValue(maxTurns),
+            StepTimeoutSeconds = parse.GetValue(stepTimeout),
+            EpisodeTimeoutSeconds = parse.GetValue(episodeTimeout),
             Config = parse.GetValue(config),
             Weights = WeightPrecisions.Parse(parse.GetValue(weights)!),
             Json = parse.GetValue(json),
@@ -99,6 +119,21 @@ public sealed class GymEvalCommand : ICommandProvider
         {
             throw new ConfigException($"--n, --k, --batch, --max-tokens and --difficulty must be >= 1 (got {o.N}, {o.K}, {o.Batch}, {o.MaxTokens}, {o.Difficulty})");
         }
+
+        int concurrency = o.Concurrency ?? 4 * o.Batch;
+        if (concurrency < 1 || o.MaxTurns < 1 || !(o.StepTimeoutSeconds > 0) || !(o.EpisodeTimeoutSeconds > 0)
+            || o.StepTimeoutSeconds > 86_400 || o.EpisodeTimeoutSeconds > 86_400)
+        {
+            throw new ConfigException($"--concurrency and --max-turns must be >= 1, --step-timeout and --episode-timeout in (0, 86400] seconds " +
+                                      $"(got {concurrency}, {o.MaxTurns}, {o.StepTimeoutSeconds.ToString(CultureInfo.InvariantCulture)}, {o.EpisodeTimeoutSeconds.ToString(CultureInfo.InvariantCulture)})");
+        }
+
+        var limits = new EpisodeLimits
+        {
+            MaxTurns = o.MaxTurns,
+            CallTimeout = TimeSpan.FromSeconds(o.StepTimeoutSeconds),
+            EpisodeTimeout = TimeSpan.FromSeconds(o.EpisodeTimeoutSeconds),
+        };
 
         var registry = GymCommands.Registry(o.Config, null);
         if (!registry.Environments.Any(e => e.Name == o.Env))
@@ -116,9 +151,9 @@ public sealed class GymEvalCommand : ICommandProvider
             Seed = o.Seed,
         });
         context.Error.WriteLine($"gym eval {o.Env}: {o.N} held-out tasks x {o.K} samples, temperature {temperature.ToString(CultureInfo.InvariantCulture)}, " +
-                                $"up to {o.MaxTokens} tokens a turn, batch {o.Batch}");
+                                $"up to {o.MaxTokens} tokens a turn and {o.MaxTurns} turns, batch {o.Batch}, {concurrency} episodes at once");
         var report = await Evaluator.RunAsync(o.Env, () => registry.CreateEnvironment(o.Env), new ProgressPolicy(policy, context.Error),
-            new EvalOptions { N = o.N, SamplesPerTask = o.K, Difficulty = o.Difficulty, SeedBase = o.TaskSeed, Split = Split.HeldOut }, ct);
+            new EvalOptions { N = o.N, SamplesPerTask = o.K, Difficulty = o.Difficulty, SeedBase = o.TaskSeed, Split = Split.HeldOut, Limits = limits, Concurrency = concurrency }, ct);
 
         var stats = policy.Stats;
         int episodes = o.N * o.K;
@@ -132,6 +167,11 @@ public sealed class GymEvalCommand : ICommandProvider
         result["refused"] = stats.Errors;
         result["tokens_per_s"] = Math.Round(stats.TokensPerSecond, 1);
         result["checkpoint"] = o.Checkpoint;
+        foreach (var (reason, count) in report.Failures)
+        {
+            context.Error.WriteLine($"{count} episode(s) failed: {reason}");
+        }
+
         if (o.Json)
         {
             context.Out.WriteLine(result.ToJsonString());
@@ -145,25 +185,25 @@ public sealed class GymEvalCommand : ICommandProvider
             context.Out.WriteLine($"  pass@{kk.ToString(CultureInfo.InvariantCulture),-4}  {p:0.####}");
         }
 
-        context.Out.WriteLine($"  mean return {report.MeanReturn:0.####}; truncated episodes {report.Truncated}; " +
+        context.Out.WriteLine($"  mean return {report.MeanReturn:0.####}; truncated episodes {report.Truncated}; failed episodes {report.Failed}; " +
                               $"{stats.Tokens} tokens in {stats.Turns} turns at {stats.TokensPerSecond:0.#} tok/s");
         return 0;
     }
 
-    /// <summary>Reports each batch (one turn of every live episode) on stderr.</summary>
+    /// <summary>Reports each batch (one turn of every episode waiting for an action) on stderr.</summary>
     private sealed class ProgressPolicy(EnginePolicy inner, TextWriter log) : IPolicy
     {
-        private int turn;
+        private int batch;
 
         public async Task<IReadOnlyList<string>> GenerateAsync(IReadOnlyList<PolicyRequest> requests, CancellationToken ct = default)
         {
             var before = inner.Stats;
             var actions = await inner.GenerateAsync(requests, ct);
             var after = inner.Stats;
-            turn++;
+            batch++;
             long tokens = after.Tokens - before.Tokens;
             double seconds = (after.Elapsed - before.Elapsed).TotalSeconds;
-            log.WriteLine($"turn {turn}: {requests.Count} episodes, {tokens} tokens in {seconds:0.0} s " +
+            log.WriteLine($"batch {batch}: {requests.Count} episodes, {tokens} tokens in {seconds:0.0} s " +
                           $"({(seconds > 0 ? tokens / seconds : 0):0.#} tok/s), {after.Truncated - before.Truncated} at the budget, " +
                           $"{after.Errors - before.Errors} refused{(after.Errors > before.Errors ? $" ({inner.LastError})" : "")}");
             return actions;

@@ -35,12 +35,19 @@ public sealed record EvalOptions
     public long SeedBase { get; init; }
 
     public Split Split { get; init; } = Split.HeldOut;
+
+    /// <summary>Turn cap, call timeout and environment time of each episode (<see cref="GuardedEnvironment"/>).</summary>
+    public EpisodeLimits Limits { get; init; } = new();
+
+    /// <summary>Episodes in flight at once; their turns share the policy's batches.</summary>
+    public int Concurrency { get; init; } = 64;
 }
 
 /// <summary>
 /// The result of an evaluation: accuracy (fraction of all samples judged correct), pass@k (unbiased estimator of
-/// Chen et al. 2021 from n samples per task), mean episode return. <see cref="ToJson"/> writes
-/// <c>{"env", "n", "accuracy", "pass_at_k": {"1": .., "4": ..}, ...}</c>.
+/// Chen et al. 2021 from n samples per task), mean episode return, and the episodes whose environment failed (threw,
+/// timed out, gave a non-finite reward: counted as not correct, their return the finite part before the failure).
+/// <see cref="ToJson"/> writes <c>{"env", "n", "accuracy", "pass_at_k": {"1": .., "4": ..}, ..., "failed", "failures": {reason: count}}</c>.
 /// </summary>
 public sealed record EvalReport(string Env, int N, int SamplesPerTask, double Accuracy,
     IReadOnlyDictionary<int, double> PassAtK, double MeanReturn, int Truncated)
@@ -48,70 +55,176 @@ public sealed record EvalReport(string Env, int N, int SamplesPerTask, double Ac
     /// <summary>Every episode, in (task, sample) order (not in <see cref="ToJson"/>).</summary>
     public IReadOnlyList<EpisodeOutcome> Episodes { get; init; } = [];
 
-    public string ToJson() => JsonSerializer.Serialize(new Dictionary<string, object>
+    /// <summary>Episodes whose environment failed.</summary>
+    public int Failed => Episodes.Count(e => e.Failure is not null);
+
+    /// <summary>Each distinct failure reason and how many episodes it ended.</summary>
+    public IReadOnlyDictionary<string, int> Failures => Episodes.Where(e => e.Failure is not null)
+        .GroupBy(e => e.Failure!, StringComparer.Ordinal).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal)
+        .ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
+
+    public string ToJson() => JsonSerializer.Serialize(new Dictionary<string, object?>
     {
         ["env"] = Env,
         ["n"] = N,
         ["samples_per_task"] = SamplesPerTask,
-        ["accuracy"] = Accuracy,
-        ["pass_at_k"] = PassAtK.ToDictionary(kv => kv.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), kv => kv.Value),
-        ["mean_return"] = MeanReturn,
+        ["accuracy"] = Finite(Accuracy),
+        ["pass_at_k"] = PassAtK.ToDictionary(kv => kv.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), kv => Finite(kv.Value)),
+        ["mean_return"] = Finite(MeanReturn),
         ["truncated"] = Truncated,
+        ["failed"] = Failed,
+        ["failures"] = Failures,
     });
+
+    /// <summary>JSON has no NaN or infinity: such a value is written as null.</summary>
+    private static double? Finite(double v) => double.IsFinite(v) ? v : null;
 }
 
-/// <summary>Runs a policy over the held-out split of an environment, all episodes of a turn in one batch.</summary>
-/// <summary>One evaluated episode: whether it was judged correct, its return, and the policy's actions in turn order.</summary>
-public sealed record EpisodeOutcome(int Task, int Sample, bool Correct, double Return, bool Truncated, IReadOnlyList<string> Actions);
+/// <summary>One evaluated episode: whether it was judged correct, its return, the policy's actions in turn order, and why its environment failed (null when it did not).</summary>
+public sealed record EpisodeOutcome(int Task, int Sample, bool Correct, double Return, bool Truncated, IReadOnlyList<string> Actions)
+{
+    public string? Failure { get; init; }
+}
 
+/// <summary>
+/// Runs a policy over the held-out split of an environment. Up to <see cref="EvalOptions.Concurrency"/> episodes are in
+/// flight, each behind a <see cref="GuardedEnvironment"/>; the turns of every episode waiting for an action go to the
+/// policy in one batch. Environment calls run concurrently and do not hold the batch: once one episode waits for an
+/// action, the others' calls get <see cref="StragglerWait"/> to join it, then the batch goes without them. So an
+/// environment that hangs costs its episodes one timeout, while the rest go on.
+/// </summary>
 public static class Evaluator
 {
+    /// <summary>How long a batch waits for environment calls still running before it goes without them.</summary>
+    public static readonly TimeSpan StragglerWait = TimeSpan.FromMilliseconds(250);
+
     public static async Task<EvalReport> RunAsync(string envName, Func<IEnvironment> createEnvironment, IPolicy policy,
         EvalOptions options, CancellationToken ct = default)
     {
+        if (options.Limits.Problem() is { } problem)
+        {
+            throw new ArgumentException(problem, nameof(options));
+        }
+
         int n = options.N, k = Math.Max(1, options.SamplesPerTask);
         var episodes = new List<Episode>(n * k);
+        for (int t = 0; t < n; t++)
+        {
+            for (int s = 0; s < k; s++)
+            {
+                episodes.Add(new Episode(t, s));
+            }
+        }
+
+        var closing = new List<Task>();
         try
         {
-            for (int t = 0; t < n; t++)
-            {
-                for (int s = 0; s < k; s++)
-                {
-                    var env = createEnvironment();
-                    var obs = await env.ResetAsync(options.SeedBase + t,
-                        new ResetOptions { Split = options.Split, Difficulty = options.Difficulty }, ct);
-                    episodes.Add(new Episode(env, t, s, [.. obs.Messages], obs.Tools));
-                }
-            }
-
-            while (episodes.Any(e => !e.Done))
-            {
-                var live = episodes.Where(e => !e.Done).ToList();
-                var actions = await policy.GenerateAsync(
-                    live.Select(e => new PolicyRequest(e.Conversation, e.Tools, e.Task, e.Sample)).ToList(), ct);
-                for (int i = 0; i < live.Count; i++)
-                {
-                    var e = live[i];
-                    string action = i < actions.Count ? actions[i] : "";
-                    var step = await e.Env.StepAsync(action, ct);
-                    e.Actions.Add(action);
-                    e.Conversation.Add(Message.AssistantText(action));
-                    e.Conversation.AddRange(step.Observation.Messages);
-                    e.Return += step.Reward;
-                    e.Correct = step.Info.Correct ?? e.Correct;
-                    e.Done = step.Done;
-                    e.Truncated = step.Truncated;
-                }
-            }
+            await PlayAsync(episodes, () => new GuardedEnvironment(createEnvironment(), options.Limits, envName), policy, options, closing, ct);
         }
         finally
         {
-            foreach (var e in episodes)
-            {
-                await e.Env.CloseAsync();
-            }
+            closing.AddRange(episodes.Where(e => e.Env is not null).Select(e => e.Env!.CloseAsync().AsTask()));
+            await Task.WhenAll(closing);
         }
 
+        return Report(envName, n, k, episodes);
+    }
+
+    /// <summary>The scheduler: admits episodes up to the concurrency, batches those waiting for an action, starts their steps.</summary>
+    private static async Task PlayAsync(List<Episode> episodes, Func<GuardedEnvironment> createEnvironment, IPolicy policy, EvalOptions options,
+        List<Task> closing, CancellationToken ct)
+    {
+        var queue = new Queue<Episode>(episodes);
+        var running = new List<Episode>();
+        int concurrency = Math.Max(1, options.Concurrency);
+        long? readySince = null;
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            foreach (var e in running.Where(e => e.Pending is { IsCompleted: true }).ToList())
+            {
+                await e.Pending!;   // rethrows the caller's cancellation
+                e.Pending = null;
+                if (e.Done)
+                {
+                    running.Remove(e);
+                    closing.Add(e.Env is { } env ? env.CloseAsync().AsTask() : Task.CompletedTask);
+                    e.Env = null;
+                }
+            }
+
+            while (running.Count < concurrency && queue.TryDequeue(out var next))
+            {
+                running.Add(next);
+                next.Pending = StartAsync(next, createEnvironment, options, ct);
+            }
+
+            if (running.Count == 0)
+            {
+                return;
+            }
+
+            var inEnv = running.Where(e => e.Pending is not null).Select(e => e.Pending!).ToList();
+            var ready = running.Where(e => e.Pending is null).ToList();
+            if (ready.Count == 0)
+            {
+                readySince = null;
+                await Task.WhenAny(inEnv);
+                continue;
+            }
+
+            readySince ??= System.Diagnostics.Stopwatch.GetTimestamp();
+            var waited = System.Diagnostics.Stopwatch.GetElapsedTime(readySince.Value);
+            if (inEnv.Count > 0 && waited < StragglerWait)
+            {
+                await Task.WhenAny(Task.WhenAll(inEnv), Task.Delay(StragglerWait - waited, ct));
+                continue;
+            }
+
+            readySince = null;
+            var actions = await policy.GenerateAsync(ready.Select(e => new PolicyRequest(e.Conversation, e.Tools, e.Task, e.Sample)).ToList(), ct);
+            for (int i = 0; i < ready.Count; i++)
+            {
+                ready[i].Pending = StepAsync(ready[i], i < actions.Count ? actions[i] : "", ct);
+            }
+        }
+    }
+
+    private static async Task StartAsync(Episode e, Func<GuardedEnvironment> createEnvironment, EvalOptions options, CancellationToken ct)
+    {
+        try
+        {
+            e.Env = createEnvironment();
+            var obs = await e.Env.ResetAsync(options.SeedBase + e.Task, new ResetOptions { Split = options.Split, Difficulty = options.Difficulty }, ct);
+            e.Conversation.AddRange(obs.Messages);
+            e.Tools = obs.Tools;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
+        {
+            e.Fail(ex is EnvironmentFailedException ? ex.Message : $"creating environment failed: {ex.GetType().Name}: {ex.Message}");
+        }
+    }
+
+    private static async Task StepAsync(Episode e, string action, CancellationToken ct)
+    {
+        var step = await e.Env!.StepAsync(action, ct);
+        e.Actions.Add(action);
+        e.Conversation.Add(Message.AssistantText(action));
+        if (step.Failed)
+        {
+            e.Fail(step.Info.Failure!);
+            return;
+        }
+
+        e.Conversation.AddRange(step.Observation.Messages);
+        e.Return += step.Reward;
+        e.Correct = step.Info.Correct ?? e.Correct;
+        e.Done = step.Done;
+        e.Truncated = step.Truncated;
+    }
+
+    private static EvalReport Report(string envName, int n, int k, List<Episode> episodes)
+    {
         double accuracy = episodes.Count == 0 ? 0 : episodes.Count(e => e.Correct) / (double)episodes.Count;
         var passAtK = new SortedDictionary<int, double>();
         for (int kk = 1; kk <= k; kk *= 2)
@@ -129,7 +242,7 @@ public static class Evaluator
         return new EvalReport(envName, n, k, accuracy, passAtK,
             episodes.Count == 0 ? 0 : episodes.Average(e => e.Return), episodes.Count(e => e.Truncated))
         {
-            Episodes = episodes.Select(e => new EpisodeOutcome(e.Task, e.Sample, e.Correct, e.Return, e.Truncated, e.Actions)).ToList(),
+            Episodes = episodes.Select(e => new EpisodeOutcome(e.Task, e.Sample, e.Correct, e.Return, e.Truncated, e.Actions) { Failure = e.Failure }).ToList(),
         };
     }
 
@@ -150,17 +263,20 @@ public static class Evaluator
         return 1.0 - p;
     }
 
-    private sealed class Episode(IEnvironment env, int task, int sample, List<Message> conversation, IReadOnlyList<ToolSpec> tools)
+    private sealed class Episode(int task, int sample)
     {
-        public IEnvironment Env { get; } = env;
+        public GuardedEnvironment? Env { get; set; }
+
+        /// <summary>The environment call in flight (reset or step), or null while the episode waits for an action.</summary>
+        public Task? Pending { get; set; }
 
         public int Task { get; } = task;
 
         public int Sample { get; } = sample;
 
-        public List<Message> Conversation { get; } = conversation;
+        public List<Message> Conversation { get; } = [];
 
-        public IReadOnlyList<ToolSpec> Tools { get; } = tools;
+        public IReadOnlyList<ToolSpec> Tools { get; set; } = [];
 
         public List<string> Actions { get; } = [];
 
@@ -171,5 +287,14 @@ public static class Evaluator
         public bool Done { get; set; }
 
         public bool Truncated { get; set; }
+
+        public string? Failure { get; private set; }
+
+        public void Fail(string reason)
+        {
+            Failure ??= reason;
+            Correct = false;
+            Done = true;
+        }
     }
 }

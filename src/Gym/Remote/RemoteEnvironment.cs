@@ -25,7 +25,7 @@ public sealed class RemoteEnvironmentException(string message, Exception inner) 
 /// <summary>
 /// A remote environment (any server speaking <c>k2rl.v1.Gym</c>, in any language) behind <see cref="IEnvironment"/>.
 /// Every call has a deadline. A Step that fails (timeout, dead server, any status) does not throw: it ends the
-/// episode as truncated, with reward 0 and <see cref="StepInfo.Error"/> saying what happened, so a hung or dead
+/// episode as failed (<see cref="StepResult.Failure"/>: truncated, reward 0, <see cref="StepInfo.Failure"/> saying what happened), so a hung or dead
 /// remote costs one failed episode and never a stuck caller. Reset, Snapshot and Restore throw
 /// <see cref="RemoteEnvironmentException"/> (there is no episode to fail yet, or the caller needs the bytes).
 /// </summary>
@@ -81,7 +81,7 @@ public sealed class RemoteEnvironment : IEnvironment
     {
         if (failed)
         {
-            return Failed("the remote environment failed earlier in this episode");
+            return StepResult.Failure($"remote environment '{Name}' at {channel.Target} failed earlier in this episode");
         }
 
         try
@@ -93,7 +93,7 @@ public sealed class RemoteEnvironment : IEnvironment
         catch (RpcException e) when (!ct.IsCancellationRequested)
         {
             failed = true;
-            return Failed(Describe(e));
+            return StepResult.Failure(Describe(e));
         }
     }
 
@@ -148,7 +148,4 @@ public sealed class RemoteEnvironment : IEnvironment
     private string Describe(RpcException e) => $"remote environment '{Name}' at {channel.Target}: {e.StatusCode}: {e.Status.Detail}";
 
     private static DateTime Deadline(TimeSpan timeout) => DateTime.UtcNow + timeout;
-
-    private static StepResult Failed(string error) =>
-        new(Observation.Empty, 0, false, true, new StepInfo { Correct = false, Error = error });
 }

@@ -17,10 +17,17 @@ public sealed record EpisodeOptions
     /// <summary>The episode's token budget: generated tokens summed over all assistant turns; each turn may use what is left.</summary>
     public int MaxResponseTokens { get; init; } = 256;
 
+    /// <summary>Assistant turns per episode; at the cap an episode the environment has not ended is truncated.</summary>
     public int MaxTurns { get; init; } = 8;
 
     /// <summary>The limit on each environment call (reset, step, snapshot, restore); past it the episode ends as failed.</summary>
     public TimeSpan StepTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The environment's total time in one episode (its calls together, counted while the episode is live); past it the episode ends as failed.</summary>
+    public TimeSpan EpisodeTimeout { get; init; } = TimeSpan.FromSeconds(600);
+
+    /// <summary>The <see cref="GuardedEnvironment"/> bounds these options give every environment.</summary>
+    public EpisodeLimits Limits => new() { MaxTurns = MaxTurns, CallTimeout = StepTimeout, EpisodeTimeout = EpisodeTimeout };
 
     /// <summary>Each turn's sampling seed is a mix of this, the episode id and the turn: nothing else in the batch changes it.</summary>
     public ulong Seed { get; init; }
@@ -79,7 +86,7 @@ public sealed class Trajectory
     /// <summary>A turn was ended early by the engine for repeating itself.</summary>
     public bool Degenerate { get; init; }
 
-    /// <summary>The environment threw or timed out, or the engine refused a turn; <see cref="Error"/> says which.</summary>
+    /// <summary>The environment threw, timed out or gave a non-finite reward, or the engine refused a turn; <see cref="Error"/> says which.</summary>
     public bool Failed { get; init; }
 
     public string? Error { get; init; }

@@ -14,6 +14,10 @@ namespace K2RL.Rollout.Episodes;
 /// episode's tokens do not depend on what else runs with it. When a call's token budget is spent (checked at engine
 /// step boundaries), the unfinished episodes are paused: the engine's in-flight turns with their random streams and
 /// each environment's snapshot, into <see cref="PausedEpisode"/>s that a later call, in any process, continues.</para>
+/// <para>Every environment runs behind a <see cref="GuardedEnvironment"/> (the options' turn cap, call timeout and
+/// episode time): a throw, a timeout or a non-finite reward fails that episode alone. Resets, restores, snapshots and
+/// closes of many episodes run concurrently (at most <see cref="EnvConcurrency"/> at once); without a token budget
+/// the engine keeps generating for the other episodes while an environment steps.</para>
 /// <para>Environment and engine trouble never throws: the episode ends as <see cref="Trajectory.Failed"/>. Only
 /// cancellation throws, after cancelling the episodes' requests (their cache blocks freed). The runner expects the
 /// engine to itself during a call: pausing pauses every request in the engine.</para>
@@ -28,6 +32,9 @@ public sealed class EpisodeRunner
     private readonly int[] stops;
     private readonly int[] generationPrompt;
     private readonly int imEnd;
+
+    /// <summary>Environment calls (resets, restores, snapshots) in flight at once.</summary>
+    public const int EnvConcurrency = 64;
 
     public EpisodeRunner(RolloutEngine engine, BpeTokenizer tokenizer, Func<string, IEnvironment> createEnv, EpisodeOptions options,
         Func<string, EpisodeOptions>? perEnv = null)
@@ -54,36 +61,64 @@ public sealed class EpisodeRunner
         var live = new List<LiveEpisode>(fresh.Count + resumed.Count);
         try
         {
-            foreach (var r in fresh)
+            var starts = fresh.Select(r => (Episode: new LiveEpisode(r, OptionsFor(r.Env)), Paused: (PausedEpisode?)null))
+                .Concat(resumed.Select(p => (Episode: LiveEpisode.From(p, OptionsFor(p.Request.Env)), Paused: (PausedEpisode?)p))).ToList();
+            live.AddRange(starts.Select(s => s.Episode));
+            await ForEachEnvAsync(starts, s => s.Paused is null ? StartAsync(s.Episode, ct) : RestoreAsync(s.Episode, s.Paused, ct), ct);
+            foreach (var (e, p) in starts)
             {
-                live.Add(await StartAsync(r, ct));
+                if (p?.InFlight is { } turn && !e.Ended)
+                {
+                    e.Handle = engine.Resume(turn);   // in input order, as the engine's queue then is
+                }
             }
 
-            foreach (var p in resumed)
-            {
-                live.Add(await ResumeAsync(p, ct));
-            }
-
+            // Pausing at a token budget must see every ended turn's outcome at the same engine step, or what is paused
+            // would depend on how fast environments answer; without a budget an episode's tokens depend on nothing
+            // else, so the engine goes on while environments step (a hung one holds only its own episodes).
+            bool barrier = tokenBudget != long.MaxValue;
             long spent = 0;
             int steps = 0;
-            while (spent < tokenBudget)
+            while (true)
             {
-                foreach (var e in live.Where(e => !e.Ended && e.Handle is null))
+                await TakeStepsAsync(live, all: false);
+                if (spent >= tokenBudget)
+                {
+                    break;
+                }
+
+                foreach (var e in live.Where(e => e.Stepping is null && !e.Ended && e.Handle is null))
                 {
                     SubmitTurn(e, temperature);
                 }
 
                 if (!live.Any(e => e.Handle is not null))
                 {
-                    break;
+                    var stepping = live.Where(e => e.Stepping is not null).Select(e => e.Stepping!).ToList();
+                    if (stepping.Count == 0)
+                    {
+                        break;
+                    }
+
+                    await Task.WhenAny(stepping);
+                    continue;
                 }
 
                 ct.ThrowIfCancellationRequested();
                 spent += await StepEngineAsync(live, ct);
                 steps++;
-                await Task.WhenAll(live.Where(e => e.Handle?.Result is not null).Select(e => EndTurnAsync(e, ct)));
+                foreach (var e in live.Where(e => e.Handle?.Result is not null))
+                {
+                    e.Stepping = EndTurnAsync(e, ct);
+                }
+
+                if (barrier)
+                {
+                    await TakeStepsAsync(live, all: true);
+                }
             }
 
+            await TakeStepsAsync(live, all: true);
             var paused = await PauseAsync(live, ct);
             var finished = live.Where(e => e.Ended).Select(e => e.ToTrajectory()).ToList();
             return new EpisodeBatch(finished, paused, spent, steps, resumed.Count);
@@ -104,9 +139,21 @@ public sealed class EpisodeRunner
         }
         finally
         {
-            foreach (var e in live)
+            // after a cancellation, steps still running end soon (they see it) and must not meet a closed environment
+            await Task.WhenAll(live.Where(e => e.Stepping is not null).Select(e => e.Stepping!.ContinueWith(_ => { }, TaskScheduler.Default)));
+            await Task.WhenAll(live.Select(CloseAsync));
+        }
+    }
+
+    /// <summary>Takes in the environment steps that have ended (or waits for all of them); rethrows a step's cancellation.</summary>
+    private static async Task TakeStepsAsync(List<LiveEpisode> live, bool all)
+    {
+        foreach (var e in live)
+        {
+            if (e.Stepping is { } step && (all || step.IsCompleted))
             {
-                await CloseQuietlyAsync(e);
+                e.Stepping = null;
+                await step;
             }
         }
     }
@@ -131,19 +178,18 @@ public sealed class EpisodeRunner
 
     private EpisodeOptions OptionsFor(string env) => perEnv?.Invoke(env) ?? options;
 
-    private async Task<LiveEpisode> StartAsync(EpisodeRequest request, CancellationToken ct)
+    private async Task StartAsync(LiveEpisode e, CancellationToken ct)
     {
-        var e = new LiveEpisode(request, OptionsFor(request.Env));
         if (!TryCreateEnv(e))
         {
-            return e;
+            return;
         }
 
-        var reset = new ResetOptions { Difficulty = request.Difficulty };
-        var obs = await EnvCallAsync(e, "reset", t => e.Env!.ResetAsync(request.TaskSeed, reset, t), ct);
+        var reset = new ResetOptions { Difficulty = e.Request.Difficulty };
+        var obs = await EnvCallAsync(e, t => e.Env!.ResetAsync(e.Request.TaskSeed, reset, t), ct);
         if (obs is null)
         {
-            return e;
+            return;
         }
 
         e.Conversation.AddRange(obs.Messages);
@@ -151,35 +197,26 @@ public sealed class EpisodeRunner
         e.FirstPrompt = string.Join("\n\n", obs.Messages.Where(m => m.Role == Role.User).Select(m => m.Content));
         e.AppendContext(EnginePolicy.PromptTokens(tokenizer, obs.Messages, obs.Tools));
         e.PromptTokens = e.Tokens.Count;
-        return e;
     }
 
-    private async Task<LiveEpisode> ResumeAsync(PausedEpisode p, CancellationToken ct)
+    /// <summary>A paused episode's environment from its snapshot (the turn cap counts the turns already taken); the runner resumes its in-flight turn.</summary>
+    private async Task RestoreAsync(LiveEpisode e, PausedEpisode p, CancellationToken ct)
     {
-        var e = LiveEpisode.From(p, OptionsFor(p.Request.Env));
-        if (!TryCreateEnv(e))
+        if (TryCreateEnv(e))
         {
-            return e;
+            await EnvCallAsync(e, async t =>
+            {
+                await e.Env!.RestoreAsync(p.EnvSnapshot, p.Turns, t);
+                return true;
+            }, ct);
         }
-
-        bool restored = await EnvCallAsync(e, "restore", async t =>
-        {
-            await e.Env!.RestoreAsync(p.EnvSnapshot, t);
-            return true;
-        }, ct);
-        if (restored && p.InFlight is { } turn)
-        {
-            e.Handle = engine.Resume(turn);
-        }
-
-        return e;
     }
 
     private bool TryCreateEnv(LiveEpisode e)
     {
         try
         {
-            e.Env = createEnv(e.Request.Env);
+            e.Env = new GuardedEnvironment(createEnv(e.Request.Env), e.Options.Limits, e.Request.Env);
             return true;
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -189,11 +226,16 @@ public sealed class EpisodeRunner
         }
     }
 
+    /// <summary>Environment work for many episodes at once, at most <see cref="EnvConcurrency"/> at a time: a hung environment costs one timeout, not one per episode.</summary>
+    private static Task ForEachEnvAsync<T>(IEnumerable<T> items, Func<T, Task> work, CancellationToken ct) =>
+        Parallel.ForEachAsync(items, new ParallelOptions { MaxDegreeOfParallelism = EnvConcurrency, CancellationToken = ct },
+            async (item, _) => await work(item));
+
     /// <summary>Appends the pending observation and the assistant header, then submits the next turn; or ends the episode at a limit.</summary>
     private void SubmitTurn(LiveEpisode e, float temperature)
     {
         int left = e.Options.MaxResponseTokens - e.BudgetUsed;
-        if (left <= 0 || e.Turns >= e.Options.MaxTurns)
+        if (left <= 0)
         {
             e.End(truncated: true);
             return;
@@ -278,9 +320,10 @@ public sealed class EpisodeRunner
 
         e.Conversation.Add(Message.AssistantText(action));
         e.TokenizedMessages = e.Conversation.Count;
-        var step = await EnvCallAsync(e, $"step {e.Turns}", t => e.Env!.StepAsync(action, t), ct);
-        if (step is null)
+        var step = await e.Env!.StepAsync(action, ct);   // the guard: a throw, timeout or non-finite reward is a failed step
+        if (step.Failed)
         {
+            e.Fail(step.Info.Failure!);
             return;
         }
 
@@ -305,7 +348,7 @@ public sealed class EpisodeRunner
             }
         }
 
-        var paused = new List<PausedEpisode>();
+        var pausing = new List<(LiveEpisode Episode, PartialRollout? Turn)>();
         foreach (var e in live.Where(e => !e.Ended))
         {
             PartialRollout? turn = null;
@@ -319,10 +362,18 @@ public sealed class EpisodeRunner
                 }
             }
 
-            var snapshot = await EnvCallAsync(e, "snapshot", t => e.Env!.SnapshotAsync(t), ct);
-            if (snapshot is not null)
+            pausing.Add((e, turn));
+        }
+
+        var snapshots = new byte[]?[pausing.Count];
+        await ForEachEnvAsync(Enumerable.Range(0, pausing.Count),
+            async i => snapshots[i] = await EnvCallAsync(pausing[i].Episode, t => pausing[i].Episode.Env!.SnapshotAsync(t), ct), ct);
+        var paused = new List<PausedEpisode>();
+        for (int i = 0; i < pausing.Count; i++)
+        {
+            if (snapshots[i] is { } snapshot)
             {
-                paused.Add(e.ToPaused(snapshot, turn));
+                paused.Add(pausing[i].Episode.ToPaused(snapshot, pausing[i].Turn));
             }
         }
 
@@ -330,49 +381,29 @@ public sealed class EpisodeRunner
     }
 
     /// <summary>
-    /// Calls the environment with the step timeout, on the thread pool (an environment that blocks cannot hold the
-    /// runner). A throw or timeout fails the episode and returns default; only the caller's cancellation throws.
+    /// A reset, restore or snapshot through the episode's <see cref="GuardedEnvironment"/> (which bounds it in time): a
+    /// failure fails the episode and returns default; only the caller's cancellation throws.
     /// </summary>
-    private static async Task<T?> EnvCallAsync<T>(LiveEpisode e, string what, Func<CancellationToken, ValueTask<T>> call, CancellationToken ct)
+    private static async Task<T?> EnvCallAsync<T>(LiveEpisode e, Func<CancellationToken, ValueTask<T>> call, CancellationToken ct)
     {
-        var timeout = e.Options.StepTimeout;
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        cts.CancelAfter(timeout);
         try
         {
-            return await Task.Run(() => call(cts.Token).AsTask(), cts.Token).WaitAsync(timeout, ct);
+            return await call(ct);
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        catch (EnvironmentFailedException ex)
         {
-            throw;
-        }
-        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
-        {
-            e.Fail($"environment '{e.Request.Env}' {what} timed out after {timeout.TotalSeconds:0.###} s");
-            return default;
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            e.Fail($"environment '{e.Request.Env}' {what} threw {ex.GetType().Name}: {ex.Message}");
+            e.Fail(ex.Message);
             return default;
         }
     }
 
-    private static async Task CloseQuietlyAsync(LiveEpisode e)
+    /// <summary>Closes the episode's environment (bounded by its call timeout; a close that fails only leaks it).</summary>
+    private static async Task CloseAsync(LiveEpisode e)
     {
-        if (e.Env is not { } env)
+        if (e.Env is { } env)
         {
-            return;
-        }
-
-        e.Env = null;
-        try
-        {
-            await Task.Run(() => env.CloseAsync().AsTask()).WaitAsync(e.Options.StepTimeout);
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            // the episode's outcome is already decided; a close that fails or hangs only leaks that environment
+            e.Env = null;
+            await env.CloseAsync();
         }
     }
 

@@ -10,10 +10,13 @@ internal sealed class LiveEpisode(EpisodeRequest request, EpisodeOptions options
 
     public EpisodeOptions Options { get; } = options;
 
-    public IEnvironment? Env { get; set; }
+    public GuardedEnvironment? Env { get; set; }
 
     /// <summary>The turn in the engine, or null between turns.</summary>
     public RequestHandle? Handle { get; set; }
+
+    /// <summary>The environment step of the turn that ended, while it runs; nothing else touches the episode meanwhile.</summary>
+    public Task? Stepping { get; set; }
 
     public List<int> Tokens { get; private init; } = [];
 

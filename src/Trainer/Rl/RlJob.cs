@@ -129,6 +129,7 @@ public sealed partial class RlJob : IDisposable
         MaxResponseTokens = e.MaxResponseTokens,
         MaxTurns = e.MaxTurns,
         StepTimeout = TimeSpan.FromSeconds(job.StepTimeoutSeconds),
+        EpisodeTimeout = TimeSpan.FromSeconds(e.EpisodeTimeoutSeconds),
         Seed = job.Seed,
         TopP = job.TopP,
     };

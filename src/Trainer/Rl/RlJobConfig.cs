@@ -35,7 +35,11 @@ public sealed record RlEnvSettings
     /// <summary>The response budget in tokens (all assistant turns of an episode together).</summary>
     public int MaxResponseTokens { get; init; } = 128;
 
+    /// <summary>Assistant turns per episode; an episode the environment has not ended by then is truncated.</summary>
     public int MaxTurns { get; init; } = 8;
+
+    /// <summary>The environment's total time in one episode (its calls together); past it the episode fails.</summary>
+    public double EpisodeTimeoutSeconds { get; init; } = 600;
 
     public RewardSource Reward { get; init; } = RewardSource.Auto;
 
@@ -347,6 +351,7 @@ public sealed record RlJobConfig
                 MaxDifficulty = hi,
                 MaxResponseTokens = e.Int("max_response_tokens", 128, 1, 1 << 20),
                 MaxTurns = e.Int("max_turns", 8, 1, 1000),
+                EpisodeTimeoutSeconds = e.Float("episode_timeout_s", 600f, 0, 86_400, minExclusive: true),
                 Reward = reward switch { "verifier" => RewardSource.Verifier, "critic" => RewardSource.Critic, _ => RewardSource.Auto },
                 Tags = e.StrList("tags", []),
             });

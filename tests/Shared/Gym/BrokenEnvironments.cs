@@ -1,0 +1,81 @@
+using K2RL.Common.Chat;
+using K2RL.Gym;
+using K2RL.Gym.Remote;
+
+namespace K2RL.Tests.Shared;
+
+/// <summary>
+/// Environments that break the rules the way a misbehaving remote does (issue 14, item 2), served over real sockets
+/// by a real <see cref="RemoteEnvironmentServer"/>: <c>nan</c> answers every step with a NaN reward, <c>endless</c>
+/// never ends an episode (reward 0.25 a step), <c>hang</c> never answers a step (until the caller gives up).
+/// </summary>
+public sealed class BrokenEnvironmentServer : IAsyncDisposable
+{
+    public static readonly string[] Names = ["nan", "endless", "hang"];
+
+    private BrokenEnvironmentServer(RemoteEnvironmentServer server) => Server = server;
+
+    public RemoteEnvironmentServer Server { get; }
+
+    public Uri Address => Server.Address;
+
+    public static async Task<BrokenEnvironmentServer> StartAsync()
+    {
+        var registry = GymRegistry.CreateDefault();
+        foreach (string name in Names)
+        {
+            registry.AddEnvironment(name, $"misbehaves: {name}", _ => new BrokenEnvironment(name));
+        }
+
+        return new BrokenEnvironmentServer(await RemoteEnvironmentServer.StartAsync(registry));
+    }
+
+    /// <summary>A client registry: the built-ins plus this server's environments, by the same names, as <see cref="RemoteEnvironment"/>s.</summary>
+    public GymRegistry ClientRegistry()
+    {
+        var registry = GymRegistry.CreateDefault();
+        var channel = K2RL.Common.Rpc.GrpcChannels.Create(Address);
+        foreach (string name in Names)
+        {
+            registry.AddEnvironment(name, $"remote: {name} at {Address}", _ => new RemoteEnvironment(channel, name));
+        }
+
+        return registry;
+    }
+
+    /// <summary>The <c>gym:</c> section naming this server's environments as remotes.</summary>
+    public string GymYaml() =>
+        "gym:\n  remotes:\n" + string.Concat(Names.Select(n => $"    - name: {n}\n      address: {Address}\n"));
+
+    public ValueTask DisposeAsync() => Server.DisposeAsync();
+
+    private sealed class BrokenEnvironment(string name) : IEnvironment
+    {
+        public string Name => name;
+
+        public ValueTask<Observation> ResetAsync(long seed, ResetOptions? options = null, CancellationToken ct = default) =>
+            ValueTask.FromResult(Observation.Of(Message.UserText($"Task {seed}: say anything.")));
+
+        public async ValueTask<StepResult> StepAsync(string action, CancellationToken ct = default)
+        {
+            switch (name)
+            {
+                case "nan":
+                    return new StepResult(Observation.Of(Message.UserText("go on")), double.NaN, false, false, StepInfo.None);
+                case "endless":
+                    return new StepResult(Observation.Of(Message.UserText("go on")), 0.25, false, false, StepInfo.None);
+                default:
+                    await Task.Delay(TimeSpan.FromMinutes(10), ct);   // gives up only when the call is cancelled
+                    throw new InvalidOperationException("unreachable");
+            }
+        }
+
+        public ValueTask<byte[]> SnapshotAsync(CancellationToken ct = default) => ValueTask.FromResult(System.Text.Encoding.UTF8.GetBytes(name));
+
+        public ValueTask RestoreAsync(ReadOnlyMemory<byte> state, CancellationToken ct = default) => ValueTask.CompletedTask;
+
+        public ValueTask CloseAsync() => ValueTask.CompletedTask;
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+}
