@@ -31,8 +31,8 @@ public class PretrainCommandTests
         Assert.Equal(10, PretrainTestJobs.Losses(run).Length);
 
         // the log (what a non-terminal stderr shows) names the step each run stops at, and times every progress line
-        var messages = File.ReadAllLines(Path.Combine(run, "logs", "pretrain.json"))
-            .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("RenderedMessage").GetString()!).ToList();
+        var messages = File.ReadAllLines(Path.Combine(run, "logs", "pretrain.clef"))        // compact JSON: @m is the rendered message
+            .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("@m").GetString()!).ToList();
         Assert.Contains("pretraining from step 0 to 6 (--max-steps; the job has 10)", messages);
         Assert.Contains("pretraining from step 6 to 10", messages);
         var progress = messages.Where(m => m.StartsWith("step ", StringComparison.Ordinal)).ToList();
