@@ -13,6 +13,7 @@ public class PretrainCommandTests
     [Fact]
     public async Task Pretrain_RunsToMaxSteps_WritesTheRunDirectory_AndPlotDrawsIt()
     {
+        K2RL.Tests.Shared.ExternalTools.RequireFonts();   // plot's texts need a font
         using var jobs = new PretrainTestJobs(steps: 10, every: 5);
         string run = jobs.RunDir("r");
         var (code, stdout, _) = await Cli("pretrain", "--job", jobs.JobPath, "--run-dir", run, "--max-steps", "6");
@@ -41,14 +42,16 @@ public class PretrainCommandTests
 
         (code, stdout, _) = await Cli("plot", "--run-dir", run, "--tau", "100");
         Assert.Equal(0, code);
-        foreach (string chart in new[] { "loss.svg", "max_logit.svg", "balance.svg", "throughput.svg" })
+        string plots = Path.Combine(run, "plots");
+        foreach (string chart in new[] { "loss", "max_logit", "balance", "throughput" })
         {
-            string path = Path.Combine(run, "plots", chart);
-            Assert.Contains(path, stdout);
-            string svg = File.ReadAllText(path);
-            Assert.StartsWith("<svg", svg);
-            Assert.Contains("<polyline", svg);
+            Assert.Contains(Path.Combine(plots, chart + ".png"), stdout);
+            Assert.Contains(Path.Combine(plots, chart + ".svg"), stdout);
+            Assert.Equal((800, 450), Figures.PngSize(Path.Combine(plots, chart + ".png")));
+            Assert.Single(Figures.ReadSvg(Path.Combine(plots, chart + ".svg")).LineColors);   // one run, one line
         }
+
+        Assert.Contains("tau = 100", Figures.ReadSvg(Path.Combine(plots, "max_logit.svg")).Strings);
     }
 
     [Fact]

@@ -11,6 +11,7 @@ public sealed class RlCommandTests
     [Fact]
     public async Task ATinyRunWritesEveryMetricAndACheckpointLoadableAsAModel()
     {
+        K2RL.Tests.Shared.ExternalTools.RequireFonts();   // plot's texts need a font
         using var jobs = new RlTestJobs(iterations: 2);
         string run = jobs.RunDir("a");
         var (code, stdout, err) = await Run("rl", "--job", jobs.JobPath, "--run-dir", run);
@@ -48,10 +49,12 @@ public sealed class RlCommandTests
         // k2rl plot recognizes an RL run and draws its curves.
         var (pcode, plotOut, perr) = await Run("plot", "--run-dir", run);
         Assert.True(pcode == 0, perr);
-        foreach (string chart in new[] { "reward.svg", "accuracy.svg", "length.svg", "temperature.svg", "timing.svg" })
+        foreach (string chart in new[] { "reward", "accuracy", "length", "temperature", "timing" })
         {
-            Assert.Contains(chart, plotOut);
-            Assert.Contains("<svg", File.ReadAllText(Path.Combine(run, "plots", chart)));
+            Assert.Contains(Path.Combine(run, "plots", chart + ".png"), plotOut);
+            Assert.Contains(Path.Combine(run, "plots", chart + ".svg"), plotOut);
+            Assert.Equal((800, 450), Figures.PngSize(Path.Combine(run, "plots", chart + ".png")));
+            Assert.NotEmpty(Figures.ReadSvg(Path.Combine(run, "plots", chart + ".svg")).LineColors);
         }
 
         // The checkpoint is a model directory: generate reads it.

@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace K2RL.Tests.Shared;
 
 /// <summary>
-/// Real external components the tests use (node + npm for gRPC interop, bubblewrap for the sandbox).
+/// Real external components the tests use (node + npm for gRPC interop, bubblewrap for the sandbox, a font for the plots).
 /// A fresh machine may lack them: as root with apt-get available we install them once, as .ci/run does;
 /// otherwise the test fails with a message that says what to install. Never a silent skip.
 /// </summary>
@@ -23,22 +23,50 @@ public static class ExternalTools
                 return path;
             }
 
-            if (Environment.UserName == "root" && Which("apt-get") is not null)
+            if (AptInstall(debianPackages))
             {
-                if (!aptUpdated)
-                {
-                    Run("apt-get", "update -q", TimeSpan.FromMinutes(5));
-                    aptUpdated = true;
-                }
-
-                Run("apt-get", "install -y -q --no-install-recommends " + string.Join(' ', debianPackages),
-                    TimeSpan.FromMinutes(10));
                 path = Which(command);
             }
 
             return path ?? throw new InvalidOperationException(
                 $"'{command}' is required by this test; install the Debian packages: {string.Join(' ', debianPackages)} (.ci/run does)");
         }
+    }
+
+    /// <summary>
+    /// Ensures a font under /usr/share/fonts (k2rl plot's SkiaSharp reads fonts from there only, and without one the
+    /// figures have no text), installing fonts-dejavu-core if there is none. Call it before anything in the process
+    /// draws: SkiaSharp reads the fonts once.
+    /// </summary>
+    public static void RequireFonts()
+    {
+        static bool Any() => Directory.Exists("/usr/share/fonts") && Directory.EnumerateFiles("/usr/share/fonts", "*", SearchOption.AllDirectories)
+            .Any(f => f.EndsWith(".ttf", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".otf", StringComparison.OrdinalIgnoreCase));
+        lock (Gate)
+        {
+            if (!Any() && !(AptInstall(["fonts-dejavu-core"]) && Any()))
+            {
+                throw new InvalidOperationException("a font under /usr/share/fonts is required by this test; install the Debian package fonts-dejavu-core (.ci/run does)");
+            }
+        }
+    }
+
+    /// <summary>As root with apt-get: installs the packages (apt-get update first, once) and returns true; else false.</summary>
+    private static bool AptInstall(string[] debianPackages)
+    {
+        if (Environment.UserName != "root" || Which("apt-get") is null)
+        {
+            return false;
+        }
+
+        if (!aptUpdated)
+        {
+            Run("apt-get", "update -q", TimeSpan.FromMinutes(5));
+            aptUpdated = true;
+        }
+
+        Run("apt-get", "install -y -q --no-install-recommends " + string.Join(' ', debianPackages), TimeSpan.FromMinutes(10));
+        return true;
     }
 
     /// <summary>

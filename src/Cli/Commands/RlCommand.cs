@@ -161,6 +161,7 @@ public sealed class RlCommand : ICommandProvider
             context.Error.WriteLine($"{key,-20} before {Pct(b),7}  after {Pct(a),7}");
         }
 
+        PlotCommand.WarnIfNoFonts(context);
         K2RL.Trainer.Plotting.RlPlots.Draw(rlDir);
         var json = ResultJson(result);
         json["base"] = Path.GetFullPath(baseDir);

@@ -14,8 +14,11 @@ public static class RlPlots
         return first is not null && first.Contains("\"iteration\"", StringComparison.Ordinal);
     }
 
-    /// <summary>Writes reward.svg, accuracy.svg, length.svg, temperature.svg and timing.svg into <paramref name="outDir"/> (default RUN_DIR/plots).</summary>
-    public static IReadOnlyList<string> Draw(string runDir, string? outDir = null)
+    /// <summary>
+    /// Writes reward, accuracy, length, temperature and timing (.png and/or .svg, per <paramref name="format"/>) into
+    /// <paramref name="outDir"/> (default RUN_DIR/plots); returns their paths.
+    /// </summary>
+    public static IReadOnlyList<string> Draw(string runDir, string? outDir = null, PlotFormat format = PlotFormat.Both)
     {
         outDir ??= Path.Combine(runDir, "plots");
         string path = Path.Combine(runDir, "metrics.jsonl");
@@ -49,31 +52,30 @@ public static class RlPlots
         var envs = rows.SelectMany(r => (r["envs"] as JsonObject)?.Select(kv => kv.Key) ?? []).Distinct().Order(StringComparer.Ordinal).ToList();
         var heldOut = rows.SelectMany(r => (r["held_out"] as JsonObject)?.Select(kv => kv.Key) ?? []).Distinct().Order(StringComparer.Ordinal).ToList();
 
-        void Chart(string file, string title, string yLabel, IEnumerable<(string Name, Func<JsonNode, double?> Value)> series)
+        void Chart(string figure, string title, string yLabel, IEnumerable<(string Name, Func<JsonNode, double?> Value)> series)
         {
-            var chart = new SvgChart { Title = title, YLabel = yLabel, XLabel = "iteration" };
+            var chart = new LineChart { Title = title, YLabel = yLabel, XLabel = "iteration" };
             foreach (var (name, value) in series)
             {
                 var pts = rows.Select(r => (X: (double)(r["iteration"]?.GetValue<long>() ?? 0), Y: value(r)))
                     .Where(p => p.Y is { } y && double.IsFinite(y)).Select(p => (p.X, p.Y!.Value)).ToList();
                 if (pts.Count > 0)
                 {
-                    chart.Series.Add(new Series(name, pts));
+                    // sparse series (held-out accuracy, measured every eval.every iterations) get a marker per point
+                    chart.Series.Add(new Series(name, pts) { Markers = pts.Count * 2 <= rows.Count });
                 }
             }
 
-            string f = Path.Combine(outDir, file);
-            File.WriteAllText(f, chart.Render());
-            files.Add(f);
+            files.AddRange(chart.Save(Path.Combine(outDir, figure), format));
         }
 
-        Chart("reward.svg", "Mean reward per env (after budget control)", "reward", envs.Select(e => (e, (Func<JsonNode, double?>)(r => Num(r["envs"]?[e]?["reward_mean"])))));
-        Chart("accuracy.svg", "Accuracy: training samples per env, and held-out (greedy)", "accuracy",
+        Chart("reward", "Mean reward per env (after budget control)", "reward", envs.Select(e => (e, (Func<JsonNode, double?>)(r => Num(r["envs"]?[e]?["reward_mean"])))));
+        Chart("accuracy", "Accuracy: training samples per env, and held-out (greedy)", "accuracy",
             envs.Select(e => ($"{e} (train)", (Func<JsonNode, double?>)(r => Num(r["envs"]?[e]?["accuracy"]))))
                 .Concat(heldOut.Select(h => ($"{h} (held-out)", (Func<JsonNode, double?>)(r => Num(r["held_out"]?[h]))))));
-        Chart("length.svg", "Response length per env", "tokens (mean)", envs.Select(e => (e, (Func<JsonNode, double?>)(r => Num(r["envs"]?[e]?["response_tokens_mean"])))));
-        Chart("temperature.svg", "Sampling temperature", "temperature", [("temperature", r => Num(r["temperature"]))]);
-        Chart("timing.svg", "Time per iteration by phase", "seconds",
+        Chart("length", "Response length per env", "tokens (mean)", envs.Select(e => (e, (Func<JsonNode, double?>)(r => Num(r["envs"]?[e]?["response_tokens_mean"])))));
+        Chart("temperature", "Sampling temperature", "temperature", [("temperature", r => Num(r["temperature"]))]);
+        Chart("timing", "Time per iteration by phase", "seconds",
             new[] { "generate_s", "score_s", "train_s", "push_s", "other_s" }.Select(k => (k, (Func<JsonNode, double?>)(r => Num(r[k])))));
         return files;
     }

@@ -6,8 +6,11 @@ namespace K2RL.Trainer.Plotting;
 /// <summary>Draws a run's (or several runs') curves from metrics.jsonl: loss, max logit, expert balance, throughput.</summary>
 public static class RunPlots
 {
-    /// <summary>Writes loss.svg, max_logit.svg, balance.svg and throughput.svg into <paramref name="outDir"/>; returns their paths.</summary>
-    public static IReadOnlyList<string> Draw(IReadOnlyList<string> runDirs, string outDir, double? tau = null, int smooth = 1)
+    /// <summary>
+    /// Writes loss, max_logit, balance and throughput (.png and/or .svg, per <paramref name="format"/>) into
+    /// <paramref name="outDir"/>; returns their paths.
+    /// </summary>
+    public static IReadOnlyList<string> Draw(IReadOnlyList<string> runDirs, string outDir, double? tau = null, int smooth = 1, PlotFormat format = PlotFormat.Both)
     {
         var runs = new List<(string Name, List<StepMetrics> Metrics)>();
         foreach (string dir in runDirs)
@@ -33,9 +36,9 @@ public static class RunPlots
 
         Directory.CreateDirectory(outDir);
         var files = new List<string>();
-        void Chart(string file, string title, string yLabel, Func<StepMetrics, double> value, bool smoothIt, (double, string)? reference = null, bool logY = false)
+        void Chart(string figure, string title, string yLabel, Func<StepMetrics, double> value, bool smoothIt, (double, string)? reference = null, bool logY = false)
         {
-            var chart = new SvgChart { Title = title, YLabel = yLabel, LogY = logY };
+            var chart = new LineChart { Title = title, YLabel = yLabel, LogY = logY };
             foreach (var (name, metrics) in runs)
             {
                 var pts = metrics.Where(m => !m.Skipped).Select(m => ((double)m.Step, value(m))).ToList();
@@ -47,18 +50,16 @@ public static class RunPlots
                 chart.ReferenceLines.Add(r);
             }
 
-            string path = Path.Combine(outDir, file);
-            File.WriteAllText(path, chart.Render());
-            files.Add(path);
+            files.AddRange(chart.Save(Path.Combine(outDir, figure), format));
         }
 
         string suffix = smooth > 1 ? $" (mean of {smooth} steps)" : "";
         // log scale: the first steps' loss (about ln V) is several times the rest, which a linear axis squashes
-        Chart("loss.svg", "Training loss" + suffix, "cross-entropy (nats/token, log scale)", m => m.Loss, true, logY: true);
-        Chart("max_logit.svg", "Max attention logit (over layers and heads, before QK-Clip)", "max pre-softmax logit (log scale)", m => m.MaxLogit, false,
+        Chart("loss", "Training loss" + suffix, "cross-entropy (nats/token, log scale)", m => m.Loss, true, logY: true);
+        Chart("max_logit", "Max attention logit (over layers and heads, before QK-Clip)", "max pre-softmax logit (log scale)", m => m.MaxLogit, false,
             tau is { } t ? (t, $"tau = {t}") : null, logY: true);
-        Chart("balance.svg", "Expert load balance" + suffix, "max / mean expert load (worst MoE layer)", m => m.ExpertLoadMaxOverMean, true);
-        Chart("throughput.svg", "Throughput" + suffix, "tokens / s", m => m.TokensPerS, true);
+        Chart("balance", "Expert load balance" + suffix, "max / mean expert load (worst MoE layer)", m => m.ExpertLoadMaxOverMean, true);
+        Chart("throughput", "Throughput" + suffix, "tokens / s", m => m.TokensPerS, true);
         return files;
     }
 
