@@ -15,9 +15,12 @@ namespace K2RL.Kernels;
 /// delegates the callers build once. The caller never waits for a helper that has not woken: once it has claimed
 /// every item it closes the batch and waits only for the helpers inside it. A call made while the pool is busy (a
 /// nested call from a body, or another model on another thread) runs its items inline, with the calling thread's
-/// own worker index. A batch may ask its helpers to <c>linger</c> (spin ~1 ms before sleeping) when the caller
-/// issues many short batches back to back, as a training step does with its GEMMs; decode does not (the spin burns
-/// the cores its next items need).
+/// own worker index. Each batch has an id and a helper tries each batch once: one that has run its share, or
+/// found no free seat, sleeps (or lingers) until the next batch instead of polling the open one, which would burn
+/// its core and, were it preempted while registered, hold up the caller's close. A batch may ask its helpers to
+/// <c>linger</c> (spin ~1 ms before sleeping, watching for the next batch) when the caller issues many short
+/// batches back to back, as a training step does with its GEMMs; decode does not (the spin burns the cores its
+/// next items need).
 /// </para>
 /// <para>
 /// The thread count is fixed when a pool is built. <see cref="Shared"/>, the pool everything uses, takes it once
@@ -53,7 +56,8 @@ public sealed class ForkJoinPool : IDisposable
     private int nextItem;
     private int seats;            // helpers that may still join
     private bool linger;
-    private int open;             // 1 while helpers may join
+    private int open;             // the id of the batch helpers may join (> 0), 0 while none is open
+    private int lastBatch;        // the id of the latest batch (only the caller holding `busy` changes it)
     private int inside;           // helpers registered in the batch (joined or looking)
     private Exception? failure;
 
@@ -141,7 +145,8 @@ public sealed class ForkJoinPool : IDisposable
             seats = threads - 1;
             this.linger = linger;
             failure = null;
-            Interlocked.Exchange(ref open, 1); // publishes the batch; a full fence before `sleepers` is read
+            lastBatch = lastBatch == int.MaxValue ? 1 : lastBatch + 1;
+            Interlocked.Exchange(ref open, lastBatch); // publishes the batch; a full fence before `sleepers` is read
             int asleep = Volatile.Read(ref sleepers);
             if (asleep > 0)
             {
@@ -211,14 +216,15 @@ public sealed class ForkJoinPool : IDisposable
     {
         workerOf = this;
         workerIndex = worker;
+        int seen = 0; // the last batch this worker tried to join: it tries each batch once, then waits for the next
         while (!stopping)
         {
-            if (TryJoin(worker, out bool lingering) && lingering)
+            if (TryJoin(worker, ref seen, out bool lingering) && lingering)
             {
                 long until = Stopwatch.GetTimestamp() + LingerTicks;
                 while (Stopwatch.GetTimestamp() < until && !stopping)
                 {
-                    if (TryJoin(worker, out lingering))
+                    if (TryJoin(worker, ref seen, out lingering))
                     {
                         until = lingering ? Stopwatch.GetTimestamp() + LingerTicks : 0;
                     }
@@ -230,7 +236,8 @@ public sealed class ForkJoinPool : IDisposable
             }
 
             Interlocked.Increment(ref sleepers);
-            if (Volatile.Read(ref open) == 0 && !stopping)
+            int batch = Volatile.Read(ref open);
+            if ((batch == 0 || batch == seen) && !stopping)
             {
                 wake.Wait(); // a batch opened after the increment above sees this sleeper and releases it
             }
@@ -239,17 +246,23 @@ public sealed class ForkJoinPool : IDisposable
         }
     }
 
-    /// <summary>Joins the open batch if it has a free seat and runs items until none are left.</summary>
-    private bool TryJoin(int worker, out bool lingering)
+    /// <summary>
+    /// Joins the open batch if this worker has not tried it yet and it has a free seat, and runs items until none
+    /// are left. A worker that finds no seat, or has served the batch already, leaves it alone: it neither spins
+    /// on the batch's fields nor registers in it, so the caller never waits for it.
+    /// </summary>
+    private bool TryJoin(int worker, ref int seen, out bool lingering)
     {
         lingering = false;
-        if (Volatile.Read(ref open) == 0)
+        int batch = Volatile.Read(ref open);
+        if (batch == 0 || batch == seen)
         {
             return false;
         }
 
+        seen = batch;
         Interlocked.Increment(ref inside);
-        bool joined = Volatile.Read(ref open) == 1 && Interlocked.Decrement(ref seats) >= 0;
+        bool joined = Volatile.Read(ref open) == batch && Interlocked.Decrement(ref seats) >= 0;
         if (joined)
         {
             lingering = linger;

@@ -93,6 +93,63 @@ public class ForkJoinPoolTests
     }
 
     [Fact]
+    public void AHelperDoesNotPollABatchItHasServed()
+    {
+        // The pool's first version let a helper that had run its share, or found no seat, poll the still-open
+        // batch until the caller closed it: a core burnt for every batch whose last item ran on the caller (decode
+        // used ~2x the CPU per token). The helper's own CPU time (Linux /proc) while the caller sleeps in its item
+        // must stay near zero.
+        if (!File.Exists("/proc/thread-self/stat"))
+        {
+            return;
+        }
+
+        using var pool = new ForkJoinPool(2);
+        string? helperStat = null;
+        for (int attempt = 0; attempt < 20 && helperStat is null; attempt++)
+        {
+            int started = 0;
+            pool.For(2, (_, worker) =>
+            {
+                Interlocked.Increment(ref started);
+                if (worker != 0)
+                {
+                    helperStat = "/proc/" + new FileInfo("/proc/thread-self").LinkTarget + "/stat";
+                }
+
+                var wait = System.Diagnostics.Stopwatch.StartNew();
+                while (Volatile.Read(ref started) < 2 && wait.ElapsedMilliseconds < 1000)
+                {
+                    Thread.Sleep(1);
+                }
+            });
+        }
+
+        Assert.NotNull(helperStat);
+        long before = CpuTicks(helperStat);
+        for (int rep = 0; rep < 3; rep++)
+        {
+            pool.For(2, (_, worker) =>
+            {
+                if (worker == 0)
+                {
+                    Thread.Sleep(200);
+                }
+            });
+        }
+
+        Assert.InRange(CpuTicks(helperStat) - before, 0, 10); // clock ticks (10 ms each); polling spent ~60
+    }
+
+    /// <summary>utime + stime of one thread, from its /proc stat line.</summary>
+    private static long CpuTicks(string statPath)
+    {
+        string stat = File.ReadAllText(statPath);
+        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return long.Parse(fields[11]) + long.Parse(fields[12]);
+    }
+
+    [Fact]
     public void TheThreadCountComesFromTheVariableOrTheProcessorCount()
     {
         Assert.Equal(Math.Max(1, Environment.ProcessorCount), ForkJoinPool.ThreadsFrom(null));
