@@ -16,31 +16,8 @@ public sealed class RubricFuzzTests
     {
         string text = File.ReadAllText(Path.Combine(ExternalTools.RepoRoot(), "configs", "rubrics", name));
         string file = Path.Combine(Path.GetTempPath(), $"k2rl-fuzz-{Guid.NewGuid():N}-{name}");
-        int cases = Fuzz.Cases(300), loaded = 0;
-        var failures = new List<string>();
-        for (int c = 0; c < cases && failures.Count < 10; c++)
-        {
-            var rng = Fuzz.Case(c, name);
-            string edited = text;
-            for (int e = 0, n = 1 + rng.Next(3); e < n; e++)
-            {
-                edited = Fuzz.MutateYaml(edited, rng);
-            }
-
-            bool ok = false;
-            string? problem = Fuzz.Check(() =>
-            {
-                RubricLoader.Parse(edited, file);
-                ok = true;
-            }, file, TimeSpan.FromSeconds(10), 256L << 20);
-            if (problem is not null)
-            {
-                failures.Add($"case {c} (seed {Fuzz.Seed}): {problem}\n--- the file:\n{edited[..Math.Min(edited.Length, 3000)]}");
-            }
-
-            loaded += ok ? 1 : 0;
-        }
-
+        int cases = Fuzz.Cases(300);
+        var (failures, loaded) = Fuzz.YamlCases(text, file, name, cases, edited => RubricLoader.Parse(edited, file));
         Assert.True(failures.Count == 0, string.Join("\n\n", failures));
         Assert.InRange(loaded, 1, cases - 1);
     }

@@ -22,39 +22,18 @@ public sealed class JobFileFuzzTests
         var kinds = SyntheticCorpus.CreateDefault().Kinds;
         var envs = GymRegistry.CreateDefault().Environments.Select(e => e.Name).ToArray();
         string file = Path.Combine(Path.GetTempPath(), $"k2rl-fuzz-{Guid.NewGuid():N}-{name}");
-        int cases = Fuzz.Cases(300), parsed = 0;
-        var failures = new List<string>();
-        for (int c = 0; c < cases && failures.Count < 10; c++)
+        int cases = Fuzz.Cases(300);
+        var (failures, parsed) = Fuzz.YamlCases(text, file, name, cases, edited =>
         {
-            var rng = Fuzz.Case(c, name);
-            string edited = text;
-            for (int e = 0, n = 1 + rng.Next(3); e < n; e++)
+            if (name.StartsWith("rl-", StringComparison.Ordinal))
             {
-                edited = Fuzz.MutateYaml(edited, rng);
+                RlJobConfig.Parse(edited, file, envs, kinds, initFrom: root);
             }
-
-            bool ok = false;
-            string? problem = Fuzz.Check(() =>
+            else
             {
-                if (name.StartsWith("rl-", StringComparison.Ordinal))
-                {
-                    RlJobConfig.Parse(edited, file, envs, kinds, initFrom: root);
-                }
-                else
-                {
-                    JobConfig.Parse(edited, file, kinds);
-                }
-
-                ok = true;
-            }, file, TimeSpan.FromSeconds(10), 256L << 20);
-            if (problem is not null)
-            {
-                failures.Add($"case {c} (seed {Fuzz.Seed}): {problem}\n--- the file:\n{edited[..Math.Min(edited.Length, 3000)]}");
+                JobConfig.Parse(edited, file, kinds);
             }
-
-            parsed += ok ? 1 : 0;
-        }
-
+        });
         Assert.True(failures.Count == 0, string.Join("\n\n", failures));
         Assert.InRange(parsed, 1, cases - 1);
     }

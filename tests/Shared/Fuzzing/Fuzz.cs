@@ -201,6 +201,41 @@ internal static class Fuzz
     }
 
     /// <summary>
+    /// Fuzzes a YAML file: <paramref name="cases"/> cases of one to three <see cref="MutateYaml"/> edits of
+    /// <paramref name="text"/>, each given to <paramref name="parse"/> as the text of <paramref name="file"/> under
+    /// <see cref="Check"/>'s bounds. Returns the failures (at most 10, each with its case and text) and how many cases parsed.
+    /// </summary>
+    public static (List<string> Failures, int Parsed) YamlCases(string text, string file, string target, int cases, Action<string> parse)
+    {
+        var failures = new List<string>();
+        int parsed = 0;
+        for (int c = 0; c < cases && failures.Count < 10; c++)
+        {
+            var rng = Case(c, target);
+            string edited = text;
+            for (int e = 0, n = 1 + rng.Next(3); e < n; e++)
+            {
+                edited = MutateYaml(edited, rng);
+            }
+
+            bool ok = false;
+            string? problem = Check(() =>
+            {
+                parse(edited);
+                ok = true;
+            }, file, TimeSpan.FromSeconds(10), 256L << 20);
+            if (problem is not null)
+            {
+                failures.Add($"case {c} (seed {Seed}): {problem}\n--- the file:\n{edited[..Math.Min(edited.Length, 3000)]}");
+            }
+
+            parsed += ok ? 1 : 0;
+        }
+
+        return (failures, parsed);
+    }
+
+    /// <summary>
     /// Runs one case on its own thread: it must finish within <paramref name="timeLimit"/>, allocate at most
     /// <paramref name="allocationLimit"/> bytes, and either succeed or throw a <see cref="K2Exception"/> whose message
     /// contains <paramref name="mustName"/>. Returns null when it did, else what went wrong.
