@@ -231,19 +231,7 @@ public static class ScalarKernels
         Kernels.CrossEntropy.Validate(losses.Length, lse.Length, logits.Length, targets.Length, rows, V);
         for (int r = 0; r < rows; r++)
         {
-            float max = float.NegativeInfinity;
-            for (int j = 0; j < V; j++)
-            {
-                max = Math.Max(max, logits[r * V + j]);
-            }
-
-            double sum = 0;
-            for (int j = 0; j < V; j++)
-            {
-                sum += Math.Exp(logits[r * V + j] - max);
-            }
-
-            float l = max + (float)Math.Log(sum);
+            float l = LogSumExp(logits.Slice(r * V, V));
             lse[r] = l;
             int t = targets[r];
             Kernels.CrossEntropy.CheckTarget(t, V, r);
@@ -275,24 +263,30 @@ public static class ScalarKernels
         Kernels.Softmax.Validate(output.Length, logits.Length, rows, V);
         for (int r = 0; r < rows; r++)
         {
-            float max = float.NegativeInfinity;
-            for (int j = 0; j < V; j++)
-            {
-                max = Math.Max(max, logits[r * V + j]);
-            }
-
-            double sum = 0;
-            for (int j = 0; j < V; j++)
-            {
-                sum += Math.Exp(logits[r * V + j] - max);
-            }
-
-            float l = max + (float)Math.Log(sum);
+            float l = LogSumExp(logits.Slice(r * V, V));
             for (int j = 0; j < V; j++)
             {
                 output[r * V + j] = logits[r * V + j] - l;
             }
         }
+    }
+
+    /// <summary>log Σ exp(row[j]), from the row's max with the sum in double (the oracle for both cross-entropy and log-softmax).</summary>
+    private static float LogSumExp(ReadOnlySpan<float> row)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float x in row)
+        {
+            max = Math.Max(max, x);
+        }
+
+        double sum = 0;
+        foreach (float x in row)
+        {
+            sum += Math.Exp(x - max);
+        }
+
+        return max + (float)Math.Log(sum);
     }
 
     /// <summary>

@@ -7,6 +7,9 @@ namespace K2RL.Kernels;
 /// The vector operations the SIMD kernels are written against, so that one generic body serves every width.
 /// The JIT specializes a generic method per struct type argument, so <c>TOps.Fma(...)</c> compiles to the
 /// instruction itself; the accumulators are plain <c>Vector512/256/128&lt;float&gt;</c> locals.
+/// <see cref="Simd512"/>, <see cref="Simd256"/> and <see cref="Simd128"/> repeat one another line for line on purpose
+/// (a repeated-code scan lists them): each is the same operation list over its own width's intrinsics, which is
+/// what lets every kernel body be written once.
 /// </summary>
 internal interface ISimd<TV>
     where TV : struct

@@ -12,35 +12,34 @@ public sealed class GenerateCommand : ICommandProvider
 
     public IEnumerable<Command> Build(CliContext context)
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = CliContext.CheckpointHelp, Required = true };
+        var decode = new DecodeOptions(128, "Response budget in tokens");
         var prompt = new Option<string>("--prompt") { Description = "Prompt text, sent as one user message in the chat format (see --raw)", Required = true };
         var raw = new Option<bool>("--raw") { Description = "Feed the prompt's text as it is, without the chat format's user turn and assistant header" };
         var temperature = new Option<float>("--temperature") { Description = "Sampling temperature (0: greedy)", DefaultValueFactory = _ => 1f };
-        var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass, in (0, 1]", DefaultValueFactory = _ => 1f };
         var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0: off)", DefaultValueFactory = _ => 0 };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Response budget in tokens", DefaultValueFactory = _ => 128 };
         var n = new Option<int>("--n") { Description = "Samples of the prompt (sample i uses seed + i)", DefaultValueFactory = _ => 1 };
         var seed = new Option<ulong?>("--seed") { Description = "Seed of the sampler (default: random, reported with --json)" };
-        var weights = WeightsOption.Create();
         var json = new Option<bool>("--json") { Description = "Print one JSON object (tokens, log-probs, finish reasons) instead of streaming text" };
         var command = new Command("generate", "Generate text from a checkpoint with the rollout engine")
         {
-            checkpoint, prompt, raw, temperature, topP, topK, maxTokens, n, seed, weights, json,
+            prompt, raw, temperature, topK, n, seed, json,
         };
+        decode.AddTo(command);
         command.SetAction(parse =>
         {
+            var d = decode.Read(parse);
             var options = new GenerateOptions
             {
-                Checkpoint = parse.GetValue(checkpoint)!,
+                Checkpoint = d.Checkpoint,
                 Prompt = parse.GetValue(prompt)!,
                 Raw = parse.GetValue(raw),
                 Temperature = parse.GetValue(temperature),
-                TopP = parse.GetValue(topP),
+                TopP = d.TopP,
                 TopK = parse.GetValue(topK),
-                MaxTokens = parse.GetValue(maxTokens),
+                MaxTokens = d.MaxTokens,
                 N = parse.GetValue(n),
                 Seed = parse.GetValue(seed),
-                Weights = WeightPrecisions.Parse(parse.GetValue(weights)!),
+                Weights = d.Weights,
             };
             bool asJson = parse.GetValue(json);
             if (asJson)

@@ -66,49 +66,50 @@ public sealed class GymEvalCommand : ICommandProvider
     public IEnumerable<Command> Build(CliContext context)
     {
         var env = new Argument<string>("env") { Description = "Environment name (see 'k2rl gym list')" };
-        var checkpoint = new Option<string>("--checkpoint") { Description = CliContext.CheckpointHelp, Required = true };
+        var decode = new DecodeOptions(256, "Token budget of one assistant turn");
         var n = new Option<int>("--n") { Description = "Held-out tasks", DefaultValueFactory = _ => 200 };
         var k = new Option<int>("--k") { Description = "Samples per task; pass@k for k = 1, 2, 4, ... and K", DefaultValueFactory = _ => 1 };
         var temperature = new Option<float?>("--temperature") { Description = "Sampling temperature (default: 0, greedy, for k = 1; 1.0 for k > 1)" };
-        var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass, in (0, 1]", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "Sampler seed (each task, sample and turn gets its own stream from it)", DefaultValueFactory = _ => 0 };
         var taskSeed = new Option<long>("--task-seed") { Description = "Seed of the first held-out task (tasks use seeds S..S+n-1)", DefaultValueFactory = _ => 0 };
         var difficulty = new Option<int>("--difficulty") { Description = "Difficulty level (1 = easiest)", DefaultValueFactory = _ => 1 };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Token budget of one assistant turn", DefaultValueFactory = _ => 256 };
         var batch = new Option<int>("--batch") { Description = "Sequences decoded together", DefaultValueFactory = _ => 16 };
         var concurrency = new Option<int?>("--concurrency") { Description = "Episodes in flight at once, their turns batched together (default: 4 x --batch)" };
         var maxTurns = new Option<int>("--max-turns") { Description = "Turns per episode; an episode the environment has not ended by then is truncated", DefaultValueFactory = _ => EpisodeLimits.DefaultMaxTurns };
         var stepTimeout = new Option<double>("--step-timeout") { Description = "Seconds one environment call may take; past it the episode fails", DefaultValueFactory = _ => 60 };
         var episodeTimeout = new Option<double>("--episode-timeout") { Description = "Seconds of environment time per episode (its calls together); past it the episode fails", DefaultValueFactory = _ => 600 };
         var config = new Option<string?>("--config") { Description = "A job config whose 'gym:' section names plugins and remote environments" };
-        var weights = WeightsOption.Create();
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout" };
         var command = new Command("eval", "Accuracy and pass@k of a checkpoint on an environment's held-out split (rollout engine)")
         {
-            env, checkpoint, n, k, temperature, topP, seed, taskSeed, difficulty, maxTokens, batch, concurrency, maxTurns, stepTimeout,
-            episodeTimeout, config, weights, json,
+            env, n, k, temperature, seed, taskSeed, difficulty, batch, concurrency, maxTurns, stepTimeout, episodeTimeout, config, json,
         };
-        command.SetAction((parse, ct) => Run(context, new Options
+        decode.AddTo(command);
+        command.SetAction((parse, ct) =>
         {
-            Env = parse.GetValue(env)!,
-            Checkpoint = parse.GetValue(checkpoint)!,
-            N = parse.GetValue(n),
-            K = parse.GetValue(k),
-            Temperature = parse.GetValue(temperature),
-            TopP = parse.GetValue(topP),
-            Seed = parse.GetValue(seed),
-            TaskSeed = parse.GetValue(taskSeed),
-            Difficulty = parse.GetValue(difficulty),
-            MaxTokens = parse.GetValue(maxTokens),
-            Batch = parse.GetValue(batch),
-            Concurrency = parse.GetValue(concurrency),
-            MaxTurns = parse.GetValue(maxTurns),
-            StepTimeoutSeconds = parse.GetValue(stepTimeout),
-            EpisodeTimeoutSeconds = parse.GetValue(episodeTimeout),
-            Config = parse.GetValue(config),
-            Weights = WeightPrecisions.Parse(parse.GetValue(weights)!),
-            Json = parse.GetValue(json),
-        }, ct));
+            var d = decode.Read(parse);
+            return Run(context, new Options
+            {
+                Env = parse.GetValue(env)!,
+                Checkpoint = d.Checkpoint,
+                N = parse.GetValue(n),
+                K = parse.GetValue(k),
+                Temperature = parse.GetValue(temperature),
+                TopP = d.TopP,
+                Seed = parse.GetValue(seed),
+                TaskSeed = parse.GetValue(taskSeed),
+                Difficulty = parse.GetValue(difficulty),
+                MaxTokens = d.MaxTokens,
+                Batch = parse.GetValue(batch),
+                Concurrency = parse.GetValue(concurrency),
+                MaxTurns = parse.GetValue(maxTurns),
+                StepTimeoutSeconds = parse.GetValue(stepTimeout),
+                EpisodeTimeoutSeconds = parse.GetValue(episodeTimeout),
+                Config = parse.GetValue(config),
+                Weights = d.Weights,
+                Json = parse.GetValue(json),
+            }, ct);
+        });
         yield return command;
     }
 

@@ -205,6 +205,10 @@ public static class Evaluator
         }
     }
 
+    // Deliberately a second episode step beside Rollout's EpisodeRunner (the RL job's): this one plays any IPolicy at the
+    // text level (remote and scripted policies too), that one holds token ids, per-token versions and log-probs and
+    // pauses partial rollouts. Both apply a step the same way: fail on a failed step, append the observation, add the
+    // reward, keep the last verdict.
     private static async Task StepAsync(Episode e, string action, CancellationToken ct)
     {
         var step = await e.Env!.StepAsync(action, ct);
