@@ -271,8 +271,12 @@ public static class ScalarKernels
         }
     }
 
-    /// <summary>log Σ exp(row[j]), from the row's max with the sum in double (the oracle for both cross-entropy and log-softmax).</summary>
-    private static float LogSumExp(ReadOnlySpan<float> row)
+    /// <summary>
+    /// log Σ exp(row[j]) in two parts, the row's max and log Σ exp(row[j] − max) summed in double, so each caller
+    /// rounds where it always has: the cross-entropy and log-softmax oracles as <c>max + (float)logSum</c>, the
+    /// sampler's log-probability as <c>row[t] − max − logSum</c> in double.
+    /// </summary>
+    public static (float Max, double LogSum) LogSumExpParts(ReadOnlySpan<float> row)
     {
         float max = float.NegativeInfinity;
         foreach (float x in row)
@@ -286,7 +290,13 @@ public static class ScalarKernels
             sum += Math.Exp(x - max);
         }
 
-        return max + (float)Math.Log(sum);
+        return (max, Math.Log(sum));
+    }
+
+    private static float LogSumExp(ReadOnlySpan<float> row)
+    {
+        var (max, logSum) = LogSumExpParts(row);
+        return max + (float)logSum;
     }
 
     /// <summary>

@@ -11,19 +11,8 @@ public static class Sampler
     /// <summary>log softmax(logits)[token] at temperature 1: the policy's log-probability the RL objective uses.</summary>
     public static float LogProb(ReadOnlySpan<float> logits, int token)
     {
-        float max = float.NegativeInfinity;
-        foreach (float x in logits)
-        {
-            max = Math.Max(max, x);
-        }
-
-        double sum = 0;
-        foreach (float x in logits)
-        {
-            sum += Math.Exp(x - max);
-        }
-
-        return (float)(logits[token] - max - Math.Log(sum));
+        var (max, logSum) = K2RL.Kernels.ScalarKernels.LogSumExpParts(logits);
+        return (float)(logits[token] - max - logSum);
     }
 
     public static int Argmax(ReadOnlySpan<float> logits)
