@@ -88,6 +88,59 @@ public sealed class MisbehavingEnvironmentIntegrationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task NonFiniteRlStepsAreSkippedAndSeveralInARowStopTheJobWithItsCheckpointIntact()
+    {
+        var registry = server.ClientRegistry();
+        string dir = Path.Combine(Path.GetTempPath(), "k2rl-huge-rl-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string job = $"""
+                init_from: {checkpoint.Dir}
+                iterations: 6
+                max_bad_steps: 2
+                prompts_per_iteration: 2
+                samples_per_prompt: 2
+                envs:
+                  huge: {"{"}max_response_tokens: 4, reward: verifier{"}"}
+                ptx:
+                  lambda: 0
+                critic:
+                  calibration_pairs: 0
+                eval:
+                  every: 0
+                checkpoint:
+                  every_iterations: 1
+                """;
+            var config = RlJobConfig.Parse(job, Path.Combine(dir, "job.yaml"), registry.Environments.Select(e => e.Name).ToArray(),
+                SyntheticCorpus.CreateDefault().Kinds);
+            var observer = new RlLearningTests.Collect();
+            RlResult result;
+            string run = Path.Combine(dir, "run");
+            using (var rl = new RlJob(config, run, registry))
+            {
+                result = await rl.TrainAsync(resume: false, maxIterations: null, CancellationToken.None, observer);
+            }
+
+            Assert.Equal(RlStopReason.TooManyBadSteps, result.Reason);
+            Assert.Equal(2, result.Iteration);
+            Assert.Equal(2, observer.Metrics.Count);
+            Assert.All(observer.Metrics, m => Assert.Equal(0, m.Version));   // no update was applied or pushed
+            Assert.DoesNotContain("NaN", File.ReadAllText(Path.Combine(run, "metrics.jsonl")));
+            // The checkpoint the job stopped at holds the base's weights exactly, and it loads.
+            string latest = Assert.IsType<string>(result.Checkpoint);
+            Assert.Null(K2RL.Model.IO.CheckpointPath.Problem(latest));
+            var loaded = K2RL.Model.IO.ModelCheckpoint.Load(latest, null, null);
+            var base0 = K2RL.Model.IO.ModelCheckpoint.Load(checkpoint.Dir, null, null);
+            Assert.Equal(base0.Parameters, loaded.Parameters);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task TheRlJobCompletesWithTheMisbehavingEpisodesFailedOrTruncated()
     {
         var registry = server.ClientRegistry();

@@ -53,15 +53,26 @@ public sealed class RunDirectory
         string name = StepName(step);
         string final = Path.Combine(Checkpoints, name);
 
-        // Same step written again (e.g. stop right after a periodic checkpoint) replaces it, never half-way.
-        AtomicFile.WriteDirectory(final, tmp =>
+        // Same step written again (e.g. stop right after a periodic checkpoint) replaces it, never half-way. A write
+        // that fails (a full disk, a quota) removes its temporary folder and leaves LATEST where it was.
+        try
         {
-            writeFiles(tmp);
-            var checksums = Directory.GetFiles(tmp).ToDictionary(f => Path.GetFileName(f), Checksums.Sha256File, StringComparer.Ordinal);
-            AtomicFile.WriteAllText(Path.Combine(tmp, ManifestName), Checksums.FormatManifest(checksums));
-        }, replace: true);
+            AtomicFile.WriteDirectory(final, tmp =>
+            {
+                writeFiles(tmp);
+                var checksums = Directory.GetFiles(tmp).ToDictionary(f => Path.GetFileName(f), Checksums.Sha256File, StringComparer.Ordinal);
+                AtomicFile.WriteAllText(Path.Combine(tmp, ManifestName), Checksums.FormatManifest(checksums));
+            }, replace: true);
 
-        AtomicFile.WriteAllText(LatestPath, Path.Combine("checkpoints", name) + "\n");
+            AtomicFile.WriteAllText(LatestPath, Path.Combine("checkpoints", name) + "\n");
+        }
+        catch (IOException e)
+        {
+            string previous = LatestCheckpoint() is string p ? Path.GetRelativePath(Root, p) : "none yet";
+            throw new K2Exception($"writing checkpoint {name} in {Checkpoints} failed: {e.Message} " +
+                $"(LATEST still names the previous checkpoint: {previous})", e);
+        }
+
         Prune(keep, name);
         return final;
     }

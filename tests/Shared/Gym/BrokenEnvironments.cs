@@ -7,11 +7,13 @@ namespace K2RL.Tests.Shared;
 /// <summary>
 /// Environments that break the rules the way a misbehaving remote does (issue 14, item 2), served over real sockets
 /// by a real <see cref="RemoteEnvironmentServer"/>: <c>nan</c> answers every step with a NaN reward, <c>endless</c>
-/// never ends an episode (reward 0.25 a step), <c>hang</c> never answers a step (until the caller gives up).
+/// never ends an episode (reward 0.25 a step), <c>hang</c> never answers a step (until the caller gives up),
+/// <c>huge</c> ends each episode with a finite but absurd reward (±1e300, alternating), which makes the RL loss and
+/// gradient non-finite.
 /// </summary>
 public sealed class BrokenEnvironmentServer : IAsyncDisposable
 {
-    public static readonly string[] Names = ["nan", "endless", "hang"];
+    public static readonly string[] Names = ["nan", "endless", "hang", "huge"];
 
     private BrokenEnvironmentServer(RemoteEnvironmentServer server) => Server = server;
 
@@ -49,6 +51,8 @@ public sealed class BrokenEnvironmentServer : IAsyncDisposable
 
     public ValueTask DisposeAsync() => Server.DisposeAsync();
 
+    private static long hugeEpisodes;
+
     private sealed class BrokenEnvironment(string name) : IEnvironment
     {
         public string Name => name;
@@ -64,6 +68,9 @@ public sealed class BrokenEnvironmentServer : IAsyncDisposable
                     return new StepResult(Observation.Of(Message.UserText("go on")), double.NaN, false, false, StepInfo.None);
                 case "endless":
                     return new StepResult(Observation.Of(Message.UserText("go on")), 0.25, false, false, StepInfo.None);
+                case "huge":
+                    double sign = Interlocked.Increment(ref hugeEpisodes) % 2 == 0 ? 1 : -1;
+                    return new StepResult(Observation.Empty, sign * 1e300, true, false, StepInfo.None);
                 default:
                     await Task.Delay(TimeSpan.FromMinutes(10), ct);   // gives up only when the call is cancelled
                     throw new InvalidOperationException("unreachable");
