@@ -22,6 +22,14 @@ public class ClusterSpecTests
     }
 
     [Fact]
+    public void EveryShippedClusterFileLoads()
+    {
+        var files = Directory.GetFiles(Path.Combine(ExternalTools.RepoRoot(), "configs", "clusters"), "*.yaml");
+        Assert.True(files.Length >= 5);
+        Assert.All(files, f => Assert.Equal(Path.GetFileNameWithoutExtension(f), ClusterSpec.Load(f).Name));
+    }
+
+    [Fact]
     public void EffectiveBandwidthsArePeakTimesEfficiencyOverSharers()
     {
         var c = ClusterSpec.Load(Path.Combine(ExternalTools.RepoRoot(), "configs", "clusters", "h20x16-tp16.yaml"));
