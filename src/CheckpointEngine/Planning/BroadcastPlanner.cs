@@ -47,7 +47,16 @@ public static class BroadcastPlanner
                 double reloadStart = Math.Max(endBroadcast, endReload) + controlS;
                 endBarrier = reloadStart;
                 endReload = reloadStart + load;
-                (h2d, broadcast) = bucketing.H2dBuffer ? (h2d, broadcast + copy + ring) : (h2d + copy, broadcast + ring);
+                if (bucketing.H2dBuffer)
+                {
+                    broadcast += copy + ring;
+                }
+                else
+                {
+                    h2d += copy;          // without the H2D buffer the owner's copy is the host → device one
+                    broadcast += ring;
+                }
+
                 reload += load;
                 control += controlS;
             }

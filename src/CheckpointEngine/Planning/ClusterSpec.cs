@@ -81,24 +81,7 @@ public sealed record ClusterSpec(
         int nodes = ReqInt(r, "nodes");
         int perNode = ReqInt(r, "accelerators_per_node");
 
-        var acc = r.Section("accelerator");
-        var accelerator = new AcceleratorSpec(acc.Str("kind", "accelerator"), Positive(acc, "memory_gib"), Positive(acc, "memory_gb_per_s"));
-        acc.RejectUnknown();
-
-        var h2d = r.Section("host_to_device");
-        var hostToDevice = Link(h2d);
-        int sharedBy = h2d.Int("shared_by", 1, min: 1);
-        h2d.RejectUnknown();
-
-        var intra = r.Section("intra_node");
-        var intraNode = Link(intra);
-        intra.RejectUnknown();
-
-        var inter = r.Section("inter_node");
-        var interNode = Link(inter);
-        int nics = ReqInt(inter, "nics_per_node");
-        inter.RejectUnknown();
-
+        var (accelerator, hostToDevice, sharedBy, intraNode, interNode, nics) = ReadHardware(r);
         var b = r.Section("buckets");
         var buckets = new BucketSpec(Positive(b, "free_memory_gib"), Optional(b, "mem_fraction", 0.9f, 0, 1, minExclusive: true),
             Optional(b, "cap_gib", 8f, 0, minExclusive: true));
@@ -136,6 +119,30 @@ public sealed record ClusterSpec(
 
         return new ClusterSpec(name, source, nodes, perNode, accelerator, hostToDevice, sharedBy, intraNode, nics, interNode,
             buckets, inference, trainer, broadcast, opUs);
+    }
+
+    // The accelerator and its links: device memory, host to device, inside a node, between nodes.
+    private static (AcceleratorSpec, LinkSpec, int, LinkSpec, LinkSpec, int) ReadHardware(YamlReader r)
+    {
+        var acc = r.Section("accelerator");
+        var accelerator = new AcceleratorSpec(acc.Str("kind", "accelerator"), Positive(acc, "memory_gib"), Positive(acc, "memory_gb_per_s"));
+        acc.RejectUnknown();
+
+        var h2d = r.Section("host_to_device");
+        var hostToDevice = Link(h2d);
+        int sharedBy = h2d.Int("shared_by", 1, min: 1);
+        h2d.RejectUnknown();
+
+        var intra = r.Section("intra_node");
+        var intraNode = Link(intra);
+        intra.RejectUnknown();
+
+        var inter = r.Section("inter_node");
+        var interNode = Link(inter);
+        int nics = ReqInt(inter, "nics_per_node");
+        inter.RejectUnknown();
+
+        return (accelerator, hostToDevice, sharedBy, intraNode, interNode, nics);
     }
 
     private static LinkSpec Link(YamlReader r) =>

@@ -29,11 +29,11 @@ public static class ShardToShardPlanner
             new("transfer", transfer, "the busiest accelerator's link: NIC share, intra-node link or its own memory"),
             new("post", post, $"posting one write per (tensor, receiving rank) at {c.RdmaOpUs} µs"),
         };
-        long total64 = tensors.Sum(t => t.Bytes);
+        long shipped = tensors.Sum(t => t.Bytes);
         var notes = new List<string>
         {
             $"{senders} sender(s) → {c.Replicas} replica(s) × tp {tp}; the most one sender holds: {held.Max() / 1e9:0.###} GB; "
-            + $"{crossBytes / 1e9:0.###} GB cross nodes of {(double)total64 * c.Replicas / 1e9:0.###} GB delivered",
+            + $"{crossBytes / 1e9:0.###} GB cross nodes of {(double)shipped * c.Replicas / 1e9:0.###} GB delivered",
             $"pipelined in {chunks} chunk(s) of up to {chunkBytes / (double)UpdatePlanner.GiB:0.00} GiB per sender",
             "not modelled: trainer-side gathers (FSDP full_tensor), projection fusion and quantization to the engine's format",
         };
