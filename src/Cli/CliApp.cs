@@ -13,6 +13,7 @@ public static class CliApp
         ["model"] = "Model configs, parameter accounting, checkpoints and logits",
         ["tokenizer"] = "Train, encode and decode with the byte-level BPE tokenizer",
         ["gym"] = "Environments: list, play and evaluate",
+        ["ckpt"] = "Checkpoint engine: plan a weight update (bucket size, pipeline, time)",
     };
 
     /// <summary>Every command's log level to Debug (the run logs on stderr and in RUN_DIR/logs/).</summary>
