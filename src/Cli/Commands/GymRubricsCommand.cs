@@ -59,6 +59,11 @@ public sealed class GymRubricsCommand : ICommandProvider
             w.WriteLine($"error: {error}");
         }
 
+        if (!result.Ok)
+        {
+            w.WriteLine("Of the rubrics that loaded:");
+        }
+
         w.WriteLine($"Every prompt: {List(result.ForEveryPrompt)}");
         foreach (var (tag, adds) in result.ByTag)
         {

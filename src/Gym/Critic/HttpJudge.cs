@@ -164,7 +164,7 @@ public sealed class HttpJudge : IJudge, IDisposable
 
             await response.Content.LoadIntoBufferAsync(options.MaxReplyBytes, cts.Token);
             var json = await response.Content.ReadFromJsonAsync<JsonNode>(cts.Token);
-            string? content = json?["choices"]?[0]?["message"]?["content"]?.GetValue<string>();
+            string? content = ContentOf(json);
             return content is null
                 ? (null, $"{shownEndpoint}: the reply has no choices[0].message.content", null)
                 : (content, null, null);
@@ -186,6 +186,13 @@ public sealed class HttpJudge : IJudge, IDisposable
             concurrency.Release();
         }
     }
+
+    /// <summary><c>choices[0].message.content</c> when it is there and is text; null for any other shape.</summary>
+    private static string? ContentOf(JsonNode? reply) =>
+        reply is JsonObject o && o["choices"] is JsonArray { Count: > 0 } choices && choices[0] is JsonObject choice
+        && choice["message"] is JsonObject message && message["content"] is JsonValue content && content.TryGetValue(out string? text)
+            ? text
+            : null;
 
     private JsonObject Body(string prompt) => new()
     {
