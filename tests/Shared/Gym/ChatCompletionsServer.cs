@@ -6,7 +6,7 @@ using System.Text.Json;
 namespace K2RL.Tests.Shared.Gym;
 
 /// <summary>What the test server saw in one request to /v1/chat/completions.</summary>
-public sealed record ChatRequest(string Path, string Model, string Prompt, string? Authorization);
+public sealed record ChatRequest(string Path, string Model, string Prompt, string? Authorization, string Body);
 
 /// <summary>How the test server answers: a status, a body, and a delay before it (a hang is a long delay).</summary>
 public sealed record ChatReply(int Status, string Body, TimeSpan Delay = default)
@@ -97,7 +97,7 @@ public sealed class ChatCompletionsServer : IDisposable
             string body = await new StreamReader(ctx.Request.InputStream).ReadToEndAsync();
             using var doc = JsonDocument.Parse(body);
             var request = new ChatRequest(ctx.Request.Url!.AbsolutePath, doc.RootElement.GetProperty("model").GetString()!,
-                doc.RootElement.GetProperty("messages")[0].GetProperty("content").GetString()!, ctx.Request.Headers["Authorization"]);
+                doc.RootElement.GetProperty("messages")[0].GetProperty("content").GetString()!, ctx.Request.Headers["Authorization"], body);
             lock (requests)
             {
                 requests.Add(request);
