@@ -41,6 +41,7 @@ public class JudgeInputTests
     [InlineData("""{"prompt": "p", "responses": ["a", "b"], "reward": [1, 0]}""", "in.jsonl:2: unknown key 'reward'")]
     [InlineData("""{"prompt": "p", "responses": ["a", "b"], "rewards": [1]}""", "in.jsonl:2: 'rewards' must be a list of 2 numbers (one per response), got 1 values")]
     [InlineData("""{"prompt": "p", "responses": ["a", "b"], "rewards": [1, "0"]}""", "in.jsonl:2: rewards[1] must be a finite number, got text")]
+    [InlineData("""{"prompt": "p", "responses": ["a", "b"], "rewards": [1, 1e999]}""", "in.jsonl:2: rewards[1] must be a finite number, got a number")]
     [InlineData("""{"prompt": "p", "responses": ["a", "b"], "tags": "math"}""", "in.jsonl:2: 'tags' must be a list of texts, got text")]
     [InlineData("""{"prompt": "p", "responses": ["a", "b"], "id": [1]}""", "in.jsonl:2: 'id' must be text or a number, got a list")]
     public void AMalformedLineIsAnErrorNamingTheLine(string bad, string expected)

@@ -86,9 +86,10 @@ public static class JudgeInputReader
                 throw new ConfigException($"{at}: expected a JSON object, got {Kind(root)}");
             }
 
-            foreach (var p in root.EnumerateObject().Where(p => !Keys.Contains(p.Name)))
+            string? unknown = root.EnumerateObject().Select(p => p.Name).FirstOrDefault(n => !Keys.Contains(n));
+            if (unknown is not null)
             {
-                throw new ConfigException($"{at}: unknown key '{p.Name}' (expected {string.Join(", ", Keys)})");
+                throw new ConfigException($"{at}: unknown key '{unknown}' (expected {string.Join(", ", Keys)})");
             }
 
             string prompt = root.TryGetProperty("prompt", out var pe) && pe.ValueKind == JsonValueKind.String
@@ -147,8 +148,8 @@ public static class JudgeInputReader
                                       (e.ValueKind == JsonValueKind.Array ? $"{e.GetArrayLength()} values" : Kind(e)));
         }
 
-        return e.EnumerateArray().Select((x, i) => x.ValueKind == JsonValueKind.Number && double.IsFinite(x.GetDouble())
-            ? x.GetDouble()
+        return e.EnumerateArray().Select((x, i) => x.ValueKind == JsonValueKind.Number && x.TryGetDouble(out double v) && double.IsFinite(v)
+            ? v
             : throw new ConfigException($"{at}: rewards[{i}] must be a finite number, got {Kind(x)}")).ToList();
     }
 
