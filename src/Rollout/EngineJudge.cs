@@ -42,7 +42,11 @@ public sealed class EngineJudge : IJudge
     /// <summary>The last refusal's reason, for logs.</summary>
     public string? LastError { get; private set; }
 
-    public async Task<IReadOnlyList<string?>> JudgeAsync(IReadOnlyList<string> prompts, CancellationToken ct = default)
+    public async Task<IReadOnlyList<string?>> JudgeAsync(IReadOnlyList<string> prompts, CancellationToken ct = default) =>
+        (await AnswerAsync(prompts, ct)).Select(a => a.Text).ToList();
+
+    /// <summary>The replies, and for a prompt the engine refused, the engine's reason.</summary>
+    public async Task<IReadOnlyList<JudgeAnswer>> AnswerAsync(IReadOnlyList<string> prompts, CancellationToken ct = default)
     {
         if (prompts.Count == 0)
         {
@@ -52,7 +56,7 @@ public sealed class EngineJudge : IJudge
         var encoded = prompts.Select(p => ChatEncoder.Encode(tokenizer, [Message.UserText(p)], addGenerationPrompt: true)).ToList();
         var sampling = new SamplingParams { Temperature = 0, MaxTokens = maxTokens, StopTokens = stops, StopOnRepetition = true };
         var results = await Task.Run(() => EngineBatch.Run(engine, encoded, _ => sampling, ct), ct);
-        var verdicts = new string?[prompts.Count];
+        var answers = new JudgeAnswer[prompts.Count];
         for (int i = 0; i < prompts.Count; i++)
         {
             var r = results[i];
@@ -60,14 +64,15 @@ public sealed class EngineJudge : IJudge
             {
                 Interlocked.Increment(ref failures);
                 LastError = r.Error;
+                answers[i] = new JudgeAnswer(null, $"the engine refused the prompt: {r.Error}");
                 continue;
             }
 
             var ids = r.TokenIds;
             int n = ids.Length > 0 && stops.Contains(ids[^1]) ? ids.Length - 1 : ids.Length;
-            verdicts[i] = tokenizer.Decode(ids.AsSpan(0, n));
+            answers[i] = new JudgeAnswer(tokenizer.Decode(ids.AsSpan(0, n)), null);
         }
 
-        return verdicts;
+        return answers;
     }
 }

@@ -54,29 +54,36 @@ public sealed record Rubric
 public static class RubricLoader
 {
     /// <summary>Every <c>*.yaml</c>/<c>*.yml</c> in <paramref name="directory"/>, in name order.</summary>
-    public static IReadOnlyList<Rubric> LoadDirectory(string directory)
+    public static IReadOnlyList<Rubric> LoadDirectory(string directory) => Merge(Files(directory).SelectMany(LoadFile));
+
+    /// <summary>The rubric files of <paramref name="directory"/> (<c>*.yaml</c>, <c>*.yml</c>), in name order.</summary>
+    public static IReadOnlyList<string> Files(string directory)
     {
         if (!Directory.Exists(directory))
         {
             throw new ConfigException($"{directory}: rubric directory not found");
         }
 
+        return Directory.EnumerateFiles(directory)
+            .Where(f => f.EndsWith(".yaml", StringComparison.Ordinal) || f.EndsWith(".yml", StringComparison.Ordinal))
+            .OrderBy(f => f, StringComparer.Ordinal)
+            .ToList();
+    }
+
+    /// <summary>The rubrics of several files as one list; a name defined twice is an error naming both places.</summary>
+    public static IReadOnlyList<Rubric> Merge(IEnumerable<Rubric> rubrics)
+    {
         var all = new List<Rubric>();
         var seen = new Dictionary<string, Rubric>(StringComparer.Ordinal);
-        foreach (string file in Directory.EnumerateFiles(directory)
-                     .Where(f => f.EndsWith(".yaml", StringComparison.Ordinal) || f.EndsWith(".yml", StringComparison.Ordinal))
-                     .OrderBy(f => f, StringComparer.Ordinal))
+        foreach (var rubric in rubrics)
         {
-            foreach (var rubric in LoadFile(file))
+            if (seen.TryGetValue(rubric.Name, out var earlier))
             {
-                if (seen.TryGetValue(rubric.Name, out var earlier))
-                {
-                    throw new ConfigException($"{rubric.Source}: rubric '{rubric.Name}' is already defined at {earlier.Source}");
-                }
-
-                seen[rubric.Name] = rubric;
-                all.Add(rubric);
+                throw new ConfigException($"{rubric.Source}: rubric '{rubric.Name}' is already defined at {earlier.Source}");
             }
+
+            seen[rubric.Name] = rubric;
+            all.Add(rubric);
         }
 
         return all;
