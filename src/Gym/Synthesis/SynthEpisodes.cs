@@ -11,6 +11,9 @@ internal sealed record SynthOutcome(SftRecord Record, string? RejectCode, IReadO
 {
     public int? Tokens { get; init; }
 
+    /// <summary>Tokens of the longest assistant turn (what one generation must fit in), when counted.</summary>
+    public int? TurnTokens { get; init; }
+
     public bool Kept => RejectCode is null;
 
     public string Hash { get; init; } = "";
@@ -121,6 +124,8 @@ internal sealed class SynthEpisodes(SynthJob job, GymRegistry registry, AgenticC
         }
 
         int? tokens = code is null && tokenCounter is not null ? tokenCounter(record) : null;
+        int? turnTokens = tokens is null ? null : e.Record.Where(m => m.Role == Role.Assistant)
+            .Max(m => tokenCounter!(new SftRecord { Id = "-", Messages = [m] }));
         if (tokens > job.MaxTokens && job.MaxTokens > 0)
         {
             (code, why) = ("too_long", $"{tokens} tokens, the job's output.max_tokens is {job.MaxTokens}");
@@ -135,7 +140,7 @@ internal sealed class SynthEpisodes(SynthJob job, GymRegistry registry, AgenticC
             Verdict = new SftVerdict(code is null, code is null ? judge : code, why ?? ""),
             ProvenanceJson = Provenance(p, task?.Id ?? agentic?.Task?.Id),
         }, code, agentic?.Injections.ToList() ?? [], int.Parse(last?.Info.Data.GetValueOrDefault("recovered", "0") ?? "0", System.Globalization.CultureInfo.InvariantCulture),
-            e.Record.Count(m => m.Role == Role.Assistant)) { Hash = hash, Tokens = tokens };
+            e.Record.Count(m => m.Role == Role.Assistant)) { Hash = hash, Tokens = tokens, TurnTokens = turnTokens };
     }
 
     private static string VerifierRubric(GymTask? task) => new JsonObject

@@ -22,6 +22,9 @@ public sealed class SynthEnvCounts
 
     /// <summary>Token lengths of the kept records (empty without a token counter).</summary>
     public List<int> Tokens { get; } = [];
+
+    /// <summary>Tokens of each kept record's longest assistant turn (with its turn header and end token).</summary>
+    public List<int> TurnTokens { get; } = [];
 }
 
 /// <summary>
@@ -91,6 +94,7 @@ public sealed class SynthSummary
             if (c.Tokens.Count > 0)
             {
                 envs[name]!["tokens"] = Lengths(c.Tokens);
+                envs[name]!["longest_turn_tokens"] = Lengths(c.TurnTokens);
             }
         }
 

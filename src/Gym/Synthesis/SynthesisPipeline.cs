@@ -144,6 +144,7 @@ public static class SynthesisPipeline
         if (o.Tokens is int tokens)
         {
             env.Tokens.Add(tokens);
+            env.TurnTokens.Add(o.TurnTokens ?? 0);
         }
 
         if (o.Record.Env == AgenticEnvironment.EnvName)
