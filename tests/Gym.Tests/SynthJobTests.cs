@@ -54,6 +54,7 @@ public sealed class SynthJobTests
     [InlineData("envs:\n  arithmetic: {failure_share: 0.5}\n", "unknown key \"envs.arithmetic.failure_share\"")]
     [InlineData("envs:\n  agentic: {failure_share: 2}\n", "\"envs.agentic.failure_share\" must be >= 0 and <= 1, got 2")]
     [InlineData("envs:\n  agentic: {failure_kinds: [explode]}\n", "entries must be among timeout, error, wrong_type; got \"explode\"")]
+    [InlineData("envs:\n  agentic: {categories: [cooking]}\n", "job.yaml:2:26: \"envs.agentic.categories\" entries must be among commerce, travel, events; got \"cooking\"")]
     [InlineData("trajectories: 10\n", "\"envs\" needs at least one environment with a weight > 0")]
     [InlineData("generator: {kind: checkpoint}\nenvs: {arithmetic: {}}\n", "required key \"generator.path\"")]
     [InlineData("generator: {kind: http, url: not-a-url}\nenvs: {arithmetic: {}}\n", "\"generator.url\" is not an absolute URL")]

@@ -141,6 +141,22 @@ public sealed class SynthPipelineTests : IDisposable
     }
 
     [Fact]
+    public async Task ShardsHoldTheConfiguredRecordsAndAnEarlierRunsFilesAreReplaced()
+    {
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "train-00007.jsonl"), "stale");
+        File.WriteAllText(Path.Combine(dir, SynthesisPipeline.RejectedFile), "stale");
+        File.WriteAllText(Path.Combine(dir, "notes.txt"), "mine");
+        var summary = await SynthesisPipeline.RunAsync(Job(60, ("list_ops", 1)) with { ShardRecords = 25 }, dir);
+        Assert.Equal(60, summary.Kept);
+        Assert.Equal(["train-00000.jsonl", "train-00001.jsonl", "train-00002.jsonl", SynthesisPipeline.SummaryFile], summary.Files);
+        Assert.Equal([25, 25, 10], summary.Files.SkipLast(1).Select(f => SftDataset.Read(Path.Combine(dir, f)).Count));
+        Assert.False(File.Exists(Path.Combine(dir, "train-00007.jsonl")));
+        Assert.False(File.Exists(Path.Combine(dir, SynthesisPipeline.RejectedFile)));   // nothing rejected this time
+        Assert.Equal("mine", File.ReadAllText(Path.Combine(dir, "notes.txt")));
+    }
+
+    [Fact]
     public void PlanSplitsExactlyByWeightsAndDifficulties()
     {
         Assert.Equal([3, 3, 1], SynthPlan.Split(7, [1, 1, 0.5]));

@@ -131,11 +131,19 @@ public sealed class SynthCommand : ICommandProvider
     private static Func<SftRecord, int> Counter(BpeTokenizer tokenizer) =>
         record => ChatEncoder.Encode(tokenizer, record.Messages, record.Tools).Length;
 
-    /// <summary>A one-line progress bar on stderr, redrawn after each wave.</summary>
+    /// <summary>A progress line on stderr at most twice a second, and at the end.</summary>
     private sealed class ProgressBar(TextWriter error) : IProgress<SynthProgress>
     {
+        private TimeSpan last = TimeSpan.FromSeconds(-1);
+
         public void Report(SynthProgress p)
         {
+            if (p.Done < p.Total && p.Elapsed - last < TimeSpan.FromSeconds(0.5))
+            {
+                return;
+            }
+
+            last = p.Elapsed;
             int filled = p.Total == 0 ? 20 : 20 * p.Done / p.Total;
             error.WriteLine($"[{new string('#', filled)}{new string('.', 20 - filled)}] {p.Done}/{p.Total} judged, {p.Kept} kept, " +
                             $"{p.Rejected} rejected, {p.Duplicates} duplicates, {p.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");

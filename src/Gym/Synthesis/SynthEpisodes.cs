@@ -43,6 +43,11 @@ internal sealed class SynthEpisodes(SynthJob job, GymRegistry registry, AgenticC
         {
             var actions = await policy.GenerateAsync(
                 active.Select(e => new PolicyRequest(e.Conversation, e.Tools, e.Plan.Index, 0)).ToList(), ct);
+            if (actions.Count != active.Count)
+            {
+                throw new K2RL.Common.K2Exception($"the trajectory source ({source}) returned {actions.Count} actions for {active.Count} requests");
+            }
+
             await Task.WhenAll(active.Select((e, i) => StepAsync(e, actions[i], ct)));
         }
 

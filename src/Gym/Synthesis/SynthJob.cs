@@ -111,7 +111,7 @@ public sealed record SynthJob
                     FailureShare = e.Float("failure_share", 0.3f, 0, 1),
                     FailureKinds = e.StrList("failure_kinds", InjectedFailure.Kinds, [.. InjectedFailure.Kinds]),
                 };
-                categories = e.StrList("categories", []);
+                categories = e.StrList("categories", [], [.. AgenticCatalog.Default().Categories]);
             }
 
             e.RejectUnknown();

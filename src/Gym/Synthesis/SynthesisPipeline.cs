@@ -67,6 +67,7 @@ public static class SynthesisPipeline
         var clock = Stopwatch.StartNew();
 
         Directory.CreateDirectory(outDir);
+        RemoveEarlierOutput(outDir);
         await using var writer = new SynthWriter(outDir, job, summary);
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var chunks = plan.Chunk(chunkSize).ToList();
@@ -87,6 +88,23 @@ public static class SynthesisPipeline
         summary.Elapsed = clock.Elapsed;
         await writer.FinishAsync(ct);
         return summary;
+    }
+
+    /// <summary>
+    /// Deletes what an earlier run wrote to the directory (train.jsonl, its shards, rejected.jsonl, summary.json), so no
+    /// stale file sits beside this run's; nothing else there is touched.
+    /// </summary>
+    private static void RemoveEarlierOutput(string outDir)
+    {
+        foreach (string file in Directory.EnumerateFiles(outDir))
+        {
+            string name = Path.GetFileName(file);
+            if (name is TrainFile or RejectedFile or SummaryFile
+                || (name.StartsWith("train-", StringComparison.Ordinal) && name.EndsWith(".jsonl", StringComparison.Ordinal)))
+            {
+                File.Delete(file);
+            }
+        }
     }
 
     private static async Task<SynthOutcome[][]> RunParallelAsync(List<EpisodePlan[]> wave, SynthEpisodes runner, int workers, CancellationToken ct)
