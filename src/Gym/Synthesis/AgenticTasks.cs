@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace K2RL.Gym.Synthesis;
 
 /// <summary>
@@ -130,6 +128,4 @@ public static class AgenticTasks
             .Where(c => task.Tools.Any(t => t.Spec.Name == c.Tool && t.Role != SimToolRole.Reserve)).Select(c => c.i).ToList();
         return reads.Count == 0 ? null : new InjectedFailure(rng.Pick(reads), rng.Pick(options.FailureKinds));
     }
-
-    internal static string Invariant(int v) => v.ToString(CultureInfo.InvariantCulture);
 }
