@@ -30,6 +30,14 @@ public class ShippedJobFilesTests
                 continue;
             }
 
+            if (Path.GetFileName(file).StartsWith("synth-", StringComparison.Ordinal))
+            {
+                // synthesis jobs: every check `k2rl synth` runs before any work
+                var synth = K2RL.Gym.Synthesis.SynthJob.Parse(text, file, K2RL.Gym.Synthesis.SynthesisPipeline.KnownEnvs(K2RL.Gym.GymRegistry.CreateDefault()));
+                Assert.True(synth.Trajectories > 0, file);
+                continue;
+            }
+
             var job = JobConfig.Parse(text, file, kinds);
             Assert.True(job.Steps > 0, file);
         }
