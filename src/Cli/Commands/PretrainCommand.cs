@@ -196,11 +196,11 @@ public sealed class PretrainCommand : ICommandProvider
             every = Math.Max(1, totalSteps / 50);
             if (end < totalSteps)
             {
-                log.Information("{What} from step {First} to {End} (--max-steps; the job has {Total})", what, firstStep, end, totalSteps);
+                log.Information("{What:l} from step {First} to {End} (--max-steps; the job has {Total})", what, firstStep, end, totalSteps);
             }
             else
             {
-                log.Information("{What} from step {First} to {Total}", what, firstStep, totalSteps);
+                log.Information("{What:l} from step {First} to {Total}", what, firstStep, totalSteps);
             }
 
             clock.Restart();

@@ -39,7 +39,7 @@ public sealed class SftCommand : ICommandProvider
 
     internal static int Run(CliContext context, SftOptions options)
     {
-        var (result, _) = RunJob(context, options);
+        var (result, _) = RunJob(context, options, evaluateBase: false);
         context.Out.WriteLine(ResultJson(result).ToJsonString());
         return ExitCode(result);
     }
@@ -60,8 +60,12 @@ public sealed class SftCommand : ICommandProvider
         ["held_out"] = r.HeldOut is null ? null : new JsonObject(r.HeldOut.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
     };
 
-    /// <summary>Checks the job, the base and the dataset, then runs the job with signal handling and a progress display.</summary>
-    internal static (SftResult Result, SftTrainer Trainer) RunJob(CliContext context, SftOptions options)
+    /// <summary>
+    /// Checks the job, the base and the dataset, then runs the job with signal handling and a progress display; with
+    /// <paramref name="evaluateBase"/> (k2rl demo) first the base's held-out accuracy, measured once and kept in
+    /// RUN_DIR/held_out_base.json for a resumed demo.
+    /// </summary>
+    internal static (SftResult Result, IReadOnlyDictionary<string, double>? Base) RunJob(CliContext context, SftOptions options, bool evaluateBase)
     {
         if (options.MaxSteps is <= 0)
         {
@@ -76,6 +80,22 @@ public sealed class SftCommand : ICommandProvider
         run.Create();
         using var log = K2Log.Create(context.LogLevel, Path.Combine(run.Logs, "sft.clef"));
         var trainer = new SftTrainer(config, options.RunDir, records, registry, log);
+        IReadOnlyDictionary<string, double>? before = null;
+        if (evaluateBase)
+        {
+            string baseFile = Path.Combine(run.Root, "held_out_base.json");
+            if (options.Resume && File.Exists(baseFile))
+            {
+                before = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, double>>(File.ReadAllText(baseFile));
+            }
+            else
+            {
+                log.Information("held-out evaluation of the base");
+                before = trainer.Evaluate().Accuracy ?? new Dictionary<string, double>();
+                K2RL.Model.IO.AtomicFile.WriteAllText(baseFile, System.Text.Json.JsonSerializer.Serialize(before));
+            }
+        }
+
         using var stop = new StopSignal(log, "stopping after this step and writing a checkpoint");
 
         SftResult result;
@@ -97,6 +117,6 @@ public sealed class SftCommand : ICommandProvider
             result = trainer.Train(options.Resume, options.MaxSteps, stop.Token, new PretrainCommand.LogObserver(log, options.MaxSteps, "SFT"));
         }
 
-        return (result, trainer);
+        return (result, before);
     }
 }

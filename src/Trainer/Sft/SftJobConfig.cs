@@ -112,7 +112,8 @@ public sealed record SftJobConfig
         var (initDir, model) = ResolveBase(r, file, initFrom);
 
         var d = r.Section("data");
-        string dataRef = data ?? d.OptionalStr("path") ?? throw d.Missing("path", "a .jsonl file or a directory of them");
+        string? filePath = d.OptionalStr("path");
+        string dataRef = data ?? filePath ?? throw d.Missing("path", "a .jsonl file or a directory of them");
         string dataPath = ResolveData(dataRef, file)
             ?? throw new ConfigException($"{d.At("path")}: \"data.path\": no file or directory {dataRef} (looked relative to the working directory and the job file)");
         int heldOut = d.Int("held_out_records", 0, 0, 1_000_000);

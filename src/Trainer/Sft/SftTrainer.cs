@@ -64,7 +64,7 @@ public sealed class SftTrainer
         totalSteps = job.TotalSteps(data.Train.Count);
         jobSha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.SourceText)));
         var s = data.Stats;
-        this.log.Information("SFT data {Data}: {Records} records, {Train} train ({Tokens} tokens, {Trained} trained), {HeldOut} held out; over seq_len {SeqLen}: {Truncated} truncated ({Cut} tokens cut), {Dropped} dropped; {Empty} without a trained token dropped; {Steps} steps",
+        this.log.Information("SFT data {Data:l}: {Records} records, {Train} train ({Tokens} tokens, {Trained} trained), {HeldOut} held out; over seq_len {SeqLen}: {Truncated} truncated ({Cut} tokens cut), {Dropped} dropped; {Empty} without a trained token dropped; {Steps} steps",
             job.Data, s.Records, s.Train, s.TrainTokens, s.TrainedTokens, s.HeldOut, job.SeqLen, s.Truncated, s.TruncatedTokens, s.Dropped, s.NoTrainedTokens, totalSteps);
     }
 
@@ -187,7 +187,7 @@ public sealed class SftTrainer
                 job.Eval.Difficulties, job.Eval.Tasks, job.Seed, CancellationToken.None).GetAwaiter().GetResult();
         }
 
-        log.Information("held-out at step {Step}: loss {Loss:F4} {Accuracy} ({Seconds:F1} s)", step, loss,
+        log.Information("held-out at step {Step}: loss {Loss:F4} {Accuracy:l} ({Seconds:F1} s)", step, loss,
             accuracy is null ? "" : string.Join(" ", accuracy.Select(kv => $"{kv.Key}={100 * kv.Value:F1}%")), sw.Elapsed.TotalSeconds);
         return (loss, accuracy, sw.Elapsed.TotalSeconds);
     }
