@@ -29,6 +29,9 @@ public class SftCommandTests
         var json = JsonNode.Parse(stdout)!;
         Assert.Equal("maxsteps", json["reason"]!.GetValue<string>());
         Assert.NotNull(json["held_out"]?["list_ops/d1"]);
+        Assert.Equal(12, json["data"]!["records"]!.GetValue<int>());
+        Assert.Equal(2, json["data"]!["held_out"]!.GetValue<int>());
+        Assert.Equal(12, json["data"]!["train"]!.GetValue<int>() + 2 + json["data"]!["dropped"]!.GetValue<int>() + json["data"]!["no_trained_tokens"]!.GetValue<int>());
         (code, stdout, stderr) = await Cli("sft", "--job", sft.JobPath, "--run-dir", run, "--resume");
         Assert.True(code == 0, stderr);
         Assert.Equal("completed", JsonNode.Parse(stdout)!["reason"]!.GetValue<string>());

@@ -58,6 +58,16 @@ public sealed class SftCommand : ICommandProvider
         ["checkpoint"] = r.Checkpoint,
         ["loss"] = float.IsFinite(r.LastLoss) ? r.LastLoss : null,
         ["held_out"] = r.HeldOut is null ? null : new JsonObject(r.HeldOut.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+        ["data"] = r.Data is not { } d ? null : new JsonObject
+        {
+            ["records"] = d.Records,
+            ["train"] = d.Train,
+            ["held_out"] = d.HeldOut,
+            ["truncated"] = d.Truncated,
+            ["truncated_tokens"] = d.TruncatedTokens,
+            ["dropped"] = d.Dropped,
+            ["no_trained_tokens"] = d.NoTrainedTokens,
+        },
     };
 
     /// <summary>

@@ -16,7 +16,12 @@ using Serilog;
 
 namespace K2RL.Trainer.Sft;
 
-public sealed record SftResult(StopReason Reason, long Step, string? Checkpoint, float LastLoss, IReadOnlyDictionary<string, double>? HeldOut);
+/// <summary>How an SFT run ended; <see cref="HeldOut"/> is the last greedy held-out accuracy per "ENV/dD" (null when none was measured).</summary>
+public sealed record SftResult(StopReason Reason, long Step, string? Checkpoint, float LastLoss, IReadOnlyDictionary<string, double>? HeldOut)
+{
+    /// <summary>What preparing the dataset did (records, split, truncated and dropped counts).</summary>
+    public SftDataStats? Data { get; init; }
+}
 
 /// <summary>
 /// The SFT job: from a base checkpoint, each step takes grad_accum_steps × batch_size records from the seeded epoch
@@ -160,7 +165,7 @@ public sealed class SftTrainer
             if (badInARow >= job.MaxBadSteps)
             {
                 log.Error("{Bad} non-finite losses in a row: stopping; the last good checkpoint is kept", badInARow);
-                return new SftResult(StopReason.TooManyBadSteps, step, run.LatestCheckpoint(), lastLoss, heldOut);
+                return new SftResult(StopReason.TooManyBadSteps, step, run.LatestCheckpoint(), lastLoss, heldOut) { Data = data.Stats };
             }
 
             if (step % job.CheckpointEvery == 0 && step < end)
@@ -219,7 +224,7 @@ public sealed class SftTrainer
     {
         string dir = SaveCheckpoint();
         log.Information("{Reason} at step {Step}: checkpoint {Dir}", reason, step, dir);
-        return new SftResult(reason, step, dir, lastLoss, heldOut);
+        return new SftResult(reason, step, dir, lastLoss, heldOut) { Data = data.Stats };
     }
 
     private void Prepare(bool resume)
