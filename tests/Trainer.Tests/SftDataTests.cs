@@ -88,7 +88,9 @@ public class SftDataTests
         var data = new SftData(records, Tokenizer, 1024, OverlongPolicy.Truncate, 0, 3);
         var seqs = data.Next(8);
         var batches = data.Batches(seqs, micro: 3);
-        Assert.Equal([3, 3, 2], batches.Select(b => b.B));
+        Assert.Equal(8, batches.Sum(b => b.B));
+        Assert.InRange(batches.Count, 3, 8);
+        Assert.All(batches, b => Assert.InRange(b.B, 1, 3));                // never more rows than a group of the step
         Assert.Equal(seqs.Sum(s => s.Trained.Skip(1).Count(t => t)), batches.Sum(b => b.CountTargets()));
         Assert.All(batches, b => Assert.Equal(0, b.T % SftData.RowAlign));
         Assert.True(batches.Select(b => b.T).SequenceEqual(batches.Select(b => b.T).Order()), "sorted by length");
@@ -101,5 +103,13 @@ public class SftDataTests
             Assert.Equal(inside ? row0.Tokens[p] : 0, b0.Inputs[p]);
             Assert.Equal(inside && row0.Trained[p + 1] ? row0.Tokens[p + 1] : -1, b0.Targets[p]);
         }
+    }
+
+    [Fact]
+    public void SplitByLength_KeepsRowsOfSimilarLengthTogether_AndPaysForEachExtraMicroBatch()
+    {
+        Assert.Equal([(0, 4)], SftData.SplitByLength([64, 64, 96, 96]));                 // 32 padded tokens < one more pass
+        Assert.Equal([(0, 3), (3, 2)], SftData.SplitByLength([128, 128, 160, 608, 640]));  // a short and a long group
+        Assert.Equal([(0, 1)], SftData.SplitByLength([32]));
     }
 }

@@ -113,9 +113,12 @@ public sealed class SftData
     }
 
     /// <summary>
-    /// One optimizer step's micro-batches: the sequences sorted by length (so a micro-batch pads little) and cut into
-    /// <paramref name="micro"/> groups; each is one row per record, its length the longest input rounded up to
-    /// <see cref="RowAlign"/> (at most seq_len), targets masked (−1) except on trained tokens.
+    /// One optimizer step's micro-batches: the sequences sorted by length and cut into <paramref name="micro"/> groups
+    /// (at most batch_size rows each, the memory bound), each group further split where rows of very different lengths
+    /// would pad each other (<see cref="SplitByLength"/>). Splitting changes nothing but the padding: the step's loss is
+    /// the per-token mean over all its micro-batches (<see cref="TrainStep"/>). Each micro-batch is one row per record,
+    /// its length the longest input rounded up to <see cref="RowAlign"/> (at most seq_len), targets masked (−1) except
+    /// on trained tokens.
     /// </summary>
     public List<MicroBatch> Batches(IReadOnlyList<SftSequence> sequences, int micro)
     {
@@ -124,17 +127,54 @@ public sealed class SftData
         var batches = new List<MicroBatch>(micro);
         for (int start = 0; start < sorted.Count; start += per)
         {
-            batches.Add(Rows(sorted.GetRange(start, Math.Min(per, sorted.Count - start))));
+            var group = sorted.GetRange(start, Math.Min(per, sorted.Count - start));
+            batches.AddRange(SplitByLength(group.Select(RowLength).ToArray()).Select(r => Rows(group.GetRange(r.Start, r.Count))));
         }
 
         return batches;
     }
 
+    /// <summary>
+    /// Cuts rows sorted by length into runs minimizing padded tokens plus <see cref="MicroBatchCost"/> per run (an exact
+    /// dynamic program over the ≤ batch_size rows).
+    /// </summary>
+    public static List<(int Start, int Count)> SplitByLength(int[] lengths)
+    {
+        int n = lengths.Length;
+        var best = new long[n + 1];
+        var cut = new int[n + 1];
+        for (int j = 1; j <= n; j++)
+        {
+            best[j] = long.MaxValue;
+            for (int i = 0; i < j; i++)
+            {
+                long cost = best[i] + (long)(j - i) * lengths[j - 1] + MicroBatchCost;
+                if (cost < best[j])
+                {
+                    (best[j], cut[j]) = (cost, i);
+                }
+            }
+        }
+
+        var runs = new List<(int, int)>();
+        for (int j = n; j > 0; j = cut[j])
+        {
+            runs.Add((cut[j], j - cut[j]));
+        }
+
+        runs.Reverse();
+        return runs;
+    }
+
+    /// <summary>What one more micro-batch costs, in padded tokens (its fixed per-pass work), when splitting a group.</summary>
+    public const int MicroBatchCost = 128;
+
+    private int RowLength(SftSequence s) => Math.Min(seqLen, (s.Tokens.Length - 1 + RowAlign - 1) / RowAlign * RowAlign);
+
     /// <summary>The sequences as one micro-batch (inputs: tokens 0..n−2; target p: token p+1 where it is trained, else −1).</summary>
     public MicroBatch Rows(IReadOnlyList<SftSequence> rows)
     {
-        int longest = rows.Max(s => s.Tokens.Length - 1);
-        int T = Math.Min(seqLen, (longest + RowAlign - 1) / RowAlign * RowAlign);
+        int T = rows.Max(RowLength);
         int B = rows.Count;
         var inputs = new int[B * T];
         var targets = new int[B * T];
