@@ -135,5 +135,13 @@ public class SftCommandTests
         Assert.Equal(row["sft"]!.GetValue<double>(), row["before"]!.GetValue<double>());   // RL starts from the SFT weights
         Assert.True(File.Exists(Path.Combine(demo, "sft", "held_out_base.json")));
         Assert.Contains("base ", stderr);
+
+        // Run again with --resume: every stage is finished; the table is whole again (the base's figures read back).
+        (code, stdout, stderr) = await Cli("demo", "--run-dir", demo, "--pretrain-job", pretrain.JobPath, "--sft-job", sft.JobPath,
+            "--sft-data", sft.DataPath, "--rl-job", rl.JobPath, "--resume");
+        Assert.True(code == 0, stderr);
+        var again = JsonNode.Parse(stdout)!["held_out"]!["list_ops/d1"]!;
+        Assert.Equal(row["base"]!.GetValue<double>(), again["base"]!.GetValue<double>());
+        Assert.Equal(row["sft"]!.GetValue<double>(), again["sft"]!.GetValue<double>());
     }
 }

@@ -127,6 +127,11 @@ public sealed class SftCommand : ICommandProvider
             result = trainer.Train(options.Resume, options.MaxSteps, stop.Token, new PretrainCommand.LogObserver(log, options.MaxSteps, "SFT"));
         }
 
+        if (evaluateBase && result.HeldOut is null && result.Reason is StopReason.Completed)
+        {
+            result = result with { HeldOut = trainer.Evaluate().Accuracy };   // a rerun demo resumed a finished run: no step evaluated
+        }
+
         return (result, before);
     }
 }
