@@ -18,6 +18,7 @@ public class ShippedJobFilesTests
         Assert.Contains(files, f => Path.GetFileName(f) == "pretrain-nano.yaml");
         var envs = K2RL.Gym.GymRegistry.CreateDefault().Environments.Select(e => e.Name).ToArray();
         Assert.Contains(files, f => Path.GetFileName(f) == "rl-nano.yaml");
+        Assert.Contains(files, f => Path.GetFileName(f) == "sft-nano.yaml");
         foreach (string file in files)
         {
             // the files name their model relative to the repository root, where the README runs them
@@ -35,6 +36,15 @@ public class ShippedJobFilesTests
                 // synthesis jobs: every check `k2rl synth` runs before any work
                 var synth = K2RL.Gym.Synthesis.SynthJob.Parse(text, file, K2RL.Gym.Synthesis.SynthesisPipeline.KnownEnvs(K2RL.Gym.GymRegistry.CreateDefault()));
                 Assert.True(synth.Trajectories > 0, file);
+                continue;
+            }
+
+            if (Path.GetFileName(file).StartsWith("sft-", StringComparison.Ordinal))
+            {
+                // SFT jobs: every check `k2rl sft` runs on the job file, with the base and the dataset replaced as `k2rl demo` does
+                using var nano = new RandomCheckpoint(K2RL.Model.ModelConfig.Load(Path.Combine(root, "configs/models/k2-nano.json")), 1, "k2rl-sftbase-");
+                var sft = K2RL.Trainer.Sft.SftJobConfig.Parse(text, file, envs, initFrom: nano.Dir, data: file);
+                Assert.True(sft.Eval.Envs.Count > 0, file);
                 continue;
             }
 

@@ -21,7 +21,7 @@ public sealed class PlotCommand : ICommandProvider
         var smooth = new Option<int>("--smooth") { Description = "Moving-average window for loss, balance and throughput", DefaultValueFactory = _ => 1 };
         var format = new Option<string>("--format") { Description = "Files per figure: both (NAME.png and NAME.svg), png or svg", DefaultValueFactory = _ => "both" };
         format.AcceptOnlyFromAmong("both", "png", "svg");
-        var command = new Command("plot", "Draw a run's curves (pretraining: loss, max logit, expert balance, throughput; RL: reward, accuracy, length, temperature, timing) as PNG and SVG")
+        var command = new Command("plot", "Draw a run's curves (pretraining and SFT: loss, max logit, expert balance, throughput, SFT's held-out loss and accuracy; RL: reward, accuracy, length, temperature, timing) as PNG and SVG")
         {
             runDir, output, tau, smooth, format,
         };

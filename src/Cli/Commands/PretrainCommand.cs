@@ -166,7 +166,7 @@ public sealed class PretrainCommand : ICommandProvider
         }
     }
 
-    private sealed class SpectreObserver(ProgressTask task) : IStepObserver
+    internal sealed class SpectreObserver(ProgressTask task) : IStepObserver
     {
         public void OnStart(long firstStep, long totalSteps) => task.Value = firstStep;
 
@@ -182,7 +182,7 @@ public sealed class PretrainCommand : ICommandProvider
     /// time since this process started training and the estimated time to the last step it will run (the job's step
     /// count, or --max-steps when that comes first), from the mean step time so far.
     /// </summary>
-    internal sealed class LogObserver(ILogger log, long? maxSteps) : IStepObserver
+    internal sealed class LogObserver(ILogger log, long? maxSteps, string what = "pretraining") : IStepObserver
     {
         private readonly System.Diagnostics.Stopwatch clock = new();
         private long every = 1;
@@ -196,11 +196,11 @@ public sealed class PretrainCommand : ICommandProvider
             every = Math.Max(1, totalSteps / 50);
             if (end < totalSteps)
             {
-                log.Information("pretraining from step {First} to {End} (--max-steps; the job has {Total})", firstStep, end, totalSteps);
+                log.Information("{What:l} from step {First} to {End} (--max-steps; the job has {Total})", what, firstStep, end, totalSteps);
             }
             else
             {
-                log.Information("pretraining from step {First} to {Total}", firstStep, totalSteps);
+                log.Information("{What:l} from step {First} to {Total}", what, firstStep, totalSteps);
             }
 
             clock.Restart();

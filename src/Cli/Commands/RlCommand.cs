@@ -119,22 +119,38 @@ public sealed class RlCommand : ICommandProvider
         return (result, before, after);
     }
 
-    internal sealed record DemoOptions(string RunDir, string? Base, string PretrainJob, string RlJob, bool Resume);
+    internal sealed record DemoOptions(string RunDir, string? Base, string PretrainJob, string RlJob, bool Resume, string? SftJob = null, string? SftData = null);
 
     private static Command DemoCommand(CliContext context)
     {
-        var runDir = new Option<string>("--run-dir") { Description = "Where the demo writes (base/ and rl/ run directories)", DefaultValueFactory = _ => "runs/demo" };
+        var runDir = new Option<string>("--run-dir") { Description = "Where the demo writes (base/, sft/ and rl/ run directories)", DefaultValueFactory = _ => "runs/demo" };
         var baseDir = new Option<string?>("--base") { Description = "Use this pretrain run or checkpoint directory as the base instead of pretraining one" };
         var pretrainJob = new Option<string>("--pretrain-job") { Description = "The base's job file", DefaultValueFactory = _ => "configs/jobs/pretrain-nano.yaml" };
-        var rlJob = new Option<string>("--rl-job") { Description = "The RL job file (its init_from is replaced by the base)", DefaultValueFactory = _ => "configs/jobs/rl-nano.yaml" };
-        var resume = new Option<bool>("--resume") { Description = "Continue an interrupted demo (both stages resume)" };
-        var command = new Command("demo", "The whole pipeline: pretrain a k2-nano base, RL it, and print held-out accuracy before and after")
-            { runDir, baseDir, pretrainJob, rlJob, resume };
+        var rlJob = new Option<string>("--rl-job")
+        {
+            Description = "The RL job file (its init_from is replaced by the base, or by the SFT run)", DefaultValueFactory = _ => "configs/jobs/rl-nano.yaml",
+        };
+        var sftJob = new Option<string?>("--sft-job")
+        {
+            Description = "Run SFT between the base and RL with this job file (its init_from is replaced by the base; its data.path by --sft-data when given)",
+        };
+        var sftData = new Option<string?>("--sft-data")
+        {
+            Description = "Run SFT between the base and RL on this dataset (k2rl.sft.v1 .jsonl file or directory), with --sft-job or configs/jobs/sft-nano.yaml",
+        };
+        var resume = new Option<bool>("--resume") { Description = "Continue an interrupted demo (every stage resumes)" };
+        var command = new Command("demo", "The whole pipeline: pretrain a k2-nano base, SFT it (with --sft-data / --sft-job), RL it, and print held-out accuracy along the way")
+            { runDir, baseDir, pretrainJob, rlJob, sftJob, sftData, resume };
         command.SetAction(parse => Demo(context, new DemoOptions(parse.GetValue(runDir)!, parse.GetValue(baseDir), parse.GetValue(pretrainJob)!,
-            parse.GetValue(rlJob)!, parse.GetValue(resume))));
+            parse.GetValue(rlJob)!, parse.GetValue(resume), parse.GetValue(sftJob), parse.GetValue(sftData))));
         return command;
     }
 
+    /// <summary>
+    /// base/ (pretraining, or --base), then sft/ when --sft-data or --sft-job is given (the base's held-out accuracy
+    /// first, then SFT from it), then rl/ from the newest stage; the table holds each key's base, SFT (when run),
+    /// before-RL and after-RL accuracy. A finished stage is resumed (a no-op) on a rerun.
+    /// </summary>
     internal static int Demo(CliContext context, DemoOptions o)
     {
         string baseDir = o.Base ?? Path.Combine(o.RunDir, "base");
@@ -149,27 +165,68 @@ public sealed class RlCommand : ICommandProvider
             }
         }
 
+        string rlInit = baseDir;
+        string? sftDir = null;
+        K2RL.Trainer.Sft.SftResult? sft = null;
+        IReadOnlyDictionary<string, double>? baseHeldOut = null;
+        if (o.SftData is not null || o.SftJob is not null)
+        {
+            sftDir = Path.Combine(o.RunDir, "sft");
+            bool done = File.Exists(Path.Combine(sftDir, K2RL.Trainer.Checkpointing.RunDirectory.LatestName));
+            (sft, baseHeldOut) = SftCommand.RunJob(context, new SftCommand.SftOptions(o.SftJob ?? "configs/jobs/sft-nano.yaml", sftDir,
+                done || o.Resume, null, o.SftData, baseDir), evaluateBase: true);
+            int code = SftCommand.ExitCode(sft);
+            if (code != 0)
+            {
+                return code;
+            }
+
+            rlInit = sftDir;
+        }
+
         string rlDir = Path.Combine(o.RunDir, "rl");
         bool resumeRl = o.Resume && File.Exists(Path.Combine(rlDir, K2RL.Trainer.Checkpointing.RunDirectory.LatestName));
-        var (result, before, after) = RunJob(context, new RlOptions(o.RlJob, rlDir, resumeRl, null, baseDir), evaluateBefore: true);
+        var (result, before, after) = RunJob(context, new RlOptions(o.RlJob, rlDir, resumeRl, null, rlInit), evaluateBefore: true);
         var table = new JsonObject();
-        foreach (string key in (before?.Keys ?? []).Union(after?.Keys ?? []).Order(StringComparer.Ordinal))
+        var keys = (before?.Keys ?? []).Union(after?.Keys ?? []).Union(baseHeldOut?.Keys ?? []).Union(sft?.HeldOut?.Keys ?? []);
+        foreach (string key in keys.Order(StringComparer.Ordinal))
         {
-            double? b = before is not null && before.TryGetValue(key, out double x) ? x : null;
-            double? a = after is not null && after.TryGetValue(key, out double y) ? y : null;
-            table[key] = new JsonObject { ["before"] = b, ["after"] = a };
-            context.Error.WriteLine($"{key,-20} before {Pct(b),7}  after {Pct(a),7}");
+            double? b = At(before, key), a = At(after, key), z = At(baseHeldOut, key), f = At(sft?.HeldOut, key);
+            var row = new JsonObject();
+            if (sftDir is not null)
+            {
+                row["base"] = z;
+                row["sft"] = f;
+                context.Error.Write($"{key,-20} base {Pct(z),7}  sft {Pct(f),7}  ");
+            }
+            else
+            {
+                context.Error.Write($"{key,-20} ");
+            }
+
+            row["before"] = b;
+            row["after"] = a;
+            table[key] = row;
+            context.Error.WriteLine($"before {Pct(b),7}  after {Pct(a),7}");
         }
 
         PlotCommand.WarnIfNoFonts(context);
         K2RL.Trainer.Plotting.RlPlots.Draw(rlDir);
+        if (sftDir is not null)
+        {
+            K2RL.Trainer.Plotting.RunPlots.Draw([sftDir], Path.Combine(sftDir, "plots"));
+        }
+
         var json = ResultJson(result);
         json["base"] = Path.GetFullPath(baseDir);
+        json["sft_run_dir"] = sftDir is null ? null : Path.GetFullPath(sftDir);
         json["rl_run_dir"] = Path.GetFullPath(rlDir);
         json["held_out"] = table;
         context.Out.WriteLine(json.ToJsonString());
         return ExitCode(result);
     }
+
+    private static double? At(IReadOnlyDictionary<string, double>? d, string key) => d is not null && d.TryGetValue(key, out double v) ? v : null;
 
     private static string Pct(double? v) => v is { } x ? $"{100 * x:F1}%" : "-";
 

@@ -80,5 +80,5 @@ public static class RlPlots
         return files;
     }
 
-    private static double? Num(JsonNode? n) => n is JsonValue v && v.TryGetValue(out double d) ? d : null;
+    internal static double? Num(JsonNode? n) => n is JsonValue v && v.TryGetValue(out double d) ? d : null;
 }

@@ -60,6 +60,7 @@ public static class RunPlots
             tau is { } t ? (t, $"tau = {t}") : null, logY: true);
         Chart("balance", "Expert load balance" + suffix, "max / mean expert load (worst MoE layer)", m => m.ExpertLoadMaxOverMean, true);
         Chart("throughput", "Throughput" + suffix, "tokens / s", m => m.TokensPerS, true);
+        files.AddRange(HeldOutPlots.Draw(runDirs, outDir, format));   // SFT runs: held-out loss and accuracy
         return files;
     }
 

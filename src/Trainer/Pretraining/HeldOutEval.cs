@@ -50,6 +50,31 @@ public static class HeldOutEval
         return results;
     }
 
+    /// <summary>
+    /// Greedy held-out accuracy per environment and difficulty, keyed "ENV/dD", as <c>k2rl gym eval</c> measures it
+    /// (<see cref="Evaluator"/> over <see cref="EnginePolicy"/> at temperature 0; tasks are seeds 0..tasks−1 of the
+    /// held-out split; multi-turn environments run their tool loop). The RL and SFT jobs' in-job evaluation.
+    /// </summary>
+    public static async Task<SortedDictionary<string, double>> GreedyAccuracyAsync(RolloutEngine engine, BpeTokenizer tokenizer,
+        GymRegistry registry, IEnumerable<(string Env, int MaxTokens)> envs, IReadOnlyList<int> difficulties, int tasks, ulong seed,
+        CancellationToken ct)
+    {
+        var results = new SortedDictionary<string, double>(StringComparer.Ordinal);
+        foreach (var (env, maxTokens) in envs)
+        {
+            var policy = new EnginePolicy(engine, tokenizer, new EnginePolicyOptions { Temperature = 0, MaxTokens = maxTokens, Seed = seed });
+            foreach (int d in difficulties)
+            {
+                var report = await Evaluator.RunAsync(env, () => registry.CreateEnvironment(env), policy,
+                    new EvalOptions { N = tasks, Difficulty = d, Split = Split.HeldOut, SeedBase = 0 }, ct);
+                results[$"{env}/d{d}"] = report.Accuracy;
+                policy.Clear();
+            }
+        }
+
+        return results;
+    }
+
     private static TaskAccuracy RunOne(GymRegistry registry, EnginePolicy policy, ITaskGenerator generator, int perKind, int difficulty,
         long seed, Action<string>? log)
     {

@@ -104,15 +104,7 @@ public sealed record JobConfig
 
         var optimizer = ParseOptimizer(r.Section("optimizer"), new OptimizerSettings());
 
-        var s = r.Section("schedule");
-        var schedule = new LrSchedule
-        {
-            Kind = s.Str("kind", "wsd", "wsd", "cosine", "constant"),
-            WarmupSteps = s.Int("warmup_steps", 20, 0),
-            DecayFraction = s.Float("decay_fraction", 0.2f, 0, 1),
-            MinLrRatio = s.Float("min_lr_ratio", 0.1f, 0, 1),
-        };
-        s.RejectUnknown();
+        var schedule = ParseSchedule(r.Section("schedule"), new LrSchedule());
 
         var b = r.Section("balance");
         float biasGamma = b.Float("bias_gamma", ExpertBalance.DefaultGamma, 0, 1);
@@ -195,6 +187,20 @@ public sealed record JobConfig
         };
         o.RejectUnknown();
         return optimizer;
+    }
+
+    /// <summary>The `schedule` section (shared by the pretraining and SFT jobs); absent keys keep <paramref name="defaults"/>.</summary>
+    internal static LrSchedule ParseSchedule(YamlReader s, LrSchedule defaults)
+    {
+        var schedule = new LrSchedule
+        {
+            Kind = s.Str("kind", defaults.Kind, "wsd", "cosine", "constant"),
+            WarmupSteps = s.Int("warmup_steps", defaults.WarmupSteps, 0),
+            DecayFraction = s.Float("decay_fraction", defaults.DecayFraction, 0, 1),
+            MinLrRatio = s.Float("min_lr_ratio", defaults.MinLrRatio, 0, 1),
+        };
+        s.RejectUnknown();
+        return schedule;
     }
 
     /// <summary>The `data` section (the pretraining corpus; also the RL job's PTX data).</summary>

@@ -266,23 +266,9 @@ public sealed partial class RlJob : IDisposable
     }
 
     /// <summary>Greedy held-out accuracy per env and difficulty (fixed tasks: seeds 0..EvalTasks−1 of the held-out split).</summary>
-    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken stop)
-    {
-        var results = new SortedDictionary<string, double>(StringComparer.Ordinal);
-        foreach (var env in job.Envs.Where(e => critic.IsVerifiable(e)))
-        {
-            var policy = new EnginePolicy(engine, tokenizer, new EnginePolicyOptions { Temperature = 0, MaxTokens = env.MaxResponseTokens, Seed = job.Seed });
-            foreach (int d in job.EvalDifficulties)
-            {
-                var report = await Evaluator.RunAsync(env.Name, () => registry.CreateEnvironment(env.Name), policy,
-                    new EvalOptions { N = job.EvalTasks, Difficulty = d, Split = Split.HeldOut, SeedBase = 0 }, stop);
-                results[$"{env.Name}/d{d}"] = report.Accuracy;
-                policy.Clear();
-            }
-        }
-
-        return results;
-    }
+    public async Task<IReadOnlyDictionary<string, double>> EvaluateAsync(CancellationToken stop) =>
+        await HeldOutEval.GreedyAccuracyAsync(engine, tokenizer, registry,
+            job.Envs.Where(e => critic.IsVerifiable(e)).Select(e => (e.Name, e.MaxResponseTokens)), job.EvalDifficulties, job.EvalTasks, job.Seed, stop);
 }
 
 /// <summary>The K responses to one prompt, with the environment's settings.</summary>

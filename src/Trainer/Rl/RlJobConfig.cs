@@ -81,7 +81,7 @@ public sealed record CriticSettings
 /// <summary>An RL job, parsed and checked from YAML before any work starts.</summary>
 public sealed record RlJobConfig
 {
-    /// <summary>The base: a pretrain run directory (its LATEST checkpoint) or a checkpoint directory.</summary>
+    /// <summary>The base: a pretrain or SFT run directory (its newest good checkpoint, via LATEST) or a checkpoint directory.</summary>
     public required string InitFrom { get; init; }
 
     /// <summary>When the job names a model config, the base's must match it.</summary>
@@ -174,7 +174,7 @@ public sealed record RlJobConfig
     {
         var r = YamlReader.Parse(text, file);
         string? init = r.OptionalStr("init_from") ?? initFrom
-            ?? throw r.Missing("init_from", "a pretrain run directory or checkpoint directory");
+            ?? throw r.Missing("init_from", "a pretrain or SFT run directory, or a checkpoint directory");
         string initDir = initFrom is not null ? Path.GetFullPath(initFrom) : ResolveDirectoryNear(init, file)
             ?? throw new ConfigException($"{r.At("init_from")}: \"init_from\": no directory {init} (looked relative to the working directory and the job file)");
         string? modelRef = r.OptionalStr("model");
