@@ -48,6 +48,10 @@ public sealed record TensorSpec(string Name, long[] Shape, long Offset)
 
     /// <summary>A whole buffer as one tensor, for callers without a layout.</summary>
     public static IReadOnlyList<TensorSpec> Flat(long count, string name = "parameters") => [new TensorSpec(name, [count], 0)];
+
+    /// <summary><paramref name="count"/> tensors "t0", "t1", … of <paramref name="size"/> elements back to back (benchmarks, tests).</summary>
+    public static IReadOnlyList<TensorSpec> Synthetic(int count, long size) =>
+        Enumerable.Range(0, count).Select(i => new TensorSpec($"t{i}", [size], i * size)).ToList();
 }
 
 /// <summary>A transfer that cannot be used as sent: the message names the version, bucket, tensor or peer at fault.</summary>

@@ -88,10 +88,11 @@ public sealed class WeightAssembler
 
     /// <summary>
     /// Starts assembling <paramref name="manifest"/>'s version, or continues it (the same version, the same manifest:
-    /// a repair of missing buckets). A version not above the held one, or below the one in progress, and a manifest
-    /// that does not match the receiver's model are refused; the receiver keeps what it has.
+    /// a repair of missing buckets; returns true). A version not above the held one, or below the one in progress, and
+    /// a manifest that does not match the receiver's model are refused; the receiver keeps what it has. Another
+    /// manifest of the version in progress (a sender that restarted and planned other buckets) starts it over.
     /// </summary>
-    public void Begin(WeightManifest manifest)
+    public bool Begin(WeightManifest manifest)
     {
         manifest.Check();
         lock (gate)
@@ -101,14 +102,10 @@ public sealed class WeightAssembler
                 throw new WeightTransferException($"weight version {manifest.Version} is not newer than the held version {HeldVersion}");
             }
 
-            if (pending is not null && manifest.Version == pending.Version)
+            if (pending is not null && manifest.Version == pending.Version && manifest.Dtype == pending.Dtype &&
+                manifest.Buckets.SequenceEqual(pending.Buckets) && manifest.Tensors.SequenceEqual(pending.Tensors, TensorSpecComparer.Instance))
             {
-                if (!manifest.Buckets.SequenceEqual(pending.Buckets) || manifest.Dtype != pending.Dtype)
-                {
-                    throw new WeightTransferException($"a second manifest of version {manifest.Version} differs from the first (buckets or dtype)");
-                }
-
-                return;
+                return true;
             }
 
             if (pending is not null && manifest.Version < pending.Version)
@@ -123,6 +120,7 @@ public sealed class WeightAssembler
             staging = Slot.Rent(length);
             received = new bool[manifest.Buckets.Count];
             receivedCount = 0;
+            return false;
         }
     }
 
@@ -307,6 +305,17 @@ public sealed class WeightAssembler
 
     private static string Names(List<string> names) =>
         string.Join(", ", names.Take(5)) + (names.Count > 5 ? $" and {names.Count - 5} more" : "");
+
+    /// <summary>Tensors equal by value (their shapes are arrays).</summary>
+    private sealed class TensorSpecComparer : IEqualityComparer<TensorSpec>
+    {
+        public static readonly TensorSpecComparer Instance = new();
+
+        public bool Equals(TensorSpec? a, TensorSpec? b) =>
+            a is not null && b is not null && a.Name == b.Name && a.Offset == b.Offset && a.Shape.SequenceEqual(b.Shape);
+
+        public int GetHashCode(TensorSpec t) => HashCode.Combine(t.Name, t.Offset);
+    }
 
     /// <summary>Elements [Source, Source + Count) of a bucket go to [Target, Target + Count) of the receiver's buffer.</summary>
     [StructLayout(LayoutKind.Auto)]

@@ -79,12 +79,13 @@ public sealed class InProcessWeightChannel(WeightDtype dtype = WeightDtype.F32) 
 /// The newest complete version a receiver holds, and the buffers for the next ones: a buffer is reused only when it is
 /// not the newest and every reader that took it has released it, so a version being loaded is never overwritten.
 /// </summary>
-public sealed class WeightSlot : IWeightSource
+/// <param name="initialVersion">the version the reader already has (from elsewhere): only newer ones are taken.</param>
+public sealed class WeightSlot(long initialVersion = -1) : IWeightSource
 {
     private readonly object gate = new();
     private readonly List<WeightSet> retired = [];
     private WeightSet? latest;
-    private long latestVersion = -1;
+    private long latestVersion = initialVersion;
 
     /// <summary>The newest version published (−1 before the first).</summary>
     public long LatestVersion => Interlocked.Read(ref latestVersion);
