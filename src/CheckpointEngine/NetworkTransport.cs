@@ -156,11 +156,18 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
     {
         int k = Math.Clamp(options.Chains, 1, Math.Max(1, receivers.Count));
         var chains = Enumerable.Range(0, k).Select(c => receivers.Where((_, i) => i * k / receivers.Count == c).ToList()).Where(c => c.Count > 0).ToList();
-        await Task.WhenAll(chains.Select(c => PushChainAsync(held, c, ct))).ConfigureAwait(false);
+        var refused = new System.Collections.Concurrent.ConcurrentDictionary<Uri, string>();
+        await Task.WhenAll(chains.Select(c => PushChainAsync(held, c, refused, ct))).ConfigureAwait(false);
         // A hop that failed cut the chain after it: whoever still lacks the version gets it directly.
         var failures = new List<string>();
         foreach (var r in receivers)
         {
+            if (refused.TryGetValue(r, out string? why))
+            {
+                failures.Add($"{r}: {why}");
+                continue;
+            }
+
             try
             {
                 var client = new Wire.Checkpoint.CheckpointClient(channels[r]);
@@ -184,16 +191,21 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
         LastFailures = failures;
     }
 
-    private async Task PushChainAsync(HeldWeights held, List<Uri> chain, CancellationToken ct)
+    private async Task PushChainAsync(HeldWeights held, List<Uri> chain, System.Collections.Concurrent.ConcurrentDictionary<Uri, string> refused,
+        CancellationToken ct)
     {
         try
         {
             var client = new Wire.Checkpoint.CheckpointClient(channels[chain[0]]);
             await NetworkPush.PushWithRepairAsync(client, held, chain.Skip(1).Select(u => u.ToString()).ToList(), options.Tamper, ct).ConfigureAwait(false);
         }
+        catch (Grpc.Core.RpcException e) when (e.StatusCode is Grpc.Core.StatusCode.InvalidArgument or Grpc.Core.StatusCode.FailedPrecondition)
+        {
+            refused[chain[0]] = $"{e.StatusCode} {e.Status.Detail}";   // bad input for it: not pushed again
+        }
         catch (Grpc.Core.RpcException)
         {
-            // the head is down or refused: the status sweep after the chains finds who lacks the version
+            // the head is down: the status sweep after the chains finds who lacks the version
         }
     }
 }
