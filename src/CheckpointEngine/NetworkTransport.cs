@@ -126,7 +126,24 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
     /// <summary>The receivers the last version did not reach, with why.</summary>
     public IReadOnlyList<string> LastFailures { get; private set; } = [];
 
+    /// <summary>Blocks the calling thread (the trainer's) until every receiver holds the version or was found down; from
+    /// async code (or a thread-pool thread) call <see cref="PublishAsync"/>, which blocks no thread.</summary>
     public void Publish(long version, ReadOnlySpan<float> parameters)
+    {
+        var held = Encode(version, parameters);
+        Task.Run(() => PushAsync(held, CancellationToken.None)).GetAwaiter().GetResult();
+        LatestVersion = version;
+    }
+
+    /// <summary>As <see cref="Publish"/>; <paramref name="parameters"/> is encoded (copied) before the first await.</summary>
+    public async Task PublishAsync(long version, ReadOnlyMemory<float> parameters, CancellationToken ct = default)
+    {
+        var held = Encode(version, parameters.Span);
+        await PushAsync(held, ct).ConfigureAwait(false);
+        LatestVersion = version;
+    }
+
+    private HeldWeights Encode(long version, ReadOnlySpan<float> parameters)
     {
         if (version <= LatestVersion)
         {
@@ -140,8 +157,7 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
 
         var encoded = EncodedVersion.Encode(version, parameters, tensors, options.Dtype, options.BucketCapBytes, reuse: last);
         last = encoded;
-        Task.Run(() => PushAsync(HeldWeights.From(encoded), CancellationToken.None)).GetAwaiter().GetResult();
-        LatestVersion = version;
+        return HeldWeights.From(encoded);
     }
 
     public void Dispose()

@@ -24,10 +24,12 @@ internal sealed partial class SharedMemoryLayout : IDisposable
     private const int MagicAt = 0, FormatAt = 8, DataBytesAt = 16, ManifestBytesAt = 24, CurrentAt = 32, PublishedAt = 40;
 
     private readonly MemoryMappedFile file;
+    private readonly MemoryMappedViewStream bulk;   // bulk copies: its Read/Write are one memmove (the accessor's spans go element by element)
 
     private SharedMemoryLayout(MemoryMappedFile file, MemoryMappedViewAccessor view, string path, long dataBytes, long manifestBytes)
     {
         this.file = file;
+        bulk = file.CreateViewStream(0, view.Capacity, MemoryMappedFileAccess.ReadWrite);
         View = view;
         Path = path;
         DataBytes = dataBytes;
@@ -138,12 +140,21 @@ internal sealed partial class SharedMemoryLayout : IDisposable
         Interlocked.MemoryBarrier();
     }
 
-    public void Read(long at, Span<byte> into) => View.SafeMemoryMappedViewHandle.ReadSpan((ulong)at, into);
+    public void Read(long at, Span<byte> into)
+    {
+        bulk.Position = at;
+        bulk.ReadExactly(into);
+    }
 
-    public void Write(long at, ReadOnlySpan<byte> from) => View.SafeMemoryMappedViewHandle.WriteSpan((ulong)at, from);
+    public void Write(long at, ReadOnlySpan<byte> from)
+    {
+        bulk.Position = at;
+        bulk.Write(from);
+    }
 
     public void Dispose()
     {
+        bulk.Dispose();
         View.Dispose();
         file.Dispose();
     }

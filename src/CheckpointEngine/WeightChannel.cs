@@ -148,9 +148,9 @@ public sealed class WeightSlot(long initialVersion = -1) : IWeightSource
             {
                 retired.Add(latest);
                 int idle;
-                while (retired.Count > 2 && (idle = retired.FindIndex(w => w.Readers == 0)) >= 0)
+                while (retired.Count > 1 && (idle = retired.FindIndex(w => w.Readers == 0)) >= 0)
                 {
-                    retired.RemoveAt(idle);   // keep two spare buffers; the GC takes the rest
+                    retired.RemoveAt(idle);   // keep one spare (with the newest: the double buffer); the GC takes the rest
                 }
             }
 

@@ -79,30 +79,33 @@ public sealed class BenchBroadcastCommand : ICommandProvider
         yield return command;
     }
 
+    // A figure skipped (NaN: not enough free memory) is null.
+    private static double? R(double x) => double.IsFinite(x) ? Math.Round(x, 3) : null;
+
     private static object Json(BroadcastFigures c) => new
     {
         name = c.Name,
         parameters = c.Parameters,
         fp32_bytes = c.Parameters * 4,
         buckets = c.Buckets,
-        memcpy_ms = Math.Round(c.MemcpyMs, 3),
-        memcpy_gb_per_s = Math.Round(c.MemcpyGbPerS, 3),
+        memcpy_ms = R(c.MemcpyMs),
+        memcpy_gb_per_s = R(c.MemcpyGbPerS),
         dtypes = c.Dtypes.Select(d => new
         {
             dtype = d.Dtype,
             wire_bytes = d.WireBytes,
-            inproc_ms = Math.Round(d.InprocMs, 3),
-            inproc_vs_memcpy = Math.Round(d.InprocMs / c.MemcpyMs, 3),
-            shm_publish_ms = Math.Round(d.ShmPublishMs, 3),
-            shm_receive_ms = Math.Round(d.ShmReceiveMs, 3),
-            shm_gb_per_s = Math.Round(d.ShmGbPerS, 3),
-            shm_vs_memcpy = Math.Round(d.ShmGbPerS / c.MemcpyGbPerS, 3),
-            shm_end_to_end_gb_per_s = Math.Round(d.ShmEndToEndGbPerS, 3),
-            net_1_ms = Math.Round(d.Net1Ms, 3),
-            net_gb_per_s = Math.Round(d.Net1GbPerS, 3),
-            net_3_chain_ms = Math.Round(d.Net3ChainMs, 3),
-            net_3_chain_gb_per_s = Math.Round(d.Net3ChainGbPerS, 3),
-            net_3_chain_vs_memcpy = Math.Round(d.Net3ChainGbPerS / c.MemcpyGbPerS, 3),
+            inproc_ms = R(d.InprocMs),
+            inproc_vs_memcpy = R(d.InprocMs / c.MemcpyMs),
+            shm_publish_ms = R(d.ShmPublishMs),
+            shm_receive_ms = R(d.ShmReceiveMs),
+            shm_gb_per_s = R(d.ShmGbPerS),
+            shm_vs_memcpy = R(d.ShmGbPerS / c.MemcpyGbPerS),
+            shm_end_to_end_gb_per_s = R(d.ShmEndToEndGbPerS),
+            net_1_ms = R(d.Net1Ms),
+            net_gb_per_s = R(d.Net1GbPerS),
+            net_3_chain_ms = R(d.Net3ChainMs),
+            net_3_chain_gb_per_s = R(d.Net3ChainGbPerS),
+            net_3_chain_vs_memcpy = R(d.Net3ChainGbPerS / c.MemcpyGbPerS),
         }).ToList(),
     };
 
