@@ -3,14 +3,15 @@ namespace K2RL.CheckpointEngine;
 /// <summary>
 /// How big a bucket is and which tensors go in each. The rule is checkpoint-engine's (ps.py, <c>_detect_bucket_size</c>):
 /// a bucket is at most a cap (there 8 GiB of GPU memory; here a few MiB of host memory, so that a version makes several
-/// buckets to pipeline), never smaller than the largest tensor (a tensor is never split), and at most a third of the free
+/// buckets to pipeline and a bucket message fits gRPC's default 4 MiB limit), never smaller than the largest tensor (a tensor is never split), and at most a third of the free
 /// memory: two buckets in flight (the double buffer) plus the one being loaded. When the largest tensor is above a third,
 /// the pipeline falls back to one bucket at a time (half the free memory); above a half, the update cannot be done.
 /// </summary>
 public static class BucketPlan
 {
-    /// <summary>The default cap: 8 MiB (a version of k2-nano, 63 MB of fp32, is 8 buckets).</summary>
-    public const long DefaultCapBytes = 8L << 20;
+    /// <summary>The default cap: 4 MiB less 64 KiB, so that a bucket and its message envelope fit gRPC's default 4 MiB
+    /// message limit (k2-nano's 72 MB of fp32 is 18 buckets).</summary>
+    public const long DefaultCapBytes = (4L << 20) - (64 << 10);
 
     /// <summary>The bucket size in bytes and whether the double buffer fits (else: one bucket at a time).</summary>
     public static (long Bytes, bool Pipelined) Size(long capBytes, long largestTensorBytes, long freeBytes)
