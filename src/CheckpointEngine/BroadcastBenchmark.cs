@@ -5,7 +5,7 @@ namespace K2RL.CheckpointEngine;
 /// <summary>One transport's figures for one dtype. Rates are the fp32 parameter bytes delivered per second (so f32 and
 /// bf16 compare: bf16 moves half the bytes for the same delivery).</summary>
 public sealed record BroadcastDtypeFigures(string Dtype, long WireBytes, double InprocMs, double ShmPublishMs, double ShmReceiveMs,
-    double ShmGbPerS, double ShmEndToEndGbPerS, double Net1Ms, double Net1GbPerS, double Net3ChainMs, double Net3ChainGbPerS);
+    double ShmGbPerS, double ShmEndToEndGbPerS, double Net1Ms, double Net1GbPerS, double Net3ChainMs, double Net3ChainGbPerS, double FetchMs, double FetchGbPerS);
 
 /// <summary>The figures of one buffer size: the memcpy baseline of the same run and each dtype's transports.</summary>
 public sealed record BroadcastFigures(string Name, long Parameters, int Buckets, double MemcpyMs, double MemcpyGbPerS, IReadOnlyList<BroadcastDtypeFigures> Dtypes);
@@ -15,7 +15,7 @@ public sealed record BroadcastFigures(string Name, long Parameters, int Buckets,
 /// the same bytes measured in the same run. In-process: publish + the reader taking it. Shared memory: the publisher's
 /// write into /dev/shm and a receiver's verified copy out (timed apart; the receiver side is the one a rollout worker
 /// pays). Network: loopback gRPC to 1 receiver, and to 3 receivers in a chain (relayed hop to hop), until every receiver
-/// holds the version. The receivers run in this process (their own Kestrel servers and sockets).
+/// holds the version, and a late receiver's fetch of the current version from a holder (server-streaming). The receivers run in this process (their own Kestrel servers and sockets).
 /// </summary>
 public static class BroadcastBenchmark
 {
@@ -37,10 +37,10 @@ public static class BroadcastBenchmark
         {
             double inproc = Inproc(parameters, dtype, repeats);
             var (shmWrite, shmRead) = Shm(parameters, tensors, dtype, capBytes, repeats);
-            double net1 = await NetAsync(parameters, tensors, dtype, capBytes, 1, repeats, log);
-            double net3 = await NetAsync(parameters, tensors, dtype, capBytes, 3, repeats, log);
+            var (net1, fetch) = await NetAsync(parameters, tensors, dtype, capBytes, 1, repeats, log);
+            var (net3, _) = await NetAsync(parameters, tensors, dtype, capBytes, 3, repeats, log);
             var figures = new BroadcastDtypeFigures(dtype.Name(), count * dtype.Size(), inproc, shmWrite, shmRead, Gbps(bytes, shmRead),
-                Gbps(bytes, shmWrite + shmRead), net1, Gbps(bytes, net1), net3, Gbps(bytes, net3));
+                Gbps(bytes, shmWrite + shmRead), net1, Gbps(bytes, net1), net3, Gbps(bytes, net3), fetch, Gbps(bytes, fetch));
             log($"  {figures}");
             dtypes.Add(figures);
         }
@@ -118,7 +118,8 @@ public static class BroadcastBenchmark
         return (write, read);
     }
 
-    private static async Task<double> NetAsync(float[] parameters, IReadOnlyList<TensorSpec> tensors, WeightDtype dtype, long capBytes, int receivers, int repeats,
+    // The push until every receiver holds the version; with one receiver also a late joiner's fetch of it from that one.
+    private static async Task<(double Push, double Fetch)> NetAsync(float[] parameters, IReadOnlyList<TensorSpec> tensors, WeightDtype dtype, long capBytes, int receivers, int repeats,
         Action<string> log)
     {
         // Each receiver holds the wire bytes, the newest version and the one being assembled; the publisher its encoding.
@@ -127,7 +128,7 @@ public static class BroadcastBenchmark
         if (need > BucketPlan.FreeBytes())
         {
             log($"  net x{receivers} {dtype.Name()}: skipped, needs {need / 1e9:0.0} GB and {BucketPlan.FreeBytes() / 1e9:0.0} GB are free");
-            return double.NaN;
+            return (double.NaN, double.NaN);
         }
 
         var nodes = new List<NetworkWeightReceiver>();
@@ -162,7 +163,18 @@ public static class BroadcastBenchmark
                 }
             }
 
-            return best;
+            double fetch = double.NaN;
+            for (int r = 0; receivers == 1 && r < repeats; r++)
+            {
+                await using var late = await NetworkWeightReceiver.StartAsync(tensors, length: parameters.Length).ConfigureAwait(false);
+                long t0 = Stopwatch.GetTimestamp();
+                await late.Node.FetchFromAsync([nodes[0].Address]).ConfigureAwait(false);
+                double t = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                fetch = late.HeldVersion == repeats ? Math.Min(double.IsNaN(fetch) ? double.MaxValue : fetch, t)
+                    : throw new WeightTransferException($"a late receiver fetched version {late.HeldVersion}, not {repeats}");
+            }
+
+            return (best, fetch);
         }
         finally
         {
