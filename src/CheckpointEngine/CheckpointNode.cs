@@ -40,9 +40,14 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
 
     private long corrupt;
 
+    /// <summary>How long a push may go without a chunk before it is dropped (a peer that stalls mid-stream must not hold
+    /// the receiver: the next push waits for this one).</summary>
+    public TimeSpan ChunkTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     public override async Task<Wire.PushReply> Push(IAsyncStreamReader<Wire.WeightChunk> requestStream, ServerCallContext context)
     {
-        var ct = context.CancellationToken;
+        using var stall = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        var ct = stall.Token;
         if (!await requestStream.MoveNext(ct).ConfigureAwait(false))
         {
             throw NetworkPush.Refused(StatusCode.InvalidArgument, "empty push: the first chunk must be the manifest");
@@ -57,11 +62,17 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
         await pushGate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            stall.CancelAfter(ChunkTimeout);   // from here on this push holds the receiver: it must keep coming
             var manifest = Begin(first.Manifest);
             var relay = first.RelayTo.Count > 0 ? StartRelay(first, manifest, ct) : null;
             try
             {
-                await TakeBucketsAsync(requestStream, manifest, relay, ct).ConfigureAwait(false);
+                await TakeBucketsAsync(requestStream, manifest, relay, stall, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stall.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+            {
+                relay?.Call.Dispose();
+                throw NetworkPush.Refused(StatusCode.DeadlineExceeded, $"no chunk of version {manifest.Version} for {ChunkTimeout.TotalSeconds:0} s: the push is dropped");
             }
             catch
             {
@@ -74,6 +85,7 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
                 Volatile.Write(ref held, new HeldWeights(manifest, pendingBuckets.Select(b => b!).ToArray()));
             }
 
+            stall.CancelAfter(Timeout.InfiniteTimeSpan);   // the next hop's repairs may take longer than one chunk's wait
             string relayError = relay is null ? "" : await FinishRelayAsync(relay, manifest.Version, ct).ConfigureAwait(false);
             var reply = new Wire.PushReply { HeldVersion = assembler.HeldVersion, RelayError = relayError };
             if (assembler.Pending?.Version == manifest.Version)
@@ -251,11 +263,13 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
         return result;
     }
 
-    private async Task TakeBucketsAsync(IAsyncStreamReader<Wire.WeightChunk> requests, WeightManifest manifest, Relay? relay, CancellationToken ct)
+    private async Task TakeBucketsAsync(IAsyncStreamReader<Wire.WeightChunk> requests, WeightManifest manifest, Relay? relay,
+        CancellationTokenSource stall, CancellationToken ct)
     {
         Task? writing = relay?.Started;
         while (await requests.MoveNext(ct).ConfigureAwait(false))
         {
+            stall.CancelAfter(ChunkTimeout);
             var chunk = requests.Current;
             if (chunk.ChunkCase != Wire.WeightChunk.ChunkOneofCase.Bucket)
             {

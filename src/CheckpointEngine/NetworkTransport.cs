@@ -21,6 +21,9 @@ public sealed record NetworkReceiverOptions
     /// <summary>The receiver holds only some of the sender's tensors.</summary>
     public bool Shard { get; init; }
 
+    /// <summary>A push that sends no chunk for this long is dropped (<see cref="CheckpointNode.ChunkTimeout"/>).</summary>
+    public TimeSpan ChunkTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>The HTTP/2 receive window, a few buckets deep, so a sender streams without waiting on window updates.</summary>
     public const int WindowBytes = 16 << 20;
 }
@@ -52,7 +55,7 @@ public sealed class NetworkWeightReceiver : IWeightSource, IAsyncDisposable
         long? length = null, CancellationToken ct = default)
     {
         options ??= new NetworkReceiverOptions();
-        var node = new CheckpointNode(new WeightAssembler(model, length, options.Shard), options.MaxMessageBytes);
+        var node = new CheckpointNode(new WeightAssembler(model, length, options.Shard), options.MaxMessageBytes) { ChunkTimeout = options.ChunkTimeout };
         var server = await GrpcServer.Create(new GrpcServerOptions
             {
                 Host = options.Host, Port = options.Port, MaxReceiveMessageSize = options.MaxMessageBytes, Http2WindowBytes = NetworkReceiverOptions.WindowBytes,

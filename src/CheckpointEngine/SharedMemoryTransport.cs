@@ -163,6 +163,14 @@ public sealed class SharedMemoryWeightReceiver : IWeightSource, IDisposable
     /// <summary>Takes the current version if it is newer than the held one; returns whether a version was taken.</summary>
     public bool TryReceive()
     {
+        lock (stop)
+        {
+            return TryReceiveLocked();
+        }
+    }
+
+    private bool TryReceiveLocked()
+    {
         try
         {
             file ??= SharedMemoryLayout.Open(name);

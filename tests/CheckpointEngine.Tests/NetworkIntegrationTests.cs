@@ -122,6 +122,28 @@ public sealed class NetworkIntegrationTests
         Assert.Equal(Weights.Digest(p3), child.WaitForVersion(3));
     }
 
+    [Fact]
+    public async Task APeerThatStallsMidStreamIsDroppedAndDoesNotHoldTheReceiver()
+    {
+        await using var receiver = await NetworkWeightReceiver.StartAsync(Layout, new NetworkReceiverOptions { ChunkTimeout = TimeSpan.FromSeconds(1) });
+        using var channel = GrpcChannels.Create(receiver.Address);
+        var client = new Wire.Checkpoint.CheckpointClient(channel);
+        var v1 = EncodedVersion.Encode(1, Weights.Random(Tensors * Size, 7), Layout, WeightDtype.F32, Cap);
+        using var stalled = client.Push();
+        await stalled.RequestStream.WriteAsync(new Wire.WeightChunk { Manifest = v1.Manifest.ToWire() });
+        await stalled.RequestStream.WriteAsync(Bucket(1, 0, v1.Bucket(0)));   // then nothing, the call left open
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => stalled.ResponseAsync);
+        Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
+        Assert.Contains("no chunk of version 1", e.Status.Detail);
+        using var publisher = new NetworkWeightPublisher([receiver.Address], Tensors * Size, Layout, new NetworkPublisherOptions { BucketCapBytes = Cap });
+        var p2 = Weights.Random(Tensors * Size, 8);
+        await publisher.PublishAsync(2, p2);
+        Assert.Empty(publisher.LastFailures);
+        Assert.True(receiver.TryGetNewer(-1, out var w));
+        Assert.Equal(p2, w!.Parameters);
+    }
+
     private static ByteString Flip(ByteString data)
     {
         var bytes = data.ToByteArray();
