@@ -169,6 +169,11 @@ public sealed class WeightAssembler
 
             int size = pending!.Dtype.Size();
             long bytes = pending.BucketBytes(index);
+            if (pending.Dtype == WeightDtype.F32 && runs[index] is [{ Source: 0 } whole] && whole.Count == b.Count)
+            {
+                return AcceptInPlace(index, b, whole.Target, read);
+            }
+
             int piece = (int)Math.Min(bytes, ChunkBytes / size * size);
             if (chunk.Length < piece)
             {
@@ -235,6 +240,29 @@ public sealed class WeightAssembler
             pending = null;
             staging = null;
         }
+    }
+
+    // fp32 into the receiver's own layout: each piece is read straight into the staging buffer and hashed there while
+    // it is in cache (a corrupt bucket's bytes stay in staging, unpublished, until the bucket is read again).
+    private BucketResult AcceptInPlace(int index, BucketSpec b, long target, ChunkReader read)
+    {
+        var hash = new System.IO.Hashing.XxHash3();
+        var dst = MemoryMarshal.AsBytes(staging.AsSpan(checked((int)target), checked((int)b.Count)));
+        for (int at = 0; at < dst.Length; at += ChunkBytes)
+        {
+            var span = dst.Slice(at, Math.Min(ChunkBytes, dst.Length - at));
+            read(at, span);
+            hash.Append(span);
+        }
+
+        if (hash.GetCurrentHashAsUInt64() != b.Checksum)
+        {
+            return BucketResult.Corrupt;
+        }
+
+        received[index] = true;
+        receivedCount++;
+        return BucketResult.Taken;
     }
 
     private BucketSpec CheckBucket(long version, int index)

@@ -156,4 +156,37 @@ public sealed class WeightAssemblerTests
         Weights.Feed(assembler, replanned);
         Assert.Equal(p, assembler.TryComplete()!.Parameters);
     }
+
+    [Theory]
+    [InlineData(WeightDtype.F32, false)]   // straight into the staging buffer
+    [InlineData(WeightDtype.Bf16, false)]  // through the cache-sized piece
+    [InlineData(WeightDtype.F32, true)]    // a shard: through the piece, its tensors only
+    public void ABucketReadInPiecesIsVerifiedAndACorruptReadIsTakenAgainCleanly(WeightDtype dtype, bool shard)
+    {
+        var layout = TensorSpec.Synthetic(4, 100_000);   // buckets of 400 KB f32: several 256 KiB pieces each
+        var p = Weights.Random(400_000, 12);
+        var v = EncodedVersion.Encode(1, p, layout, dtype, 500_000);
+        var model = shard ? [new TensorSpec("t2", [100_000], 0)] : layout;
+        var assembler = new WeightAssembler(model, shard: shard);
+        assembler.Begin(v.Manifest);
+        for (int i = 0; i < v.BucketCount; i++)
+        {
+            var bytes = v.Bucket(i);
+            ChunkReader good = (at, into) => bytes.Span.Slice((int)at, into.Length).CopyTo(into);
+            ChunkReader torn = (at, into) =>
+            {
+                good(at, into);
+                if (at > 0)
+                {
+                    into[0] ^= 0x20;   // a torn second piece
+                }
+            };
+            Assert.Equal(BucketResult.Corrupt, assembler.Accept(1, i, torn));
+            Assert.Equal(BucketResult.Taken, assembler.Accept(1, i, good));
+        }
+
+        var got = assembler.TryComplete()!.Parameters;
+        var want = dtype == WeightDtype.F32 ? p : Weights.RoundedToBf16(p);
+        Assert.Equal(shard ? want.AsSpan(200_000, 100_000).ToArray() : want, got);
+    }
 }
