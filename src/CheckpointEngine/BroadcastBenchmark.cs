@@ -122,8 +122,10 @@ public static class BroadcastBenchmark
     private static async Task<(double Push, double Fetch)> NetAsync(float[] parameters, IReadOnlyList<TensorSpec> tensors, WeightDtype dtype, long capBytes, int receivers, int repeats,
         Action<string> log)
     {
-        // Each receiver holds the wire bytes, the newest version and the one being assembled; the publisher its encoding.
-        long need = parameters.LongLength * ((receivers * (2 * sizeof(float) + dtype.Size())) + dtype.Size());
+        // Each receiver holds the wire bytes, the newest version and the one being assembled (with one receiver, a late
+        // one fetches from it too); the publisher its encoding; 1 GB of headroom for the rest of the process.
+        int holders = receivers == 1 ? 2 : receivers;
+        long need = (parameters.LongLength * ((holders * (2 * sizeof(float) + dtype.Size())) + dtype.Size())) + (1L << 30);
         GC.Collect();
         if (need > BucketPlan.FreeBytes())
         {
