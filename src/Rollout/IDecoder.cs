@@ -28,6 +28,10 @@ public interface IDecoder
     /// <summary>The length of the flat parameter buffer <see cref="LoadWeights"/> takes.</summary>
     long ParameterCount { get; }
 
+    /// <summary>The tensors of that buffer (names, shapes, offsets): what a checkpoint-engine manifest must match. One flat
+    /// tensor "parameters" by default, for decoders without a model layout.</summary>
+    IReadOnlyList<K2RL.CheckpointEngine.TensorSpec> WeightTensors => K2RL.CheckpointEngine.TensorSpec.Flat(ParameterCount);
+
     IDecoderSequence NewSequence();
 
     bool TryAllocateBlock(out int block);

@@ -22,8 +22,12 @@ public sealed class ModelDecoder : IDecoder
         int perSequence = (config.MaxPositionEmbeddings + blockTokens - 1) / blockTokens;
         pool = new KvBlockPool(config, blockTokens, numBlocks ?? maxBatch * perSequence);
         model = new DecodeModel(config, pool, maxBatch, precision);
-        ParameterCount = new ParameterLayout(config).TotalLength;
+        var layout = new ParameterLayout(config);
+        ParameterCount = layout.TotalLength;
+        WeightTensors = layout.ToTensorSpecs();
     }
+
+    public IReadOnlyList<K2RL.CheckpointEngine.TensorSpec> WeightTensors { get; }
 
     public ModelConfig Config { get; }
 

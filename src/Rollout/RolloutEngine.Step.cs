@@ -116,7 +116,15 @@ public sealed partial class RolloutEngine
     {
         if (weights is not null && weights.TryGetNewer(WeightVersion, out var w) && w is not null)
         {
-            decoder.LoadWeights(w.Parameters);
+            try
+            {
+                decoder.LoadWeights(w.Parameters);
+            }
+            finally
+            {
+                weights.Release(w);   // copied: the checkpoint engine may reuse the buffer
+            }
+
             WeightVersion = w.Version;
             if (options.RecomputeCacheOnNewWeights)
             {

@@ -3,7 +3,8 @@ using Wire = K2RL.Protos.V1;
 
 namespace K2RL.Rollout;
 
-/// <summary>Serves a <see cref="RolloutService"/> as k2rl.v1.Rollout (protos/k2rl/v1/rollout.proto); its failures become gRPC statuses.</summary>
+/// <summary>Serves a <see cref="RolloutService"/> as k2rl.v1.Rollout (protos/k2rl/v1/rollout.proto); its failures become gRPC statuses.
+/// Host <see cref="RolloutService.Checkpoint"/> on the same server for its weights.</summary>
 public sealed class RolloutGrpcService(RolloutService service) : Wire.Rollout.RolloutBase
 {
     public override async Task Generate(Wire.GenerateRequest request, IServerStreamWriter<Wire.GenerateEvent> responseStream, ServerCallContext context)
@@ -13,9 +14,6 @@ public sealed class RolloutGrpcService(RolloutService service) : Wire.Rollout.Ro
             await responseStream.WriteAsync(e).ConfigureAwait(false);
         }
     }
-
-    public override Task<Wire.UpdateWeightsReply> UpdateWeights(Wire.UpdateWeightsRequest request, ServerCallContext context) =>
-        Call(() => Task.FromResult(service.UpdateWeights(request)));
 
     public override Task<Wire.PauseReply> Pause(Wire.PauseRequest request, ServerCallContext context) => Call(() => service.PauseAsync(request));
 
@@ -66,7 +64,8 @@ public sealed class RolloutGrpcService(RolloutService service) : Wire.Rollout.Ro
     private static RpcException ToRpc(RolloutServiceException e) => new(new Status(e.Status, e.Message));
 }
 
-/// <summary>A client of k2rl.v1.Rollout over a channel (<see cref="K2RL.Common.Rpc.GrpcChannels"/>): Generate as an async stream, weights as floats.</summary>
+/// <summary>A client of k2rl.v1.Rollout over a channel (<see cref="K2RL.Common.Rpc.GrpcChannels"/>): Generate as an async stream.
+/// Weights go to the engine through the checkpoint engine (<c>NetworkWeightPublisher</c> to the same address).</summary>
 public sealed class RolloutClient(CallInvoker invoker)
 {
     private readonly Wire.Rollout.RolloutClient client = new(invoker);
@@ -85,14 +84,6 @@ public sealed class RolloutClient(CallInvoker invoker)
         {
             yield return e;
         }
-    }
-
-    public Task<Wire.UpdateWeightsReply> UpdateWeightsAsync(long version, float[] parameters, CallOptions options = default)
-    {
-        var bytes = new byte[parameters.Length * sizeof(float)];
-        Buffer.BlockCopy(parameters, 0, bytes, 0, bytes.Length);
-        return client.UpdateWeightsAsync(
-            new Wire.UpdateWeightsRequest { Version = version, Parameters = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(bytes) }, options).ResponseAsync;
     }
 
     public Task<Wire.PauseReply> PauseAsync(bool offload = false, CallOptions options = default) =>

@@ -1,7 +1,6 @@
 using K2RL.CheckpointEngine;
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using Grpc.Core;
 using Wire = K2RL.Protos.V1;
@@ -10,13 +9,14 @@ namespace K2RL.Rollout;
 
 /// <summary>
 /// The rollout service's logic, independent of the transport: one engine stepped on its own thread,
-/// Generate as a stream of token events, weight updates at step boundaries, pause/resume/drain, health.
+/// Generate as a stream of token events, pause/resume/drain, health. New weights come through the checkpoint engine's
+/// network receiver (<see cref="Checkpoint"/>, served beside the rollout service on the same gRPC server): a version is
+/// taken at the engine's next step boundary once it is complete and verified.
 /// Failures are <see cref="RolloutServiceException"/>s carrying the gRPC status to answer with.
 /// </summary>
 public sealed class RolloutService : IDisposable
 {
     private readonly RolloutEngine engine;
-    private readonly InProcessWeightChannel weights;
     private readonly IPartialRolloutStore store;
     private readonly Func<string, int[]>? tokenize;
     private readonly Func<IReadOnlyList<int>, string>? detokenize;
@@ -24,8 +24,6 @@ public sealed class RolloutService : IDisposable
     private readonly SemaphoreSlim wake = new(0);
     private readonly ConcurrentQueue<Action> loopActions = new();
     private readonly ConcurrentDictionary<RequestHandle, byte> inFlight = new();
-    private readonly object publishGate = new();
-    private long publishedVersion;
     private volatile bool paused;
     private volatile bool draining;
     private volatile bool stopping;
@@ -33,20 +31,25 @@ public sealed class RolloutService : IDisposable
     private int nextId;
 
     /// <summary>Serves <paramref name="decoder"/> (loaded with weights of <paramref name="initialVersion"/>); paused rollouts go to <paramref name="store"/>.</summary>
+    /// <param name="maxBucketBytes">the largest checkpoint-engine message <see cref="Checkpoint"/> takes (the gRPC server's
+    /// receive limit must allow it too).</param>
     public RolloutService(IDecoder decoder, IPartialRolloutStore store, EngineOptions? options = null, long initialVersion = 0,
-        Func<string, int[]>? tokenize = null)
+        Func<string, int[]>? tokenize = null, int maxBucketBytes = Common.Rpc.GrpcServerOptions.DefaultMaxMessageSize)
     {
-        weights = new InProcessWeightChannel();
-        engine = new RolloutEngine(decoder, options, weights, initialVersion);
+        var assembler = new WeightAssembler(decoder.WeightTensors, decoder.ParameterCount, slot: new WeightSlot(initialVersion));
+        Checkpoint = new CheckpointNode(assembler, maxBucketBytes);
+        engine = new RolloutEngine(decoder, options, assembler.Slot, initialVersion);
         this.store = store;
         this.tokenize = tokenize;
         detokenize = options?.Detokenize;
-        publishedVersion = initialVersion;
         loop = new Thread(Loop) { IsBackground = true, Name = "k2rl-rollout-engine" };
         loop.Start();
     }
 
     public RolloutEngine Engine => engine;
+
+    /// <summary>The k2rl.v1.Checkpoint service that takes new weights for this engine (host it beside <see cref="RolloutGrpcService"/>).</summary>
+    public CheckpointNode Checkpoint { get; }
 
     /// <summary>Raised (with the request id) when a Generate call ends before its sequence did (the client cancelled, the
     /// deadline passed, the stream was abandoned); the sequence is then cancelled and its blocks freed.</summary>
@@ -137,39 +140,6 @@ public sealed class RolloutService : IDisposable
         };
     }
 
-    public Wire.UpdateWeightsReply UpdateWeights(Wire.UpdateWeightsRequest call)
-    {
-        ThrowIfFaulted();
-        long expected = engine.Decoder.ParameterCount * sizeof(float);
-        if (call.Parameters.Length != expected)
-        {
-            throw new RolloutServiceException(StatusCode.InvalidArgument,
-                $"parameters are {call.Parameters.Length} bytes; this model takes {expected} ({engine.Decoder.ParameterCount} fp32 values)");
-        }
-
-        var parameters = new float[engine.Decoder.ParameterCount];
-        MemoryMarshal.Cast<byte, float>(call.Parameters.Span).CopyTo(parameters);
-        if (!BitConverter.IsLittleEndian)
-        {
-            throw new PlatformNotSupportedException("big-endian hosts");
-        }
-
-        lock (publishGate)
-        {
-            if (call.Version <= publishedVersion)
-            {
-                throw new RolloutServiceException(StatusCode.FailedPrecondition,
-                    $"weight version {call.Version} is not newer than {publishedVersion}");
-            }
-
-            weights.Publish(new WeightSet(call.Version, parameters));
-            publishedVersion = call.Version;
-        }
-
-        wake.Release();
-        return new Wire.UpdateWeightsReply { AcceptedVersion = call.Version };
-    }
-
     public async Task<Wire.PauseReply> PauseAsync(Wire.PauseRequest call)
     {
         ThrowIfFaulted();
@@ -242,6 +212,7 @@ public sealed class RolloutService : IDisposable
         }
 
         engine.Sweep(); // (the semaphore is not disposed: a late cancellation callback may still release it)
+        Checkpoint.Dispose();
     }
 
     private GenerationRequest ToRequest(Wire.GenerateRequest call)

@@ -29,7 +29,7 @@ public static class RpcBenchmark
         var decoder = new ModelDecoder(config, maxBatch: 1);
         decoder.LoadWeights(model.Parameters);
         using var service = new RolloutService(decoder, new InMemoryPartialRolloutStore());
-        await using var server = await GrpcServer.Create().AddService(new RolloutGrpcService(service)).StartAsync();
+        await using var server = await GrpcServer.Create().AddService(new RolloutGrpcService(service)).AddService(service.Checkpoint).StartAsync();
         using var channel = GrpcChannels.Create(server.Address);
         var client = new RolloutClient(channel);
         var remote = await MeasureStreamsAsync(streams, tokens, r => client.GenerateAsync(r));

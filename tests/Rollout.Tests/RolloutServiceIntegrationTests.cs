@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json;
 using Grpc.Core;
 using Grpc.Net.Client;
+using K2RL.CheckpointEngine;
 using K2RL.Common.Rpc;
 using K2RL.Rollout;
 using K2RL.Tests.Shared;
@@ -24,7 +25,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         service = new RolloutService(decoder, new InMemoryPartialRolloutStore());
-        server = await GrpcServer.Create().AddService(new RolloutGrpcService(service)).StartAsync();
+        server = await GrpcServer.Create().AddService(new RolloutGrpcService(service)).AddService(service.Checkpoint).StartAsync();
         rpc = GrpcChannels.Create(server.Address);
         client = new RolloutClient(rpc);
     }
@@ -143,9 +144,13 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
         Assert.Contains("top_p", e.Status.Detail);
 
-        var stale = await Assert.ThrowsAsync<RpcException>(() => client.UpdateWeightsAsync(0, [1f]));
-        Assert.Equal(StatusCode.FailedPrecondition, stale.StatusCode);
-        Assert.Equal(4, (await client.UpdateWeightsAsync(4, [0.5f])).AcceptedVersion);
+        // Weights through the checkpoint engine's service on the same server: a stale version is refused, a new one held.
+        using var publisher = new NetworkWeightPublisher([server.Address], 1, TensorSpec.Flat(1));
+        await Task.Run(() => publisher.Publish(0, [1f]));
+        Assert.Contains("FailedPrecondition", Assert.Single(publisher.LastFailures));
+        await Task.Run(() => publisher.Publish(4, [0.5f]));
+        Assert.Empty(publisher.LastFailures);
+        Assert.Equal(4, service.Checkpoint.Assembler.HeldVersion);
 
         // A malformed frame gets a gRPC status, and the server keeps serving.
         using var http = new HttpClient(new SocketsHttpHandler()) { DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
@@ -221,7 +226,7 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
             return JsonDocument.Parse(stdout).RootElement;
         }
 
-        var open = await Task.Run(() => RunJs("generate", "invalidTopP", "outOfVocab", "staleWeights", "health"));
+        var open = await Task.Run(() => RunJs("generate", "invalidTopP", "outOfVocab", "health"));
         var gen = open.GetProperty("generate");
         Assert.Equal(0, gen.GetProperty("code").GetInt32());
         Assert.Equal(Alone(12, 1, 2, 3), gen.GetProperty("tokens").EnumerateArray().Select(t => t.GetProperty("id").GetInt32()));
@@ -229,7 +234,6 @@ public sealed class RolloutServiceIntegrationTests : IAsyncLifetime
         Assert.Equal(3, open.GetProperty("invalidTopP").GetProperty("code").GetInt32());
         Assert.Equal(3, open.GetProperty("outOfVocab").GetProperty("code").GetInt32());
         Assert.Contains("outside the vocabulary", open.GetProperty("outOfVocab").GetProperty("details").GetString());
-        Assert.Equal(9, open.GetProperty("staleWeights").GetProperty("code").GetInt32());
         Assert.True(open.GetProperty("health").GetProperty("reply").GetProperty("serving").GetBoolean());
 
         // Now hold the engine after each request's first token.

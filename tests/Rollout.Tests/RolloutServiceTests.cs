@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Grpc.Core;
+using K2RL.CheckpointEngine;
 using K2RL.Rollout;
 using Wire = K2RL.Protos.V1;
 
@@ -115,13 +116,16 @@ public sealed class RolloutServiceTests : IDisposable
     }
 
     [Fact]
-    public async Task UpdateWeightsChecksSizeAndVersionAndNewTokensCarryIt()
+    public async Task WeightsThroughTheCheckpointEngineAreCheckedAndNewTokensCarryTheirVersion()
     {
-        var wrongSize = new Wire.UpdateWeightsRequest { Version = 1, Parameters = ByteString.CopyFrom(new byte[8]) };
-        Assert.Equal(StatusCode.InvalidArgument, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(wrongSize)).Status);
-        var v3 = new Wire.UpdateWeightsRequest { Version = 3, Parameters = ByteString.CopyFrom(BitConverter.GetBytes(0.5f)) };
-        Assert.Equal(3, service.UpdateWeights(v3).AcceptedVersion);
-        Assert.Equal(StatusCode.FailedPrecondition, Assert.Throws<RolloutServiceException>(() => service.UpdateWeights(v3)).Status);
+        var assembler = service.Checkpoint.Assembler;
+        var wrongShape = EncodedVersion.Encode(1, new float[2], TensorSpec.Flat(2), WeightDtype.F32);
+        Assert.Contains("[2]", Assert.Throws<WeightTransferException>(() => assembler.Begin(wrongShape.Manifest)).Message);
+        var v3 = EncodedVersion.Encode(3, [0.5f], TensorSpec.Flat(1), WeightDtype.F32);
+        assembler.Begin(v3.Manifest);
+        Assert.Equal(BucketResult.Taken, assembler.Accept(3, 0, v3.Bucket(0).Span));
+        Assert.NotNull(assembler.TryComplete());
+        Assert.Contains("not newer", Assert.Throws<WeightTransferException>(() => assembler.Begin(v3.Manifest)).Message);
         var events = await All(service.GenerateAsync(Call("w", 5), default));
         Assert.All(events.Where(e => e.Token is not null), e => Assert.Equal(3, e.Token.WeightVersion));
         Assert.Equal(3, service.Health(new()).WeightVersion);

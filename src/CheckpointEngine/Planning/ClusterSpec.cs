@@ -18,7 +18,7 @@ public sealed record AcceleratorSpec(string Kind, double MemoryGib, double Memor
 /// Memory for the engine's buckets: what the inference engine leaves free on each accelerator, the fraction of it the
 /// checkpoint engine takes, and the bucket cap (checkpoint-engine: 0.9 of free memory, 8 GiB cap).
 /// </summary>
-public sealed record BucketSpec(double FreeMemoryGib, double MemFraction, double CapGib);
+public sealed record BucketMemorySpec(double FreeMemoryGib, double MemFraction, double CapGib);
 
 /// <summary>
 /// The inference engines that receive the weights: tensor-parallel replicas of <see cref="Tp"/> accelerators, the
@@ -47,7 +47,7 @@ public sealed record ClusterSpec(
     LinkSpec IntraNode,
     int NicsPerNode,
     LinkSpec InterNode,
-    BucketSpec Buckets,
+    BucketMemorySpec Buckets,
     InferenceSpec Inference,
     TrainerSpec Trainer,
     BroadcastSpec Broadcast,
@@ -83,7 +83,7 @@ public sealed record ClusterSpec(
 
         var (accelerator, hostToDevice, sharedBy, intraNode, interNode, nics) = ReadHardware(r);
         var b = r.Section("buckets");
-        var buckets = new BucketSpec(Positive(b, "free_memory_gib"), Optional(b, "mem_fraction", 0.9f, 0, 1, minExclusive: true),
+        var buckets = new BucketMemorySpec(Positive(b, "free_memory_gib"), Optional(b, "mem_fraction", 0.9f, 0, 1, minExclusive: true),
             Optional(b, "cap_gib", 8f, 0, minExclusive: true));
         b.RejectUnknown();
 

@@ -42,7 +42,7 @@ public static class UpdatePlanner
     /// largest tensor fits in free/3, three buffers (one host-to-device, two for the double-buffered broadcast) share
     /// it and bucket = min(max(cap, largest), free/3); otherwise two buffers, free/2, and owners copy one at a time.
     /// </summary>
-    public static (long Bytes, bool H2dBuffer) BucketBytes(BucketSpec spec, long largestTensor)
+    public static (long Bytes, bool H2dBuffer) BucketBytes(BucketMemorySpec spec, long largestTensor)
     {
         long free = (long)(spec.FreeMemoryGib * GiB * spec.MemFraction);
         long third = free / (3 * Align) * Align;

@@ -14,6 +14,9 @@ public sealed record GrpcClientOptions
 
     /// <summary>How long opening a connection may take before the call fails with UNAVAILABLE.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The HTTP/2 stream receive window in bytes (responses streamed to this client); null keeps .NET's default.</summary>
+    public int? Http2WindowBytes { get; init; }
 }
 
 /// <summary>
@@ -41,6 +44,11 @@ public static class GrpcChannels
             UseCookies = false,
             AutomaticDecompression = DecompressionMethods.None,
         };
+        if (options.Http2WindowBytes is { } window)
+        {
+            handler.InitialHttp2StreamWindowSize = window;
+        }
+
         return GrpcChannel.ForAddress(address, new GrpcChannelOptions
         {
             HttpHandler = handler,

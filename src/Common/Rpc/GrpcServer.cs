@@ -38,6 +38,13 @@ public sealed record GrpcServerOptions
     /// <summary>How long stopping waits for calls in flight (whose tokens have fired) before closing connections.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// HTTP/2 receive windows (connection and each stream) in bytes; null keeps Kestrel's (128 KiB / 96 KiB). Services that
+    /// take large streamed messages (the checkpoint engine's buckets) raise them so a sender is not held to a window
+    /// update per 96 KiB.
+    /// </summary>
+    public int? Http2WindowBytes { get; init; }
+
     /// <summary>Where handler failures and Kestrel warnings go; Serilog's global logger when null.</summary>
     public Serilog.ILogger? Logger { get; init; }
 }
@@ -101,6 +108,12 @@ public sealed class GrpcServer : IAsyncDisposable
             kestrel.Limits.MaxRequestBodySize = null;
             kestrel.Limits.MinRequestBodyDataRate = null;
             kestrel.Limits.MinResponseDataRate = null;
+            if (options.Http2WindowBytes is { } window)
+            {
+                kestrel.Limits.Http2.InitialConnectionWindowSize = window;
+                kestrel.Limits.Http2.InitialStreamWindowSize = window;
+            }
+
             kestrel.Listen(bindAddress, options.Port, listen => listen.Protocols = HttpProtocols.Http2);
         });
         builder.Services.AddRouting();

@@ -12,7 +12,7 @@ public class UpdatePlannerTests
     [Fact]
     public void BucketIsTheCapOrTheLargestTensorBoundedByAThirdOfFreeMemory()
     {
-        var spec = new BucketSpec(FreeMemoryGib: 30, MemFraction: 1, CapGib: 8);
+        var spec = new BucketMemorySpec(FreeMemoryGib: 30, MemFraction: 1, CapGib: 8);
         Assert.Equal((8 * GiB, true), UpdatePlanner.BucketBytes(spec, GiB));                    // the cap
         Assert.Equal((9 * GiB, true), UpdatePlanner.BucketBytes(spec, 9 * GiB));                // the largest tensor
         var tight = spec with { FreeMemoryGib = 9.56, MemFraction = 0.9 };                       // an H20 beside vLLM
@@ -25,7 +25,7 @@ public class UpdatePlannerTests
     [Fact]
     public void ATensorOverAThirdDropsTheHostBufferAndOneOverHalfIsRefused()
     {
-        var spec = new BucketSpec(FreeMemoryGib: 3, MemFraction: 1, CapGib: 8);
+        var spec = new BucketMemorySpec(FreeMemoryGib: 3, MemFraction: 1, CapGib: 8);
         Assert.Equal((3 * GiB / 2, false), UpdatePlanner.BucketBytes(spec, (long)(1.2 * GiB)));   // free/2
         var e = Assert.Throws<K2Exception>(() => UpdatePlanner.BucketBytes(spec, 2 * GiB));
         Assert.Contains("largest tensor (2,147,483,648 bytes)", e.Message);

@@ -36,7 +36,6 @@ const scenarios = {
   generate: () => generate({ requestId: 'js-1', promptTokenIds: [1, 2, 3], sampling: sampling() }, deadline(30000)),
   invalidTopP: () => generate({ requestId: 'js-2', promptTokenIds: [1], sampling: sampling({ topP: 0 }) }, deadline(30000)),
   outOfVocab: () => generate({ requestId: 'js-3', promptTokenIds: [1, 100000], sampling: sampling() }, deadline(30000)),
-  staleWeights: () => unary('UpdateWeights', { version: 0, parameters: Buffer.alloc(4) }),
   health: () => unary('Health', {}),
   // Held by the test after the first token: the deadline passes mid-generation. The channel is connected first
   // (a Health call) and the deadline is generous, so that on a loaded machine it cannot pass before the server

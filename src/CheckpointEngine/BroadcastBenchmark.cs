@@ -1,0 +1,207 @@
+using System.Diagnostics;
+
+namespace K2RL.CheckpointEngine;
+
+/// <summary>One transport's figures for one dtype. Rates are the fp32 parameter bytes delivered per second (so f32 and
+/// bf16 compare: bf16 moves half the bytes for the same delivery).</summary>
+public sealed record BroadcastDtypeFigures(string Dtype, long WireBytes, double InprocMs, double ShmPublishMs, double ShmReceiveMs,
+    double ShmGbPerS, double ShmEndToEndGbPerS, double Net1Ms, double Net1GbPerS, double Net3ChainMs, double Net3ChainGbPerS, double FetchMs, double FetchGbPerS);
+
+/// <summary>The figures of one buffer size: the memcpy baseline of the same run and each dtype's transports.</summary>
+public sealed record BroadcastFigures(string Name, long Parameters, int Buckets, double MemcpyMs, double MemcpyGbPerS, IReadOnlyList<BroadcastDtypeFigures> Dtypes);
+
+/// <summary>
+/// <c>k2rl bench broadcast</c>: one buffer pushed through each transport, best of a few repeats, beside a plain copy of
+/// the same bytes measured in the same run. In-process: publish + the reader taking it. Shared memory: the publisher's
+/// write into /dev/shm and a receiver's verified copy out (timed apart; the receiver side is the one a rollout worker
+/// pays). Network: loopback gRPC to 1 receiver, and to 3 receivers in a chain (relayed hop to hop), until every receiver
+/// holds the version, and a late receiver's fetch of the current version from a holder (server-streaming). The receivers run in this process (their own Kestrel servers and sockets).
+/// </summary>
+public static class BroadcastBenchmark
+{
+    public static async Task<BroadcastFigures> RunAsync(string name, long count, IReadOnlyList<TensorSpec> tensors, int repeats, long capBytes,
+        Action<string> log)
+    {
+        var parameters = new float[count];
+        var rng = new Random(12);
+        for (long i = 0; i < count; i++)
+        {
+            parameters[i] = (float)(rng.NextDouble() - 0.5);
+        }
+
+        double memcpy = Memcpy(parameters, repeats);
+        long bytes = count * sizeof(float);
+        log($"{name}: {bytes / 1e6:0.0} MB, memcpy {memcpy:0.00} ms ({Gbps(bytes, memcpy):0.00} GB/s)");
+        var dtypes = new List<BroadcastDtypeFigures>();
+        foreach (var dtype in new[] { WeightDtype.F32, WeightDtype.Bf16 })
+        {
+            double inproc = Inproc(parameters, dtype, repeats);
+            var (shmWrite, shmRead) = Shm(parameters, tensors, dtype, capBytes, repeats);
+            var (net1, fetch) = await NetAsync(parameters, tensors, dtype, capBytes, 1, repeats, log);
+            var (net3, _) = await NetAsync(parameters, tensors, dtype, capBytes, 3, repeats, log);
+            var figures = new BroadcastDtypeFigures(dtype.Name(), count * dtype.Size(), inproc, shmWrite, shmRead, Gbps(bytes, shmRead),
+                Gbps(bytes, shmWrite + shmRead), net1, Gbps(bytes, net1), net3, Gbps(bytes, net3), fetch, Gbps(bytes, fetch));
+            log($"  {figures}");
+            dtypes.Add(figures);
+        }
+
+        int buckets = BucketPlan.Manifest(0, count, tensors, WeightDtype.F32, capBytes).Buckets.Count;
+        return new BroadcastFigures(name, count, buckets, memcpy, Gbps(bytes, memcpy), dtypes);
+    }
+
+    private static double Gbps(long bytes, double ms) => bytes / (ms * 1e6);
+
+    private static double Memcpy(float[] source, int repeats)
+    {
+        var target = new float[source.Length];
+        source.CopyTo(target, 0);   // touch every page first
+        return Best(repeats, _ => Time(() => source.CopyTo(target, 0)));
+    }
+
+    // A warm channel (two buffers allocated, as in a job after its first pushes); each timed push reuses the older one.
+    private static double Inproc(float[] parameters, WeightDtype dtype, int repeats)
+    {
+        var channel = new InProcessWeightChannel(dtype);
+        double best = double.MaxValue;
+        for (int v = 0; v < repeats + 2; v++)
+        {
+            double t = Time(() =>
+            {
+                channel.Publish(v, parameters);
+                Take(channel, v - 1);
+            });
+            best = v >= 2 ? Math.Min(best, t) : best;
+        }
+
+        return best;
+    }
+
+    private static void Take(IWeightSource source, long current)
+    {
+        if (source.TryGetNewer(current, out var w) && w is not null)
+        {
+            source.Release(w);
+        }
+    }
+
+    private static (double Write, double Read) Shm(float[] parameters, IReadOnlyList<TensorSpec> tensors, WeightDtype dtype, long capBytes, int repeats)
+    {
+        string name = $"bench-{Environment.ProcessId}";
+        double write = double.MaxValue, read = double.MaxValue;
+        try
+        {
+            using var publisher = new SharedMemoryWeightPublisher(name, parameters.Length, tensors, dtype, capBytes);
+            using var receiver = new SharedMemoryWeightReceiver(name, tensors, parameters.Length);
+            for (int r = 0; r <= repeats; r++)   // the first round warms the file and the receiver's buffers
+            {
+                double w = Time(() => publisher.Publish(r, parameters));
+                double d = Time(() =>
+                {
+                    if (!receiver.TryReceive())
+                    {
+                        throw new WeightTransferException($"shared-memory receiver did not take version {r}: {receiver.LastError}");
+                    }
+                });
+                Take(receiver, r - 1);
+                if (r > 0)
+                {
+                    write = Math.Min(write, w);
+                    read = Math.Min(read, d);
+                }
+            }
+        }
+        finally
+        {
+            File.Delete(SharedMemoryLayout.PathOf(name));
+        }
+
+        return (write, read);
+    }
+
+    // The push until every receiver holds the version; with one receiver also a late joiner's fetch of it from that one.
+    private static async Task<(double Push, double Fetch)> NetAsync(float[] parameters, IReadOnlyList<TensorSpec> tensors, WeightDtype dtype, long capBytes, int receivers, int repeats,
+        Action<string> log)
+    {
+        // Each receiver holds the wire bytes, the newest version and the one being assembled (with one receiver, a late
+        // one fetches from it too); the publisher its encoding; 1 GB of headroom for the rest of the process.
+        int holders = receivers == 1 ? 2 : receivers;
+        long need = (parameters.LongLength * ((holders * (2 * sizeof(float) + dtype.Size())) + dtype.Size())) + (1L << 30);
+        GC.Collect();
+        if (need > BucketPlan.FreeBytes())
+        {
+            log($"  net x{receivers} {dtype.Name()}: skipped, needs {need / 1e9:0.0} GB and {BucketPlan.FreeBytes() / 1e9:0.0} GB are free");
+            return (double.NaN, double.NaN);
+        }
+
+        var nodes = new List<NetworkWeightReceiver>();
+        try
+        {
+            for (int i = 0; i < receivers; i++)
+            {
+                nodes.Add(await NetworkWeightReceiver.StartAsync(tensors, length: parameters.Length).ConfigureAwait(false));
+            }
+
+            using var publisher = new NetworkWeightPublisher(nodes.Select(n => n.Address).ToList(), parameters.Length, tensors,
+                new NetworkPublisherOptions { Dtype = dtype, BucketCapBytes = capBytes, Chains = 1 });
+            double best = double.MaxValue;
+            for (int r = 0; r <= repeats; r++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                await publisher.PublishAsync(r, parameters).ConfigureAwait(false);
+                double t = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                if (publisher.LastFailures.Count > 0 || nodes.Any(n => n.HeldVersion != r))
+                {
+                    throw new WeightTransferException($"network push of version {r} failed: {string.Join("; ", publisher.LastFailures)}");
+                }
+
+                foreach (var n in nodes)
+                {
+                    Take(n, r - 1);
+                }
+
+                if (r > 0)
+                {
+                    best = Math.Min(best, t);
+                }
+            }
+
+            double fetch = double.NaN;
+            for (int r = 0; receivers == 1 && r < repeats; r++)
+            {
+                await using var late = await NetworkWeightReceiver.StartAsync(tensors, length: parameters.Length).ConfigureAwait(false);
+                long t0 = Stopwatch.GetTimestamp();
+                await late.Node.FetchFromAsync([nodes[0].Address]).ConfigureAwait(false);
+                double t = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                fetch = late.HeldVersion == repeats ? Math.Min(double.IsNaN(fetch) ? double.MaxValue : fetch, t)
+                    : throw new WeightTransferException($"a late receiver fetched version {late.HeldVersion}, not {repeats}");
+            }
+
+            return (best, fetch);
+        }
+        finally
+        {
+            foreach (var n in nodes)
+            {
+                await n.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static double Best(int repeats, Func<int, double> run)
+    {
+        double best = double.MaxValue;
+        for (int r = 0; r < repeats; r++)
+        {
+            best = Math.Min(best, run(r));
+        }
+
+        return best;
+    }
+
+    private static double Time(Action action)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        action();
+        return Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+    }
+}

@@ -1,0 +1,373 @@
+using System.Collections.Concurrent;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using K2RL.Common.Rpc;
+using Wire = K2RL.Protos.V1;
+
+namespace K2RL.CheckpointEngine;
+
+/// <summary>
+/// A network receiver's k2rl.v1.Checkpoint service: it takes a pushed version bucket by bucket into its
+/// <see cref="WeightAssembler"/>, relays every verified bucket to the next receiver of the chain while the next one is
+/// still arriving, repairs what the next one reports missing from its own copy, and serves its newest complete version
+/// to any receiver that fetches it (a late, restarted or repairing one: checkpoint-engine's P2P path).
+/// Bad input from a peer ends that call with INVALID_ARGUMENT (or FAILED_PRECONDITION for a stale version) and a
+/// message naming what was wrong; the receiver keeps its version.
+/// </summary>
+public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
+{
+    private readonly WeightAssembler assembler;
+    private readonly GrpcClientOptions clientOptions;
+    private readonly SemaphoreSlim pushGate = new(1, 1);
+    private readonly ConcurrentDictionary<string, GrpcChannel> channels = new(StringComparer.Ordinal);
+    private ByteString?[] pendingBuckets = [];
+    private HeldWeights? held;
+
+    public CheckpointNode(WeightAssembler assembler, int maxMessageBytes)
+    {
+        this.assembler = assembler;
+        clientOptions = new GrpcClientOptions { MaxReceiveMessageSize = maxMessageBytes, Http2WindowBytes = NetworkReceiverOptions.WindowBytes };
+    }
+
+    public WeightAssembler Assembler => assembler;
+
+    /// <summary>The newest complete version in wire form (what <see cref="Fetch"/> serves).</summary>
+    public HeldWeights? Held => Volatile.Read(ref held);
+
+    /// <summary>Buckets that arrived corrupted (and were asked for again).</summary>
+    public long CorruptBuckets => Interlocked.Read(ref corrupt);
+
+    private long corrupt;
+
+    /// <summary>How long a push may go without a chunk before it is dropped (a peer that stalls mid-stream must not hold
+    /// the receiver: the next push waits for this one).</summary>
+    public TimeSpan ChunkTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    public override async Task<Wire.PushReply> Push(IAsyncStreamReader<Wire.WeightChunk> requestStream, ServerCallContext context)
+    {
+        using var stall = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        var ct = stall.Token;
+        if (!await requestStream.MoveNext(ct).ConfigureAwait(false))
+        {
+            throw NetworkPush.Refused(StatusCode.InvalidArgument, "empty push: the first chunk must be the manifest");
+        }
+
+        var first = requestStream.Current;
+        if (first.ChunkCase != Wire.WeightChunk.ChunkOneofCase.Manifest)
+        {
+            throw NetworkPush.Refused(StatusCode.InvalidArgument, $"the first chunk of a push must be the manifest, not a {first.ChunkCase}");
+        }
+
+        await pushGate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            stall.CancelAfter(ChunkTimeout);   // from here on this push holds the receiver: it must keep coming
+            var manifest = Begin(first.Manifest);
+            var relay = first.RelayTo.Count > 0 ? StartRelay(first, manifest, ct) : null;
+            try
+            {
+                await TakeBucketsAsync(requestStream, manifest, relay, stall, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stall.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+            {
+                relay?.Call.Dispose();
+                throw NetworkPush.Refused(StatusCode.DeadlineExceeded, $"no chunk of version {manifest.Version} for {ChunkTimeout.TotalSeconds:0} s: the push is dropped");
+            }
+            catch
+            {
+                relay?.Call.Dispose();   // the sender is gone: so is this hop's push to the next
+                throw;
+            }
+
+            if (assembler.TryComplete() is not null)
+            {
+                Volatile.Write(ref held, new HeldWeights(manifest, pendingBuckets.Select(b => b!).ToArray()));
+            }
+
+            stall.CancelAfter(Timeout.InfiniteTimeSpan);   // the next hop's repairs may take longer than one chunk's wait
+            string relayError = relay is null ? "" : await FinishRelayAsync(relay, manifest.Version, ct).ConfigureAwait(false);
+            var reply = new Wire.PushReply { HeldVersion = assembler.HeldVersion, RelayError = relayError };
+            if (assembler.Pending?.Version == manifest.Version)
+            {
+                reply.MissingBuckets.AddRange(assembler.Missing);
+            }
+
+            return reply;
+        }
+        finally
+        {
+            pushGate.Release();
+        }
+    }
+
+    public override async Task Fetch(Wire.FetchRequest request, IServerStreamWriter<Wire.WeightChunk> responseStream, ServerCallContext context)
+    {
+        var h = Held;
+        if (h is null || (request.Version != 0 && request.Version != h.Manifest.Version))
+        {
+            throw NetworkPush.Refused(StatusCode.NotFound, h is null ? "this receiver holds no version yet" : $"this receiver holds version {h.Manifest.Version}, not {request.Version}");
+        }
+
+        var bad = request.Buckets.Where(i => i < 0 || i >= h.Buckets.Length).ToList();
+        if (bad.Count > 0)
+        {
+            throw NetworkPush.Refused(StatusCode.InvalidArgument, $"bucket {bad[0]} is beyond version {h.Manifest.Version}'s {h.Buckets.Length} buckets");
+        }
+
+        await responseStream.WriteAsync(new Wire.WeightChunk { Manifest = h.Manifest.ToWire() }).ConfigureAwait(false);
+        foreach (int i in request.Buckets.Count > 0 ? request.Buckets : Enumerable.Range(0, h.Buckets.Length))
+        {
+            await responseStream.WriteAsync(NetworkPush.Chunk(h.Manifest.Version, i, h.Buckets[i])).ConfigureAwait(false);
+        }
+    }
+
+    public override Task<Wire.CheckpointStatusReply> Status(Wire.CheckpointStatusRequest request, ServerCallContext context) =>
+        Task.FromResult(new Wire.CheckpointStatusReply { HeldVersion = assembler.HeldVersion });
+
+    /// <summary>
+    /// Takes the newest complete version from the first of <paramref name="peers"/> that has one newer than the held
+    /// one (a late or restarted receiver); buckets that fail their checksum are fetched again. Returns the version
+    /// taken, or null when no peer had a newer one.
+    /// </summary>
+    public async Task<long?> FetchFromAsync(IEnumerable<Uri> peers, CancellationToken ct = default)
+    {
+        var errors = new List<string>();
+        foreach (var peer in peers)
+        {
+            try
+            {
+                if (await FetchFromAsync(ClientFor(peer.ToString()), ct).ConfigureAwait(false) is { } version)
+                {
+                    return version;
+                }
+            }
+            catch (Exception e) when (e is RpcException or WeightTransferException)
+            {
+                errors.Add($"{peer}: {e.Message}");
+            }
+        }
+
+        if (errors.Count > 0 && assembler.HeldVersion < 0)
+        {
+            throw new WeightTransferException("no peer served a version: " + string.Join("; ", errors));
+        }
+
+        return null;
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in channels.Values)
+        {
+            c.Dispose();
+        }
+    }
+
+    private async Task<long?> FetchFromAsync(Wire.Checkpoint.CheckpointClient client, CancellationToken ct)
+    {
+        await pushGate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var request = new Wire.FetchRequest();
+            WeightManifest? manifest = null;
+            for (int attempt = 0; attempt <= NetworkPush.RepairAttempts; attempt++)
+            {
+                using var call = client.Fetch(request, cancellationToken: ct);
+                await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct).ConfigureAwait(false))
+                {
+                    if (chunk.ChunkCase == Wire.WeightChunk.ChunkOneofCase.Manifest)
+                    {
+                        var m = WeightManifest.FromWire(chunk.Manifest);
+                        if (m.Version <= assembler.HeldVersion)
+                        {
+                            return null;
+                        }
+
+                        manifest = Begin(chunk.Manifest);
+                        request.Version = m.Version;
+                    }
+                    else if (manifest is null)
+                    {
+                        throw new WeightTransferException("the peer sent a bucket before the manifest");
+                    }
+                    else
+                    {
+                        Take(chunk.Bucket);
+                    }
+                }
+
+                if (manifest is not null && assembler.TryComplete() is not null)
+                {
+                    Volatile.Write(ref held, new HeldWeights(manifest, pendingBuckets.Select(b => b!).ToArray()));
+                    return manifest.Version;
+                }
+
+                request.Buckets.Clear();
+                request.Buckets.AddRange(assembler.Missing);
+            }
+
+            throw new WeightTransferException($"buckets {string.Join(", ", request.Buckets)} still fail their checksums after {NetworkPush.RepairAttempts} fetches");
+        }
+        finally
+        {
+            pushGate.Release();
+        }
+    }
+
+    // Checks the manifest against the model and the held version; a repeat of the version in progress keeps its buckets.
+    private WeightManifest Begin(Wire.WeightManifest wire)
+    {
+        try
+        {
+            var manifest = WeightManifest.FromWire(wire);
+            if (manifest.Version <= assembler.HeldVersion)
+            {
+                throw NetworkPush.Refused(StatusCode.FailedPrecondition, $"weight version {manifest.Version} is not newer than the held version {assembler.HeldVersion}");
+            }
+
+            if (!assembler.Begin(manifest))
+            {
+                pendingBuckets = new ByteString?[manifest.Buckets.Count];
+            }
+
+            return manifest;
+        }
+        catch (WeightTransferException e)
+        {
+            throw NetworkPush.Refused(StatusCode.InvalidArgument, e.Message);
+        }
+    }
+
+    private BucketResult Take(Wire.WeightBucket bucket)
+    {
+        BucketResult result;
+        try
+        {
+            result = assembler.Accept(bucket.Version, bucket.Index, bucket.Data.Span);
+        }
+        catch (WeightTransferException e)
+        {
+            throw NetworkPush.Refused(StatusCode.InvalidArgument, e.Message);
+        }
+
+        if (result == BucketResult.Taken)
+        {
+            pendingBuckets[bucket.Index] = bucket.Data;
+        }
+        else if (result == BucketResult.Corrupt)
+        {
+            Interlocked.Increment(ref corrupt);
+        }
+
+        return result;
+    }
+
+    private async Task TakeBucketsAsync(IAsyncStreamReader<Wire.WeightChunk> requests, WeightManifest manifest, Relay? relay,
+        CancellationTokenSource stall, CancellationToken ct)
+    {
+        Task? writing = relay?.Started;
+        while (await requests.MoveNext(ct).ConfigureAwait(false))
+        {
+            stall.CancelAfter(ChunkTimeout);
+            var chunk = requests.Current;
+            if (chunk.ChunkCase != Wire.WeightChunk.ChunkOneofCase.Bucket)
+            {
+                throw NetworkPush.Refused(StatusCode.InvalidArgument, $"a push of version {manifest.Version} carries a second {chunk.ChunkCase}; only buckets follow the manifest");
+            }
+
+            if (Take(chunk.Bucket) == BucketResult.Taken && relay is { Failed: false })
+            {
+                // One bucket in flight to the next hop while the next one arrives here.
+                await WaitRelay(writing, relay).ConfigureAwait(false);
+                writing = relay.Failed ? null : relay.Call.RequestStream.WriteAsync(chunk, ct);
+            }
+        }
+
+        if (relay is not null)
+        {
+            await WaitRelay(writing, relay).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task WaitRelay(Task? writing, Relay relay)
+    {
+        if (writing is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await writing.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RpcException or IOException or InvalidOperationException)
+        {
+            relay.Failed = true;
+            relay.Error = e.Message;
+        }
+    }
+
+    private Relay StartRelay(Wire.WeightChunk first, WeightManifest manifest, CancellationToken ct)
+    {
+        string next = first.RelayTo[0];
+        var client = ClientFor(next);
+        var call = client.Push(cancellationToken: ct);
+        var head = new Wire.WeightChunk { Manifest = first.Manifest };
+        head.RelayTo.AddRange(first.RelayTo.Skip(1));
+        var relay = new Relay(next, client, call, first.RelayTo.Skip(1).ToList());
+        relay.Started = call.RequestStream.WriteAsync(head, ct);
+        return relay;
+    }
+
+    private async Task<string> FinishRelayAsync(Relay relay, long version, CancellationToken ct)
+    {
+        try
+        {
+            await relay.Started.ConfigureAwait(false);
+            if (relay.Failed)
+            {
+                return $"{relay.Next}: {relay.Error}";
+            }
+
+            await relay.Call.RequestStream.CompleteAsync().ConfigureAwait(false);
+            var reply = await relay.Call.ResponseAsync.ConfigureAwait(false);
+            var mine = Held;
+            if (reply.MissingBuckets.Count > 0 && mine?.Manifest.Version == version)
+            {
+                reply = await NetworkPush.PushWithRepairAsync(relay.Client, mine!, relay.Rest, null, ct).ConfigureAwait(false);
+            }
+
+            return reply.MissingBuckets.Count > 0 ? $"{relay.Next}: buckets {string.Join(", ", reply.MissingBuckets)} still missing"
+                : reply.RelayError.Length > 0 ? reply.RelayError : "";
+        }
+        catch (RpcException e)
+        {
+            return $"{relay.Next}: {e.Status.StatusCode} {e.Status.Detail}";
+        }
+        finally
+        {
+            relay.Call.Dispose();
+        }
+    }
+
+    private Wire.Checkpoint.CheckpointClient ClientFor(string address) =>
+        new(channels.GetOrAdd(address, a => GrpcChannels.Create(a, clientOptions)));
+
+    private sealed class Relay(string next, Wire.Checkpoint.CheckpointClient client, AsyncClientStreamingCall<Wire.WeightChunk, Wire.PushReply> call, List<string> rest)
+    {
+        public string Next { get; } = next;
+
+        public Wire.Checkpoint.CheckpointClient Client { get; } = client;
+
+        public AsyncClientStreamingCall<Wire.WeightChunk, Wire.PushReply> Call { get; } = call;
+
+        public List<string> Rest { get; } = rest;
+
+        public Task Started { get; set; } = Task.CompletedTask;
+
+        public bool Failed { get; set; }
+
+        public string Error { get; set; } = "";
+    }
+}

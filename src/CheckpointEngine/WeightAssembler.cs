@@ -1,0 +1,351 @@
+using System.Runtime.InteropServices;
+
+namespace K2RL.CheckpointEngine;
+
+/// <summary>Fills <paramref name="into"/> with a bucket's bytes from <paramref name="byteOffset"/> on.</summary>
+public delegate void ChunkReader(long byteOffset, Span<byte> into);
+
+/// <summary>What became of one bucket handed to <see cref="WeightAssembler.Accept"/>.</summary>
+public enum BucketResult
+{
+    /// <summary>Verified and copied out.</summary>
+    Taken,
+
+    /// <summary>Its bytes do not match the manifest's checksum (or length): fetch it again.</summary>
+    Corrupt,
+
+    /// <summary>Already taken for this version; ignored.</summary>
+    Duplicate,
+}
+
+/// <summary>
+/// A receiver's side of every transport. It checks a version's manifest against the receiver's own model (every tensor
+/// it holds present with the same shape; no tensor it does not know unless it holds a shard), then takes buckets in any
+/// order: each is verified against its checksum and only the tensors the receiver holds are copied out (converted to
+/// fp32) into a staging buffer. When every bucket is in, the version is published to <see cref="Slot"/> whole: a
+/// reader (the rollout engine, at a step boundary) never sees a partial or unverified version, and a failed transfer
+/// leaves the last complete version in place.
+/// </summary>
+public sealed class WeightAssembler
+{
+    /// <summary>The piece a bucket read in pieces is hashed and copied out in: small enough to stay in L2.</summary>
+    internal const int ChunkBytes = 256 << 10;
+
+    private readonly IReadOnlyList<TensorSpec> model;
+    private readonly Dictionary<string, TensorSpec> byName;
+    private readonly long length;
+    private readonly bool shard;
+    private readonly object gate = new();
+    private WeightManifest? pending;
+    private float[]? staging;
+    private bool[] received = [];
+    private int receivedCount;
+    private List<CopyRun>[] runs = [];
+    private byte[] chunk = [];
+
+    /// <param name="model">the receiver's tensors (names, shapes, offsets in its own buffer).</param>
+    /// <param name="length">its buffer's length (default: the end of the last tensor).</param>
+    /// <param name="shard">it holds only some of the sender's tensors: others in a manifest are skipped, not refused.</param>
+    /// <param name="slot">where complete versions go (a fresh one by default).</param>
+    public WeightAssembler(IReadOnlyList<TensorSpec> model, long? length = null, bool shard = false, WeightSlot? slot = null)
+    {
+        this.model = model;
+        byName = model.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        this.length = length ?? model.Max(t => t.End);
+        this.shard = shard;
+        Slot = slot ?? new WeightSlot();
+    }
+
+    /// <summary>The complete versions: the receiver's <see cref="IWeightSource"/>.</summary>
+    public WeightSlot Slot { get; }
+
+    /// <summary>The newest complete version (−1 before the first).</summary>
+    public long HeldVersion => Slot.LatestVersion;
+
+    /// <summary>The version being assembled, if any.</summary>
+    public WeightManifest? Pending
+    {
+        get
+        {
+            lock (gate)
+            {
+                return pending;
+            }
+        }
+    }
+
+    /// <summary>The buckets of the pending version not yet taken.</summary>
+    public IReadOnlyList<int> Missing
+    {
+        get
+        {
+            lock (gate)
+            {
+                return pending is null ? [] : Enumerable.Range(0, received.Length).Where(i => !received[i]).ToList();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Starts assembling <paramref name="manifest"/>'s version, or continues it (the same version, the same manifest:
+    /// a repair of missing buckets; returns true). A version not above the held one, or below the one in progress, and
+    /// a manifest that does not match the receiver's model are refused; the receiver keeps what it has. Another
+    /// manifest of the version in progress (a sender that restarted and planned other buckets) starts it over.
+    /// </summary>
+    public bool Begin(WeightManifest manifest)
+    {
+        manifest.Check();
+        lock (gate)
+        {
+            if (manifest.Version <= HeldVersion)
+            {
+                throw new WeightTransferException($"weight version {manifest.Version} is not newer than the held version {HeldVersion}");
+            }
+
+            if (pending is not null && manifest.Version == pending.Version && manifest.Dtype == pending.Dtype &&
+                manifest.Buckets.SequenceEqual(pending.Buckets) && manifest.Tensors.SequenceEqual(pending.Tensors, TensorSpecComparer.Instance))
+            {
+                return true;
+            }
+
+            if (pending is not null && manifest.Version < pending.Version)
+            {
+                throw new WeightTransferException($"weight version {manifest.Version} is older than version {pending.Version} in progress");
+            }
+
+            var plan = Match(manifest);
+            Abandon();
+            pending = manifest;
+            runs = plan;
+            staging = Slot.Rent(length);
+            received = new bool[manifest.Buckets.Count];
+            receivedCount = 0;
+            return false;
+        }
+    }
+
+    /// <summary>Verifies bucket <paramref name="index"/> of <paramref name="version"/> and copies out what the receiver holds.</summary>
+    public BucketResult Accept(long version, int index, ReadOnlySpan<byte> data)
+    {
+        lock (gate)
+        {
+            var b = CheckBucket(version, index);
+            if (received[index])
+            {
+                return BucketResult.Duplicate;
+            }
+
+            if (data.Length != pending!.BucketBytes(index) || WireCodec.Checksum(data) != b.Checksum)
+            {
+                return BucketResult.Corrupt;
+            }
+
+            int size = pending!.Dtype.Size();
+            foreach (var run in runs[index])
+            {
+                WireCodec.Decode(data.Slice(checked((int)(run.Source * size)), checked((int)(run.Count * size))), pending.Dtype,
+                    staging.AsSpan(checked((int)run.Target), checked((int)run.Count)));
+            }
+
+            received[index] = true;
+            receivedCount++;
+            return BucketResult.Taken;
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="Accept(long, int, ReadOnlySpan{byte})"/>, for a bucket read in pieces (shared memory): <paramref name="read"/>
+    /// fills each piece from the bucket's byte offset; the pieces are hashed and copied out while they are in cache.
+    /// </summary>
+    public BucketResult Accept(long version, int index, ChunkReader read)
+    {
+        lock (gate)
+        {
+            var b = CheckBucket(version, index);
+            if (received[index])
+            {
+                return BucketResult.Duplicate;
+            }
+
+            int size = pending!.Dtype.Size();
+            long bytes = pending.BucketBytes(index);
+            if (pending.Dtype == WeightDtype.F32 && runs[index] is [{ Source: 0 } whole] && whole.Count == b.Count)
+            {
+                return AcceptInPlace(index, b, whole.Target, read);
+            }
+
+            int piece = (int)Math.Min(bytes, ChunkBytes / size * size);
+            if (chunk.Length < piece)
+            {
+                chunk = new byte[piece];
+            }
+
+            var hash = new System.IO.Hashing.XxHash3();
+            for (long at = 0; at < bytes; at += piece)
+            {
+                var span = chunk.AsSpan(0, (int)Math.Min(piece, bytes - at));
+                read(at, span);
+                hash.Append(span);
+                long first = at / size, count = span.Length / size;
+                foreach (var run in runs[index])
+                {
+                    long lo = Math.Max(run.Source, first), hi = Math.Min(run.Source + run.Count, first + count);
+                    if (lo < hi)
+                    {
+                        WireCodec.Decode(span.Slice((int)((lo - first) * size), (int)((hi - lo) * size)), pending.Dtype,
+                            staging.AsSpan(checked((int)(run.Target + lo - run.Source)), (int)(hi - lo)));
+                    }
+                }
+            }
+
+            if (hash.GetCurrentHashAsUInt64() != b.Checksum)
+            {
+                return BucketResult.Corrupt;
+            }
+
+            received[index] = true;
+            receivedCount++;
+            return BucketResult.Taken;
+        }
+    }
+
+    /// <summary>When every bucket is in: publishes the version to <see cref="Slot"/> and returns it; else null.</summary>
+    public WeightSet? TryComplete()
+    {
+        lock (gate)
+        {
+            if (pending is null || receivedCount < received.Length)
+            {
+                return null;
+            }
+
+            var done = new WeightSet(pending.Version, staging!);
+            pending = null;
+            staging = null;
+            Slot.Publish(done);
+            return done;
+        }
+    }
+
+    /// <summary>Drops the version in progress (its sender is gone): the held version stays.</summary>
+    public void Abandon()
+    {
+        lock (gate)
+        {
+            if (staging is not null)
+            {
+                Slot.Return(staging);
+            }
+
+            pending = null;
+            staging = null;
+        }
+    }
+
+    // fp32 into the receiver's own layout: each piece is read straight into the staging buffer and hashed there while
+    // it is in cache (a corrupt bucket's bytes stay in staging, unpublished, until the bucket is read again).
+    private BucketResult AcceptInPlace(int index, BucketSpec b, long target, ChunkReader read)
+    {
+        var hash = new System.IO.Hashing.XxHash3();
+        var dst = MemoryMarshal.AsBytes(staging.AsSpan(checked((int)target), checked((int)b.Count)));
+        for (int at = 0; at < dst.Length; at += ChunkBytes)
+        {
+            var span = dst.Slice(at, Math.Min(ChunkBytes, dst.Length - at));
+            read(at, span);
+            hash.Append(span);
+        }
+
+        if (hash.GetCurrentHashAsUInt64() != b.Checksum)
+        {
+            return BucketResult.Corrupt;
+        }
+
+        received[index] = true;
+        receivedCount++;
+        return BucketResult.Taken;
+    }
+
+    private BucketSpec CheckBucket(long version, int index)
+    {
+        if (pending is null || pending.Version != version)
+        {
+            throw new WeightTransferException($"bucket {index} of version {version} arrived, but " +
+                (pending is null ? "no version is in progress (send its manifest first)" : $"version {pending.Version} is in progress"));
+        }
+
+        if (index < 0 || index >= received.Length)
+        {
+            throw new WeightTransferException($"bucket {index} of version {version} is beyond the manifest's {received.Length} buckets");
+        }
+
+        return pending.Buckets[index];
+    }
+
+    // Which parts of each bucket land where in the receiver's buffer; refuses a manifest that does not fit the model.
+    private List<CopyRun>[] Match(WeightManifest m)
+    {
+        string at = $"manifest of version {m.Version}";
+        var sent = m.Tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var missing = model.Where(t => !sent.ContainsKey(t.Name)).Select(t => t.Name).ToList();
+        var unknown = shard ? [] : m.Tensors.Where(t => !byName.ContainsKey(t.Name)).Select(t => t.Name).ToList();
+        if (missing.Count > 0 || unknown.Count > 0)
+        {
+            throw new WeightTransferException($"{at} does not match this receiver's model: " +
+                (missing.Count > 0 ? $"missing {Names(missing)}" : "") + (missing.Count > 0 && unknown.Count > 0 ? "; " : "") +
+                (unknown.Count > 0 ? $"unknown {Names(unknown)}" : ""));
+        }
+
+        foreach (var t in model)
+        {
+            if (!sent[t.Name].Shape.SequenceEqual(t.Shape))
+            {
+                throw new WeightTransferException($"{at}: tensor {t.Name} is {sent[t.Name].ShapeText}; this receiver's model has {t.ShapeText}");
+            }
+        }
+
+        var plan = new List<CopyRun>[m.Buckets.Count];
+        bool identity = m.ParameterCount == length && model.Count == m.Tensors.Count && model.All(t => sent[t.Name].Offset == t.Offset);
+        for (int i = 0; i < plan.Length; i++)
+        {
+            plan[i] = identity ? [new CopyRun(0, m.Buckets[i].Offset, m.Buckets[i].Count)] : [];
+        }
+
+        if (!identity)
+        {
+            var starts = m.Buckets.Select(b => b.Offset).ToArray();
+            foreach (var t in model)
+            {
+                var s = sent[t.Name];
+                int bi = Array.BinarySearch(starts, s.Offset);
+                bi = bi >= 0 ? bi : ~bi - 1;
+                var b = m.Buckets[bi];
+                if (s.End > b.End)
+                {
+                    throw new WeightTransferException($"{at}: tensor {t.Name} spans buckets {bi} and after (a bucket holds whole tensors)");
+                }
+
+                plan[bi].Add(new CopyRun(s.Offset - b.Offset, t.Offset, t.Length));
+            }
+        }
+
+        return plan;
+    }
+
+    private static string Names(List<string> names) =>
+        string.Join(", ", names.Take(5)) + (names.Count > 5 ? $" and {names.Count - 5} more" : "");
+
+    /// <summary>Tensors equal by value (their shapes are arrays).</summary>
+    private sealed class TensorSpecComparer : IEqualityComparer<TensorSpec>
+    {
+        public static readonly TensorSpecComparer Instance = new();
+
+        public bool Equals(TensorSpec? a, TensorSpec? b) =>
+            a is not null && b is not null && a.Name == b.Name && a.Offset == b.Offset && a.Shape.SequenceEqual(b.Shape);
+
+        public int GetHashCode(TensorSpec t) => HashCode.Combine(t.Name, t.Offset);
+    }
+
+    /// <summary>Elements [Source, Source + Count) of a bucket go to [Target, Target + Count) of the receiver's buffer.</summary>
+    [StructLayout(LayoutKind.Auto)]
+    private readonly record struct CopyRun(long Source, long Target, long Count);
+}

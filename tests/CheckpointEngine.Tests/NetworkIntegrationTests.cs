@@ -1,0 +1,175 @@
+using Google.Protobuf;
+using Grpc.Core;
+using K2RL.Common.Rpc;
+using Wire = K2RL.Protos.V1;
+
+namespace K2RL.CheckpointEngine.Tests;
+
+/// <summary>The network transport with its receivers in real child processes (<c>k2rl ckpt receive --listen</c>).</summary>
+public sealed class NetworkIntegrationTests
+{
+    private const int Tensors = 16, Size = 1000;
+    private const long Cap = 12_000;
+    private static readonly IReadOnlyList<TensorSpec> Layout = TensorSpec.Synthetic(Tensors, Size);
+
+    [Fact]
+    public async Task AChainOfReceiverProcessesHoldsEveryVersionRepairsCorruptBucketsAndServesLateJoiners()
+    {
+        var children = Enumerable.Range(0, 3).Select(_ => ChildReceiver.Start(Tensors, Size, "--listen", "127.0.0.1:0")).ToList();
+        try
+        {
+            var addresses = children.Select(c => c.Address()).ToList();
+            // Bucket 1 is corrupted on the trainer's link the first time: the head refuses it, asks again, and relays the good one.
+            using var publisher = new NetworkWeightPublisher(addresses, Tensors * Size, Layout, new NetworkPublisherOptions
+            {
+                BucketCapBytes = Cap,
+                Tamper = (attempt, bucket, data) => attempt == 0 && bucket == 1 ? Flip(data) : data,
+            });
+            var p1 = Weights.Random(Tensors * Size, 1);
+            await Task.Run(() => publisher.Publish(1, p1));
+            Assert.Empty(publisher.LastFailures);
+            Assert.All(children, c => Assert.Equal(Weights.Digest(p1), c.WaitForVersion(1)));
+
+            using var bf16 = new NetworkWeightPublisher(addresses, Tensors * Size, Layout, new NetworkPublisherOptions { Dtype = WeightDtype.Bf16, BucketCapBytes = Cap });
+            var p2 = Weights.Random(Tensors * Size, 2);
+            await Task.Run(() => bf16.Publish(2, p2));
+            string rounded = Weights.Digest(Weights.RoundedToBf16(p2));
+            Assert.All(children, c => Assert.Equal(rounded, c.WaitForVersion(2)));
+
+            // A receiver that joins late (or restarts) gets the current version from a peer, alone.
+            using (var late = ChildReceiver.Start(Tensors, Size, "--listen", "127.0.0.1:0", "--peer", addresses[2].ToString(), "--until-version", "2"))
+            {
+                var (json, code) = late.Finish();
+                Assert.Equal(0, code);
+                Assert.Equal(rounded, json.GetProperty("checksum").GetString());
+            }
+
+            // The middle hop dies: the chain is cut, the publisher reaches the last receiver directly and names the dead one.
+            children[1].Kill();
+            var p3 = Weights.Random(Tensors * Size, 3);
+            await Task.Run(() => publisher.Publish(3, p3));
+            Assert.Contains(addresses[1].ToString(), Assert.Single(publisher.LastFailures));
+            Assert.Equal(Weights.Digest(p3), children[0].WaitForVersion(3));
+            Assert.Equal(Weights.Digest(p3), children[2].WaitForVersion(3));
+
+            var head = children[0].Finish();
+            Assert.Equal(0, head.ExitCode);
+            Assert.Equal(2, head.Json.GetProperty("refetched").GetInt64());   // the corrupted bucket, once in each of versions 1 and 3
+        }
+        finally
+        {
+            children.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Fact]
+    public async Task AHostilePeerGetsClearErrorsAndTheReceiverKeepsServingItsVersion()
+    {
+        using var child = ChildReceiver.Start(Tensors, Size, "--listen", "127.0.0.1:0");
+        var address = child.Address();
+        using var publisher = new NetworkWeightPublisher([address], Tensors * Size, Layout, new NetworkPublisherOptions { BucketCapBytes = Cap });
+        var p1 = Weights.Random(Tensors * Size, 4);
+        await Task.Run(() => publisher.Publish(1, p1));
+        string digest = child.WaitForVersion(1);
+        using var channel = GrpcChannels.Create(address);
+        var client = new Wire.Checkpoint.CheckpointClient(channel);
+        var v2 = EncodedVersion.Encode(2, Weights.Random(Tensors * Size, 5), Layout, WeightDtype.F32, Cap);
+
+        // A sender that stops mid-stream: half the buckets, then the call is gone.
+        using (var cts = new CancellationTokenSource())
+        {
+            var call = client.Push(cancellationToken: cts.Token);
+            await call.RequestStream.WriteAsync(new Wire.WeightChunk { Manifest = v2.Manifest.ToWire() });
+            for (int i = 0; i < v2.BucketCount / 2; i++)
+            {
+                await call.RequestStream.WriteAsync(Bucket(2, i, v2.Bucket(i)));
+            }
+
+            await cts.CancelAsync();
+            call.Dispose();
+        }
+
+        var renamed = EncodedVersion.Encode(2, new float[Tensors * Size], Layout.Select((t, i) => i == 5 ? t with { Name = "t5.bad" } : t).ToList(), WeightDtype.F32, Cap);
+        var e = await Assert.ThrowsAsync<RpcException>(() => Push(client, renamed.Manifest.ToWire()));
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("t5.bad", e.Status.Detail);
+
+        var stale = EncodedVersion.Encode(1, new float[Tensors * Size], Layout, WeightDtype.F32, Cap);
+        Assert.Equal(StatusCode.FailedPrecondition, (await Assert.ThrowsAsync<RpcException>(() => Push(client, stale.Manifest.ToWire()))).StatusCode);
+
+        var unknownDtype = v2.Manifest.ToWire();
+        foreach (var t in unknownDtype.Tensors)
+        {
+            t.Dtype = (Wire.WeightDtype)5;
+        }
+
+        Assert.Contains("unknown", (await Assert.ThrowsAsync<RpcException>(() => Push(client, unknownDtype))).Status.Detail);
+        e = await Assert.ThrowsAsync<RpcException>(() => Push(client, v2.Manifest.ToWire(), Bucket(2, v2.BucketCount + 3, v2.Bucket(0))));
+        Assert.Contains("beyond the manifest", e.Status.Detail);
+        e = await Assert.ThrowsAsync<RpcException>(() => Push(client, null, Bucket(2, 0, v2.Bucket(0))));
+        Assert.Contains("must be the manifest", e.Status.Detail);
+
+        // Garbage bytes in every bucket: none is taken; those the stopped sender never sent are reported missing (the
+        // ones it did send may have been kept for a repair of version 2).
+        var reply = await Push(client, v2.Manifest.ToWire(), Enumerable.Range(0, v2.BucketCount).Select(i => Bucket(2, i, Flip(ByteString.CopyFrom(v2.Bucket(i).Span)))).ToArray());
+        Assert.Equal(1, reply.HeldVersion);
+        Assert.Subset(reply.MissingBuckets.ToHashSet(), Enumerable.Range(v2.BucketCount / 2, v2.BucketCount - (v2.BucketCount / 2)).ToHashSet());
+
+        Assert.Equal(1, (await client.StatusAsync(new Wire.CheckpointStatusRequest())).HeldVersion);
+        Assert.Equal((1L, digest), child.Status());
+        var p3 = Weights.Random(Tensors * Size, 6);
+        await Task.Run(() => publisher.Publish(3, p3));   // still serving
+        Assert.Equal(Weights.Digest(p3), child.WaitForVersion(3));
+    }
+
+    [Fact]
+    public async Task APeerThatStallsMidStreamIsDroppedAndDoesNotHoldTheReceiver()
+    {
+        await using var receiver = await NetworkWeightReceiver.StartAsync(Layout, new NetworkReceiverOptions { ChunkTimeout = TimeSpan.FromSeconds(1) });
+        using var channel = GrpcChannels.Create(receiver.Address);
+        var client = new Wire.Checkpoint.CheckpointClient(channel);
+        var v1 = EncodedVersion.Encode(1, Weights.Random(Tensors * Size, 7), Layout, WeightDtype.F32, Cap);
+        using var stalled = client.Push();
+        await stalled.RequestStream.WriteAsync(new Wire.WeightChunk { Manifest = v1.Manifest.ToWire() });
+        await stalled.RequestStream.WriteAsync(Bucket(1, 0, v1.Bucket(0)));   // then nothing, the call left open
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => stalled.ResponseAsync);
+        Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
+        Assert.Contains("no chunk of version 1", e.Status.Detail);
+        using var publisher = new NetworkWeightPublisher([receiver.Address], Tensors * Size, Layout, new NetworkPublisherOptions { BucketCapBytes = Cap });
+        var p2 = Weights.Random(Tensors * Size, 8);
+        await publisher.PublishAsync(2, p2);
+        Assert.Empty(publisher.LastFailures);
+        Assert.True(receiver.TryGetNewer(-1, out var w));
+        Assert.Equal(p2, w!.Parameters);
+    }
+
+    private static ByteString Flip(ByteString data)
+    {
+        var bytes = data.ToByteArray();
+        bytes[bytes.Length / 2] ^= 0x40;
+        return ByteString.CopyFrom(bytes);
+    }
+
+    private static Wire.WeightChunk Bucket(long version, int index, ReadOnlyMemory<byte> data) => Bucket(version, index, ByteString.CopyFrom(data.Span));
+
+    private static Wire.WeightChunk Bucket(long version, int index, ByteString data) =>
+        new() { Bucket = new Wire.WeightBucket { Version = version, Index = index, Data = data } };
+
+    private static async Task<Wire.PushReply> Push(Wire.Checkpoint.CheckpointClient client, Wire.WeightManifest? manifest, params Wire.WeightChunk[] buckets)
+    {
+        using var call = client.Push();
+        if (manifest is not null)
+        {
+            await call.RequestStream.WriteAsync(new Wire.WeightChunk { Manifest = manifest });
+        }
+
+        foreach (var b in buckets)
+        {
+            await call.RequestStream.WriteAsync(b);
+        }
+
+        await call.RequestStream.CompleteAsync();
+        return await call.ResponseAsync;
+    }
+}
