@@ -110,6 +110,36 @@ public class SftCommandTests
     }
 
     [Fact]
+    public async Task Demo_WithSft_SynthesizesItsDataFirst_ThenRunsSftThenRl()
+    {
+        using var pretrain = new PretrainTestJobs(steps: 3, every: 3);
+        string model = Path.Combine(pretrain.Dir, "model.json");
+        File.WriteAllText(model, File.ReadAllText(model).Replace("\"max_position_embeddings\": 64", "\"max_position_embeddings\": 512"));
+        using var rl = new RlTestJobs(iterations: 1);
+        using var sft = new SftTestJobs("unused-the-demo-sets-it", steps: 2);
+        string synthJob = Path.Combine(sft.Dir, "synth.yaml");
+        File.WriteAllText(synthJob, """
+            seed: 4
+            trajectories: 24
+            envs:
+              arithmetic: {weight: 1, difficulty: [1]}
+              list_ops: {weight: 1, difficulty: [1]}
+            """);
+        string demo = Path.Combine(sft.Dir, "demo");
+        var (code, stdout, stderr) = await Cli("demo", "--run-dir", demo, "--pretrain-job", pretrain.JobPath, "--sft", "--synth-job", synthJob,
+            "--sft-job", sft.JobPath, "--rl-job", rl.JobPath);
+        Assert.True(code == 0, stderr);
+        string data = Path.Combine(demo, "sft-data");
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(data, "summary.json")))!;
+        int kept = summary["kept"]!.GetValue<int>();
+        Assert.InRange(kept, 1, 24);
+        Assert.Equal(kept, K2RL.Gym.Synthesis.SftDataset.Read(data).Count);   // rejected.jsonl is not training data
+        Assert.Contains($"data: {Path.GetFullPath(data)}", File.ReadAllText(Path.Combine(demo, "sft", "config.yaml")));
+        var row = JsonNode.Parse(stdout)!["held_out"]!["list_ops/d1"]!;
+        Assert.Equal(row["sft"]!.GetValue<double>(), row["before"]!.GetValue<double>());   // RL starts from the SFT weights
+    }
+
+    [Fact]
     public async Task Demo_WithSftData_RunsPretrainThenSftThenRl_AndReportsEachStage()
     {
         using var pretrain = new PretrainTestJobs(steps: 3, every: 3);

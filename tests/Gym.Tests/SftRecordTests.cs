@@ -78,6 +78,15 @@ public class SftRecordTests
             Assert.Contains("b.jsonl:3", e.Message);
             Assert.Contains("0 message(s)", e.Message);
             Assert.Throws<ConfigException>(() => SftDataset.Read(Path.Combine(dir, "missing.jsonl")));
+            // a synth output directory: rejected.jsonl is not read; a rejected record anywhere else is an error
+            File.Delete(Path.Combine(dir, "b.jsonl"));
+            string rejected = (ToolRecord() with { Verdict = new SftVerdict(false, "verifier", "wrong answer") }).ToJsonLine();
+            File.WriteAllLines(Path.Combine(dir, "rejected.jsonl"), [rejected]);
+            Assert.Equal(2, SftDataset.Read(dir).Count);
+            File.WriteAllLines(Path.Combine(dir, "c.jsonl"), [good, rejected]);
+            var r = Assert.Throws<CorruptFileException>(() => SftDataset.Read(dir));
+            Assert.Contains("c.jsonl:2", r.Message);
+            Assert.Contains("rejected by its judge (verifier: wrong answer)", r.Message);
             string empty = Directory.CreateDirectory(Path.Combine(dir, "empty")).FullName;
             Assert.Contains("no .jsonl", Assert.Throws<ConfigException>(() => SftDataset.Read(empty)).Message);
         }

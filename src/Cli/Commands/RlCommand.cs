@@ -119,7 +119,10 @@ public sealed class RlCommand : ICommandProvider
         return (result, before, after);
     }
 
-    internal sealed record DemoOptions(string RunDir, string? Base, string PretrainJob, string RlJob, bool Resume, string? SftJob = null, string? SftData = null);
+    internal sealed record DemoOptions(string RunDir, string? Base, string PretrainJob, string RlJob, bool Resume, string? SftJob = null, string? SftData = null,
+        bool Sft = false, string SynthJob = DefaultSynthJob);
+
+    internal const string DefaultSynthJob = "configs/jobs/synth-nano.yaml";
 
     private static Command DemoCommand(CliContext context)
     {
@@ -138,11 +141,16 @@ public sealed class RlCommand : ICommandProvider
         {
             Description = "Run SFT between the base and RL on this dataset (k2rl.sft.v1 .jsonl file or directory), with --sft-job or configs/jobs/sft-nano.yaml",
         };
+        var sft = new Option<bool>("--sft")
+        {
+            Description = "Run SFT between the base and RL on data the synthesis pipeline makes first (--synth-job) in RUN_DIR/sft-data, unless --sft-data names a dataset",
+        };
+        var synthJob = new Option<string>("--synth-job") { Description = "The synthesis job of --sft", DefaultValueFactory = _ => DefaultSynthJob };
         var resume = new Option<bool>("--resume") { Description = "Continue an interrupted demo (every stage resumes)" };
-        var command = new Command("demo", "The whole pipeline: pretrain a k2-nano base, SFT it (with --sft-data / --sft-job), RL it, and print held-out accuracy along the way")
-            { runDir, baseDir, pretrainJob, rlJob, sftJob, sftData, resume };
+        var command = new Command("demo", "The whole pipeline: pretrain a k2-nano base, SFT it (--sft, or --sft-data / --sft-job), RL it, and print held-out accuracy along the way")
+            { runDir, baseDir, pretrainJob, rlJob, sft, synthJob, sftJob, sftData, resume };
         command.SetAction(parse => Demo(context, new DemoOptions(parse.GetValue(runDir)!, parse.GetValue(baseDir), parse.GetValue(pretrainJob)!,
-            parse.GetValue(rlJob)!, parse.GetValue(resume), parse.GetValue(sftJob), parse.GetValue(sftData))));
+            parse.GetValue(rlJob)!, parse.GetValue(resume), parse.GetValue(sftJob), parse.GetValue(sftData), parse.GetValue(sft), parse.GetValue(synthJob)!)));
         return command;
     }
 
@@ -169,6 +177,23 @@ public sealed class RlCommand : ICommandProvider
         string? sftDir = null;
         K2RL.Trainer.Sft.SftResult? sft = null;
         IReadOnlyDictionary<string, double>? baseHeldOut = null;
+        if (o.Sft && o.SftData is null)
+        {
+            // The synthesis stage: a finished one (its summary.json is written last) is kept on a rerun.
+            string data = Path.Combine(o.RunDir, "sft-data");
+            if (!File.Exists(Path.Combine(data, K2RL.Gym.Synthesis.SynthesisPipeline.SummaryFile)))
+            {
+                int code = SynthCommand.Run(new CliContext(TextWriter.Null, context.Error), new SynthCommand.Options { Job = o.SynthJob, Out = data })
+                    .GetAwaiter().GetResult();
+                if (code != 0)
+                {
+                    return code;
+                }
+            }
+
+            o = o with { SftData = data };
+        }
+
         if (o.SftData is not null || o.SftJob is not null)
         {
             sftDir = Path.Combine(o.RunDir, "sft");

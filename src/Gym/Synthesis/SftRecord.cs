@@ -440,14 +440,16 @@ public sealed record SftRecord
 public static class SftDataset
 {
     /// <summary>
-    /// Every record of <paramref name="path"/> (a .jsonl file, or a directory: its *.jsonl files in name order).
-    /// Blank lines are skipped; any other line that does not parse or validate throws, naming file:line. A directory
-    /// without a .jsonl file, or a dataset without a record, is an error too.
+    /// Every record of <paramref name="path"/> (a .jsonl file, or a directory: its *.jsonl files in name order but
+    /// <c>rejected.jsonl</c>, so a <c>k2rl synth</c> output directory reads as its kept records). Blank lines are
+    /// skipped; any other line that does not parse or validate throws, naming file:line, and so does a record whose
+    /// verdict says the judge did not keep it. A directory without a .jsonl file, or a dataset without a record, is an
+    /// error too.
     /// </summary>
     public static IReadOnlyList<SftRecord> Read(string path)
     {
         string[] files = Directory.Exists(path)
-            ? Directory.GetFiles(path, "*.jsonl").Order(StringComparer.Ordinal).ToArray()
+            ? Directory.GetFiles(path, "*.jsonl").Where(f => Path.GetFileName(f) != SynthesisPipeline.RejectedFile).Order(StringComparer.Ordinal).ToArray()
             : File.Exists(path) ? [path] : throw new ConfigException($"SFT dataset '{path}' does not exist");
         if (files.Length == 0)
         {
@@ -469,6 +471,11 @@ public static class SftDataset
                 if (!SftRecord.TryParse(line, out var record, out string? error))
                 {
                     throw new CorruptFileException($"{file}:{lineNumber}", error!);
+                }
+
+                if (record!.Verdict is { Kept: false } v)
+                {
+                    throw new CorruptFileException($"{file}:{lineNumber}", $"record '{record.Id}' was rejected by its judge ({v.Judge}: {v.Reason}); SFT trains on kept records only");
                 }
 
                 records.Add(record!);
