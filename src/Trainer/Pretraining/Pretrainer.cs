@@ -117,25 +117,7 @@ public sealed class Pretrainer
 
             step++;
             double ms = sw.Elapsed.TotalMilliseconds;
-            var m = new StepMetrics
-            {
-                Step = step,
-                Loss = loss,
-                Lr = lr,
-                GradNorm = r.GradNorm,
-                MaxLogit = r.MaxLogit,
-                ClippedHeads = r.ClippedHeads,
-                ExpertLoadMaxOverMean = r.ExpertLoadMaxOverMean,
-                BalanceLoss = r.BalanceLoss,
-                TokensPerS = stepTokens / Math.Max(1e-9, ms / 1000),
-                Tokens = tokens,
-                Skipped = r.Skipped,
-                StepMs = ms,
-                ForwardBackwardMs = (r.Times.Zero + r.Times.ForwardBackward) * 1000,
-                OptimizerMs = r.Skipped ? 0 : r.Times.Optimizer * 1000,
-                NewtonSchulzMs = r.Times.NewtonSchulz * 1000,
-                TokensPerStep = stepTokens,
-            };
+            var m = StepMetrics.Of(step, loss, lr, r, ms, stepTokens, tokens);
             // Deliberate twin of RlJob.TrainAsync's iteration tail (metrics line, bad-step stop, periodic checkpoint): each loop returns its own result.
             File.AppendAllText(run.Metrics, m.ToJson() + "\n");
             observer?.OnStep(m, total);

@@ -1,11 +1,33 @@
 using System.Text;
 using System.Text.Json;
+using K2RL.Trainer.Training;
 
 namespace K2RL.Trainer.Pretraining;
 
 /// <summary>One line of metrics.jsonl.</summary>
 public sealed record StepMetrics
 {
+    /// <summary>The metrics line of one <see cref="TrainStep"/> (pretraining and SFT): its result, the wall time, the tokens.</summary>
+    public static StepMetrics Of(long step, float loss, double lr, TrainStepResult r, double ms, long stepTokens, long tokens) => new()
+    {
+        Step = step,
+        Loss = loss,
+        Lr = lr,
+        GradNorm = r.GradNorm,
+        MaxLogit = r.MaxLogit,
+        ClippedHeads = r.ClippedHeads,
+        ExpertLoadMaxOverMean = r.ExpertLoadMaxOverMean,
+        BalanceLoss = r.BalanceLoss,
+        TokensPerS = stepTokens / Math.Max(1e-9, ms / 1000),
+        Tokens = tokens,
+        Skipped = r.Skipped,
+        StepMs = ms,
+        ForwardBackwardMs = (r.Times.Zero + r.Times.ForwardBackward) * 1000,
+        OptimizerMs = r.Skipped ? 0 : r.Times.Optimizer * 1000,
+        NewtonSchulzMs = r.Times.NewtonSchulz * 1000,
+        TokensPerStep = stepTokens,
+    };
+
     public long Step { get; init; }
 
     public float Loss { get; init; }

@@ -123,25 +123,7 @@ public sealed class SftTrainer
 
             step++;
             double ms = sw.Elapsed.TotalMilliseconds;
-            var m = new StepMetrics
-            {
-                Step = step,
-                Loss = (float)r.Loss,
-                Lr = lr,
-                GradNorm = r.GradNorm,
-                MaxLogit = r.MaxLogit,
-                ClippedHeads = r.ClippedHeads,
-                ExpertLoadMaxOverMean = r.ExpertLoadMaxOverMean,
-                BalanceLoss = r.BalanceLoss,
-                TokensPerS = stepTokens / Math.Max(1e-9, ms / 1000),
-                Tokens = tokens,
-                Skipped = r.Skipped,
-                StepMs = ms,
-                ForwardBackwardMs = (r.Times.Zero + r.Times.ForwardBackward) * 1000,
-                OptimizerMs = r.Skipped ? 0 : r.Times.Optimizer * 1000,
-                NewtonSchulzMs = r.Times.NewtonSchulz * 1000,
-                TokensPerStep = stepTokens,
-            };
+            var m = StepMetrics.Of(step, (float)r.Loss, lr, r, ms, stepTokens, tokens);
             var line = JsonNode.Parse(m.ToJson())!.AsObject();
             line["epoch"] = data.Cursor.Epoch + (double)data.Cursor.Position / data.Train.Count;
             line["trained_tokens"] = r.Tokens;
