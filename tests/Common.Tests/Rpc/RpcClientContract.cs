@@ -240,7 +240,11 @@ public abstract class RpcClientContract
             await call.RequestStream.WriteAsync(new EchoRequest { Payload = ByteString.CopyFrom(new byte[RpcServerFixture.Limit + 1]) });
             await call.ResponseStream.MoveNext();
         });
-        Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
+        // The server ends the call with RESOURCE_EXHAUSTED and resets the stream. A client still sending the big
+        // message's frames can see that reset fail its write (Cancelled) before the status arrives: seen once in CI
+        // under load. Either way the stream is refused and the server goes on serving; the unary test above checks
+        // the status itself.
+        Assert.True(e.StatusCode is StatusCode.ResourceExhausted or StatusCode.Cancelled, $"{e.StatusCode}: {e.Status.Detail}");
         await AssertServesAsync();
     }
 
