@@ -8,7 +8,7 @@ namespace K2RL.Tests.Shared;
 /// Environments that break the rules the way a misbehaving remote does (issue 14, item 2), served over real sockets
 /// by a real <see cref="RemoteEnvironmentServer"/>: <c>nan</c> answers every step with a NaN reward, <c>endless</c>
 /// never ends an episode (reward 0.25 a step), <c>hang</c> never answers a step (until the caller gives up),
-/// <c>huge</c> ends each episode with a finite but absurd reward (±1e300, alternating), which makes the RL loss and
+/// <c>huge</c> ends each episode with a finite but absurd reward (±1e300, alternating between the samples of a task), which makes the RL loss and
 /// gradient non-finite.
 /// </summary>
 public sealed class BrokenEnvironmentServer : IAsyncDisposable
@@ -51,14 +51,19 @@ public sealed class BrokenEnvironmentServer : IAsyncDisposable
 
     public ValueTask DisposeAsync() => Server.DisposeAsync();
 
-    private static long hugeEpisodes;
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<long, int> HugeEpisodes = new();
 
     private sealed class BrokenEnvironment(string name) : IEnvironment
     {
         public string Name => name;
 
-        public ValueTask<Observation> ResetAsync(long seed, ResetOptions? options = null, CancellationToken ct = default) =>
-            ValueTask.FromResult(Observation.Of(Message.UserText($"Task {seed}: say anything.")));
+        private long seed;
+
+        public ValueTask<Observation> ResetAsync(long seed, ResetOptions? options = null, CancellationToken ct = default)
+        {
+            this.seed = seed;
+            return ValueTask.FromResult(Observation.Of(Message.UserText($"Task {seed}: say anything.")));
+        }
 
         public async ValueTask<StepResult> StepAsync(string action, CancellationToken ct = default)
         {
@@ -69,7 +74,9 @@ public sealed class BrokenEnvironmentServer : IAsyncDisposable
                 case "endless":
                     return new StepResult(Observation.Of(Message.UserText("go on")), 0.25, false, false, StepInfo.None);
                 case "huge":
-                    double sign = Interlocked.Increment(ref hugeEpisodes) % 2 == 0 ? 1 : -1;
+                    // The samples of one prompt share its task seed: counting episodes per seed gives them opposite signs
+                    // whichever finishes first (counting all episodes together could give a group's two the same sign).
+                    double sign = HugeEpisodes.AddOrUpdate(seed, 1, (_, n) => n + 1) % 2 == 0 ? 1 : -1;
                     return new StepResult(Observation.Empty, sign * 1e300, true, false, StepInfo.None);
                 default:
                     await Task.Delay(TimeSpan.FromMinutes(10), ct);   // gives up only when the call is cancelled
