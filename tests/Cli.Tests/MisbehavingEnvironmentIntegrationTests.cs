@@ -112,15 +112,9 @@ public sealed class MisbehavingEnvironmentIntegrationTests : IAsyncLifetime
                 checkpoint:
                   every_iterations: 1
                 """;
-            var config = RlJobConfig.Parse(job, Path.Combine(dir, "job.yaml"), registry.Environments.Select(e => e.Name).ToArray(),
-                SyntheticCorpus.CreateDefault().Kinds);
-            var observer = new RlLearningTests.Collect();
-            RlResult result;
+            var config = RlLearningTests.ParseJob(job, dir, registry);
             string run = Path.Combine(dir, "run");
-            using (var rl = new RlJob(config, run, registry))
-            {
-                result = await rl.TrainAsync(resume: false, maxIterations: null, CancellationToken.None, observer);
-            }
+            var (result, observer) = await RlLearningTests.RunInProcess(config, run, registry);
 
             Assert.Equal(RlStopReason.TooManyBadSteps, result.Reason);
             Assert.Equal(2, result.Iteration);
@@ -169,16 +163,10 @@ public sealed class MisbehavingEnvironmentIntegrationTests : IAsyncLifetime
                 eval:
                   every: 0
                 """;
-            var config = RlJobConfig.Parse(job, Path.Combine(dir, "job.yaml"), registry.Environments.Select(e => e.Name).ToArray(),
-                SyntheticCorpus.CreateDefault().Kinds);
+            var config = RlLearningTests.ParseJob(job, dir, registry);
             Assert.Equal(1.5, config.Envs.Single(e => e.Name == "hang").EpisodeTimeoutSeconds);
-            var observer = new RlLearningTests.Collect();
             var watch = Stopwatch.StartNew();
-            RlResult result;
-            using (var rl = new RlJob(config, Path.Combine(dir, "run"), registry))
-            {
-                result = await rl.TrainAsync(resume: false, maxIterations: null, CancellationToken.None, observer);
-            }
+            var (result, observer) = await RlLearningTests.RunInProcess(config, Path.Combine(dir, "run"), registry);
 
             Assert.Equal(RlStopReason.Completed, result.Reason);
             Assert.Equal(2, observer.Metrics.Count);

@@ -93,14 +93,8 @@ public sealed class RlLearningTests
                 eval:
                   every: 0
                 """;
-            var config = RlJobConfig.Parse(job, Path.Combine(dir, "job.yaml"), registry.Environments.Select(e => e.Name).ToArray(),
-                SyntheticCorpus.CreateDefault().Kinds);
-            var observer = new Collect();
-            RlResult result;
-            using (var rl = new RlJob(config, Path.Combine(dir, "run"), registry))
-            {
-                result = await rl.TrainAsync(resume: false, maxIterations: null, CancellationToken.None, observer);
-            }
+            var config = ParseJob(job, dir, registry);
+            var (result, observer) = await RunInProcess(config, Path.Combine(dir, "run"), registry);
 
             Assert.Equal(RlStopReason.Completed, result.Reason);
             Assert.Equal(3, observer.Metrics.Count);
@@ -118,6 +112,19 @@ public sealed class RlLearningTests
     }
 
     /// <summary>The metrics of every iteration, as the job reports them.</summary>
+    /// <summary>The job text as `k2rl rl` parses it, with <paramref name="registry"/>'s environments known.</summary>
+    internal static RlJobConfig ParseJob(string job, string dir, GymRegistry registry) =>
+        RlJobConfig.Parse(job, Path.Combine(dir, "job.yaml"), registry.Environments.Select(e => e.Name).ToArray(), SyntheticCorpus.CreateDefault().Kinds);
+
+    /// <summary>The RL job in this process, from scratch to its end, with every iteration's metrics collected.</summary>
+    internal static async Task<(RlResult Result, Collect Observer)> RunInProcess(RlJobConfig config, string runDir, GymRegistry registry)
+    {
+        var observer = new Collect();
+        using var rl = new RlJob(config, runDir, registry);
+        var result = await rl.TrainAsync(resume: false, maxIterations: null, CancellationToken.None, observer);
+        return (result, observer);
+    }
+
     internal sealed class Collect : IRlObserver
     {
         public List<RlMetrics> Metrics { get; } = [];
@@ -159,13 +166,8 @@ public sealed class RlLearningTests
                 checkpoint:
                   every_iterations: 1000
                 """;
-            var config = RlJobConfig.Parse(job, Path.Combine(dir, "job.yaml"), registry.Environments.Select(e => e.Name).ToArray(),
-                SyntheticCorpus.CreateDefault().Kinds);
-            var observer = new Collect();
-            using (var rl = new RlJob(config, Path.Combine(dir, "run"), registry))
-            {
-                await rl.TrainAsync(resume: false, maxIterations: null, CancellationToken.None, observer);
-            }
+            var config = ParseJob(job, dir, registry);
+            var (_, observer) = await RunInProcess(config, Path.Combine(dir, "run"), registry);
 
             double first = observer.Metrics.Take(5).Average(m => m.RewardMean);
             double last = observer.Metrics.TakeLast(5).Average(m => m.RewardMean);
