@@ -24,6 +24,7 @@ public sealed class K2Model
     private readonly float[] maxLogits;     // [L, H]
     private readonly int[] expertCounts;    // [L, E]
     private Activations? acts;
+    private int[] replayScratch = [];
     private readonly StepProfile profile = new();
     private bool haveForward;
 
@@ -135,11 +136,32 @@ public sealed class K2Model
     /// </summary>
     public float BalanceLoss { get; private set; }
 
-    /// <summary>Forward only. Returns the mean cross-entropy over targets ≥ 0 (0 when there are none).</summary>
-    public float Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int B, int T)
+    /// <summary>[B·T, K] the experts each token of the last forward went to in MoE layer <paramref name="layer"/>, best first.</summary>
+    public ReadOnlySpan<int> ChosenExperts(int layer) =>
+        acts?.Moe[layer] is { } moe ? moe.Selected[..(acts.N * Config.NumExpertsPerTok)]
+            : throw new InvalidOperationException($"layer {layer} is not an MoE layer, or there was no forward yet");
+
+    /// <summary>
+    /// Tokens × MoE layers of the last forward whose replayed routing differs from the experts this model's own
+    /// scores pick (0 without a replay).
+    /// </summary>
+    public int ReplayFlips { get; private set; }
+
+    /// <summary>
+    /// Forward only. Returns the mean cross-entropy over targets ≥ 0 (0 when there are none).
+    /// <paramref name="routing"/>, when given, is a routing record [B·T, <see cref="ModelConfig.RoutingStride"/>]
+    /// (per token, per MoE layer, K expert ids as the rollout engine used them; a token whose layer slice starts
+    /// with −1 routes by its own scores): routing replay, so the trainer's forward takes the experts the sampler took.
+    /// </summary>
+    public float Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int B, int T, ReadOnlySpan<int> routing = default)
     {
         var a = Prepare(tokens, targets, B, T);
-        RunForward(a, tokens, targets);
+        if (!routing.IsEmpty && routing.Length != a.N * Config.RoutingStride)
+        {
+            throw new ArgumentException($"a routing record for B*T = {a.N} tokens holds {a.N}×{Config.RoutingStride} expert ids, got {routing.Length}", nameof(routing));
+        }
+
+        RunForward(a, tokens, targets, routing);
         double balance = 0;
         if (sequenceBalanceAlpha > 0)
         {
@@ -272,8 +294,9 @@ public sealed class K2Model
         return acts;
     }
 
-    private void RunForward(Activations a, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets)
+    private void RunForward(Activations a, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, ReadOnlySpan<int> routing)
     {
+        ReplayFlips = 0;
         int N = a.N;
         var p = Parameters;
         long t0 = StepProfile.Now;
@@ -305,7 +328,8 @@ public sealed class K2Model
             if (s.IsMoe)
             {
                 var moe = a.Moe[l]!;
-                moe.Forward(a.Tmp, a.Ln2[l], p, s, N);
+                moe.Forward(a.Tmp, a.Ln2[l], p, s, N, replay: routing.IsEmpty ? default : LayerRouting(routing, s.MoeIndex, N));
+                ReplayFlips += moe.ReplayFlips;
                 moe.Counts.CopyTo(expertCounts.AsSpan(l * E, E));
                 t0 = StepProfile.Now;
             }
@@ -331,6 +355,23 @@ public sealed class K2Model
         Linear.Forward(a.Logits, a.FinalNorm, p.AsSpan(headOffset, V * D), N, D, V);
         CrossEntropy.Forward(a.Losses, a.Lse, a.Logits, targets, N, V);
         profile.Lap(ModelPhase.HeadAndLoss, t0);
+    }
+
+    /// <summary>One MoE layer's [N, K] slice of a routing record [N, RoutingStride].</summary>
+    private ReadOnlySpan<int> LayerRouting(ReadOnlySpan<int> routing, int moeIndex, int N)
+    {
+        int K = Config.NumExpertsPerTok, stride = Config.RoutingStride;
+        if (replayScratch.Length < N * K)
+        {
+            replayScratch = new int[N * K];
+        }
+
+        for (int n = 0; n < N; n++)
+        {
+            routing.Slice(n * stride + moeIndex * K, K).CopyTo(replayScratch.AsSpan(n * K, K));
+        }
+
+        return replayScratch.AsSpan(0, N * K);
     }
 
     private void RunBackward(Activations a, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets)

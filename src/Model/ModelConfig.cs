@@ -74,6 +74,16 @@ public sealed record ModelConfig
     public bool IsMoeLayer(int layer) =>
         NRoutedExperts > 0 && layer >= FirstKDenseReplace && layer % Math.Max(MoeLayerFreq, 1) == 0;
 
+    /// <summary>Index of layer i among the MoE layers (−1 for a dense layer).</summary>
+    public int MoeIndex(int layer) =>
+        IsMoeLayer(layer) ? Enumerable.Range(0, layer).Count(IsMoeLayer) : -1;
+
+    /// <summary>
+    /// Expert ids per token in a routing record (routing replay): for each MoE layer in order, the K experts the
+    /// token went to, best first. 0 for a dense model.
+    /// </summary>
+    public int RoutingStride => Enumerable.Range(0, NumHiddenLayers).Count(IsMoeLayer) * NumExpertsPerTok;
+
     // ------------------------------------------------------------------ loading
 
     public static ModelConfig Load(string path)

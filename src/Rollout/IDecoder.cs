@@ -34,6 +34,13 @@ public interface IDecoder
 
     IDecoderSequence NewSequence();
 
+    /// <summary>
+    /// The experts positions [0, <paramref name="length"/>) of the sequence were routed to when this decoder last
+    /// computed them ([length, ModelConfig.RoutingStride] ids, −1 where not computed), for routing replay in the
+    /// trainer; null when the decoder keeps no routing record (the default).
+    /// </summary>
+    int[]? RoutingOf(IDecoderSequence seq, int length) => null;
+
     bool TryAllocateBlock(out int block);
 
     void FreeBlock(int block);

@@ -12,13 +12,16 @@ public sealed class ModelDecoder : IDecoder
     private readonly KvBlockPool pool;
     private readonly DecodeModel model;
     private readonly List<SequenceCache> stepCaches = [];
+    private readonly int routingStride;
 
     /// <param name="numBlocks">the cache pool; by default room for <paramref name="maxBatch"/> sequences of the full context.</param>
     /// <param name="precision">the values the weights are held at (<see cref="DecodeModel"/>); arithmetic is fp32 either way.</param>
+    /// <param name="recordRouting">keep each sequence's routing record (<see cref="RoutingOf"/>) for routing replay; a model without MoE layers has none.</param>
     public ModelDecoder(ModelConfig config, int maxBatch, int blockTokens = 16, int? numBlocks = null,
-        WeightPrecision precision = WeightPrecision.F32)
+        WeightPrecision precision = WeightPrecision.F32, bool recordRouting = false)
     {
         Config = config;
+        routingStride = recordRouting ? config.RoutingStride : 0;
         int perSequence = (config.MaxPositionEmbeddings + blockTokens - 1) / blockTokens;
         pool = new KvBlockPool(config, blockTokens, numBlocks ?? maxBatch * perSequence);
         model = new DecodeModel(config, pool, maxBatch, precision);
@@ -52,7 +55,18 @@ public sealed class ModelDecoder : IDecoder
 
     public long ParameterCount { get; }
 
-    public IDecoderSequence NewSequence() => new Sequence();
+    public IDecoderSequence NewSequence()
+    {
+        var seq = new Sequence();
+        if (routingStride > 0)
+        {
+            seq.Cache.Routing = new RoutingLog(routingStride);
+        }
+
+        return seq;
+    }
+
+    public int[]? RoutingOf(IDecoderSequence seq, int length) => ((Sequence)seq).Cache.Routing?.Copy(length);
 
     public bool TryAllocateBlock(out int block) => pool.TryAllocate(out block);
 

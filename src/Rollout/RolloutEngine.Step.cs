@@ -472,8 +472,10 @@ public sealed partial class RolloutEngine
     {
         seq.Finished = true;
         Interlocked.Increment(ref finishCounts[(int)reason]);
+        int[]? routing = null;
         if (seq.Cache is { } cache)
         {
+            routing = decoder.RoutingOf(cache, seq.Prompt.Length + seq.Tokens.Count);
             foreach (int block in cache.Blocks)
             {
                 decoder.FreeBlock(block);
@@ -493,6 +495,7 @@ public sealed partial class RolloutEngine
             FinishReason = reason,
             Seed = seq.Seed,
             Error = seq.Error,
+            Routing = routing,
         });
     }
 

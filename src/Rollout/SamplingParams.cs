@@ -108,6 +108,13 @@ public sealed record GenerationResult
     /// <summary>Error text when <see cref="FinishReason"/> is <see cref="FinishReason.Error"/>.</summary>
     public string? Error { get; init; }
 
+    /// <summary>
+    /// The routing record of the prompt and the tokens ([Prompt.Count + Tokens.Count, ModelConfig.RoutingStride] expert
+    /// ids; −1 for positions the engine did not compute, such as the last token), when the decoder keeps one
+    /// (<see cref="IDecoder.RoutingOf"/>).
+    /// </summary>
+    public int[]? Routing { get; init; }
+
     /// <summary>The response hit its token budget or the context.</summary>
     public bool Truncated => FinishReason is FinishReason.Length or FinishReason.ContextFull;
 

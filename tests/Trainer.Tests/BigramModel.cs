@@ -56,8 +56,13 @@ internal sealed class BigramModel : ITrainableModel
     public ReadOnlySpan<float> TokenLosses => tokenLosses.AsSpan(0, lastN);
 
     /// <summary>Forward only; a poisoned call makes every token's loss NaN.</summary>
-    public float Forward(int[] tokens, int[] targets, int B, int T)
+    public float Forward(int[] tokens, int[] targets, int B, int T, int[]? routing = null)
     {
+        if (routing is not null)
+        {
+            throw new ArgumentException("a bigram model has no routed experts to replay", nameof(routing));
+        }
+
         int n = B * T;
         if (tokenLosses.Length < n)
         {

@@ -52,6 +52,9 @@ public sealed partial class DecodeModel
         public IReadOnlyList<SequenceCache> Seqs { get; protected set; } = [];
 
         public void End() => Seqs = [];
+
+        /// <summary>The rows [first, first + count) of sequence b in the call in flight.</summary>
+        public abstract (int First, int Count) RowsOf(int b);
     }
 
     /// <summary>Decode: one row per sequence, at most maxBatch.</summary>
@@ -79,6 +82,8 @@ public sealed partial class DecodeModel
 
         /// <summary>ForkJoinPool body: sequence b's absorbed attention of the layer in flight.</summary>
         public Action<int, int> AttendSequence { get; }
+
+        public override (int First, int Count) RowsOf(int b) => (b, 1);
 
         public void Begin(IReadOnlyList<SequenceCache> seqs)
         {
@@ -142,6 +147,8 @@ public sealed partial class DecodeModel
 
         /// <summary>ForkJoinPool body: item b·H + h, sequence b's head h.</summary>
         public Action<int, int> AttendHead { get; }
+
+        public override (int First, int Count) RowsOf(int b) => (Row0[b], Count[b]);
 
         public void Begin(IReadOnlyList<SequenceCache> seqs, ReadOnlySpan<int> counts)
         {

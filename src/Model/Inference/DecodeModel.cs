@@ -422,6 +422,7 @@ public sealed partial class DecodeModel
         if (s.IsMoe)
         {
             w.Moe!.Forward(w.Tmp, w.Ln, parameters, s, n, experts16);
+            RecordRouting(w, s);
         }
         else
         {
@@ -435,6 +436,26 @@ public sealed partial class DecodeModel
         }
 
         AddInPlace(w.X, w.Tmp, n * D);
+    }
+
+    /// <summary>Writes the MoE layer's chosen experts into the routing log of each sequence of the call that keeps one.</summary>
+    private void RecordRouting(Work w, LayerSlots s)
+    {
+        int K = config.NumExpertsPerTok;
+        var selected = w.Moe!.Selected;
+        for (int b = 0; b < w.Seqs.Count; b++)
+        {
+            if (w.Seqs[b].Routing is not { } log)
+            {
+                continue;
+            }
+
+            var (first, count) = w.RowsOf(b);
+            for (int r = first; r < first + count; r++)
+            {
+                selected.Slice(r * K, K).CopyTo(log.At(w.Positions[r]).Slice(s.MoeIndex * K, K));
+            }
+        }
     }
 
     /// <summary>

@@ -113,4 +113,56 @@ public sealed class SequenceCache
 
     /// <summary>Tokens the blocks can hold.</summary>
     public int Capacity(KvBlockPool pool) => Blocks.Count * pool.BlockTokens;
+
+    /// <summary>
+    /// When set, <see cref="DecodeModel"/> writes the experts each position was routed to here whenever it computes
+    /// that position (routing replay); a position computed again (a re-prefill under new weights) is overwritten.
+    /// </summary>
+    public RoutingLog? Routing { get; set; }
+}
+
+/// <summary>
+/// A growable routing record: per position, <see cref="Stride"/> expert ids (<see cref="ModelConfig.RoutingStride"/>:
+/// K per MoE layer, in layer order, best first). Positions never written read −1.
+/// </summary>
+public sealed class RoutingLog(int stride)
+{
+    private int[] ids = [];
+
+    public int Stride { get; } = stride > 0 ? stride : throw new ArgumentOutOfRangeException(nameof(stride), stride, "a routing log needs a positive stride (a model with MoE layers)");
+
+    /// <summary>Positions written so far (one past the highest).</summary>
+    public int Positions { get; private set; }
+
+    /// <summary>The ids of one position, growing the log as needed.</summary>
+    public Span<int> At(int position)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(position);
+        int need = (position + 1) * Stride;
+        if (ids.Length < need)
+        {
+            int old = ids.Length;
+            Array.Resize(ref ids, Math.Max(need, 2 * ids.Length));
+            ids.AsSpan(old).Fill(-1);
+        }
+
+        Positions = Math.Max(Positions, position + 1);
+        return ids.AsSpan(position * Stride, Stride);
+    }
+
+    /// <summary>A copy of the first <paramref name="positions"/> positions' ids ([positions, Stride]; −1 where never written).</summary>
+    public int[] Copy(int positions)
+    {
+        var copy = new int[positions * Stride];
+        copy.AsSpan().Fill(-1);
+        ids.AsSpan(0, Math.Min(ids.Length, copy.Length)).CopyTo(copy);
+        return copy;
+    }
+
+    /// <summary>Forgets every position (the sequence's cache was emptied).</summary>
+    public void Clear()
+    {
+        ids.AsSpan().Fill(-1);
+        Positions = 0;
+    }
 }

@@ -24,6 +24,7 @@ public sealed class LayerSlots
         O = Off("self_attn.o_proj.weight");
         PostNorm = Off("post_attention_layernorm.weight");
         IsMoe = c.IsMoeLayer(layer);
+        MoeIndex = c.MoeIndex(layer);
         if (IsMoe)
         {
             Router = Off("mlp.gate.weight");
@@ -60,6 +61,9 @@ public sealed class LayerSlots
 
     public int Layer { get; }
     public bool IsMoe { get; }
+
+    /// <summary>This layer's place among the MoE layers (its slice of a routing record), −1 when dense.</summary>
+    public int MoeIndex { get; }
     public int InputNorm { get; }
     public int QA { get; }
     public int QANorm { get; }

@@ -149,6 +149,12 @@ public sealed class MoeBlock
     public ReadOnlySpan<int> Selected => selected;
 
     /// <summary>
+    /// Tokens of the last forward given a replayed routing whose expert set differs from the one this block's own
+    /// scores pick (a routing flip between the engine that recorded it and this forward).
+    /// </summary>
+    public int ReplayFlips { get; private set; }
+
+    /// <summary>
     /// Computes the sequence-wise balance loss of the last forward's routing over <paramref name="B"/> sequences
     /// of <paramref name="T"/> tokens, each weighted by <paramref name="weight"/> (the caller's alpha over B),
     /// and arms the next <see cref="Backward"/> to add its gradient to the router's. Returns the summed loss.
@@ -188,9 +194,18 @@ public sealed class MoeBlock
     /// input and must stay unchanged until <see cref="Backward"/>. An inference block may be given
     /// <paramref name="experts16"/>, the routed experts' rows packed as bf16 at the parameters' offsets, for its
     /// few-row products; the parameters must then hold the same (rounded) values.
+    /// <para>Routing replay: when <paramref name="replay"/> is given ([N, K]), a token whose row starts with an
+    /// expert id ≥ 0 goes to those K experts (distinct ids in [0, E), in that order: the routing the rollout engine
+    /// used when it sampled), mixed with this forward's own scores; a row starting with −1 routes as usual.</para>
     /// </summary>
-    public void Forward(float[] output, float[] x, float[] parameters, LayerSlots slots, int N, ushort[]? experts16 = null)
+    public void Forward(float[] output, float[] x, float[] parameters, LayerSlots slots, int N, ushort[]? experts16 = null,
+        ReadOnlySpan<int> replay = default)
     {
+        if (!replay.IsEmpty && replay.Length != N * K)
+        {
+            throw new ArgumentException($"a replayed routing holds N*K = {N * K} expert ids, got {replay.Length}", nameof(replay));
+        }
+
         if (N > Capacity)
         {
             throw new ArgumentException($"MoE block holds {Capacity} tokens, asked for {N}", nameof(N));
@@ -206,7 +221,7 @@ public sealed class MoeBlock
         this.slots = slots;
         balanceActive = false;
         long t0 = StepProfile.Now;
-        Route(x, N);
+        Route(x, N, replay);
         t0 = profile.Lap(ModelPhase.MoeRouting, t0);
         xIn = x;
         outBuf = output;
@@ -232,7 +247,7 @@ public sealed class MoeBlock
         weights16 = [];
     }
 
-    private void Route(float[] x, int N)
+    private void Route(float[] x, int N, ReadOnlySpan<int> replay)
     {
         var s = scores.AsSpan(0, N * E);
         Linear.Forward(s, x, P(slots.Router, E * D), N, D, E, threads: inference ? 1 : 0);
@@ -251,6 +266,7 @@ public sealed class MoeBlock
         }
 
         TopK.Select(selected.AsSpan(0, N * K), ch, N, E, K);
+        ReplayFlips = replay.IsEmpty ? 0 : Replay(replay, N);
 
         Array.Clear(counts);
         for (int n = 0; n < N; n++)
@@ -288,6 +304,38 @@ public sealed class MoeBlock
                 tokenOf[pos] = n;
             }
         }
+    }
+
+    /// <summary>Puts the replayed rows' experts in place of the chosen ones; returns how many rows chose a different set.</summary>
+    private int Replay(ReadOnlySpan<int> replay, int N)
+    {
+        int flips = 0;
+        for (int n = 0; n < N; n++)
+        {
+            var given = replay.Slice(n * K, K);
+            if (given[0] < 0)
+            {
+                continue;
+            }
+
+            var own = selected.AsSpan(n * K, K);
+            bool same = true;
+            for (int k = 0; k < K; k++)
+            {
+                int e = given[k];
+                if ((uint)e >= (uint)E || given[..k].Contains(e))
+                {
+                    throw new ArgumentException($"replayed routing of token {n}: expert ids must be distinct and in [0, {E}), got [{string.Join(", ", given.ToArray())}]");
+                }
+
+                same &= own.Contains(e);
+            }
+
+            flips += same ? 0 : 1;
+            given.CopyTo(own);
+        }
+
+        return flips;
     }
 
     /// <summary>Keeps the best topk_group groups (score = sum of the group's top 2) and sets the rest to −∞.</summary>

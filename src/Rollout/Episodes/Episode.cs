@@ -68,6 +68,12 @@ public sealed class Trajectory
     /// <summary>The weight version that sampled each generated token; −1 elsewhere.</summary>
     public required long[] Versions { get; init; }
 
+    /// <summary>
+    /// The engine's routing record for routing replay: per token, ModelConfig.RoutingStride expert ids (−1 where the
+    /// engine did not compute the position, such as the last token); null when the decoder keeps none.
+    /// </summary>
+    public int[]? Routing { get; init; }
+
     /// <summary>How many tokens are <see cref="Generated"/>.</summary>
     public int ResponseTokens { get; init; }
 
@@ -118,6 +124,7 @@ public sealed class Trajectory
         ["generated"] = EpisodeJson.Array(Generated),
         ["logprobs"] = EpisodeJson.Array(LogProbs),
         ["versions"] = EpisodeJson.Array(Versions),
+        ["routing"] = EpisodeJson.Routing(Routing),
         ["response_tokens"] = ResponseTokens,
         ["reward"] = Reward,
         ["correct"] = Correct,
@@ -153,6 +160,7 @@ public sealed class Trajectory
             Generated = f.Array<bool>("generated", tokens.Length),
             LogProbs = f.Array<float>("logprobs", tokens.Length),
             Versions = f.Array<long>("versions", tokens.Length),
+            Routing = f.Routing("routing", tokens.Length),
             ResponseTokens = f.Get<int>("response_tokens"),
             Reward = f.Get<double>("reward"),
             Correct = o["correct"] is null ? null : f.Get<bool>("correct"),

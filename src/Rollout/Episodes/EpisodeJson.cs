@@ -38,6 +38,23 @@ internal static class EpisodeJson
         return a;
     }
 
+    /// <summary>A routing record as base64 of little-endian int16 ids (−1 where not computed); null stays null.</summary>
+    public static string? Routing(int[]? ids)
+    {
+        if (ids is null)
+        {
+            return null;
+        }
+
+        var bytes = new byte[ids.Length * 2];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteInt16LittleEndian(bytes.AsSpan(2 * i), checked((short)ids[i]));
+        }
+
+        return Convert.ToBase64String(bytes);
+    }
+
     public static JsonArray Array<T>(IEnumerable<T> values) => new(values.Select(v => JsonValue.Create(v)).ToArray<JsonNode?>());
 
     /// <summary>Typed reads of a JSON object whose errors name the field.</summary>
@@ -78,6 +95,33 @@ internal static class EpisodeJson
             {
                 throw Bad(field, "is not base64");
             }
+        }
+
+        /// <summary>An optional routing record (<see cref="EpisodeJson.Routing"/>): null when absent; it holds the same number of ids for every token.</summary>
+        public int[]? Routing(string field, int tokens)
+        {
+            if (o[field] is null)
+            {
+                return null;
+            }
+
+            var bytes = Base64(field);
+            if (bytes.Length % 2 != 0 || (tokens > 0 && bytes.Length / 2 % tokens != 0))
+            {
+                throw Bad(field, $"holds {bytes.Length} bytes: not int16 ids for {tokens} tokens");
+            }
+
+            var ids = new int[bytes.Length / 2];
+            for (int i = 0; i < ids.Length; i++)
+            {
+                ids[i] = System.Buffers.Binary.BinaryPrimitives.ReadInt16LittleEndian(bytes.AsSpan(2 * i));
+                if (ids[i] < -1)
+                {
+                    throw Bad(field, $"holds expert id {ids[i]}");
+                }
+            }
+
+            return ids;
         }
 
         public List<Message> Messages(string field)

@@ -304,6 +304,7 @@ public sealed class EpisodeRunner
             return;
         }
 
+        e.TakeRouting(result);
         foreach (var t in result.Tokens)
         {
             e.AppendGenerated(t);

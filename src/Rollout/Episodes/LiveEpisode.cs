@@ -28,6 +28,9 @@ internal sealed class LiveEpisode(EpisodeRequest request, EpisodeOptions options
 
     public int PromptTokens { get; set; }
 
+    /// <summary>The routing record of the last completed turn ([positions, stride]; see <see cref="Trajectory.Routing"/>), or null.</summary>
+    public int[]? Routing { get; set; }
+
     public int Turns { get; set; }
 
     public int BudgetUsed { get; set; }
@@ -56,6 +59,8 @@ internal sealed class LiveEpisode(EpisodeRequest request, EpisodeOptions options
         Generated = [.. p.Generated],
         LogProbs = [.. p.LogProbs],
         Versions = [.. p.Versions],
+        Routing = p.Routing,
+        routingPositions = p.Tokens.Count,
         PromptTokens = p.PromptTokens,
         Turns = p.Turns,
         BudgetUsed = p.BudgetUsed,
@@ -99,6 +104,31 @@ internal sealed class LiveEpisode(EpisodeRequest request, EpisodeOptions options
         Error ??= error;
     }
 
+    /// <summary>Takes a finished turn's routing record (prompt + tokens of that request), kept until the next turn ends.</summary>
+    public void TakeRouting(GenerationResult result)
+    {
+        int positions = result.Prompt.Count + result.Tokens.Count;
+        Routing = result.Routing is { } r && positions > 0 && r.Length % positions == 0 ? r : null;
+        routingPositions = positions;
+    }
+
+    private int routingPositions;
+
+    /// <summary>The routing record cut or padded (−1) to the episode's tokens, or null.</summary>
+    private int[]? RoutingOfTokens()
+    {
+        if (Routing is not { } r)
+        {
+            return null;
+        }
+
+        int stride = r.Length / Math.Max(routingPositions, 1);
+        var ids = new int[Tokens.Count * stride];
+        ids.AsSpan().Fill(-1);
+        r.AsSpan(0, Math.Min(r.Length, ids.Length)).CopyTo(ids);
+        return ids;
+    }
+
     public Trajectory ToTrajectory() => new()
     {
         Id = Request.Id,
@@ -111,6 +141,7 @@ internal sealed class LiveEpisode(EpisodeRequest request, EpisodeOptions options
         Generated = [.. Generated],
         LogProbs = [.. LogProbs],
         Versions = [.. Versions],
+        Routing = RoutingOfTokens(),
         ResponseTokens = Generated.Count(g => g),
         Reward = Reward,
         Correct = Correct,
@@ -130,6 +161,7 @@ internal sealed class LiveEpisode(EpisodeRequest request, EpisodeOptions options
         Generated = [.. Generated],
         LogProbs = [.. LogProbs],
         Versions = [.. Versions],
+        Routing = RoutingOfTokens(),
         PromptTokens = PromptTokens,
         Turns = Turns,
         BudgetUsed = BudgetUsed,

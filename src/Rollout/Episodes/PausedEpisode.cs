@@ -29,6 +29,9 @@ public sealed class PausedEpisode
 
     public required IReadOnlyList<long> Versions { get; init; }
 
+    /// <summary>The routing record of <see cref="Tokens"/> from the last completed turn (see <see cref="Trajectory.Routing"/>), or null.</summary>
+    public int[]? Routing { get; init; }
+
     public int PromptTokens { get; init; }
 
     /// <summary>Assistant turns completed (the in-flight one not counted).</summary>
@@ -72,6 +75,7 @@ public sealed class PausedEpisode
             ["generated"] = EpisodeJson.Array(Generated),
             ["logprobs"] = EpisodeJson.Array(LogProbs),   // shortest round-trip text: exact
             ["versions"] = EpisodeJson.Array(Versions),
+            ["routing"] = EpisodeJson.Routing(Routing),
             ["prompt_tokens"] = PromptTokens,
             ["turns"] = Turns,
             ["budget_used"] = BudgetUsed,
@@ -114,6 +118,7 @@ public sealed class PausedEpisode
             Generated = f.Array<bool>("generated", tokens.Length),
             LogProbs = f.Array<float>("logprobs", tokens.Length),
             Versions = f.Array<long>("versions", tokens.Length),
+            Routing = f.Routing("routing", tokens.Length),
             PromptTokens = f.Get<int>("prompt_tokens"),
             Turns = f.Get<int>("turns"),
             BudgetUsed = f.Get<int>("budget_used"),

@@ -20,8 +20,14 @@ public interface ITrainableModel
 
     void ZeroGradients();
 
-    /// <summary>Forward only: the mean cross-entropy over targets ≥ 0 (0 when there are none).</summary>
-    float Forward(int[] tokens, int[] targets, int B, int T);
+    /// <summary>
+    /// Forward only: the mean cross-entropy over targets ≥ 0 (0 when there are none). <paramref name="routing"/>: a
+    /// routing record to replay (see <see cref="K2Model.Forward"/>); a model without routed experts refuses one.
+    /// </summary>
+    float Forward(int[] tokens, int[] targets, int B, int T, int[]? routing = null);
+
+    /// <summary>Tokens × MoE layers of the last forward whose replayed routing differs from the model's own choice.</summary>
+    int ReplayFlips => 0;
 
     /// <summary>[B·T] per-token cross-entropy −log p(target) of the last forward (0 where the target is &lt; 0).</summary>
     ReadOnlySpan<float> TokenLosses { get; }

@@ -49,7 +49,9 @@ public sealed class K2ModelAdapter(K2Model model) : ITrainableModel
 
     public void ZeroGradients() => Model.ZeroGradients();
 
-    public float Forward(int[] tokens, int[] targets, int B, int T) => Model.Forward(tokens, targets, B, T);
+    public float Forward(int[] tokens, int[] targets, int B, int T, int[]? routing = null) => Model.Forward(tokens, targets, B, T, routing);
+
+    public int ReplayFlips => Model.ReplayFlips;
 
     public ReadOnlySpan<float> TokenLosses => Model.TokenLosses;
 

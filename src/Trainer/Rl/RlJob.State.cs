@@ -152,6 +152,7 @@ public sealed partial class RlJob
             LossCritic = train.LossCritic,
             LogprobMismatchMean = train.MismatchMean,
             LogprobMismatchMax = train.MismatchMax,
+            RoutingFlips = train.RoutingFlips,
             KlToOld = train.KlToOld,
             GradNorm = train.GradNorm,
             Skipped = train.Skipped,

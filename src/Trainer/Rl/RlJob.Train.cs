@@ -25,6 +25,8 @@ internal sealed record TrainOutcome
 
     public double MismatchMax { get; init; } = double.NaN;
 
+    public long RoutingFlips { get; init; } = -1;
+
     public double KlToOld { get; init; } = double.NaN;
 
     public double GradNorm { get; init; } = double.NaN;
@@ -125,6 +127,7 @@ public sealed partial class RlJob
             LossCritic = criticSteps == 0 ? double.NaN : criticSum / criticSteps,
             MismatchMean = stats.MismatchCount == 0 ? double.NaN : stats.MismatchSum / stats.MismatchCount,
             MismatchMax = stats.MismatchCount == 0 ? double.NaN : stats.MismatchMax,
+            RoutingFlips = job.RoutingReplay ? stats.RoutingFlips : -1,
             KlToOld = stats.KlCount == 0 ? double.NaN : stats.KlSum / stats.KlCount,
             GradNorm = r.GradNorm,
             MaxLogit = r.MaxLogit,
@@ -179,10 +182,48 @@ public sealed partial class RlJob
                 }
             }
 
-            batches.Add(new MicroBatch(inputs, targets, B, T) { Weighting = (logp, tg, w) => Weigh(chunk, T, logp, tg, w, stats, measureMismatch) });
+            batches.Add(new MicroBatch(inputs, targets, B, T)
+            {
+                Weighting = (logp, tg, w) => Weigh(chunk, T, logp, tg, w, stats, measureMismatch),
+                Routing = job.RoutingReplay ? ReplayRouting(chunk, B, T) : null,
+            });
         }
 
         return batches;
+    }
+
+    /// <summary>
+    /// The rows' routing records laid out as the micro-batch's inputs ([B·T, stride]); −1 (own routing) for padding,
+    /// positions the engine did not compute, and rows without a record. Null when no row has one.
+    /// </summary>
+    private int[]? ReplayRouting(List<RlRow> rows, int B, int T)
+    {
+        int stride = model.Model.Config.RoutingStride;
+        if (stride == 0 || rows.All(r => r.T.Routing is null))
+        {
+            return null;
+        }
+
+        var routing = new int[B * T * stride];
+        routing.AsSpan().Fill(-1);
+        for (int b = 0; b < B; b++)
+        {
+            if (rows[b].T.Routing is not { } r)
+            {
+                continue;
+            }
+
+            if (r.Length != rows[b].T.Tokens.Length * stride)
+            {
+                throw new K2RL.Common.K2Exception(
+                    $"trajectory {rows[b].T.Id}: its routing record holds {r.Length} ids, not {rows[b].T.Tokens.Length} tokens × {stride} (a record from another model?)");
+            }
+
+            int n = Math.Min(rows[b].T.Tokens.Length - 1, T);
+            r.AsSpan(0, n * stride).CopyTo(routing.AsSpan(b * T * stride, n * stride));
+        }
+
+        return routing;
     }
 
     /// <summary>The K2 objective's per-token weights for one micro-batch (see <see cref="K2Objective"/>); returns its loss share.</summary>
@@ -191,6 +232,11 @@ public sealed partial class RlJob
     {
         double loss = 0;
         weights.Clear();
+        if (measureMismatch)
+        {
+            stats.RoutingFlips += model.ReplayFlips;   // of the forward these weights follow
+        }
+
         for (int b = 0; b < rows.Count; b++)
         {
             var row = rows[b];
@@ -316,5 +362,6 @@ public sealed partial class RlJob
         public double MismatchSum;
         public double MismatchMax;
         public long MismatchCount;
+        public long RoutingFlips;
     }
 }

@@ -94,7 +94,8 @@ public sealed partial class RlJob : IDisposable
         trainStep = new TrainStep(model, job.Optimizer, job.BiasGamma, job.Threads);
 
         int maxBatch = Math.Clamp(job.PromptsPerIteration * job.SamplesPerPrompt, 1, 256);
-        var decoder = new ModelDecoder(checkpoint.Config, maxBatch, precision: job.RolloutWeights);
+        var decoder = new ModelDecoder(checkpoint.Config, maxBatch, precision: job.RolloutWeights,
+            recordRouting: job.RoutingReplay && checkpoint.Config.RoutingStride > 0);
         // The base goes out as version 0 through the same push as every later version; a resume pushes its own.
         engine = new RolloutEngine(decoder, new EngineOptions
         {

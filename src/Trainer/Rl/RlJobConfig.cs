@@ -102,6 +102,13 @@ public sealed record RlJobConfig
 
     public bool LengthNormalized { get; init; } = true;
 
+    /// <summary>
+    /// Routing replay: the trainer's forward sends each token to the experts the rollout engine used when it sampled
+    /// (the engine keeps a routing record), so a near-tie in the router cannot flip an expert between sampling and
+    /// training. On by default.
+    /// </summary>
+    public bool RoutingReplay { get; init; } = true;
+
     /// <summary>Optimizer steps per iteration (the iteration's groups are split among them).</summary>
     public int MiniBatches { get; init; } = 1;
 
@@ -187,6 +194,7 @@ public sealed record RlJobConfig
         var obj = r.Section("objective");
         double tau = obj.Float("tau", 0.1f, 0, 100, minExclusive: true);
         bool lengthNormalized = obj.Bool("length_normalized", true);
+        bool routingReplay = obj.Bool("routing_replay", true);
         int miniBatches = obj.Int("minibatches", 1, 1, 1024);
         int microRows = obj.Int("micro_batch_rows", 16, 1, 4096);
         obj.RejectUnknown();
@@ -283,6 +291,7 @@ public sealed record RlJobConfig
             Envs = envs,
             Tau = tau,
             LengthNormalized = lengthNormalized,
+            RoutingReplay = routingReplay,
             MiniBatches = miniBatches,
             MicroBatchRows = microRows,
             TruncationReward = truncation,

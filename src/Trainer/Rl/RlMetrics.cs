@@ -55,6 +55,9 @@ public sealed record RlMetrics
 
     public double LogprobMismatchMax { get; init; }
 
+    /// <summary>Tokens × MoE layers (first mini-batch) whose replayed routing differs from the trainer's own choice; −1 with replay off.</summary>
+    public long RoutingFlips { get; init; } = -1;
+
     public double KlToOld { get; init; }
 
     public double GradNorm { get; init; }
@@ -127,6 +130,7 @@ public sealed record RlMetrics
         o["loss_critic"] = Round(LossCritic);
         o["logprob_mismatch_mean"] = Round(LogprobMismatchMean);
         o["logprob_mismatch_max"] = Round(LogprobMismatchMax);
+        o["routing_flips"] = RoutingFlips < 0 ? null : RoutingFlips;
         o["kl_to_old"] = Round(KlToOld);
         o["grad_norm"] = Round(GradNorm);
         o["skipped"] = Skipped;

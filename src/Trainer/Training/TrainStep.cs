@@ -44,6 +44,12 @@ public sealed class MicroBatch
     /// </summary>
     public TokenWeighting? Weighting { get; init; }
 
+    /// <summary>
+    /// A routing record for routing replay ([B·T, ModelConfig.RoutingStride] expert ids; −1 rows route by the
+    /// model's own scores), or null: each token goes to the experts the rollout engine used when it sampled.
+    /// </summary>
+    public int[]? Routing { get; init; }
+
     /// <summary>The cross-entropy group's loss scale (e.g. the PTX λ); every CE micro-batch of one step shares it.</summary>
     public float Scale { get; init; } = 1f;
 
@@ -203,7 +209,7 @@ public sealed class TrainStep
                     model.SequenceBalanceAlpha = alpha * ((float)b.B / rows);
                 }
 
-                model.Forward(b.Inputs, b.Targets, b.B, b.T);
+                model.Forward(b.Inputs, b.Targets, b.B, b.T, b.Routing);
                 balance += model.BalanceLoss;
                 Gather(k == 0);
                 EnsureLength(ref weights, n);
