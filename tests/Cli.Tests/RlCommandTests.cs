@@ -45,6 +45,9 @@ public sealed class RlCommandTests
         // f32 rollout weights: the engine's recorded log-probs match the trainer's on the same version.
         Assert.True(m["logprob_mismatch_max"]?.GetValue<double>() <= 1e-4, lines[^1]);
         Assert.True(m["logprob_mismatch_mean"]?.GetValue<double>() <= 1e-5, lines[^1]);
+        // Routing replay is on by default: the trainer replays the engine's records, and a misaligned record (a token's
+        // routing put at another position) would disagree with the trainer's own choice almost everywhere.
+        Assert.InRange(m["routing_flips"]!.GetValue<long>(), 0, 2);
 
         // k2rl plot recognizes an RL run and draws its curves.
         var (pcode, plotOut, perr) = await Run("plot", "--run-dir", run);
