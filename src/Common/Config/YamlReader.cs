@@ -76,7 +76,9 @@ public sealed class YamlReader
         return Parse(text, path);
     }
 
-    private static string At(string file, YamlNode node) => $"{file}:{node.Start.Line}:{node.Start.Column}";
+    private static string At(string file, YamlNode node) =>
+        // YamlDotNet gives an implicit one-pair mapping in a flow list ("[a: 1]") no position of its own: use its key's
+        node is YamlMappingNode { Start.Index: 0, Children.Count: > 0 } m ? At(file, m.Children.First().Key) : $"{file}:{node.Start.Line}:{node.Start.Column}";
 
     /// <summary>Where this mapping starts: <c>file:line:column</c>.</summary>
     public string At() => absentAt ?? At(File, map);
