@@ -46,7 +46,7 @@ public sealed class RlCritic : IDisposable
         this.registry = registry;
         this.log = log;
         judge = job.Critic.Judge == "http"
-            ? new HttpJudge(new Uri(job.Critic.Endpoint!), job.Critic.JudgeModel)
+            ? new HttpJudge(new Uri(job.Critic.Endpoint!), job.Critic.Http with { Model = job.Critic.JudgeModel })
             : new EngineJudge(engine, tokenizer, job.Critic.MaxTokens);
         bool needsRubrics = job.Envs.Any(e => !IsVerifiable(e)) || job.Critic.CalibrationPairs > 0;
         if (needsRubrics && registry.Rubrics.Count == 0 && Directory.Exists(job.Critic.Rubrics))

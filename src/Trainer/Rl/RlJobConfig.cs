@@ -1,5 +1,6 @@
 using K2RL.Common;
 using K2RL.Common.Config;
+using K2RL.Gym.Critic;
 using K2RL.Model;
 using K2RL.Model.Inference;
 using K2RL.Trainer.Optim;
@@ -56,6 +57,9 @@ public sealed record CriticSettings
     public string? Endpoint { get; init; }
 
     public string JudgeModel { get; init; } = "judge";
+
+    /// <summary>The external judge's connection (timeout, retries, concurrency, API key variable); the model is <see cref="JudgeModel"/>.</summary>
+    public HttpJudgeOptions Http { get; init; } = new();
 
     /// <summary>"win_rate" or "bradley_terry": how pairwise outcomes become rewards.</summary>
     public string Mode { get; init; } = "win_rate";
@@ -247,6 +251,13 @@ public sealed record RlJobConfig
             Judge = c.Str("judge", "policy", "policy", "http"),
             Endpoint = c.OptionalStr("endpoint"),
             JudgeModel = c.Str("model", "judge"),
+            Http = new HttpJudgeOptions
+            {
+                Timeout = TimeSpan.FromSeconds(c.Float("timeout_s", 60f, 0, 3600, minExclusive: true)),
+                Retries = c.Int("retries", 2, 0, 20),
+                MaxConcurrency = c.Int("max_concurrency", 4, 1, 256),
+                ApiKeyEnv = c.OptionalStr("api_key_env"),
+            },
             Mode = c.Str("mode", "win_rate", "win_rate", "bradley_terry"),
             BothOrders = c.Bool("both_orders", true),
             Rubrics = c.Str("rubrics", "configs/rubrics"),
@@ -259,6 +270,11 @@ public sealed record RlJobConfig
         if (critic.Judge == "http" && critic.Endpoint is null)
         {
             throw new ConfigException($"{r.At("critic")}: \"critic.judge: http\" needs \"critic.endpoint\" (an OpenAI-compatible chat-completions URL)");
+        }
+
+        if (critic.Endpoint is { } endpoint && !(Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"))
+        {
+            throw new ConfigException($"{c.At("endpoint")}: \"critic.endpoint\" must be an http:// or https:// URL, got \"{endpoint}\"");
         }
 
         var optimizer = JobConfig.ParseOptimizer(r.Section("optimizer"), new OptimizerSettings { Lr = 0.002f });
