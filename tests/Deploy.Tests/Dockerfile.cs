@@ -46,7 +46,8 @@ public sealed class Dockerfile
             string args = space < 0 ? "" : line[(space + 1)..].Trim();
             if (keyword == "FROM")
             {
-                string[] parts = args.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                // FROM [--platform=...] IMAGE [AS NAME]
+                string[] parts = args.Split(' ', StringSplitOptions.RemoveEmptyEntries).SkipWhile(p => p.StartsWith("--", StringComparison.Ordinal)).ToArray();
                 stages.Add((parts[0], parts.Length == 3 && parts[1].Equals("AS", StringComparison.OrdinalIgnoreCase) ? parts[2] : stages.Count.ToString()));
             }
 

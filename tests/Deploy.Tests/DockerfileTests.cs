@@ -77,6 +77,9 @@ public class DockerfileTests
         string assembly = XDocument.Load(Path.Combine(Root, CliProject)).Descendants("AssemblyName").Single().Value;
         var publish = D.In(0, "RUN").Single(r => r.Arguments.StartsWith("dotnet publish", StringComparison.Ordinal));
         Assert.Contains($"{CliProject} -c Release", publish.Arguments);
+        // for the image's architecture, on the shared runtime of the final stage (not self-contained)
+        Assert.Contains("-a \"${TARGETARCH:-amd64}\" --self-contained false", publish.Arguments);
+        Assert.Contains("-a \"${TARGETARCH:-amd64}\"", D.In(0, "RUN").First(r => r.Arguments.StartsWith("dotnet restore", StringComparison.Ordinal)).Arguments);
         string output = Regex.Match(publish.Arguments, @"-o (\S+)").Groups[1].Value;
         var fromBuild = D.Copies.Single(c => c.At.Stage == D.FinalStage && c.Flags.Contains("--from=build"));
         Assert.Equal(output.TrimEnd('/'), fromBuild.Sources.Single().TrimEnd('/'));
@@ -104,7 +107,7 @@ public class DockerfileTests
     [Fact]
     public void TheParserJoinsContinuationLinesAndNamesStages()
     {
-        var d = Dockerfile.Parse("FROM a:1 AS one\n# c\nRUN x \\\n  && y\nFROM b:2\ncopy --from=one /o/ /p/\nUSER 5:6\n");
+        var d = Dockerfile.Parse("FROM --platform=$BUILDPLATFORM a:1 AS one\n# c\nRUN x \\\n  && y\nFROM b:2\ncopy --from=one /o/ /p/\nUSER 5:6\n");
         Assert.Equal([("a:1", "one"), ("b:2", "1")], d.Stages);
         Assert.Equal("x && y", d.In(0, "RUN").Single().Arguments);
         Assert.Equal((["--from=one"], ["/o/"], "/p/"), d.Copies.Select(c => (c.Flags, c.Sources, c.Destination)).Single(), new CopyComparer());

@@ -24,7 +24,9 @@ public class JobFileTests
     {
         // Before the redis branch is merged, the parser has no rollout.workers and reads rollout.weights as f32|bf16:
         // this fails until then, naming the key it rejects.
-        var job = Parse(JobText, "deploy/k8s/trainer.yaml (ConfigMap k2rl-rl-job, rl.yaml)");
+        // Blank lines in front, so an error's line number is trainer.yaml's (its column is 4 less: the block's indent).
+        int before = File.ReadAllLines(Path.Combine(M.Root, "trainer.yaml")).TakeWhile(l => l != "  rl.yaml: |").Count() + 1;
+        var job = Parse(new string('\n', before) + JobText, "deploy/k8s/trainer.yaml");
         Assert.Equal(150, job.Iterations);
         Assert.Equal(0, job.IterationTokenBudget);
     }
