@@ -9,9 +9,9 @@
 #   deploy/local.sh --base runs/nano --workers 2 --max-iterations 20
 #   deploy/local.sh --print-job --base runs/nano   # print the job file it would run, and exit
 #
-# The job file is the Kubernetes one (the ConfigMap in deploy/k8s/trainer.yaml), with the base, the local Redis and
-# the weight transport (shm by default: one machine) put in; --job FILE runs your own file instead, whose
-# rollout.workers must then name redis://127.0.0.1:PORT (the port this script starts Redis on).
+# The job file is the Kubernetes one (the ConfigMap in deploy/k8s/trainer.yaml) with the base, the local Redis and
+# the weight transport (rollout.transport: shm by default, one machine) put in; --job FILE runs your own instead,
+# whose rollout.workers must then name redis://127.0.0.1:PORT (the port this script starts Redis on).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,7 +39,8 @@ Options:
   --base DIR           the base model (a pretrain or SFT run directory or a checkpoint); default RUN_ROOT/base,
                        pretrained with configs/jobs/pretrain-nano.yaml first if it holds no finished run
   --job FILE           run this RL job file as it is (default: the Kubernetes job with local settings)
-  --weights shm|net    how workers get weights (default $weights; net: each worker's --listen address)
+  --weights shm|net    how workers get weights: the workers' --weights and the job's rollout.transport
+                       (default $weights; net: pushed to each worker's --listen address)
   --redis-port PORT    Redis on 127.0.0.1:PORT (default $redis_port)
   --max-iterations N   stop the trainer (with a checkpoint) after N iterations
   --k2rl PATH          the k2rl binary (default src/Cli/bin/Release/net10.0/k2rl)
@@ -97,7 +98,7 @@ local_job() {
   local text line shm_line=""
   text="$(awk '/^  rl\.yaml: \|$/ { on = 1; next } on && /^    / { print substr($0, 5); next } on && /^$/ { print ""; next } on { exit }' \
     "$repo/deploy/k8s/trainer.yaml")"
-  for line in '^init_from: ' '^  workers: redis://' '^  weights: net'; do
+  for line in '^init_from: ' '^  workers: redis://' '^  transport: net'; do
     grep -q "$line" <<<"$text" || die "deploy/k8s/trainer.yaml's job file has no line matching '$line': update local.sh with it"
   done
   if [ "$weights" = shm ]; then
@@ -106,7 +107,7 @@ local_job() {
   fi
   sed -e "s|^init_from: .*|init_from: $(sed_escape "$base")|" \
     -e "s|^  workers: redis://.*|  workers: $redis_url|" \
-    -e "s|^  weights: net.*|  weights: $weights$shm_line|" <<<"$text"
+    -e "s|^  transport: net.*|  transport: $weights$shm_line|" <<<"$text"
 }
 
 if [ -n "$job" ]; then

@@ -62,7 +62,7 @@ public class ContainerArgsTests
         string[] args = Expand(c);
         Assert.Equal("rl", args[0]);
         Assert.Equal("0.0.0.0:7070", Value(args, "--control"));       // the contract: control 7070, metrics 9400
-        Assert.EndsWith(":9400", Value(args, "--metrics"));
+        Assert.Equal("0.0.0.0:9400", Value(args, "--metrics"));
         AssertPortDeclared(c, Value(args, "--control"), "grpc-control");
         AssertPortDeclared(c, Value(args, "--metrics"), "metrics");
         Assert.Equal(7070, c.ReadinessProbe.Grpc.Port);
@@ -97,7 +97,7 @@ public class ContainerArgsTests
         Assert.Equal("status.podIP", c.Env.Single(e => e.Name == "POD_IP").ValueFrom.FieldRef.FieldPath);
         AssertPortDeclared(c, Value(args, "--listen"), "grpc");
         AssertPortDeclared(c, Value(args, "--metrics"), "metrics");
-        Assert.EndsWith(":9401", Value(args, "--metrics"));
+        Assert.Equal("0.0.0.0:9401", Value(args, "--metrics"));
         Assert.Equal(7071, c.ReadinessProbe.Grpc.Port);
 
         var redis = new Uri(Value(args, "--redis"));

@@ -22,8 +22,8 @@ public class JobFileTests
     [Fact]
     public void TheConfigMapsJobPassesTheRlJobParser()
     {
-        // Before the redis branch is merged, the parser has no rollout.workers and reads rollout.weights as f32|bf16:
-        // this fails until then, naming the key it rejects.
+        // Before the redis branch is merged, the parser has no rollout.workers nor rollout.transport: this fails until
+        // then, naming the key it rejects.
         // Blank lines in front, so an error's line number is trainer.yaml's (its column is 4 less: the block's indent).
         int before = File.ReadAllLines(Path.Combine(M.Root, "trainer.yaml")).TakeWhile(l => l != "  rl.yaml: |").Count() + 1;
         var job = Parse(new string('\n', before) + JobText, "deploy/k8s/trainer.yaml");
@@ -39,12 +39,12 @@ public class JobFileTests
         Assert.Equal(Canonical(WithoutScaleOut(shipped)), Canonical(WithoutScaleOut(deployed)));
     }
 
-    /// <summary>The job without init_from and the rollout section's scale-out keys (workers, weights, shm_name).</summary>
+    /// <summary>The job without init_from and the rollout section's scale-out keys (workers, transport, shm_name).</summary>
     internal static YamlMappingNode WithoutScaleOut(YamlMappingNode doc)
     {
         doc.Children.Remove(new YamlScalarNode("init_from"));
         var rollout = (YamlMappingNode)doc.Children[new YamlScalarNode("rollout")];
-        foreach (string key in new[] { "workers", "weights", "shm_name" })
+        foreach (string key in new[] { "workers", "transport", "shm_name" })
         {
             rollout.Children.Remove(new YamlScalarNode(key));
         }
@@ -60,7 +60,7 @@ public class JobFileTests
         var (_, worker) = ContainerArgsTests.Find("k2rl-rollout-worker", "worker");
         string[] workerArgs = ContainerArgsTests.Expand(worker);
         Assert.Equal(ContainerArgsTests.Value(workerArgs, "--redis"), Scalar(rollout, "workers"));
-        Assert.Equal(ContainerArgsTests.Value(workerArgs, "--weights"), Scalar(rollout, "weights"));
+        Assert.Equal(ContainerArgsTests.Value(workerArgs, "--weights"), Scalar(rollout, "transport"));
 
         // init_from is what the trainer pod's init container pretrains, on the volume the trainer mounts too
         var (trainerPod, baseContainer) = ContainerArgsTests.Find("k2rl-trainer", "base");

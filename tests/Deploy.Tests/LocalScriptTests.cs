@@ -34,7 +34,8 @@ public class LocalScriptTests
             Assert.Equal(baseDir, JobFileTests.Scalar(job, "init_from"));
             var rollout = (YamlMappingNode)job.Children[new YamlScalarNode("rollout")];
             Assert.Equal("redis://127.0.0.1:6391", JobFileTests.Scalar(rollout, "workers"));
-            Assert.Equal(weights, JobFileTests.Scalar(rollout, "weights"));
+            Assert.Equal(weights, JobFileTests.Scalar(rollout, "transport"));
+            Assert.Equal("f32", JobFileTests.Scalar(rollout, "weights"));
             Assert.Equal(shm, rollout.Children.ContainsKey(new YamlScalarNode("shm_name")));
             Assert.Equal(JobFileTests.Canonical(JobFileTests.WithoutScaleOut(JobFileTests.Load(JobFileTests.JobText))),
                 JobFileTests.Canonical(JobFileTests.WithoutScaleOut(job)));
@@ -44,7 +45,7 @@ public class LocalScriptTests
     [Fact]
     public void ThePrintedJobPassesTheRlJobParser()
     {
-        // Like the ConfigMap's job: fails until the redis branch's rollout.workers / rollout.weights: shm|net are merged.
+        // Like the ConfigMap's job: fails until the redis branch's rollout.workers and rollout.transport are merged.
         using var dir = new TempFolder();
         var (code, stdout, stderr) = Bash("--print-job", "--run-root", dir.Path);
         Assert.True(code == 0, stderr);
