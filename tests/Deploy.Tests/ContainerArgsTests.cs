@@ -42,6 +42,20 @@ public class ContainerArgsTests
     }
 
     [Fact]
+    public async Task TheTrainerJobFailsAtOnceOnTheCliUsageErrorCode()
+    {
+        // podFailurePolicy: a wrong command line is not retried; the code is the one CliApp returns for it
+        int usage = await CliApp.RunAsync(["rl", "--no-such-flag"], new CliContext(TextWriter.Null, TextWriter.Null));
+        var job = M.All<V1Job>().Single();
+        var failJob = job.Spec.PodFailurePolicy.Rules.Single(r => r.Action == "FailJob").OnExitCodes;
+        Assert.Equal("In", failJob.OperatorProperty);
+        Assert.Contains(usage, failJob.Values);
+        Assert.Contains(130, failJob.Values);                // stopped (k2rl job stop, SIGTERM): checkpointed, stays stopped
+        Assert.Equal("Never", job.Spec.Template.Spec.RestartPolicy);   // what podFailurePolicy requires
+        Assert.Equal("Ignore", job.Spec.PodFailurePolicy.Rules.Single(r => r.OnPodConditions?.Any(c => c.Type == "DisruptionTarget") == true).Action);
+    }
+
+    [Fact]
     public void ThePodsArgumentsOnlyUseTheirOwnEnv()
     {
         foreach (var w in M.Workloads)
