@@ -191,7 +191,8 @@ public sealed class GrpcServer : IAsyncDisposable
         stopping.Dispose();
     }
 
-    private static (IPAddress Bind, string CallHost) ResolveHost(string host)
+    /// <summary>The address to bind for a host given on the command line, and the one a client on this machine calls.</summary>
+    internal static (IPAddress Bind, string CallHost) ResolveHost(string host)
     {
         if (host is "*" or "0.0.0.0")
         {
