@@ -9,7 +9,8 @@ namespace K2RL.Trainer.Rl;
 
 /// <summary>
 /// Serves job control (k2rl.v1.JobControl and grpc.health.v1.Health) for a running RL job and advertises it in
-/// RUN_DIR/control.json = {"address", "pid", "token_required"}, written atomically once serving and removed on dispose.
+/// RUN_DIR/control.json = {"address", "pid", "token_required"} (plus "metrics", the scrape URL, when the job exports
+/// metrics), written atomically once serving and removed on dispose.
 /// Policy: a loopback bind needs no token unless one is configured; any other bind address requires one.
 /// </summary>
 public sealed class JobControlHost : IAsyncDisposable
@@ -39,7 +40,7 @@ public sealed class JobControlHost : IAsyncDisposable
     }
 
     public static async Task<JobControlHost> StartAsync(HostPort listen, BearerToken? token, JobControlState state, IWorkerPoolStatus pool,
-        string runDir, ILogger log, CancellationToken ct = default)
+        string runDir, ILogger log, Uri? metrics = null, CancellationToken ct = default)
     {
         CheckPolicy(listen, token);
         var server = await GrpcServer.Create(new GrpcServerOptions { Host = listen.Host, Port = listen.Port, Logger = log })
@@ -52,6 +53,11 @@ public sealed class JobControlHost : IAsyncDisposable
             ["pid"] = Environment.ProcessId,
             ["token_required"] = token is not null,
         };
+        if (metrics is not null)
+        {
+            json["metrics"] = metrics.ToString();
+        }
+
         AtomicFile.WriteAllText(file, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         log.Information("job control on {Address} (token {Required}); k2rl job status --run-dir {RunDir}", server.Address,
             token is null ? "not required" : "required", runDir);

@@ -41,25 +41,26 @@ public sealed class RlOperations : IAsyncDisposable
     public static async Task<RlOperations> StartAsync(RlJob job, RlOperationsOptions options, ILogger log, CancellationToken ct = default)
     {
         var control = new JobControlState();
-        JobControlHost? host = null;
+        MetricsServer? server = null;
         try
         {
-            host = await JobControlHost.StartAsync(options.Control, options.Token, control, job.WorkerPool, job.Run.Root, log, ct).ConfigureAwait(false);
-            if (options.Metrics is null)
+            RlPrometheusMetrics? metrics = null;
+            if (options.Metrics is not null)
             {
-                return new RlOperations(control, host, null, null);
+                var registry = Prometheus.Metrics.NewCustomRegistry();
+                metrics = new RlPrometheusMetrics(registry, control, job.WorkerPool);
+                server = await MetricsServer.StartAsync(options.Metrics, registry, log, ct).ConfigureAwait(false);
             }
 
-            var registry = Prometheus.Metrics.NewCustomRegistry();
-            var metrics = new RlPrometheusMetrics(registry, control, job.WorkerPool);
-            var server = await MetricsServer.StartAsync(options.Metrics, registry, log, ct).ConfigureAwait(false);
+            var host = await JobControlHost.StartAsync(options.Control, options.Token, control, job.WorkerPool, job.Run.Root, log, server?.Address, ct)
+                .ConfigureAwait(false);
             return new RlOperations(control, host, server, metrics);
         }
         catch
         {
-            if (host is not null)
+            if (server is not null)
             {
-                await host.DisposeAsync().ConfigureAwait(false);
+                await server.DisposeAsync().ConfigureAwait(false);
             }
 
             control.Dispose();
