@@ -76,7 +76,8 @@ public sealed class JobCommands : ICommandProvider
 
     private static void WriteText(TextWriter o, JobStatus s, JsonObject json)
     {
-        string parked = s.Parked ? " (parked between iterations)" : s.State is JobState.Paused or JobState.Draining ? " (finishing the iteration in flight)" : "";
+        string parked = s.State is not (JobState.Paused or JobState.Draining) ? ""
+            : s.Parked ? " (parked between iterations)" : " (finishing the iteration in flight)";
         o.WriteLine($"job       pid {s.Pid} at {json["address"]}");
         o.WriteLine($"state     {JobControlClient.StateName(s.State)}{parked}");
         o.WriteLine($"iteration {s.Iteration}/{s.TotalIterations}");

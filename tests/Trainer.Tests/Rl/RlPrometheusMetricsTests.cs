@@ -49,8 +49,13 @@ public sealed class RlPrometheusMetricsTests
         }
 
         Assert.True(double.IsNaN(PromTool.Sample(text, "k2rl_rl_loss_critic")!.Value));   // no critic training: NaN, as in metrics.jsonl (null)
-        metrics.Observe(m);
-        Assert.Equal(800, PromTool.Sample(await Export(registry), "k2rl_rl_generated_tokens_total"));
+        metrics.Observe(m with { Envs = new Dictionary<string, EnvIterationMetrics> { ["list_ops"] = new() { Responses = 2, RewardMean = 1 } } });
+        text = await Export(registry);
+        Assert.Equal(800, PromTool.Sample(text, "k2rl_rl_generated_tokens_total"));
+        Assert.Equal(1, PromTool.Sample(text, "k2rl_rl_env_reward_mean{env=\"list_ops\"}"));
+        Assert.Equal(0, PromTool.Sample(text, "k2rl_rl_env_responses{env=\"arithmetic\"}"));   // absent this iteration: not its stale figures
+        Assert.True(double.IsNaN(PromTool.Sample(text, "k2rl_rl_env_reward_mean{env=\"arithmetic\"}")!.Value));
+        PromTool.CheckMetrics(text);
     }
 
     private static async Task<string> Export(Prometheus.CollectorRegistry registry)
