@@ -64,6 +64,10 @@ public sealed class JobControlIntegrationTests
         long k = result["iteration"]!.GetValue<long>();
         Assert.Equal($"checkpoints/step-{k}", File.ReadAllText(Path.Combine(run, "LATEST")).Trim());
         Assert.False(File.Exists(Path.Combine(run, "control.json")));
+        string log = File.ReadAllText(Path.Combine(run, "logs", "rl.clef"));
+        Assert.Contains("job control: pause", log);
+        Assert.DoesNotContain("the-right-token", log);   // never logged
+        Assert.DoesNotContain("Request starting", log);  // nor a line per call
 
         var (rc, _, rerr) = await ModelCommandInfoTests.Run("rl", "--job", jobs.JobPath, "--run-dir", run, "--resume");
         Assert.True(rc == 0, rerr);

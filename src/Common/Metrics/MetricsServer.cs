@@ -47,7 +47,7 @@ public sealed class MetricsServer : IAsyncDisposable
         var (bind, callHost) = GrpcServer.ResolveHost(listen.Host);
         var log = (logger ?? Log.Logger).ForContext<MetricsServer>();
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
-        builder.Logging.ClearProviders().AddSerilog(log, dispose: false).SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.ClearProviders().AddSerilog(GrpcServer.WarningsAndAbove(log), dispose: true);
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;

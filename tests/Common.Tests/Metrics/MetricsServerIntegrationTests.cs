@@ -3,6 +3,9 @@ using System.Net.Sockets;
 using K2RL.Common.Metrics;
 using K2RL.Common.Rpc;
 using K2RL.Tests.Shared;
+using Serilog;
+using Serilog.Core;
+using Serilog.Events;
 
 namespace K2RL.Common.Tests.Metrics;
 
@@ -16,7 +19,9 @@ public sealed class MetricsServerIntegrationTests
         var f = Prometheus.Metrics.WithCustomRegistry(registry);
         f.CreateGauge("k2rl_test_queue_depth", "Items waiting.", "queue").WithLabels("generate").Set(7);
         f.CreateCounter("k2rl_test_items_total", "Items done.").Inc(3);
-        await using var server = await MetricsServer.StartAsync(HostPort.Parse("127.0.0.1:0", "--metrics"), registry);
+        var events = new List<LogEvent>();
+        using var log = new LoggerConfiguration().MinimumLevel.Verbose().WriteTo.Sink(new ListSink(events)).CreateLogger();
+        await using var server = await MetricsServer.StartAsync(HostPort.Parse("127.0.0.1:0", "--metrics"), registry, log);
         Assert.Equal("/metrics", server.Address.AbsolutePath);
         Assert.NotEqual(0, server.Port);
 
@@ -27,6 +32,25 @@ public sealed class MetricsServerIntegrationTests
 
         using var http = new HttpClient();
         Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync(new Uri(server.Address, "/other"))).StatusCode);
+
+        // A scrape every few seconds must not write log lines: ASP.NET Core's own logs reach K2RL's only from Warning up.
+        lock (events)
+        {
+            var chatter = events.Where(e => e.Level < LogEventLevel.Warning && e.Properties.TryGetValue("SourceContext", out var c) && c.ToString().Contains("Microsoft."));
+            Assert.Empty(chatter.Select(e => e.RenderMessage()));
+            Assert.Contains(events, e => e.RenderMessage().Contains("Prometheus metrics on"));
+        }
+    }
+
+    private sealed class ListSink(List<LogEvent> events) : ILogEventSink
+    {
+        public void Emit(LogEvent logEvent)
+        {
+            lock (events)
+            {
+                events.Add(logEvent);
+            }
+        }
     }
 
     [Fact]
