@@ -59,7 +59,7 @@ public sealed class JobControlHost : IAsyncDisposable
         }
 
         AtomicFile.WriteAllText(file, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-        log.Information("job control on {Address} (token {Required}); k2rl job status --run-dir {RunDir}", server.Address,
+        log.Information("job control on {Address} (token {Required:l}); k2rl job status --run-dir {RunDir:l}", server.Address,
             token is null ? "not required" : "required", runDir);
         return new JobControlHost(server, file);
     }

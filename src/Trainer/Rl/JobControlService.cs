@@ -26,7 +26,7 @@ public sealed class JobControlService(JobControlState state, IWorkerPoolStatus p
         BearerToken.Check(token, context);
         if (what is not null)
         {
-            log.Information("job control: {What} (from {Peer})", what, context.Peer);
+            log.Information("job control: {What:l} (from {Peer:l})", what, context.Peer);
             act!();
         }
 
