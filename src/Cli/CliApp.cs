@@ -14,6 +14,7 @@ public static class CliApp
         ["tokenizer"] = "Train, encode and decode with the byte-level BPE tokenizer",
         ["gym"] = "Environments: list, play and evaluate",
         ["ckpt"] = "Checkpoint engine: plan a weight update (bucket size, pipeline, time)",
+        ["job"] = "Job control of a running RL job: status, pause, drain, resume, stop",
     };
 
     /// <summary>Every command's log level to Debug (the run logs on stderr and in RUN_DIR/logs/).</summary>

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json.Nodes;
 using K2RL.Common;
 using K2RL.Common.Logging;
+using K2RL.Common.Rpc;
 using K2RL.Gym;
 using K2RL.Trainer.Pretraining;
 using K2RL.Trainer.Rl;
@@ -11,7 +12,8 @@ using Spectre.Console;
 namespace K2RL.Cli.Commands;
 
 /// <summary>
-/// <c>k2rl rl --job FILE --run-dir DIR [--resume] [--max-iterations N]</c>: the co-located RL job; and <c>k2rl demo</c>:
+/// <c>k2rl rl --job FILE --run-dir DIR [--resume] [--max-iterations N] [--control HOST:PORT] [--control-token-file PATH]
+/// [--metrics HOST:PORT]</c>: the co-located RL job, answering <c>k2rl job</c> (docs/OPERATIONS.md); and <c>k2rl demo</c>:
 /// base pretraining (or <c>--base DIR</c>), then RL, then the held-out table before/after. Results go to stdout (one
 /// JSON object), progress and logs to stderr. Ctrl-C and SIGTERM write a checkpoint and exit.
 /// </summary>
@@ -19,7 +21,10 @@ public sealed class RlCommand : ICommandProvider
 {
     public string Group => "";
 
-    internal sealed record RlOptions(string Job, string RunDir, bool Resume, long? MaxIterations, string? InitFrom = null);
+    internal sealed record RlOptions(string Job, string RunDir, bool Resume, long? MaxIterations, string? InitFrom = null,
+        string Control = DefaultControl, string? ControlTokenFile = null, string? Metrics = null);
+
+    internal const string DefaultControl = "127.0.0.1:0";
 
     public IEnumerable<Command> Build(CliContext context)
     {
@@ -27,8 +32,17 @@ public sealed class RlCommand : ICommandProvider
         var runDir = new Option<string>("--run-dir") { Description = "Run directory (checkpoints, metrics.jsonl, logs)", Required = true };
         var resume = new Option<bool>("--resume") { Description = "Continue from the run directory's newest good checkpoint" };
         var maxIterations = new Option<long?>("--max-iterations") { Description = "Stop (with a checkpoint) once this many iterations are done" };
-        var command = new Command("rl", "RL post-training: rollouts, rewards, the K2 objective + PTX, MuonClip, weight push") { job, runDir, resume, maxIterations };
-        command.SetAction(parse => Run(context, new RlOptions(parse.GetValue(job)!, parse.GetValue(runDir)!, parse.GetValue(resume), parse.GetValue(maxIterations))));
+        var control = new Option<string>("--control")
+        {
+            Description = "Serve job control (k2rl job ...) and gRPC health on HOST:PORT; a non-loopback address requires a token",
+            DefaultValueFactory = _ => DefaultControl,
+        };
+        var tokenFile = new Option<string?>("--control-token-file") { Description = $"The job-control token (first line); else ${BearerToken.EnvironmentVariable}" };
+        var metrics = new Option<string?>("--metrics") { Description = "Serve Prometheus metrics on http://HOST:PORT/metrics" };
+        var command = new Command("rl", "RL post-training: rollouts, rewards, the K2 objective + PTX, MuonClip, weight push")
+            { job, runDir, resume, maxIterations, control, tokenFile, metrics };
+        command.SetAction(parse => Run(context, new RlOptions(parse.GetValue(job)!, parse.GetValue(runDir)!, parse.GetValue(resume), parse.GetValue(maxIterations),
+            Control: parse.GetValue(control)!, ControlTokenFile: parse.GetValue(tokenFile), Metrics: parse.GetValue(metrics))));
         yield return command;
         yield return DemoCommand(context);
     }
@@ -42,7 +56,7 @@ public sealed class RlCommand : ICommandProvider
 
     private static int ExitCode(RlResult result) => result.Reason switch
     {
-        RlStopReason.Completed or RlStopReason.MaxIterations => 0,
+        RlStopReason.Completed or RlStopReason.MaxIterations or RlStopReason.Stopped => 0,
         RlStopReason.Interrupted => 130,
         _ => 1,
     };
@@ -64,6 +78,9 @@ public sealed class RlCommand : ICommandProvider
             throw new ConfigException($"--max-iterations must be > 0, got {options.MaxIterations}");
         }
 
+        var operations = new RlOperationsOptions(HostPort.Parse(options.Control, "--control"), BearerToken.Load(options.ControlTokenFile, "--control-token-file"),
+            options.Metrics is null ? null : HostPort.Parse(options.Metrics, "--metrics"));
+        JobControlHost.CheckPolicy(operations.Control, operations.Token);   // before the model loads: a refusal is immediate
         var registry = GymRegistry.CreateDefault();
         var corpus = SyntheticCorpus.CreateDefault();
         var config = RlJobConfig.Load(options.Job, registry.Environments.Select(e => e.Name).ToArray(), corpus.Kinds, options.InitFrom);
@@ -73,7 +90,20 @@ public sealed class RlCommand : ICommandProvider
         using var rl = new RlJob(config, options.RunDir, registry, log);
 
         using var stop = new StopSignal(log, "stopping and writing a checkpoint");
+        var ops = RlOperations.StartAsync(rl, operations, log).GetAwaiter().GetResult();
+        try
+        {
+            return Train(context, options, evaluateBefore, rl, run, ops, stop.Token, log);
+        }
+        finally
+        {
+            ops.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
 
+    private static (RlResult Result, IReadOnlyDictionary<string, double>? Before, IReadOnlyDictionary<string, double>? After) Train(CliContext context,
+        RlOptions options, bool evaluateBefore, RlJob rl, K2RL.Trainer.Checkpointing.RunDirectory run, RlOperations ops, CancellationToken stop, ILogger log)
+    {
         IReadOnlyDictionary<string, double>? before = null;
         if (evaluateBefore)
         {
@@ -101,13 +131,13 @@ public sealed class RlCommand : ICommandProvider
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
                 .Start(ctx =>
                 {
-                    var task = ctx.AddTask("rl", maxValue: config.Iterations);
-                    result = rl.TrainAsync(options.Resume, options.MaxIterations, stop.Token, new SpectreObserver(task)).GetAwaiter().GetResult();
+                    var task = ctx.AddTask("rl", maxValue: rl.TotalIterations);
+                    result = rl.TrainAsync(options.Resume, options.MaxIterations, stop, ops.Observe(new SpectreObserver(task)), ops.Control).GetAwaiter().GetResult();
                 });
         }
         else
         {
-            result = rl.TrainAsync(options.Resume, options.MaxIterations, stop.Token, new LogObserver(log)).GetAwaiter().GetResult();
+            result = rl.TrainAsync(options.Resume, options.MaxIterations, stop, ops.Observe(new LogObserver(log)), ops.Control).GetAwaiter().GetResult();
         }
 
         IReadOnlyDictionary<string, double>? after = null;

@@ -100,7 +100,7 @@ public sealed class GrpcServer : IAsyncDisposable
         health.SetStatus("", HealthCheckResponse.Types.ServingStatus.Serving);
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         // ASP.NET Core's own logs go to K2RL's Serilog logger (stderr), warnings and above: stdout stays the command's.
-        builder.Logging.ClearProviders().AddSerilog(logger, dispose: false).SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.ClearProviders().AddSerilog(WarningsAndAbove(logger), dispose: true);
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -191,7 +191,15 @@ public sealed class GrpcServer : IAsyncDisposable
         stopping.Dispose();
     }
 
-    private static (IPAddress Bind, string CallHost) ResolveHost(string host)
+    /// <summary>
+    /// A logger passing <paramref name="logger"/> only warnings and above: for ASP.NET Core's own logs (a line per
+    /// request otherwise). MEL's SetMinimumLevel does not do it: AddSerilog adds a Trace filter for its provider.
+    /// </summary>
+    internal static Serilog.ILogger WarningsAndAbove(Serilog.ILogger logger) =>
+        new LoggerConfiguration().MinimumLevel.Warning().WriteTo.Logger(logger).CreateLogger();
+
+    /// <summary>The address to bind for a host given on the command line, and the one a client on this machine calls.</summary>
+    internal static (IPAddress Bind, string CallHost) ResolveHost(string host)
     {
         if (host is "*" or "0.0.0.0")
         {

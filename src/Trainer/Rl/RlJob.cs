@@ -24,6 +24,9 @@ public enum RlStopReason
     MaxIterations,
     Interrupted,
     TooManyBadSteps,
+
+    /// <summary>Job control's stop: checkpointed like <see cref="Interrupted"/>, but asked for, so a clean exit.</summary>
+    Stopped,
 }
 
 public sealed record RlResult(RlStopReason Reason, long Iteration, string? Checkpoint, RlMetrics? Last);
@@ -138,20 +141,26 @@ public sealed partial class RlJob : IDisposable
     /// <summary>
     /// Runs until the job's iteration count, <paramref name="maxIterations"/> (an absolute count), a stop request, or
     /// too many non-finite steps in a row. A stop during generation or scoring abandons that iteration (its prompts
-    /// are drawn again after a resume) and checkpoints the state at its start, so the resumed run is exact.
+    /// are drawn again after a resume) and checkpoints the state at its start, so the resumed run is exact. With
+    /// <paramref name="control"/>, job control's pause, drain and stop take effect between iterations (its stop as this
+    /// method's <paramref name="stop"/> does) and it is told each iteration's progress.
     /// </summary>
-    public async Task<RlResult> TrainAsync(bool resume, long? maxIterations, CancellationToken stop, IRlObserver? observer = null)
+    public async Task<RlResult> TrainAsync(bool resume, long? maxIterations, CancellationToken stop, IRlObserver? observer = null,
+        JobControlState? control = null)
     {
         Prepare(resume);
         long total = job.Iterations;
         long end = Math.Min(total, maxIterations ?? total);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop, control?.StopToken ?? CancellationToken.None);
+        stop = linked.Token;
+        control?.Report(iteration, total, version, null, run.LatestCheckpoint());
         observer?.OnStart(iteration, total);
         RlMetrics? last = null;
         while (iteration < end)
         {
-            if (stop.IsCancellationRequested)
+            if (await AtBoundaryAsync(control, stop))
             {
-                return Stop(RlStopReason.Interrupted, last);
+                return Stop(control?.StopRequested == true ? RlStopReason.Stopped : RlStopReason.Interrupted, last);
             }
 
             RlMetrics? m;
@@ -162,7 +171,7 @@ public sealed partial class RlJob : IDisposable
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
                 log.Warning("stop requested during iteration {Iteration}: it is abandoned and will run again on resume", iteration + 1);
-                return Stop(RlStopReason.Interrupted, last);
+                return Stop(control?.StopRequested == true ? RlStopReason.Stopped : RlStopReason.Interrupted, last);
             }
 
             last = m;
@@ -179,6 +188,8 @@ public sealed partial class RlJob : IDisposable
             {
                 SaveCheckpoint();
             }
+
+            control?.Report(iteration, total, version, m.ToJson(), run.LatestCheckpoint());
         }
 
         return Stop(iteration >= total ? RlStopReason.Completed : RlStopReason.MaxIterations, last);
