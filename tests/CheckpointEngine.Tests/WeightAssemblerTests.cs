@@ -158,10 +158,10 @@ public sealed class WeightAssemblerTests
     }
 
     [Theory]
-    [InlineData(WeightDtype.F32, false)]   // straight into the staging buffer
-    [InlineData(WeightDtype.Bf16, false)]  // through the cache-sized piece
-    [InlineData(WeightDtype.F32, true)]    // a shard: through the piece, its tensors only
-    public void ABucketReadInPiecesIsVerifiedAndACorruptReadIsTakenAgainCleanly(WeightDtype dtype, bool shard)
+    [InlineData(WeightDtype.F32, false)]   // streamed into the staging buffer
+    [InlineData(WeightDtype.Bf16, false)]  // widened piece by piece
+    [InlineData(WeightDtype.F32, true)]    // a shard: its tensors only
+    public void ABucketTakenInPiecesIsVerifiedAndACorruptReadIsTakenAgainCleanly(WeightDtype dtype, bool shard)
     {
         var layout = TensorSpec.Synthetic(4, 100_000);   // buckets of 400 KB f32: several 256 KiB pieces each
         var p = Weights.Random(400_000, 12);
@@ -171,16 +171,10 @@ public sealed class WeightAssemblerTests
         assembler.Begin(v.Manifest);
         for (int i = 0; i < v.BucketCount; i++)
         {
-            var bytes = v.Bucket(i);
-            ChunkReader good = (at, into) => bytes.Span.Slice((int)at, into.Length).CopyTo(into);
-            ChunkReader torn = (at, into) =>
-            {
-                good(at, into);
-                if (at > 0)
-                {
-                    into[0] ^= 0x20;   // a torn second piece
-                }
-            };
+            var good = v.Bucket(i).Span;
+            var torn = good.ToArray();
+            torn[WeightAssembler.ChunkBytes + 1] ^= 0x20;   // a torn second piece: the first was already copied out
+            Assert.True(good.Length > WeightAssembler.ChunkBytes);
             Assert.Equal(BucketResult.Corrupt, assembler.Accept(1, i, torn));
             Assert.Equal(BucketResult.Taken, assembler.Accept(1, i, good));
         }
