@@ -36,6 +36,7 @@ public sealed class WeightAssembler
     private WeightManifest? pending;
     private float[]? staging;
     private bool[] received = [];
+    private ulong[] checksums = [];   // what each taken bucket was verified against
     private int receivedCount;
     private List<CopyRun>[] runs = [];
 
@@ -70,6 +71,9 @@ public sealed class WeightAssembler
         }
     }
 
+    /// <summary>The manifest of the last version completed, every bucket's checksum filled in (what a holder serves on).</summary>
+    public WeightManifest? LastCompleted { get; private set; }
+
     /// <summary>The buckets of the pending version not yet taken.</summary>
     public IReadOnlyList<int> Missing
     {
@@ -98,9 +102,11 @@ public sealed class WeightAssembler
                 throw new WeightTransferException($"weight version {manifest.Version} is not newer than the held version {HeldVersion}");
             }
 
-            if (pending is not null && manifest.Version == pending.Version && manifest.Dtype == pending.Dtype &&
-                manifest.Buckets.SequenceEqual(pending.Buckets) && manifest.Tensors.SequenceEqual(pending.Tensors, TensorSpecComparer.Instance))
+            if (pending is not null && manifest.Version == pending.Version && manifest.Dtype == pending.Dtype && SamePlan(manifest, pending) &&
+                manifest.Tensors.SequenceEqual(pending.Tensors, TensorSpecComparer.Instance))
             {
+                // the same plan; a repair from a holder lists the checksums a streaming sender left to its buckets
+                pending = pending with { Buckets = pending.Buckets.Zip(manifest.Buckets, (a, b) => a.Checksum != 0 ? a : b).ToList() };
                 return true;
             }
 
@@ -115,6 +121,7 @@ public sealed class WeightAssembler
             runs = plan;
             staging = Slot.Rent(length);
             received = new bool[manifest.Buckets.Count];
+            checksums = new ulong[manifest.Buckets.Count];
             receivedCount = 0;
             return false;
         }
@@ -124,9 +131,10 @@ public sealed class WeightAssembler
     /// Verifies bucket <paramref name="index"/> of <paramref name="version"/> and copies out what the receiver holds. The
     /// bucket is taken in cache-sized pieces: each piece is hashed (which brings it into cache), then copied out of the
     /// cache into the staging buffer with streaming stores, so verifying costs no second pass over memory. A bucket
-    /// that fails its checksum leaves its bytes in staging, unpublished, until it is taken again.
+    /// that fails its checksum leaves its bytes in staging, unpublished, until it is taken again. The checksum is the
+    /// manifest's, or where that is 0 (a sender that streams buckets as it encodes them), <paramref name="carried"/>.
     /// </summary>
-    public BucketResult Accept(long version, int index, ReadOnlySpan<byte> data)
+    public BucketResult Accept(long version, int index, ReadOnlySpan<byte> data, ulong carried = 0)
     {
         lock (gate)
         {
@@ -135,6 +143,9 @@ public sealed class WeightAssembler
             {
                 return BucketResult.Duplicate;
             }
+
+            ulong expected = b.Checksum != 0 ? b.Checksum : carried != 0 ? carried
+                : throw new WeightTransferException($"bucket {index} of version {version} carries no checksum, and the manifest lists none for it");
 
             if (data.Length != pending!.BucketBytes(index))
             {
@@ -161,11 +172,12 @@ public sealed class WeightAssembler
             }
 
             WireCodec.FenceStreamingStores();
-            if (hash.GetCurrentHashAsUInt64() != b.Checksum)
+            if (hash.GetCurrentHashAsUInt64() != expected)
             {
                 return BucketResult.Corrupt;
             }
 
+            checksums[index] = expected;
             received[index] = true;
             receivedCount++;
             return BucketResult.Taken;
@@ -183,6 +195,7 @@ public sealed class WeightAssembler
             }
 
             var done = new WeightSet(pending.Version, staging!);
+            LastCompleted = pending with { Buckets = pending.Buckets.Select((b, i) => b with { Checksum = checksums[i] }).ToList() };
             pending = null;
             staging = null;
             Slot.Publish(done);
@@ -270,6 +283,11 @@ public sealed class WeightAssembler
 
         return plan;
     }
+
+    // Same buckets; checksums equal where both list one.
+    private static bool SamePlan(WeightManifest a, WeightManifest b) => a.Buckets.Count == b.Buckets.Count &&
+        a.Buckets.Zip(b.Buckets).All(p => p.First.Offset == p.Second.Offset && p.First.Count == p.Second.Count &&
+            (p.First.Checksum == p.Second.Checksum || p.First.Checksum == 0 || p.Second.Checksum == 0));
 
     private static string Names(List<string> names) =>
         string.Join(", ", names.Take(5)) + (names.Count > 5 ? $" and {names.Count - 5} more" : "");

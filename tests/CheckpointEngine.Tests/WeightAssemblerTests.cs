@@ -183,4 +183,34 @@ public sealed class WeightAssemblerTests
         var want = dtype == WeightDtype.F32 ? p : Weights.RoundedToBf16(p);
         Assert.Equal(shard ? want.AsSpan(200_000, 100_000).ToArray() : want, got);
     }
+
+    [Fact]
+    public void AStreamedVersionsBucketsCarryTheirChecksumsAndARepairWithTheFullManifestContinuesIt()
+    {
+        var p = Weights.Random(16_000, 7);
+        var streamed = new StreamedVersion(5, p, Layout, WeightDtype.F32, Cap, reuse: null);
+        Assert.All(streamed.Manifest.Buckets, b => Assert.Equal(0ul, b.Checksum));   // the manifest leaves first
+        var assembler = new WeightAssembler(Layout);
+        assembler.Begin(streamed.Manifest);
+        var (data, checksum) = streamed.Bucket(0);
+        Assert.Contains("carries no checksum", Assert.Throws<WeightTransferException>(() => assembler.Accept(5, 0, data.Span)).Message);
+        Assert.Equal(BucketResult.Corrupt, assembler.Accept(5, 0, data.Span, checksum ^ 1));
+        Assert.Equal(BucketResult.Taken, assembler.Accept(5, 0, data.Span, checksum));
+
+        // The rest comes as a repair from a holder: the complete manifest (checksums filled) continues the version.
+        var full = streamed.Finish();
+        Assert.Equal(EncodedVersion.Encode(5, p, Layout, WeightDtype.F32, Cap).Manifest.Buckets, full.Manifest.Buckets);
+        Assert.True(assembler.Begin(full.Manifest));
+        Assert.Equal(full.BucketCount - 1, assembler.Missing.Count);
+        var bad = full.Bucket(1).ToArray();
+        bad[0] ^= 1;
+        Assert.Equal(BucketResult.Corrupt, assembler.Accept(5, 1, bad, carried: 0));   // against the manifest's, not a carried one
+        for (int i = 1; i < full.BucketCount; i++)
+        {
+            Assert.Equal(BucketResult.Taken, assembler.Accept(5, i, full.Bucket(i).Span));
+        }
+
+        Assert.Equal(p, assembler.TryComplete()!.Parameters);
+        Assert.Equal(full.Manifest.Buckets, assembler.LastCompleted!.Buckets);   // what this holder serves on
+    }
 }
