@@ -8,8 +8,11 @@ public sealed record NetFigure(double Ms, double GbPerS, double CpuMs);
 
 /// <summary>One transport's figures for one dtype. Rates are the fp32 parameter bytes delivered per second (so f32 and
 /// bf16 compare: bf16 moves half the bytes for the same delivery).</summary>
+/// <remarks>ShmReceiveCpuMs and ShmMemcpyCpuMs: the thread's own CPU time for the receive and for a memcpy of the same
+/// bytes beside it (best of the repeats), which a loaded machine's scheduler does not stretch.</remarks>
 public sealed record BroadcastDtypeFigures(string Dtype, long WireBytes, double InprocMs, double ShmPublishMs, double ShmReceiveMs,
-    double ShmGbPerS, double ShmEndToEndGbPerS, NetFigure Net1, NetFigure Net3Chain, NetFigure Net3Tree, double FetchMs, double FetchGbPerS);
+    double ShmGbPerS, double ShmEndToEndGbPerS, double ShmReceiveCpuMs, double ShmMemcpyCpuMs, NetFigure Net1, NetFigure Net3Chain, NetFigure Net3Tree,
+    double FetchMs, double FetchGbPerS);
 
 /// <summary>The figures of one buffer size: the memcpy baseline of the same run and each dtype's transports.</summary>
 public sealed record BroadcastFigures(string Name, long Parameters, int Buckets, double MemcpyMs, double MemcpyGbPerS, IReadOnlyList<BroadcastDtypeFigures> Dtypes);
@@ -44,13 +47,13 @@ public static class BroadcastBenchmark
         foreach (var dtype in new[] { WeightDtype.F32, WeightDtype.Bf16 })
         {
             double inproc = Inproc(parameters, dtype, repeats);
-            var (shmWrite, shmRead, shmMemcpy) = Shm(parameters, copy, tensors, dtype, capBytes, repeats);
+            var (shmWrite, shmRead, shmMemcpy, shmReadCpu, shmMemcpyCpu) = Shm(parameters, copy, tensors, dtype, capBytes, repeats);
             memcpy = Math.Min(memcpy, shmMemcpy);
             var (net1, fetch) = await NetAsync(parameters, tensors, NetworkPublisherOptions.Topology("chain", 1, dtype, capBytes), 1, repeats, log);
             var (chain, _) = await NetAsync(parameters, tensors, NetworkPublisherOptions.Topology("chain", 1, dtype, capBytes), 3, repeats, log);
             var (tree, _) = await NetAsync(parameters, tensors, NetworkPublisherOptions.Topology("tree", fanout, dtype, capBytes), 3, repeats, log);
             var figures = new BroadcastDtypeFigures(dtype.Name(), count * dtype.Size(), inproc, shmWrite, shmRead, Gbps(bytes, shmRead),
-                Gbps(bytes, shmWrite + shmRead), net1, chain, tree, fetch, Gbps(bytes, fetch));
+                Gbps(bytes, shmWrite + shmRead), shmReadCpu, shmMemcpyCpu, net1, chain, tree, fetch, Gbps(bytes, fetch));
             log($"  {figures}");
             dtypes.Add(figures);
         }
@@ -95,11 +98,11 @@ public static class BroadcastBenchmark
 
     // Each repeat also times a memcpy of the same bytes right before the receive: on a loaded machine the baseline is
     // the best of the copies made in the same minutes as the transfers (the run's memcpy is the best of all of them).
-    private static (double Write, double Read, double Memcpy) Shm(float[] parameters, float[] copy, IReadOnlyList<TensorSpec> tensors, WeightDtype dtype,
-        long capBytes, int repeats)
+    private static (double Write, double Read, double Memcpy, double ReadCpu, double MemcpyCpu) Shm(float[] parameters, float[] copy,
+        IReadOnlyList<TensorSpec> tensors, WeightDtype dtype, long capBytes, int repeats)
     {
         string name = $"bench-{Environment.ProcessId}";
-        double write = double.MaxValue, read = double.MaxValue, memcpy = double.MaxValue;
+        double write = double.MaxValue, read = double.MaxValue, memcpy = double.MaxValue, readCpu = double.MaxValue, memcpyCpu = double.MaxValue;
         try
         {
             using var publisher = new SharedMemoryWeightPublisher(name, parameters.Length, tensors, dtype, capBytes);
@@ -107,7 +110,9 @@ public static class BroadcastBenchmark
             for (int r = 0; r <= repeats; r++)   // the first round warms the file and the receiver's buffers
             {
                 double w = Time(() => publisher.Publish(r, parameters));
+                double cpu0 = ThreadCpuMs();
                 double c = Time(() => parameters.CopyTo(copy, 0));
+                double cpu1 = ThreadCpuMs();
                 double d = Time(() =>
                 {
                     if (!receiver.TryReceive())
@@ -115,12 +120,15 @@ public static class BroadcastBenchmark
                         throw new WeightTransferException($"shared-memory receiver did not take version {r}: {receiver.LastError}");
                     }
                 });
+                double cpu2 = ThreadCpuMs();
                 Take(receiver, r - 1);
                 if (r > 0)
                 {
                     write = Math.Min(write, w);
                     read = Math.Min(read, d);
                     memcpy = Math.Min(memcpy, c);
+                    memcpyCpu = Math.Min(memcpyCpu, cpu1 - cpu0);
+                    readCpu = Math.Min(readCpu, cpu2 - cpu1);
                 }
             }
         }
@@ -129,7 +137,7 @@ public static class BroadcastBenchmark
             File.Delete(SharedMemoryLayout.PathOf(name));
         }
 
-        return (write, read, memcpy);
+        return (write, read, memcpy, readCpu, memcpyCpu);
     }
 
     // The push until every receiver holds the version; with one receiver also a late joiner's fetch of it from that one.
@@ -203,6 +211,27 @@ public static class BroadcastBenchmark
                 await n.DisposeAsync().ConfigureAwait(false);
             }
         }
+    }
+
+    // The calling thread's CPU time (Linux: CLOCK_THREAD_CPUTIME_ID, nanoseconds; NaN elsewhere).
+    private static double ThreadCpuMs()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return double.NaN;
+        }
+
+        return ClockGetTime(3, out var ts) == 0 ? (ts.Seconds * 1e3) + (ts.Nanoseconds / 1e6) : double.NaN;
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "clock_gettime")]
+    private static extern int ClockGetTime(int clock, out TimeSpec time);
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private readonly struct TimeSpec
+    {
+        public readonly long Seconds;
+        public readonly long Nanoseconds;
     }
 
     private static double Best(int repeats, Func<int, double> run)
