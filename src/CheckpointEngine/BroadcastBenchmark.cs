@@ -210,6 +210,10 @@ public static class BroadcastBenchmark
             {
                 await n.DisposeAsync().ConfigureAwait(false);
             }
+
+            BucketBuffers.Trim();   // the next case starts with the memory this one held given back
+            System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
+            GC.Collect();
         }
     }
 

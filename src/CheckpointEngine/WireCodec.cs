@@ -68,9 +68,40 @@ public static class WireCodec
         {
             CopyStreaming(src, MemoryMarshal.AsBytes(values));
         }
+        else if (dtype == WeightDtype.Bf16 && src.Length == values.Length * 2 && Vector256.IsHardwareAccelerated && values.Length >= StreamingMinBytes)
+        {
+            WidenStreaming(MemoryMarshal.Cast<byte, ushort>(src), values);
+        }
         else
         {
             Decode(src, dtype, values);
+        }
+    }
+
+    // bf16 → fp32 (exact: the bits shifted up), the fp32 written with streaming stores into 32-byte aligned lines.
+    private static unsafe void WidenStreaming(ReadOnlySpan<ushort> src, Span<float> dst)
+    {
+        fixed (ushort* s = src)
+        fixed (float* d = dst)
+        {
+            int n = src.Length, i = 0;
+            for (; i < n && ((long)(d + i) & 31) != 0; i++)
+            {
+                d[i] = BitConverter.Int32BitsToSingle(s[i] << 16);
+            }
+
+            uint* u = (uint*)d;
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(s + i));
+                Vector256.StoreAlignedNonTemporal(Vector256.ShiftLeft(lo, 16), u + i);
+                Vector256.StoreAlignedNonTemporal(Vector256.ShiftLeft(hi, 16), u + i + 8);
+            }
+
+            for (; i < n; i++)
+            {
+                d[i] = BitConverter.Int32BitsToSingle(s[i] << 16);
+            }
         }
     }
 
