@@ -2,10 +2,17 @@ using System.Diagnostics;
 
 namespace K2RL.CheckpointEngine;
 
+/// <summary>One network push: until every receiver holds the version (best of the repeats), and the CPU time of the whole
+/// process (publisher and receivers) per version, its mean over the repeats.</summary>
+public sealed record NetFigure(double Ms, double GbPerS, double CpuMs);
+
 /// <summary>One transport's figures for one dtype. Rates are the fp32 parameter bytes delivered per second (so f32 and
 /// bf16 compare: bf16 moves half the bytes for the same delivery).</summary>
+/// <remarks>ShmReceiveCpuMs and ShmMemcpyCpuMs: the thread's own CPU time for the receive and for a memcpy of the same
+/// bytes beside it (best of the repeats), which a loaded machine's scheduler does not stretch.</remarks>
 public sealed record BroadcastDtypeFigures(string Dtype, long WireBytes, double InprocMs, double ShmPublishMs, double ShmReceiveMs,
-    double ShmGbPerS, double ShmEndToEndGbPerS, double Net1Ms, double Net1GbPerS, double Net3ChainMs, double Net3ChainGbPerS, double FetchMs, double FetchGbPerS);
+    double ShmGbPerS, double ShmEndToEndGbPerS, double ShmReceiveCpuMs, double ShmMemcpyCpuMs, NetFigure Net1, NetFigure Net3Chain, NetFigure Net3Tree,
+    double FetchMs, double FetchGbPerS);
 
 /// <summary>The figures of one buffer size: the memcpy baseline of the same run and each dtype's transports.</summary>
 public sealed record BroadcastFigures(string Name, long Parameters, int Buckets, double MemcpyMs, double MemcpyGbPerS, IReadOnlyList<BroadcastDtypeFigures> Dtypes);
@@ -14,13 +21,16 @@ public sealed record BroadcastFigures(string Name, long Parameters, int Buckets,
 /// <c>k2rl bench broadcast</c>: one buffer pushed through each transport, best of a few repeats, beside a plain copy of
 /// the same bytes measured in the same run. In-process: publish + the reader taking it. Shared memory: the publisher's
 /// write into /dev/shm and a receiver's verified copy out (timed apart; the receiver side is the one a rollout worker
-/// pays). Network: loopback gRPC to 1 receiver, and to 3 receivers in a chain (relayed hop to hop), until every receiver
-/// holds the version, and a late receiver's fetch of the current version from a holder (server-streaming). The receivers run in this process (their own Kestrel servers and sockets).
+/// pays). Network: loopback gRPC to 1 receiver, to 3 receivers in a chain (relayed hop to hop) and in a tree (the
+/// publisher feeds <c>fanout</c> subtrees, each hop relays to <c>fanout</c> more), until every receiver holds the
+/// version, and a late receiver's fetch of the current version from a holder (server-streaming). The receivers run in
+/// this process (each its own Kestrel server, sockets and gRPC stack; the process's CPU time covers them all). The
+/// tests run receivers as child processes (<c>k2rl ckpt receive</c>).
 /// </summary>
 public static class BroadcastBenchmark
 {
     public static async Task<BroadcastFigures> RunAsync(string name, long count, IReadOnlyList<TensorSpec> tensors, int repeats, long capBytes,
-        Action<string> log)
+        int fanout, Action<string> log)
     {
         var parameters = new float[count];
         var rng = new Random(12);
@@ -29,18 +39,21 @@ public static class BroadcastBenchmark
             parameters[i] = (float)(rng.NextDouble() - 0.5);
         }
 
-        double memcpy = Memcpy(parameters, repeats);
+        var copy = new float[count];
+        double memcpy = Memcpy(parameters, copy, repeats);
         long bytes = count * sizeof(float);
         log($"{name}: {bytes / 1e6:0.0} MB, memcpy {memcpy:0.00} ms ({Gbps(bytes, memcpy):0.00} GB/s)");
         var dtypes = new List<BroadcastDtypeFigures>();
         foreach (var dtype in new[] { WeightDtype.F32, WeightDtype.Bf16 })
         {
             double inproc = Inproc(parameters, dtype, repeats);
-            var (shmWrite, shmRead) = Shm(parameters, tensors, dtype, capBytes, repeats);
-            var (net1, fetch) = await NetAsync(parameters, tensors, dtype, capBytes, 1, repeats, log);
-            var (net3, _) = await NetAsync(parameters, tensors, dtype, capBytes, 3, repeats, log);
+            var (shmWrite, shmRead, shmMemcpy, shmReadCpu, shmMemcpyCpu) = Shm(parameters, copy, tensors, dtype, capBytes, repeats);
+            memcpy = Math.Min(memcpy, shmMemcpy);
+            var (net1, fetch) = await NetAsync(parameters, tensors, NetworkPublisherOptions.Topology("chain", 1, dtype, capBytes), 1, repeats, log);
+            var (chain, _) = await NetAsync(parameters, tensors, NetworkPublisherOptions.Topology("chain", 1, dtype, capBytes), 3, repeats, log);
+            var (tree, _) = await NetAsync(parameters, tensors, NetworkPublisherOptions.Topology("tree", fanout, dtype, capBytes), 3, repeats, log);
             var figures = new BroadcastDtypeFigures(dtype.Name(), count * dtype.Size(), inproc, shmWrite, shmRead, Gbps(bytes, shmRead),
-                Gbps(bytes, shmWrite + shmRead), net1, Gbps(bytes, net1), net3, Gbps(bytes, net3), fetch, Gbps(bytes, fetch));
+                Gbps(bytes, shmWrite + shmRead), shmReadCpu, shmMemcpyCpu, net1, chain, tree, fetch, Gbps(bytes, fetch));
             log($"  {figures}");
             dtypes.Add(figures);
         }
@@ -51,9 +64,8 @@ public static class BroadcastBenchmark
 
     private static double Gbps(long bytes, double ms) => bytes / (ms * 1e6);
 
-    private static double Memcpy(float[] source, int repeats)
+    private static double Memcpy(float[] source, float[] target, int repeats)
     {
-        var target = new float[source.Length];
         source.CopyTo(target, 0);   // touch every page first
         return Best(repeats, _ => Time(() => source.CopyTo(target, 0)));
     }
@@ -84,10 +96,13 @@ public static class BroadcastBenchmark
         }
     }
 
-    private static (double Write, double Read) Shm(float[] parameters, IReadOnlyList<TensorSpec> tensors, WeightDtype dtype, long capBytes, int repeats)
+    // Each repeat also times a memcpy of the same bytes right before the receive: on a loaded machine the baseline is
+    // the best of the copies made in the same minutes as the transfers (the run's memcpy is the best of all of them).
+    private static (double Write, double Read, double Memcpy, double ReadCpu, double MemcpyCpu) Shm(float[] parameters, float[] copy,
+        IReadOnlyList<TensorSpec> tensors, WeightDtype dtype, long capBytes, int repeats)
     {
         string name = $"bench-{Environment.ProcessId}";
-        double write = double.MaxValue, read = double.MaxValue;
+        double write = double.MaxValue, read = double.MaxValue, memcpy = double.MaxValue, readCpu = double.MaxValue, memcpyCpu = double.MaxValue;
         try
         {
             using var publisher = new SharedMemoryWeightPublisher(name, parameters.Length, tensors, dtype, capBytes);
@@ -95,6 +110,9 @@ public static class BroadcastBenchmark
             for (int r = 0; r <= repeats; r++)   // the first round warms the file and the receiver's buffers
             {
                 double w = Time(() => publisher.Publish(r, parameters));
+                double cpu0 = ThreadCpuMs();
+                double c = Time(() => parameters.CopyTo(copy, 0));
+                double cpu1 = ThreadCpuMs();
                 double d = Time(() =>
                 {
                     if (!receiver.TryReceive())
@@ -102,11 +120,15 @@ public static class BroadcastBenchmark
                         throw new WeightTransferException($"shared-memory receiver did not take version {r}: {receiver.LastError}");
                     }
                 });
+                double cpu2 = ThreadCpuMs();
                 Take(receiver, r - 1);
                 if (r > 0)
                 {
                     write = Math.Min(write, w);
                     read = Math.Min(read, d);
+                    memcpy = Math.Min(memcpy, c);
+                    memcpyCpu = Math.Min(memcpyCpu, cpu1 - cpu0);
+                    readCpu = Math.Min(readCpu, cpu2 - cpu1);
                 }
             }
         }
@@ -115,13 +137,14 @@ public static class BroadcastBenchmark
             File.Delete(SharedMemoryLayout.PathOf(name));
         }
 
-        return (write, read);
+        return (write, read, memcpy, readCpu, memcpyCpu);
     }
 
     // The push until every receiver holds the version; with one receiver also a late joiner's fetch of it from that one.
-    private static async Task<(double Push, double Fetch)> NetAsync(float[] parameters, IReadOnlyList<TensorSpec> tensors, WeightDtype dtype, long capBytes, int receivers, int repeats,
-        Action<string> log)
+    private static async Task<(NetFigure Push, double Fetch)> NetAsync(float[] parameters, IReadOnlyList<TensorSpec> tensors, NetworkPublisherOptions options,
+        int receivers, int repeats, Action<string> log)
     {
+        var dtype = options.Dtype;
         // Each receiver holds the wire bytes, the newest version and the one being assembled (with one receiver, a late
         // one fetches from it too); the publisher its encoding; 1 GB of headroom for the rest of the process.
         int holders = receivers == 1 ? 2 : receivers;
@@ -130,7 +153,7 @@ public static class BroadcastBenchmark
         if (need > BucketPlan.FreeBytes())
         {
             log($"  net x{receivers} {dtype.Name()}: skipped, needs {need / 1e9:0.0} GB and {BucketPlan.FreeBytes() / 1e9:0.0} GB are free");
-            return (double.NaN, double.NaN);
+            return (new NetFigure(double.NaN, double.NaN, double.NaN), double.NaN);
         }
 
         var nodes = new List<NetworkWeightReceiver>();
@@ -141,14 +164,16 @@ public static class BroadcastBenchmark
                 nodes.Add(await NetworkWeightReceiver.StartAsync(tensors, length: parameters.Length).ConfigureAwait(false));
             }
 
-            using var publisher = new NetworkWeightPublisher(nodes.Select(n => n.Address).ToList(), parameters.Length, tensors,
-                new NetworkPublisherOptions { Dtype = dtype, BucketCapBytes = capBytes, Chains = 1 });
+            using var publisher = new NetworkWeightPublisher(nodes.Select(n => n.Address).ToList(), parameters.Length, tensors, options);
             double best = double.MaxValue;
+            var cpu = TimeSpan.Zero;
             for (int r = 0; r <= repeats; r++)
             {
+                var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
                 long t0 = Stopwatch.GetTimestamp();
                 await publisher.PublishAsync(r, parameters).ConfigureAwait(false);
                 double t = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                cpu += r > 0 ? Process.GetCurrentProcess().TotalProcessorTime - cpu0 : TimeSpan.Zero;
                 if (publisher.LastFailures.Count > 0 || nodes.Any(n => n.HeldVersion != r))
                 {
                     throw new WeightTransferException($"network push of version {r} failed: {string.Join("; ", publisher.LastFailures)}");
@@ -176,7 +201,8 @@ public static class BroadcastBenchmark
                     : throw new WeightTransferException($"a late receiver fetched version {late.HeldVersion}, not {repeats}");
             }
 
-            return (best, fetch);
+            long bytes = parameters.LongLength * sizeof(float);
+            return (new NetFigure(best, Gbps(bytes, best), cpu.TotalMilliseconds / repeats), fetch);
         }
         finally
         {
@@ -184,7 +210,32 @@ public static class BroadcastBenchmark
             {
                 await n.DisposeAsync().ConfigureAwait(false);
             }
+
+            BucketBuffers.Trim();   // the next case starts with the memory this one held given back
+            System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
+            GC.Collect();
         }
+    }
+
+    // The calling thread's CPU time (Linux: CLOCK_THREAD_CPUTIME_ID, nanoseconds; NaN elsewhere).
+    private static double ThreadCpuMs()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return double.NaN;
+        }
+
+        return ClockGetTime(3, out var ts) == 0 ? (ts.Seconds * 1e3) + (ts.Nanoseconds / 1e6) : double.NaN;
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "clock_gettime")]
+    private static extern int ClockGetTime(int clock, out TimeSpec time);
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private readonly struct TimeSpec
+    {
+        public readonly long Seconds;
+        public readonly long Nanoseconds;
     }
 
     private static double Best(int repeats, Func<int, double> run)

@@ -15,14 +15,16 @@ namespace K2RL.CheckpointEngine;
 /// Bad input from a peer ends that call with INVALID_ARGUMENT (or FAILED_PRECONDITION for a stale version) and a
 /// message naming what was wrong; the receiver keeps its version.
 /// </summary>
-public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
+public sealed class CheckpointNode : CheckpointService, IDisposable
 {
     private readonly WeightAssembler assembler;
     private readonly GrpcClientOptions clientOptions;
     private readonly SemaphoreSlim pushGate = new(1, 1);
     private readonly ConcurrentDictionary<string, GrpcChannel> channels = new(StringComparer.Ordinal);
+    private readonly object heldGate = new();
     private ByteString?[] pendingBuckets = [];
     private HeldWeights? held;
+    private int serving;   // Fetch calls streaming the held version (guarded by heldGate): its buckets are not reused meanwhile
 
     public CheckpointNode(WeightAssembler assembler, int maxMessageBytes)
     {
@@ -33,7 +35,16 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
     public WeightAssembler Assembler => assembler;
 
     /// <summary>The newest complete version in wire form (what <see cref="Fetch"/> serves).</summary>
-    public HeldWeights? Held => Volatile.Read(ref held);
+    public HeldWeights? Held
+    {
+        get
+        {
+            lock (heldGate)
+            {
+                return held;
+            }
+        }
+    }
 
     /// <summary>Buckets that arrived corrupted (and were asked for again).</summary>
     public long CorruptBuckets => Interlocked.Read(ref corrupt);
@@ -64,29 +75,26 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
         {
             stall.CancelAfter(ChunkTimeout);   // from here on this push holds the receiver: it must keep coming
             var manifest = Begin(first.Manifest);
-            var relay = first.RelayTo.Count > 0 ? StartRelay(first, manifest, ct) : null;
+            var relays = NetworkPush.Groups(first.RelayTo, first.Fanout).Select(g => StartRelay(first.Manifest, g, first.Fanout, ct)).ToList();
             try
             {
-                await TakeBucketsAsync(requestStream, manifest, relay, stall, ct).ConfigureAwait(false);
+                await TakeBucketsAsync(requestStream, manifest, relays, stall, ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stall.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
             {
-                relay?.Call.Dispose();
+                relays.ForEach(r => r.Call.Dispose());
                 throw NetworkPush.Refused(StatusCode.DeadlineExceeded, $"no chunk of version {manifest.Version} for {ChunkTimeout.TotalSeconds:0} s: the push is dropped");
             }
             catch
             {
-                relay?.Call.Dispose();   // the sender is gone: so is this hop's push to the next
+                relays.ForEach(r => r.Call.Dispose());   // the sender is gone: so is this hop's push to the next ones
                 throw;
             }
 
-            if (assembler.TryComplete() is not null)
-            {
-                Volatile.Write(ref held, new HeldWeights(manifest, pendingBuckets.Select(b => b!).ToArray()));
-            }
-
-            stall.CancelAfter(Timeout.InfiniteTimeSpan);   // the next hop's repairs may take longer than one chunk's wait
-            string relayError = relay is null ? "" : await FinishRelayAsync(relay, manifest.Version, ct).ConfigureAwait(false);
+            Complete(manifest);
+            stall.CancelAfter(Timeout.InfiniteTimeSpan);   // the next hops' repairs may take longer than one chunk's wait
+            var errors = await Task.WhenAll(relays.Select(r => FinishRelayAsync(r, manifest.Version, ct))).ConfigureAwait(false);
+            string relayError = string.Join("; ", errors.Where(e => e.Length > 0));
             var reply = new Wire.PushReply { HeldVersion = assembler.HeldVersion, RelayError = relayError };
             if (assembler.Pending?.Version == manifest.Version)
             {
@@ -103,7 +111,28 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
 
     public override async Task Fetch(Wire.FetchRequest request, IServerStreamWriter<Wire.WeightChunk> responseStream, ServerCallContext context)
     {
-        var h = Held;
+        HeldWeights? h;
+        lock (heldGate)
+        {
+            h = held;
+            serving++;
+        }
+
+        try
+        {
+            await ServeAsync(h, request, responseStream).ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (heldGate)
+            {
+                serving--;
+            }
+        }
+    }
+
+    private static async Task ServeAsync(HeldWeights? h, Wire.FetchRequest request, IServerStreamWriter<Wire.WeightChunk> responseStream)
+    {
         if (h is null || (request.Version != 0 && request.Version != h.Manifest.Version))
         {
             throw NetworkPush.Refused(StatusCode.NotFound, h is null ? "this receiver holds no version yet" : $"this receiver holds version {h.Manifest.Version}, not {request.Version}");
@@ -118,7 +147,7 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
         await responseStream.WriteAsync(new Wire.WeightChunk { Manifest = h.Manifest.ToWire() }).ConfigureAwait(false);
         foreach (int i in request.Buckets.Count > 0 ? request.Buckets : Enumerable.Range(0, h.Buckets.Length))
         {
-            await responseStream.WriteAsync(NetworkPush.Chunk(h.Manifest.Version, i, h.Buckets[i])).ConfigureAwait(false);
+            await responseStream.WriteAsync(NetworkPush.Chunk(h.Manifest.Version, i, h.Buckets[i], h.Manifest.Buckets[i].Checksum)).ConfigureAwait(false);
         }
     }
 
@@ -137,7 +166,7 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
         {
             try
             {
-                if (await FetchFromAsync(ClientFor(peer.ToString()), ct).ConfigureAwait(false) is { } version)
+                if (await FetchFromAsync(ChannelFor(peer.ToString()).CreateCallInvoker(), ct).ConfigureAwait(false) is { } version)
                 {
                     return version;
                 }
@@ -164,7 +193,7 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
         }
     }
 
-    private async Task<long?> FetchFromAsync(Wire.Checkpoint.CheckpointClient client, CancellationToken ct)
+    private async Task<long?> FetchFromAsync(CallInvoker invoker, CancellationToken ct)
     {
         await pushGate.WaitAsync(ct).ConfigureAwait(false);
         try
@@ -173,7 +202,7 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
             WeightManifest? manifest = null;
             for (int attempt = 0; attempt <= NetworkPush.RepairAttempts; attempt++)
             {
-                using var call = client.Fetch(request, cancellationToken: ct);
+                using var call = invoker.AsyncServerStreamingCall(CheckpointWire.Fetch, null, new CallOptions(cancellationToken: ct), request);
                 await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct).ConfigureAwait(false))
                 {
                     if (chunk.ChunkCase == Wire.WeightChunk.ChunkOneofCase.Manifest)
@@ -197,9 +226,8 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
                     }
                 }
 
-                if (manifest is not null && assembler.TryComplete() is not null)
+                if (manifest is not null && Complete(manifest))
                 {
-                    Volatile.Write(ref held, new HeldWeights(manifest, pendingBuckets.Select(b => b!).ToArray()));
                     return manifest.Version;
                 }
 
@@ -244,7 +272,7 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
         BucketResult result;
         try
         {
-            result = assembler.Accept(bucket.Version, bucket.Index, bucket.Data.Span);
+            result = assembler.Accept(bucket.Version, bucket.Index, bucket.Data.Span, bucket.Checksum);
         }
         catch (WeightTransferException e)
         {
@@ -254,19 +282,50 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
         if (result == BucketResult.Taken)
         {
             pendingBuckets[bucket.Index] = bucket.Data;
+            return result;
         }
-        else if (result == BucketResult.Corrupt)
+
+        if (result == BucketResult.Corrupt)
         {
             Interlocked.Increment(ref corrupt);
         }
 
+        BucketBuffers.Return(bucket.Data);   // refused: never relayed nor held
         return result;
     }
 
-    private async Task TakeBucketsAsync(IAsyncStreamReader<Wire.WeightChunk> requests, WeightManifest manifest, Relay? relay,
+    // When every bucket is in: the version becomes the held one (served on), and the one it replaces hands its bucket
+    // arrays back unless a fetch is still streaming it.
+    private bool Complete(WeightManifest manifest)
+    {
+        if (assembler.TryComplete() is null)
+        {
+            return false;
+        }
+
+        var now = new HeldWeights(assembler.LastCompleted ?? manifest, pendingBuckets.Select(b => b!).ToArray());
+        HeldWeights? before;
+        lock (heldGate)
+        {
+            before = held;
+            held = now;
+            if (serving > 0)
+            {
+                before = null;
+            }
+        }
+
+        foreach (var b in before?.Buckets ?? [])
+        {
+            BucketBuffers.Return(b);
+        }
+
+        return true;
+    }
+
+    private async Task TakeBucketsAsync(IAsyncStreamReader<Wire.WeightChunk> requests, WeightManifest manifest, List<Relay> relays,
         CancellationTokenSource stall, CancellationToken ct)
     {
-        Task? writing = relay?.Started;
         while (await requests.MoveNext(ct).ConfigureAwait(false))
         {
             stall.CancelAfter(ChunkTimeout);
@@ -276,47 +335,31 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
                 throw NetworkPush.Refused(StatusCode.InvalidArgument, $"a push of version {manifest.Version} carries a second {chunk.ChunkCase}; only buckets follow the manifest");
             }
 
-            if (Take(chunk.Bucket) == BucketResult.Taken && relay is { Failed: false })
+            if (Take(chunk.Bucket) == BucketResult.Taken)
             {
-                // One bucket in flight to the next hop while the next one arrives here.
-                await WaitRelay(writing, relay).ConfigureAwait(false);
-                writing = relay.Failed ? null : relay.Call.RequestStream.WriteAsync(chunk, ct);
+                // One bucket in flight to each next hop while the next one arrives here.
+                foreach (var relay in relays)
+                {
+                    await relay.WaitAsync().ConfigureAwait(false);
+                    relay.Send(chunk, ct);
+                }
             }
         }
 
-        if (relay is not null)
+        foreach (var relay in relays)
         {
-            await WaitRelay(writing, relay).ConfigureAwait(false);
+            await relay.WaitAsync().ConfigureAwait(false);
         }
     }
 
-    private static async Task WaitRelay(Task? writing, Relay relay)
+    private Relay StartRelay(Wire.WeightManifest manifest, IReadOnlyList<string> group, int fanout, CancellationToken ct)
     {
-        if (writing is null)
-        {
-            return;
-        }
-
-        try
-        {
-            await writing.ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is RpcException or IOException or InvalidOperationException)
-        {
-            relay.Failed = true;
-            relay.Error = e.Message;
-        }
-    }
-
-    private Relay StartRelay(Wire.WeightChunk first, WeightManifest manifest, CancellationToken ct)
-    {
-        string next = first.RelayTo[0];
-        var client = ClientFor(next);
+        var client = new Wire.Checkpoint.CheckpointClient(ChannelFor(group[0]));
         var call = client.Push(cancellationToken: ct);
-        var head = new Wire.WeightChunk { Manifest = first.Manifest };
-        head.RelayTo.AddRange(first.RelayTo.Skip(1));
-        var relay = new Relay(next, client, call, first.RelayTo.Skip(1).ToList());
-        relay.Started = call.RequestStream.WriteAsync(head, ct);
+        var head = new Wire.WeightChunk { Manifest = manifest, Fanout = fanout };
+        head.RelayTo.AddRange(group.Skip(1));
+        var relay = new Relay(group[0], client, call, group.Skip(1).ToList(), fanout);
+        relay.Send(head, ct);
         return relay;
     }
 
@@ -324,7 +367,7 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
     {
         try
         {
-            await relay.Started.ConfigureAwait(false);
+            await relay.WaitAsync().ConfigureAwait(false);
             if (relay.Failed)
             {
                 return $"{relay.Next}: {relay.Error}";
@@ -335,7 +378,7 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
             var mine = Held;
             if (reply.MissingBuckets.Count > 0 && mine?.Manifest.Version == version)
             {
-                reply = await NetworkPush.PushWithRepairAsync(relay.Client, mine!, relay.Rest, null, ct).ConfigureAwait(false);
+                reply = await NetworkPush.PushWithRepairAsync(relay.Client, mine!, relay.Rest, relay.Fanout, null, ct).ConfigureAwait(false);
             }
 
             return reply.MissingBuckets.Count > 0 ? $"{relay.Next}: buckets {string.Join(", ", reply.MissingBuckets)} still missing"
@@ -351,11 +394,15 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
         }
     }
 
-    private Wire.Checkpoint.CheckpointClient ClientFor(string address) =>
-        new(channels.GetOrAdd(address, a => GrpcChannels.Create(a, clientOptions)));
+    private GrpcChannel ChannelFor(string address) => channels.GetOrAdd(address, a => GrpcChannels.Create(a, clientOptions));
 
-    private sealed class Relay(string next, Wire.Checkpoint.CheckpointClient client, AsyncClientStreamingCall<Wire.WeightChunk, Wire.PushReply> call, List<string> rest)
+    /// <summary>This hop's push to one next hop: at most one chunk in flight; a failed write marks it failed (the rest of
+    /// the version still arrives here, and the publisher's sweep pushes to whoever lacks it).</summary>
+    private sealed class Relay(string next, Wire.Checkpoint.CheckpointClient client, AsyncClientStreamingCall<Wire.WeightChunk, Wire.PushReply> call,
+        List<string> rest, int fanout)
     {
+        private Task writing = Task.CompletedTask;
+
         public string Next { get; } = next;
 
         public Wire.Checkpoint.CheckpointClient Client { get; } = client;
@@ -364,10 +411,35 @@ public sealed class CheckpointNode : Wire.Checkpoint.CheckpointBase, IDisposable
 
         public List<string> Rest { get; } = rest;
 
-        public Task Started { get; set; } = Task.CompletedTask;
+        public int Fanout { get; } = fanout;
 
-        public bool Failed { get; set; }
+        public bool Failed { get; private set; }
 
-        public string Error { get; set; } = "";
+        public string Error { get; private set; } = "";
+
+        public void Send(Wire.WeightChunk chunk, CancellationToken ct)
+        {
+            if (!Failed)
+            {
+                writing = Call.RequestStream.WriteAsync(chunk, ct);
+            }
+        }
+
+        public async Task WaitAsync()
+        {
+            try
+            {
+                await writing.ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is RpcException or IOException or InvalidOperationException)
+            {
+                Failed = true;
+                Error = e.Message;
+            }
+            finally
+            {
+                writing = Task.CompletedTask;
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ public sealed class EncodedVersion
     private readonly byte[] bytes;
     private readonly long[] starts;
 
-    private EncodedVersion(WeightManifest manifest, byte[] bytes)
+    internal EncodedVersion(WeightManifest manifest, byte[] bytes)
     {
         Manifest = manifest;
         this.bytes = bytes;
@@ -21,6 +21,9 @@ public sealed class EncodedVersion
     public WeightManifest Manifest { get; }
 
     public int BucketCount => starts.Length;
+
+    /// <summary>The whole buffer (a later version may reuse it once no one reads this one).</summary>
+    internal byte[] Bytes => bytes;
 
     public ReadOnlyMemory<byte> Bucket(int index) => bytes.AsMemory(checked((int)starts[index]), checked((int)Manifest.BucketBytes(index)));
 

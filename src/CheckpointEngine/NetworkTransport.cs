@@ -88,18 +88,32 @@ public sealed record NetworkPublisherOptions
 
     public long BucketCapBytes { get; init; } = BucketPlan.DefaultCapBytes;
 
-    /// <summary>Chains the receivers are split into (1: one chain; the receiver count: a star; between: a tree whose
-    /// root, this publisher, feeds each chain's head).</summary>
+    /// <summary>Groups the receivers are split into, each fed by this publisher through its first receiver (1: the
+    /// trainer's link carries each version once; the receiver count: a star).</summary>
     public int Chains { get; init; } = 1;
+
+    /// <summary>How many next hops each receiver relays to (1: each group is a chain; k: a k-ary tree, the group split
+    /// again into k subtrees at every hop: depth log_k of the receivers instead of their number).</summary>
+    public int Fanout { get; init; } = 1;
+
+    /// <summary>The relay named in benchmarks and the CLI: "chain" or "tree" (k groups from the publisher, each a k-ary tree).</summary>
+    public static NetworkPublisherOptions Topology(string relay, int fanout, WeightDtype dtype, long bucketCapBytes) => relay switch
+    {
+        "chain" => new NetworkPublisherOptions { Dtype = dtype, BucketCapBytes = bucketCapBytes },
+        "tree" => new NetworkPublisherOptions { Dtype = dtype, BucketCapBytes = bucketCapBytes, Chains = fanout, Fanout = fanout },
+        _ => throw new K2RL.Common.ConfigException($"relay '{relay}' is not 'chain' or 'tree'"),
+    };
 
     /// <summary>A test corrupts buckets on the wire: (attempt, bucket, bytes) → the bytes sent.</summary>
     internal Func<int, int, Google.Protobuf.ByteString, Google.Protobuf.ByteString>? Tamper { get; init; }
 }
 
 /// <summary>
-/// The trainer's network transport: each version is encoded once (the host copy, bucket by bucket with checksums) and
-/// pushed to the head of each chain of receivers, which relay it on hop by hop as it arrives, so the trainer's link
-/// carries each version once per chain, not once per receiver. A receiver that a chain could not reach through its
+/// The trainer's network transport: each version is encoded once (the host copy, bucket by bucket with checksums,
+/// each bucket while the one before is on the wire: <see cref="StreamedVersion"/>) and pushed to the head of each group
+/// of receivers, which relay every bucket on as soon as they verified it, in a chain
+/// or a k-ary tree (<see cref="NetworkPublisherOptions.Fanout"/>), so the trainer's link carries each version once per
+/// group, not once per receiver. A receiver that a chain could not reach through its
 /// relay (a dead hop) is pushed to directly; one that is down is reported in <see cref="LastFailures"/> and gets the
 /// version from any holder when it comes back. Publishing is refused only for a stale version.
 /// </summary>
@@ -129,24 +143,25 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
     /// <summary>The receivers the last version did not reach, with why.</summary>
     public IReadOnlyList<string> LastFailures { get; private set; } = [];
 
-    /// <summary>Blocks the calling thread (the trainer's) until every receiver holds the version or was found down; from
-    /// async code (or a thread-pool thread) call <see cref="PublishAsync"/>, which blocks no thread.</summary>
-    public void Publish(long version, ReadOnlySpan<float> parameters)
+    /// <summary>The receivers the relays did not reach with the last version, which this publisher then pushed to directly.</summary>
+    public IReadOnlyList<Uri> LastDirect { get; private set; } = [];
+
+    /// <summary>Blocks the calling thread (the trainer's) until every receiver holds the version or was found down (the
+    /// buffer is read while the version streams out, so it must not change until this returns); from async code (or a
+    /// thread-pool thread) call <see cref="PublishAsync"/>, which blocks no thread.</summary>
+    public unsafe void Publish(long version, ReadOnlySpan<float> parameters)
     {
-        var held = Encode(version, parameters);
-        Task.Run(() => PushAsync(held, CancellationToken.None)).GetAwaiter().GetResult();
-        LatestVersion = version;
+        fixed (float* start = parameters)
+        {
+            using var pinned = new PinnedFloats(start, parameters.Length);
+            var memory = pinned.Memory;
+            Task.Run(() => PublishAsync(version, memory)).GetAwaiter().GetResult();
+        }
     }
 
-    /// <summary>As <see cref="Publish"/>; <paramref name="parameters"/> is encoded (copied) before the first await.</summary>
+    /// <summary>As <see cref="Publish"/>: each bucket is encoded (copied, hashed) while the one before is on the wire, so
+    /// <paramref name="parameters"/> must not change until the returned task completes.</summary>
     public async Task PublishAsync(long version, ReadOnlyMemory<float> parameters, CancellationToken ct = default)
-    {
-        var held = Encode(version, parameters.Span);
-        await PushAsync(held, ct).ConfigureAwait(false);
-        LatestVersion = version;
-    }
-
-    private HeldWeights Encode(long version, ReadOnlySpan<float> parameters)
     {
         if (version <= LatestVersion)
         {
@@ -158,9 +173,10 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
             throw new ArgumentException($"parameter buffer has {parameters.Length} floats; this publisher's layout has {parameterCount}");
         }
 
-        var encoded = EncodedVersion.Encode(version, parameters, tensors, options.Dtype, options.BucketCapBytes, reuse: last);
-        last = encoded;
-        return HeldWeights.From(encoded);
+        var streamed = new StreamedVersion(version, parameters, tensors, options.Dtype, options.BucketCapBytes, reuse: last);
+        last = null;   // its buffer is being overwritten
+        await PushAsync(streamed, ct).ConfigureAwait(false);
+        LatestVersion = version;
     }
 
     public void Dispose()
@@ -171,14 +187,16 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
         }
     }
 
-    private async Task PushAsync(HeldWeights held, CancellationToken ct)
+    private async Task PushAsync(StreamedVersion streamed, CancellationToken ct)
     {
-        int k = Math.Clamp(options.Chains, 1, Math.Max(1, receivers.Count));
-        var chains = Enumerable.Range(0, k).Select(c => receivers.Where((_, i) => i * k / receivers.Count == c).ToList()).Where(c => c.Count > 0).ToList();
+        var chains = NetworkPush.Groups(receivers, options.Chains);
         var refused = new System.Collections.Concurrent.ConcurrentDictionary<Uri, string>();
-        await Task.WhenAll(chains.Select(c => PushChainAsync(held, c, refused, ct))).ConfigureAwait(false);
+        await Task.WhenAll(chains.Select(c => PushChainAsync(streamed, c, refused, ct))).ConfigureAwait(false);
+        last = streamed.Finish();
+        var held = HeldWeights.From(last);
         // A hop that failed cut the chain after it: whoever still lacks the version gets it directly.
         var failures = new List<string>();
+        var direct = new List<Uri>();
         foreach (var r in receivers)
         {
             if (refused.TryGetValue(r, out string? why))
@@ -195,7 +213,8 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
                     continue;
                 }
 
-                var reply = await NetworkPush.PushWithRepairAsync(client, held, [], options.Tamper, ct).ConfigureAwait(false);
+                direct.Add(r);
+                var reply = await NetworkPush.PushWithRepairAsync(client, held, [], 1, options.Tamper, ct).ConfigureAwait(false);
                 if (reply.HeldVersion < held.Manifest.Version)
                 {
                     failures.Add($"{r}: buckets {string.Join(", ", reply.MissingBuckets)} still missing");
@@ -208,15 +227,17 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
         }
 
         LastFailures = failures;
+        LastDirect = direct;
     }
 
-    private async Task PushChainAsync(HeldWeights held, List<Uri> chain, System.Collections.Concurrent.ConcurrentDictionary<Uri, string> refused,
+    private async Task PushChainAsync(IBucketSource held, List<Uri> chain, System.Collections.Concurrent.ConcurrentDictionary<Uri, string> refused,
         CancellationToken ct)
     {
         try
         {
             var client = new Wire.Checkpoint.CheckpointClient(channels[chain[0]]);
-            await NetworkPush.PushWithRepairAsync(client, held, chain.Skip(1).Select(u => u.ToString()).ToList(), options.Tamper, ct).ConfigureAwait(false);
+            await NetworkPush.PushWithRepairAsync(client, held, chain.Skip(1).Select(u => u.ToString()).ToList(), options.Fanout, options.Tamper, ct)
+                .ConfigureAwait(false);
         }
         catch (Grpc.Core.RpcException e) when (e.StatusCode is Grpc.Core.StatusCode.InvalidArgument or Grpc.Core.StatusCode.FailedPrecondition)
         {

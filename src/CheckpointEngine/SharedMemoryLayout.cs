@@ -24,12 +24,14 @@ internal sealed partial class SharedMemoryLayout : IDisposable
     private const int MagicAt = 0, FormatAt = 8, DataBytesAt = 16, ManifestBytesAt = 24, CurrentAt = 32, PublishedAt = 40;
 
     private readonly MemoryMappedFile file;
-    private readonly MemoryMappedViewStream bulk;   // bulk copies: its Read/Write are one memmove (the accessor's spans go element by element)
+    private readonly unsafe byte* start;   // the mapping itself: bulk reads and writes are spans over it, no stream or copy between
 
-    private SharedMemoryLayout(MemoryMappedFile file, MemoryMappedViewAccessor view, string path, long dataBytes, long manifestBytes)
+    private unsafe SharedMemoryLayout(MemoryMappedFile file, MemoryMappedViewAccessor view, string path, long dataBytes, long manifestBytes)
     {
         this.file = file;
-        bulk = file.CreateViewStream(0, view.Capacity, MemoryMappedFileAccess.ReadWrite);
+        byte* p = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+        start = p + view.PointerOffset;
         View = view;
         Path = path;
         DataBytes = dataBytes;
@@ -140,24 +142,25 @@ internal sealed partial class SharedMemoryLayout : IDisposable
         Interlocked.MemoryBarrier();
     }
 
-    public void Read(long at, Span<byte> into)
-    {
-        bulk.Position = at;
-        bulk.ReadExactly(into);
-    }
+    /// <summary>Bytes [at, at + length) of the mapping, to read (a reader checks the slot's sequence after).</summary>
+    public unsafe ReadOnlySpan<byte> Span(long at, int length) => new(start + Check(at, length), length);
 
-    public void Write(long at, ReadOnlySpan<byte> from)
-    {
-        bulk.Position = at;
-        bulk.Write(from);
-    }
+    /// <summary>Bytes [at, at + length) of the mapping, to write.</summary>
+    public unsafe Span<byte> WritableSpan(long at, int length) => new(start + Check(at, length), length);
+
+    public void Read(long at, Span<byte> into) => Span(at, into.Length).CopyTo(into);
+
+    public void Write(long at, ReadOnlySpan<byte> from) => from.CopyTo(WritableSpan(at, from.Length));
 
     public void Dispose()
     {
-        bulk.Dispose();
+        View.SafeMemoryMappedViewHandle.ReleasePointer();
         View.Dispose();
         file.Dispose();
     }
+
+    private long Check(long at, int length) => at >= 0 && length >= 0 && at + length <= View.Capacity ? at
+        : throw new WeightTransferException($"{Path}: bytes [{at}, {at + length}) are outside the {View.Capacity}-byte mapping");
 
     [GeneratedRegex("^[A-Za-z0-9._-]{1,100}$")]
     private static partial Regex NamePattern();

@@ -84,7 +84,7 @@ public sealed class SharedMemoryWeightPublisher : IWeightPublisher, IDisposable
 
     public void Dispose() => file.Dispose();
 
-    // Encodes the values in pieces that stay in cache: each piece is hashed, then written to the mapping.
+    // Encodes the values in pieces that stay in cache: each piece is hashed there, then streamed into the mapping.
     private ulong WriteBucket(long at, ReadOnlySpan<float> values)
     {
         var hash = new XxHash3();
@@ -105,9 +105,10 @@ public sealed class SharedMemoryWeightPublisher : IWeightPublisher, IDisposable
             }
 
             hash.Append(bytes);
-            file.Write(at + ((long)i * size), bytes);
+            WireCodec.CopyStreaming(bytes, file.WritableSpan(at + ((long)i * size), bytes.Length));
         }
 
+        WireCodec.FenceStreamingStores();
         return hash.GetCurrentHashAsUInt64();
     }
 }
@@ -264,8 +265,8 @@ public sealed class SharedMemoryWeightReceiver : IWeightSource, IDisposable
         long data = f.DataStart(slot);
         for (int i = 0; i < manifest.Buckets.Count; i++)
         {
-            long start = data + (manifest.Buckets[i].Offset * manifest.Dtype.Size());
-            for (int attempt = 0; assembler.Accept(manifest.Version, i, (at, into) => f.Read(start + at, into)) == BucketResult.Corrupt; attempt++)
+            var bucket = f.Span(data + (manifest.Buckets[i].Offset * manifest.Dtype.Size()), checked((int)manifest.BucketBytes(i)));
+            for (int attempt = 0; assembler.Accept(manifest.Version, i, bucket) == BucketResult.Corrupt; attempt++)
             {
                 Refetched++;
                 if (Changed(f, slot, sequence))

@@ -2,9 +2,6 @@ using System.Runtime.InteropServices;
 
 namespace K2RL.CheckpointEngine;
 
-/// <summary>Fills <paramref name="into"/> with a bucket's bytes from <paramref name="byteOffset"/> on.</summary>
-public delegate void ChunkReader(long byteOffset, Span<byte> into);
-
 /// <summary>What became of one bucket handed to <see cref="WeightAssembler.Accept"/>.</summary>
 public enum BucketResult
 {
@@ -28,7 +25,7 @@ public enum BucketResult
 /// </summary>
 public sealed class WeightAssembler
 {
-    /// <summary>The piece a bucket read in pieces is hashed and copied out in: small enough to stay in L2.</summary>
+    /// <summary>The piece a bucket is hashed and copied out in: small enough to stay in L2 between the two.</summary>
     internal const int ChunkBytes = 256 << 10;
 
     private readonly IReadOnlyList<TensorSpec> model;
@@ -39,9 +36,9 @@ public sealed class WeightAssembler
     private WeightManifest? pending;
     private float[]? staging;
     private bool[] received = [];
+    private ulong[] checksums = [];   // what each taken bucket was verified against
     private int receivedCount;
     private List<CopyRun>[] runs = [];
-    private byte[] chunk = [];
 
     /// <param name="model">the receiver's tensors (names, shapes, offsets in its own buffer).</param>
     /// <param name="length">its buffer's length (default: the end of the last tensor).</param>
@@ -74,6 +71,9 @@ public sealed class WeightAssembler
         }
     }
 
+    /// <summary>The manifest of the last version completed, every bucket's checksum filled in (what a holder serves on).</summary>
+    public WeightManifest? LastCompleted { get; private set; }
+
     /// <summary>The buckets of the pending version not yet taken.</summary>
     public IReadOnlyList<int> Missing
     {
@@ -102,9 +102,11 @@ public sealed class WeightAssembler
                 throw new WeightTransferException($"weight version {manifest.Version} is not newer than the held version {HeldVersion}");
             }
 
-            if (pending is not null && manifest.Version == pending.Version && manifest.Dtype == pending.Dtype &&
-                manifest.Buckets.SequenceEqual(pending.Buckets) && manifest.Tensors.SequenceEqual(pending.Tensors, TensorSpecComparer.Instance))
+            if (pending is not null && manifest.Version == pending.Version && manifest.Dtype == pending.Dtype && SamePlan(manifest, pending) &&
+                manifest.Tensors.SequenceEqual(pending.Tensors, TensorSpecComparer.Instance))
             {
+                // the same plan; a repair from a holder lists the checksums a streaming sender left to its buckets
+                pending = pending with { Buckets = pending.Buckets.Zip(manifest.Buckets, (a, b) => a.Checksum != 0 ? a : b).ToList() };
                 return true;
             }
 
@@ -119,13 +121,20 @@ public sealed class WeightAssembler
             runs = plan;
             staging = Slot.Rent(length);
             received = new bool[manifest.Buckets.Count];
+            checksums = new ulong[manifest.Buckets.Count];
             receivedCount = 0;
             return false;
         }
     }
 
-    /// <summary>Verifies bucket <paramref name="index"/> of <paramref name="version"/> and copies out what the receiver holds.</summary>
-    public BucketResult Accept(long version, int index, ReadOnlySpan<byte> data)
+    /// <summary>
+    /// Verifies bucket <paramref name="index"/> of <paramref name="version"/> and copies out what the receiver holds. The
+    /// bucket is taken in cache-sized pieces: each piece is hashed (which brings it into cache), then copied out of the
+    /// cache into the staging buffer with streaming stores, so verifying costs no second pass over memory. A bucket
+    /// that fails its checksum leaves its bytes in staging, unpublished, until it is taken again. The checksum is the
+    /// manifest's, or where that is 0 (a sender that streams buckets as it encodes them), <paramref name="carried"/>.
+    /// </summary>
+    public BucketResult Accept(long version, int index, ReadOnlySpan<byte> data, ulong carried = 0)
     {
         lock (gate)
         {
@@ -135,56 +144,20 @@ public sealed class WeightAssembler
                 return BucketResult.Duplicate;
             }
 
-            if (data.Length != pending!.BucketBytes(index) || WireCodec.Checksum(data) != b.Checksum)
+            ulong expected = b.Checksum != 0 ? b.Checksum : carried != 0 ? carried
+                : throw new WeightTransferException($"bucket {index} of version {version} carries no checksum, and the manifest lists none for it");
+
+            if (data.Length != pending!.BucketBytes(index))
             {
                 return BucketResult.Corrupt;
             }
 
-            int size = pending!.Dtype.Size();
-            foreach (var run in runs[index])
-            {
-                WireCodec.Decode(data.Slice(checked((int)(run.Source * size)), checked((int)(run.Count * size))), pending.Dtype,
-                    staging.AsSpan(checked((int)run.Target), checked((int)run.Count)));
-            }
-
-            received[index] = true;
-            receivedCount++;
-            return BucketResult.Taken;
-        }
-    }
-
-    /// <summary>
-    /// As <see cref="Accept(long, int, ReadOnlySpan{byte})"/>, for a bucket read in pieces (shared memory): <paramref name="read"/>
-    /// fills each piece from the bucket's byte offset; the pieces are hashed and copied out while they are in cache.
-    /// </summary>
-    public BucketResult Accept(long version, int index, ChunkReader read)
-    {
-        lock (gate)
-        {
-            var b = CheckBucket(version, index);
-            if (received[index])
-            {
-                return BucketResult.Duplicate;
-            }
-
-            int size = pending!.Dtype.Size();
-            long bytes = pending.BucketBytes(index);
-            if (pending.Dtype == WeightDtype.F32 && runs[index] is [{ Source: 0 } whole] && whole.Count == b.Count)
-            {
-                return AcceptInPlace(index, b, whole.Target, read);
-            }
-
-            int piece = (int)Math.Min(bytes, ChunkBytes / size * size);
-            if (chunk.Length < piece)
-            {
-                chunk = new byte[piece];
-            }
-
+            int size = pending.Dtype.Size();
+            int piece = ChunkBytes / size * size;
             var hash = new System.IO.Hashing.XxHash3();
-            for (long at = 0; at < bytes; at += piece)
+            for (int at = 0; at < data.Length; at += piece)
             {
-                var span = chunk.AsSpan(0, (int)Math.Min(piece, bytes - at));
-                read(at, span);
+                var span = data.Slice(at, Math.Min(piece, data.Length - at));
                 hash.Append(span);
                 long first = at / size, count = span.Length / size;
                 foreach (var run in runs[index])
@@ -192,17 +165,19 @@ public sealed class WeightAssembler
                     long lo = Math.Max(run.Source, first), hi = Math.Min(run.Source + run.Count, first + count);
                     if (lo < hi)
                     {
-                        WireCodec.Decode(span.Slice((int)((lo - first) * size), (int)((hi - lo) * size)), pending.Dtype,
+                        WireCodec.DecodeStreaming(span.Slice((int)((lo - first) * size), (int)((hi - lo) * size)), pending.Dtype,
                             staging.AsSpan(checked((int)(run.Target + lo - run.Source)), (int)(hi - lo)));
                     }
                 }
             }
 
-            if (hash.GetCurrentHashAsUInt64() != b.Checksum)
+            WireCodec.FenceStreamingStores();
+            if (hash.GetCurrentHashAsUInt64() != expected)
             {
                 return BucketResult.Corrupt;
             }
 
+            checksums[index] = expected;
             received[index] = true;
             receivedCount++;
             return BucketResult.Taken;
@@ -220,6 +195,7 @@ public sealed class WeightAssembler
             }
 
             var done = new WeightSet(pending.Version, staging!);
+            LastCompleted = pending with { Buckets = pending.Buckets.Select((b, i) => b with { Checksum = checksums[i] }).ToList() };
             pending = null;
             staging = null;
             Slot.Publish(done);
@@ -240,29 +216,6 @@ public sealed class WeightAssembler
             pending = null;
             staging = null;
         }
-    }
-
-    // fp32 into the receiver's own layout: each piece is read straight into the staging buffer and hashed there while
-    // it is in cache (a corrupt bucket's bytes stay in staging, unpublished, until the bucket is read again).
-    private BucketResult AcceptInPlace(int index, BucketSpec b, long target, ChunkReader read)
-    {
-        var hash = new System.IO.Hashing.XxHash3();
-        var dst = MemoryMarshal.AsBytes(staging.AsSpan(checked((int)target), checked((int)b.Count)));
-        for (int at = 0; at < dst.Length; at += ChunkBytes)
-        {
-            var span = dst.Slice(at, Math.Min(ChunkBytes, dst.Length - at));
-            read(at, span);
-            hash.Append(span);
-        }
-
-        if (hash.GetCurrentHashAsUInt64() != b.Checksum)
-        {
-            return BucketResult.Corrupt;
-        }
-
-        received[index] = true;
-        receivedCount++;
-        return BucketResult.Taken;
     }
 
     private BucketSpec CheckBucket(long version, int index)
@@ -330,6 +283,11 @@ public sealed class WeightAssembler
 
         return plan;
     }
+
+    // Same buckets; checksums equal where both list one.
+    private static bool SamePlan(WeightManifest a, WeightManifest b) => a.Buckets.Count == b.Buckets.Count &&
+        a.Buckets.Zip(b.Buckets).All(p => p.First.Offset == p.Second.Offset && p.First.Count == p.Second.Count &&
+            (p.First.Checksum == p.Second.Checksum || p.First.Checksum == 0 || p.Second.Checksum == 0));
 
     private static string Names(List<string> names) =>
         string.Join(", ", names.Take(5)) + (names.Count > 5 ? $" and {names.Count - 5} more" : "");

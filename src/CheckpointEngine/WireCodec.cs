@@ -1,6 +1,8 @@
 using System.IO.Hashing;
 using System.Numerics;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace K2RL.CheckpointEngine;
 
@@ -14,6 +16,9 @@ namespace K2RL.CheckpointEngine;
 /// </summary>
 public static class WireCodec
 {
+    /// <summary>Below this a streaming copy is a plain one (the aligned head and tail would dominate).</summary>
+    private const int StreamingMinBytes = 4096;
+
     public static ulong Checksum(ReadOnlySpan<byte> bytes) => XxHash3.HashToUInt64(bytes);
 
     /// <summary>Writes <paramref name="values"/> in <paramref name="dtype"/> to <paramref name="dst"/> (values · size bytes).</summary>
@@ -49,6 +54,102 @@ public static class WireCodec
         else
         {
             FromBf16(MemoryMarshal.Cast<byte, ushort>(src), values);
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="Decode"/>, writing <paramref name="values"/> with streaming (non-temporal) stores where the target
+    /// is large: the receiver's staging buffer is not read again soon, so its lines need not be read for ownership nor
+    /// kept in cache. Call <see cref="FenceStreamingStores"/> before another thread may read the values.
+    /// </summary>
+    public static void DecodeStreaming(ReadOnlySpan<byte> src, WeightDtype dtype, Span<float> values)
+    {
+        if (dtype == WeightDtype.F32 && src.Length == values.Length * sizeof(float))
+        {
+            CopyStreaming(src, MemoryMarshal.AsBytes(values));
+        }
+        else if (dtype == WeightDtype.Bf16 && src.Length == values.Length * 2 && Vector256.IsHardwareAccelerated && values.Length >= StreamingMinBytes)
+        {
+            WidenStreaming(MemoryMarshal.Cast<byte, ushort>(src), values);
+        }
+        else
+        {
+            Decode(src, dtype, values);
+        }
+    }
+
+    // bf16 → fp32 (exact: the bits shifted up), the fp32 written with streaming stores into 32-byte aligned lines.
+    private static unsafe void WidenStreaming(ReadOnlySpan<ushort> src, Span<float> dst)
+    {
+        fixed (ushort* s = src)
+        fixed (float* d = dst)
+        {
+            int n = src.Length, i = 0;
+            for (; i < n && ((long)(d + i) & 31) != 0; i++)
+            {
+                d[i] = BitConverter.Int32BitsToSingle(s[i] << 16);
+            }
+
+            uint* u = (uint*)d;
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(s + i));
+                Vector256.StoreAlignedNonTemporal(Vector256.ShiftLeft(lo, 16), u + i);
+                Vector256.StoreAlignedNonTemporal(Vector256.ShiftLeft(hi, 16), u + i + 8);
+            }
+
+            for (; i < n; i++)
+            {
+                d[i] = BitConverter.Int32BitsToSingle(s[i] << 16);
+            }
+        }
+    }
+
+    /// <summary>Copies <paramref name="src"/> to <paramref name="dst"/> (same length, not overlapping) with streaming stores
+    /// into 32-byte aligned lines of the target when the platform has them and the copy is large; else a plain copy.</summary>
+    public static unsafe void CopyStreaming(ReadOnlySpan<byte> src, Span<byte> dst)
+    {
+        if (src.Length != dst.Length)
+        {
+            throw new ArgumentException($"streaming copy of {src.Length} bytes into {dst.Length}");
+        }
+
+        if (!Vector256.IsHardwareAccelerated || src.Length < StreamingMinBytes)
+        {
+            src.CopyTo(dst);
+            return;
+        }
+
+        fixed (byte* s = src, d = dst)
+        {
+            long n = src.Length, head = Math.Min(n, (32 - ((long)d & 31)) & 31), i = head;
+            new ReadOnlySpan<byte>(s, (int)head).CopyTo(new Span<byte>(d, (int)head));
+            for (; i + 128 <= n; i += 128)
+            {
+                var a = Vector256.Load(s + i);
+                var b = Vector256.Load(s + i + 32);
+                var c = Vector256.Load(s + i + 64);
+                var e = Vector256.Load(s + i + 96);
+                Vector256.StoreAlignedNonTemporal(a, d + i);
+                Vector256.StoreAlignedNonTemporal(b, d + i + 32);
+                Vector256.StoreAlignedNonTemporal(c, d + i + 64);
+                Vector256.StoreAlignedNonTemporal(e, d + i + 96);
+            }
+
+            new ReadOnlySpan<byte>(s + i, (int)(n - i)).CopyTo(new Span<byte>(d + i, (int)(n - i)));
+        }
+    }
+
+    /// <summary>Orders the streaming stores made so far before any later store (x86's sfence; a no-op elsewhere).</summary>
+    public static void FenceStreamingStores()
+    {
+        if (Sse.IsSupported)
+        {
+            Sse.StoreFence();
+        }
+        else
+        {
+            Interlocked.MemoryBarrier();
         }
     }
 

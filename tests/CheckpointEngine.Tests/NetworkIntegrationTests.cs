@@ -63,6 +63,53 @@ public sealed class NetworkIntegrationTests
     }
 
     [Fact]
+    public async Task ATreeOfReceiverProcessesHoldsEveryVersionThroughItsRelaysAlone()
+    {
+        // 5 receivers, fan-out 2: the publisher feeds receivers 0 and 3; 0 relays to 1 and 2, 3 to 4.
+        var children = Enumerable.Range(0, 5).Select(_ => ChildReceiver.Start(Tensors, Size, "--listen", "127.0.0.1:0")).ToList();
+        try
+        {
+            var addresses = children.Select(c => c.Address()).ToList();
+            foreach (var dtype in new[] { WeightDtype.F32, WeightDtype.Bf16 })
+            {
+                using var publisher = new NetworkWeightPublisher(addresses, Tensors * Size, Layout, NetworkPublisherOptions.Topology("tree", 2, dtype, Cap));
+                long version = dtype == WeightDtype.F32 ? 1 : 2;
+                var p = Weights.Random(Tensors * Size, (int)version);
+                await Task.Run(() => publisher.Publish(version, p));
+                Assert.Empty(publisher.LastFailures);
+                Assert.Empty(publisher.LastDirect);   // every receiver got it through the tree, none from the publisher's sweep
+                string digest = Weights.Digest(dtype == WeightDtype.F32 ? p : Weights.RoundedToBf16(p));
+                Assert.All(children, c => Assert.Equal(digest, c.WaitForVersion(version)));
+            }
+
+            // A relaying hop dies: its subtree is reached directly and the dead one is named.
+            children[0].Kill();
+            using var again = new NetworkWeightPublisher(addresses, Tensors * Size, Layout, NetworkPublisherOptions.Topology("tree", 2, WeightDtype.F32, Cap));
+            var p3 = Weights.Random(Tensors * Size, 3);
+            await Task.Run(() => again.Publish(3, p3));
+            Assert.Contains(addresses[0].ToString(), Assert.Single(again.LastFailures));
+            Assert.Equal([addresses[1], addresses[2]], again.LastDirect);
+            Assert.All(children.Skip(1), c => Assert.Equal(Weights.Digest(p3), c.WaitForVersion(3)));
+        }
+        finally
+        {
+            children.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Fact]
+    public void RelayGroupsSplitTheReceiversIntoConsecutiveSubtreesOfEvenSize()
+    {
+        int[] five = [0, 1, 2, 3, 4];
+        static string Text(List<List<int>> groups) => string.Join("|", groups.Select(g => string.Join(",", g)));
+        Assert.Equal("0,1,2|3,4", Text(NetworkPush.Groups(five, 2)));
+        Assert.Equal("0,1,2,3,4", Text(NetworkPush.Groups(five, 1)));
+        Assert.Equal("0,1,2,3,4", Text(NetworkPush.Groups(five, 0)));   // 0 on the wire: a chain
+        Assert.Equal("0|1|2|3|4", Text(NetworkPush.Groups(five, 9)));
+        Assert.Empty(NetworkPush.Groups(Array.Empty<int>(), 2));
+    }
+
+    [Fact]
     public async Task AHostilePeerGetsClearErrorsAndTheReceiverKeepsServingItsVersion()
     {
         using var child = ChildReceiver.Start(Tensors, Size, "--listen", "127.0.0.1:0");

@@ -158,10 +158,10 @@ public sealed class WeightAssemblerTests
     }
 
     [Theory]
-    [InlineData(WeightDtype.F32, false)]   // straight into the staging buffer
-    [InlineData(WeightDtype.Bf16, false)]  // through the cache-sized piece
-    [InlineData(WeightDtype.F32, true)]    // a shard: through the piece, its tensors only
-    public void ABucketReadInPiecesIsVerifiedAndACorruptReadIsTakenAgainCleanly(WeightDtype dtype, bool shard)
+    [InlineData(WeightDtype.F32, false)]   // streamed into the staging buffer
+    [InlineData(WeightDtype.Bf16, false)]  // widened piece by piece
+    [InlineData(WeightDtype.F32, true)]    // a shard: its tensors only
+    public void ABucketTakenInPiecesIsVerifiedAndACorruptReadIsTakenAgainCleanly(WeightDtype dtype, bool shard)
     {
         var layout = TensorSpec.Synthetic(4, 100_000);   // buckets of 400 KB f32: several 256 KiB pieces each
         var p = Weights.Random(400_000, 12);
@@ -171,16 +171,10 @@ public sealed class WeightAssemblerTests
         assembler.Begin(v.Manifest);
         for (int i = 0; i < v.BucketCount; i++)
         {
-            var bytes = v.Bucket(i);
-            ChunkReader good = (at, into) => bytes.Span.Slice((int)at, into.Length).CopyTo(into);
-            ChunkReader torn = (at, into) =>
-            {
-                good(at, into);
-                if (at > 0)
-                {
-                    into[0] ^= 0x20;   // a torn second piece
-                }
-            };
+            var good = v.Bucket(i).Span;
+            var torn = good.ToArray();
+            torn[WeightAssembler.ChunkBytes + 1] ^= 0x20;   // a torn second piece: the first was already copied out
+            Assert.True(good.Length > WeightAssembler.ChunkBytes);
             Assert.Equal(BucketResult.Corrupt, assembler.Accept(1, i, torn));
             Assert.Equal(BucketResult.Taken, assembler.Accept(1, i, good));
         }
@@ -188,5 +182,35 @@ public sealed class WeightAssemblerTests
         var got = assembler.TryComplete()!.Parameters;
         var want = dtype == WeightDtype.F32 ? p : Weights.RoundedToBf16(p);
         Assert.Equal(shard ? want.AsSpan(200_000, 100_000).ToArray() : want, got);
+    }
+
+    [Fact]
+    public void AStreamedVersionsBucketsCarryTheirChecksumsAndARepairWithTheFullManifestContinuesIt()
+    {
+        var p = Weights.Random(16_000, 7);
+        var streamed = new StreamedVersion(5, p, Layout, WeightDtype.F32, Cap, reuse: null);
+        Assert.All(streamed.Manifest.Buckets, b => Assert.Equal(0ul, b.Checksum));   // the manifest leaves first
+        var assembler = new WeightAssembler(Layout);
+        assembler.Begin(streamed.Manifest);
+        var (data, checksum) = streamed.Bucket(0);
+        Assert.Contains("carries no checksum", Assert.Throws<WeightTransferException>(() => assembler.Accept(5, 0, data.Span)).Message);
+        Assert.Equal(BucketResult.Corrupt, assembler.Accept(5, 0, data.Span, checksum ^ 1));
+        Assert.Equal(BucketResult.Taken, assembler.Accept(5, 0, data.Span, checksum));
+
+        // The rest comes as a repair from a holder: the complete manifest (checksums filled) continues the version.
+        var full = streamed.Finish();
+        Assert.Equal(EncodedVersion.Encode(5, p, Layout, WeightDtype.F32, Cap).Manifest.Buckets, full.Manifest.Buckets);
+        Assert.True(assembler.Begin(full.Manifest));
+        Assert.Equal(full.BucketCount - 1, assembler.Missing.Count);
+        var bad = full.Bucket(1).ToArray();
+        bad[0] ^= 1;
+        Assert.Equal(BucketResult.Corrupt, assembler.Accept(5, 1, bad, carried: 0));   // against the manifest's, not a carried one
+        for (int i = 1; i < full.BucketCount; i++)
+        {
+            Assert.Equal(BucketResult.Taken, assembler.Accept(5, i, full.Bucket(i).Span));
+        }
+
+        Assert.Equal(p, assembler.TryComplete()!.Parameters);
+        Assert.Equal(full.Manifest.Buckets, assembler.LastCompleted!.Buckets);   // what this holder serves on
     }
 }

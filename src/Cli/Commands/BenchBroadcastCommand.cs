@@ -9,7 +9,7 @@ namespace K2RL.Cli.Commands;
 
 /// <summary>
 /// <c>k2rl bench broadcast [--json]</c>: the checkpoint engine's transports (in-process, shared memory, loopback network
-/// to 1 and 3 chained receivers; f32 and bf16) for k2-nano's buffer and a larger synthetic one, beside a memcpy of the
+/// to 1 receiver and to 3 in a chain and in a tree; f32 and bf16) for k2-nano's buffer and a larger synthetic one, beside a memcpy of the
 /// same bytes in the same run; and what a swap costs a generating rollout engine (docs/BENCHMARKS.md, "Checkpoint engine").
 /// </summary>
 public sealed class BenchBroadcastCommand : ICommandProvider
@@ -22,10 +22,11 @@ public sealed class BenchBroadcastCommand : ICommandProvider
         var largeMb = new Option<int>("--large-mb") { Description = "The larger synthetic buffer, MB of fp32 (0: skip)", DefaultValueFactory = _ => 1024 };
         var repeats = new Option<int>("--repeats") { Description = "Timed repeats per figure (the best is kept)", DefaultValueFactory = _ => 3 };
         var bucketMib = new Option<double>("--bucket-mib") { Description = "Bucket cap, MiB", DefaultValueFactory = _ => BucketPlan.DefaultCapBytes / 1048576.0 };
+        var fanout = new Option<int>("--fanout") { Description = "The tree relay's fan-out (the publisher's and each hop's)", DefaultValueFactory = _ => 2 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout" };
         var command = new Command("broadcast", "Checkpoint engine: in-process, shared-memory and network weight broadcast vs memcpy; swap cost in a decode step")
         {
-            config, largeMb, repeats, bucketMib, json,
+            config, largeMb, repeats, bucketMib, fanout, json,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -33,21 +34,22 @@ public sealed class BenchBroadcastCommand : ICommandProvider
             var layout = new ParameterLayout(model);
             int n = Math.Max(1, parse.GetValue(repeats));
             long cap = (long)(parse.GetValue(bucketMib) * 1048576);
+            int k = Math.Max(1, parse.GetValue(fanout));
             void Log(string line) => context.Error.WriteLine(line);
             string name = Path.GetFileNameWithoutExtension(parse.GetValue(config)!);
             // A whole untimed pass first: the gRPC, Kestrel and copy paths start in tier-0 code, and whichever figure ran
             // first measured the JIT (a transport 2-4x slower first than second in the same process).
             Log("warm-up pass (not reported):");
-            await BroadcastBenchmark.RunAsync(name, layout.TotalLength, layout.ToTensorSpecs(), n, cap, Log);
+            await BroadcastBenchmark.RunAsync(name, layout.TotalLength, layout.ToTensorSpecs(), n, cap, k, Log);
             var cases = new List<BroadcastFigures>
             {
-                await BroadcastBenchmark.RunAsync(name, layout.TotalLength, layout.ToTensorSpecs(), n, cap, Log),
+                await BroadcastBenchmark.RunAsync(name, layout.TotalLength, layout.ToTensorSpecs(), n, cap, k, Log),
             };
             if (parse.GetValue(largeMb) is > 0 and int mb)
             {
                 const long tensor = 1L << 20;   // 4 MiB tensors
                 int count = (int)Math.Max(1, mb * 1_000_000L / (tensor * sizeof(float)));
-                cases.Add(await BroadcastBenchmark.RunAsync($"synthetic-{mb}mb", count * tensor, TensorSpec.Synthetic(count, tensor), n, cap, Log));
+                cases.Add(await BroadcastBenchmark.RunAsync($"synthetic-{mb}mb", count * tensor, TensorSpec.Synthetic(count, tensor), n, cap, k, Log));
             }
 
             var swap = SwapCost(model, layout, n);
@@ -62,6 +64,7 @@ public sealed class BenchBroadcastCommand : ICommandProvider
                     decode_step_with_swap_ms = Math.Round(swap.SwapStepMs, 3),
                     swap_ms = Math.Round(swap.SwapStepMs - swap.StepMs, 3),
                     bucket_cap_bytes = cap,
+                    tree_fanout = k,
                     load_average = load,
                 }));
             }
@@ -72,7 +75,7 @@ public sealed class BenchBroadcastCommand : ICommandProvider
                     context.Out.WriteLine($"{c.Name}: {c.Parameters * 4 / 1e6:0.0} MB fp32, {c.Buckets} buckets, memcpy {c.MemcpyMs:0.00} ms = {c.MemcpyGbPerS:0.00} GB/s");
                     foreach (var d in c.Dtypes)
                     {
-                        context.Out.WriteLine($"  {d.Dtype}: wire {d.WireBytes / 1e6:0.0} MB  inproc {d.InprocMs:0.00} ms  shm receive {d.ShmGbPerS:0.00} GB/s (end to end {d.ShmEndToEndGbPerS:0.00})  net 1 {d.Net1GbPerS:0.00} GB/s  net 3-chain {d.Net3ChainGbPerS:0.00} GB/s per receiver  fetch {d.FetchGbPerS:0.00} GB/s");
+                        context.Out.WriteLine($"  {d.Dtype}: wire {d.WireBytes / 1e6:0.0} MB  inproc {d.InprocMs:0.00} ms  shm receive {d.ShmGbPerS:0.00} GB/s (end to end {d.ShmEndToEndGbPerS:0.00})  net 1 {d.Net1.GbPerS:0.00} GB/s  net 3 chain {d.Net3Chain.GbPerS:0.00} / tree {d.Net3Tree.GbPerS:0.00} GB/s per receiver  fetch {d.FetchGbPerS:0.00} GB/s");
                     }
                 }
 
@@ -103,14 +106,24 @@ public sealed class BenchBroadcastCommand : ICommandProvider
             inproc_vs_memcpy = R(d.InprocMs / c.MemcpyMs),
             shm_publish_ms = R(d.ShmPublishMs),
             shm_receive_ms = R(d.ShmReceiveMs),
+            shm_receive_cpu_ms = R(d.ShmReceiveCpuMs),
+            shm_memcpy_cpu_ms = R(d.ShmMemcpyCpuMs),
+            shm_vs_memcpy_cpu = R(d.ShmMemcpyCpuMs / d.ShmReceiveCpuMs),
             shm_gb_per_s = R(d.ShmGbPerS),
             shm_vs_memcpy = R(d.ShmGbPerS / c.MemcpyGbPerS),
             shm_end_to_end_gb_per_s = R(d.ShmEndToEndGbPerS),
-            net_1_ms = R(d.Net1Ms),
-            net_gb_per_s = R(d.Net1GbPerS),
-            net_3_chain_ms = R(d.Net3ChainMs),
-            net_3_chain_gb_per_s = R(d.Net3ChainGbPerS),
-            net_3_chain_vs_memcpy = R(d.Net3ChainGbPerS / c.MemcpyGbPerS),
+            net_1_ms = R(d.Net1.Ms),
+            net_gb_per_s = R(d.Net1.GbPerS),
+            net_1_vs_memcpy = R(d.Net1.GbPerS / c.MemcpyGbPerS),
+            net_1_cpu_ms = R(d.Net1.CpuMs),
+            net_3_chain_ms = R(d.Net3Chain.Ms),
+            net_3_chain_gb_per_s = R(d.Net3Chain.GbPerS),
+            net_3_chain_vs_memcpy = R(d.Net3Chain.GbPerS / c.MemcpyGbPerS),
+            net_3_chain_cpu_ms = R(d.Net3Chain.CpuMs),
+            net_3_tree_ms = R(d.Net3Tree.Ms),
+            net_3_tree_gb_per_s = R(d.Net3Tree.GbPerS),
+            net_3_tree_vs_memcpy = R(d.Net3Tree.GbPerS / c.MemcpyGbPerS),
+            net_3_tree_cpu_ms = R(d.Net3Tree.CpuMs),
             net_fetch_ms = R(d.FetchMs),
             net_fetch_gb_per_s = R(d.FetchGbPerS),
         }).ToList(),
