@@ -68,6 +68,7 @@ public sealed class RedisConnection : IAsyncDisposable
             KeepAlive = 5,
             ReconnectRetryPolicy = new LinearRetry(200),
             ClientName = "k2rl",
+            BacklogPolicy = BacklogPolicy.FailFast,   // no silent queueing while down: calls fail and RetryAsync logs each retry
         };
         try
         {

@@ -377,7 +377,7 @@ public sealed class RolloutWorker : IAsyncDisposable
                 }
                 catch (Exception e) when (RedisConnection.IsTransient(e))
                 {
-                    log.Warning("renewing {Count} lease(s) failed ({Error}); trying again", held.Count, e.Message.Split('\n')[0]);
+                    log.Warning("renewing {Count} lease(s) failed ({Error}); retry in {Ms} ms", held.Count, e.Message.Split('\n')[0], (int)(options.Lease / 3).TotalMilliseconds);
                 }
             }
         }
