@@ -3,23 +3,23 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace K2RL.Tests.Shared;
+namespace K2RL.Common.Redis;
 
 /// <summary>
-/// A real redis-server for a test: Debian's binary (installed as .ci/run does when missing, else the test fails saying
-/// to install it), on a free loopback port, in its own temp directory with the append-only file on (fsync always, so a
-/// restart keeps every acknowledged write). <see cref="Restart"/> stops it (SIGTERM: it writes its AOF) and starts it
-/// again on the same port and directory.
+/// A redis-server child process for benchmarks and tests: on a free loopback port, in its own directory, the
+/// append-only file on (fsync always, so a restart keeps every acknowledged write). <see cref="Stop"/> sends SIGTERM
+/// (the server writes its AOF and exits); <see cref="Start"/> starts it again on the same port and directory.
 /// </summary>
-public sealed class RedisServer : IDisposable
+public sealed class RedisServerProcess : IDisposable
 {
     private readonly string binary;
     private Process? process;
 
-    public RedisServer()
+    /// <param name="binary">the redis-server executable (Debian's package redis-server).</param>
+    public RedisServerProcess(string binary, string? dir = null)
     {
-        binary = ExternalTools.Require("redis-server", "redis-server");
-        Dir = Path.Combine(Path.GetTempPath(), "k2rl-redis-" + Guid.NewGuid().ToString("N")[..10]);
+        this.binary = binary;
+        Dir = dir ?? Path.Combine(Path.GetTempPath(), "k2rl-redis-" + Guid.NewGuid().ToString("N")[..10]);
         Directory.CreateDirectory(Dir);
         Port = FreePort();
         Start();
@@ -31,15 +31,14 @@ public sealed class RedisServer : IDisposable
 
     public string Url => $"redis://127.0.0.1:{Port}";
 
+    /// <summary>redis-server on PATH, or a <see cref="K2Exception"/> saying to install it.</summary>
+    public static string FindBinary() =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, "redis-server")).FirstOrDefault(File.Exists)
+        ?? throw new K2Exception("redis-server is not on PATH: install Debian's package redis-server (apt-get install redis-server)");
+
     public void Start()
     {
-        var psi = new ProcessStartInfo(binary)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = Dir,
-        };
+        var psi = new ProcessStartInfo(binary) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Dir };
         foreach (string a in new[] { "--port", Port.ToString(), "--bind", "127.0.0.1", "--dir", Dir, "--appendonly", "yes", "--appendfsync", "always",
                      "--save", "", "--daemonize", "no", "--logfile", Path.Combine(Dir, "redis.log") })
         {
@@ -56,15 +55,15 @@ public sealed class RedisServer : IDisposable
         {
             if (process.HasExited || DateTime.UtcNow > deadline)
             {
-                string logText = File.Exists(Path.Combine(Dir, "redis.log")) ? File.ReadAllText(Path.Combine(Dir, "redis.log")) : "";
-                throw new InvalidOperationException($"redis-server on port {Port} did not start: {logText}");
+                string logFile = Path.Combine(Dir, "redis.log");
+                throw new K2Exception($"redis-server on port {Port} did not start: {(File.Exists(logFile) ? File.ReadAllText(logFile) : "")}");
             }
 
             Thread.Sleep(20);
         }
     }
 
-    /// <summary>SIGTERM (redis-server flushes its AOF and exits), then waits for the exit.</summary>
+    /// <summary>SIGTERM (redis-server writes its AOF and exits), then waits for the exit.</summary>
     public void Stop()
     {
         if (process is { HasExited: false } p)
@@ -97,11 +96,7 @@ public sealed class RedisServer : IDisposable
             int n = stream.Read(buffer);
             return Encoding.ASCII.GetString(buffer, 0, n).StartsWith("+PONG", StringComparison.Ordinal);
         }
-        catch (SocketException)
-        {
-            return false;
-        }
-        catch (IOException)
+        catch (Exception e) when (e is SocketException or IOException)
         {
             return false;
         }
