@@ -97,6 +97,22 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
     }
 
     [Fact]
+    public async Task AWorkerTakingWeightsOverTheNetworkGivesTheEmbeddedRun()
+    {
+        using var net = new RlTestJobs(iterations: 2, every: 1, tokenBudget: 0, extra: "", $"workers: {redis.Url}", "transport: net");
+        var w = StartWorker("n1", "--weights", "net", "--listen", "127.0.0.1:0");
+        await using var connection = await RedisConnection.ConnectAsync(redis.Url);
+        var queue = new RedisWorkQueue(connection);
+        await WaitForAsync(async () => (await queue.WorkersAsync(TimeSpan.FromMinutes(1))).Count == 1, "the worker registered");
+        string remote = await RunRemoteAsync(net);
+        AssertSameRun(RunEmbedded(), remote);
+        var stats = StopWorkers();
+        Assert.Equal(2 * 4, stats.Single().ItemsDone);
+        Assert.StartsWith("http://127.0.0.1:", stats.Single().Address);
+        Assert.Contains("serving k2rl.v1.Checkpoint", w.Log);
+    }
+
+    [Fact]
     public async Task AnUnreachableRedisIsAnErrorNamingTheUrl()
     {
         var error = new StringWriter();
@@ -128,11 +144,13 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
         Assert.Contains(expected, e.Message);
     }
 
-    private async Task<string> RunRemoteAsync()
+    private Task<string> RunRemoteAsync() => RunRemoteAsync(jobs);
+
+    private static async Task<string> RunRemoteAsync(RlTestJobs job)
     {
-        string dir = jobs.RunDir("remote-" + Guid.NewGuid().ToString("N")[..6]);
+        string dir = job.RunDir("remote-" + Guid.NewGuid().ToString("N")[..6]);
         var registry = GymRegistry.CreateDefault();
-        var config = RlJobConfig.Load(jobs.JobPath, registry.Environments.Select(e => e.Name).ToArray(), SyntheticCorpus.CreateDefault().Kinds);
+        var config = RlJobConfig.Load(job.JobPath, registry.Environments.Select(e => e.Name).ToArray(), SyntheticCorpus.CreateDefault().Kinds);
         var (result, _) = await RlLearningTests.RunInProcess(config, dir, registry);
         Assert.Equal(RlStopReason.Completed, result.Reason);
         return dir;
@@ -187,7 +205,7 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
 
     private Worker StartWorker(string id, params string[] extra)
     {
-        var w = Worker.Start(["rollout-worker", "--redis", redis.Url, "--weights", "shm", "--id", id, "--lease-s", "1", "--json", .. extra]);
+        var w = Worker.Start(["rollout-worker", "--redis", redis.Url, "--id", id, "--lease-s", "1", "--json", .. extra]);
         workers.Add(w);
         return w;
     }

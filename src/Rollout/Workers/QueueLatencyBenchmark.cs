@@ -9,8 +9,8 @@ public sealed record QueueLatency(int Items, double MedianMs, double P90Ms, doub
 /// <summary>
 /// What the Redis queue adds to one work item: a producer enqueues one item and waits (woken by the queue's pub/sub
 /// event, polling as the fallback, as the trainer does) until it collects the result; a consumer on its own connection
-/// leases it (woken the same way, as a worker is) and acknowledges at once. The round trip is enqueue, lease, ack,
-/// collect and take: every Redis call an episode costs besides its generation.
+/// leases it (woken the same way, as a worker is) and acknowledges at once. The round trip is enqueue, lease, ack and
+/// collect: every Redis call an episode costs besides its generation (the take is once per iteration, not timed).
 /// </summary>
 public static class QueueLatencyBenchmark
 {
@@ -57,8 +57,8 @@ public static class QueueLatencyBenchmark
                     await produced.WaitAsync(TimeSpan.FromMilliseconds(100), ct).ConfigureAwait(false);
                 }
 
-                await producer.TakeAsync([id]).ConfigureAwait(false);
                 ms[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                await producer.TakeAsync([id]).ConfigureAwait(false);   // the trainer takes a whole iteration's results at once
             }
         }
         finally

@@ -180,7 +180,7 @@ public sealed class RedisEpisodeGeneration : IEpisodeGeneration, IAsyncDisposabl
     {
         var workers = await Retry("list workers", () => queue.WorkersAsync(RolloutWorker.ForgetAfter), ct).ConfigureAwait(false);
         var stale = workers.Where(w => w.HeartbeatAge < LiveWindow).Select(w => WorkerHeartbeat.FromJson(w.Json))
-            .Where(h => h is { Address: not null } && (h.Epoch != Epoch || h.WeightsVersion < weights.Version))
+            .Where(h => h is { Address: not null } && (h.Epoch != Epoch || h.ReceivedVersion < weights.Version))
             .Select(h => new Uri(h!.Address!)).ToList();
         if (stale.Count == 0)
         {

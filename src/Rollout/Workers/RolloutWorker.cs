@@ -78,6 +78,7 @@ public sealed class RolloutWorker : IAsyncDisposable
             Pid = Environment.ProcessId,
             Epoch = s?.Epoch ?? 0,
             WeightsVersion = s?.Engine.WeightVersion ?? -1,
+            ReceivedVersion = s?.ReceivedVersion ?? -1,
             State = state,
             ItemsDone = Interlocked.Read(ref itemsDone),
             ItemsRefused = Interlocked.Read(ref itemsRefused),

@@ -21,8 +21,11 @@ public sealed record WorkerHeartbeat
     /// <summary>The trainer epoch whose weights it holds (0: none yet).</summary>
     public long Epoch { get; init; }
 
-    /// <summary>The weight version it holds (−1: none yet).</summary>
+    /// <summary>The weight version its engine holds (−1: none yet).</summary>
     public long WeightsVersion { get; init; } = -1;
+
+    /// <summary>The newest version its checkpoint-engine receiver holds (the engine takes it when work needs it).</summary>
+    public long ReceivedVersion { get; init; } = -1;
 
     /// <summary>"starting", "idle", "waiting_for_weights", "generating".</summary>
     public string State { get; init; } = "starting";

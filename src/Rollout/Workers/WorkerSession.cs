@@ -31,6 +31,9 @@ internal sealed class WorkerSession : IAsyncDisposable
 
     public Uri? Address => net?.Address;
 
+    /// <summary>The newest version the receiver holds (the engine takes it when work needs it).</summary>
+    public long ReceivedVersion => shm?.HeldVersion ?? net!.HeldVersion;
+
     public static async Task<WorkerSession> StartAsync(RolloutModelInfo info, RolloutWorkerOptions options, Func<Task<IReadOnlyList<Uri>>> peers,
         ILogger log, CancellationToken ct)
     {
