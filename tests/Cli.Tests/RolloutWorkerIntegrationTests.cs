@@ -113,6 +113,34 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
     }
 
     [Fact]
+    public async Task WithATokenBudgetPausedEpisodesGoThroughRedisAndAResumeIsExact()
+    {
+        using var budget = new RlTestJobs(iterations: 4, every: 2, tokenBudget: 20, extra: "", $"workers: {redis.Url}", "transport: shm", $"shm_name: {shm}");
+        StartWorker("b1");
+        await using var connection = await RedisConnection.ConnectAsync(redis.Url);
+        var queue = new RedisWorkQueue(connection);
+        await WaitForAsync(async () => (await queue.WorkersAsync(TimeSpan.FromMinutes(1))).Count == 1, "the worker registered");
+        var registry = GymRegistry.CreateDefault();
+        var config = RlJobConfig.Load(budget.JobPath, registry.Environments.Select(e => e.Name).ToArray(), SyntheticCorpus.CreateDefault().Kinds);
+        async Task Train(string dir, bool resume, long? max)
+        {
+            using var rl = new RlJob(config, dir, registry);   // each start is a new trainer epoch: the queue starts over
+            Assert.NotEqual(RlStopReason.TooManyBadSteps, (await rl.TrainAsync(resume, max, CancellationToken.None)).Reason);
+        }
+
+        string straight = budget.RunDir("straight"), resumed = budget.RunDir("resumed");
+        await Train(straight, resume: false, max: null);
+        await Train(resumed, resume: false, max: 2);
+        await connection.Database.KeyDeleteAsync(queue.Items);   // Redis losing what it held changes nothing: the run directory is the truth
+        await Train(resumed, resume: true, max: null);
+
+        var lines = RlTestJobs.Deterministic(straight);
+        Assert.Equal(lines, RlTestJobs.Deterministic(resumed));
+        Assert.Contains(lines, l => !l.Contains("\"partial_paused\":0"));
+        Assert.Contains(lines, l => !l.Contains("\"partial_resumed\":0"));
+    }
+
+    [Fact]
     public async Task AnUnreachableRedisIsAnErrorNamingTheUrl()
     {
         var error = new StringWriter();
