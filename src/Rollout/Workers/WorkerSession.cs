@@ -29,7 +29,13 @@ internal sealed class WorkerSession : IAsyncDisposable
 
     public RolloutEngine Engine { get; }
 
-    public Uri? Address => net?.Address;
+    /// <summary>The receiver's address as registered: a wildcard bind (0.0.0.0, [::]) is replaced by <c>K2RL_ADVERTISE_HOST</c> when set.</summary>
+    public Uri? Address => net is null ? null : Advertised(net.Address, Environment.GetEnvironmentVariable(AdvertiseVariable));
+
+    public const string AdvertiseVariable = "K2RL_ADVERTISE_HOST";
+
+    internal static Uri Advertised(Uri bound, string? host) =>
+        host is { Length: > 0 } && bound.Host is "0.0.0.0" or "[::]" or "::" ? new UriBuilder(bound) { Host = host }.Uri : bound;
 
     /// <summary>The newest version the receiver holds (the engine takes it when work needs it).</summary>
     public long ReceivedVersion => shm?.HeldVersion ?? net!.HeldVersion;
