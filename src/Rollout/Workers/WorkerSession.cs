@@ -62,7 +62,7 @@ internal sealed class WorkerSession : IAsyncDisposable
         }
         else
         {
-            var (host, port) = ParseListen(options.Listen!);
+            var (host, port) = Common.Rpc.GrpcServerOptions.ParseListen(options.Listen!);
             net = await NetworkWeightReceiver.StartAsync(tensors, new NetworkReceiverOptions { Host = host, Port = port, Peers = await peers() }, ct: ct)
                 .ConfigureAwait(false);
             log.Information("serving k2rl.v1.Checkpoint and grpc.health.v1 on {Address}", net.Address);
@@ -94,18 +94,6 @@ internal sealed class WorkerSession : IAsyncDisposable
         long budget = items.All(i => i.TokenBudget > 0) ? items.Sum(i => i.TokenBudget) : long.MaxValue;
         return runner.RunAsync(items.Where(i => i.Request is not null).Select(i => i.Request!).ToList(),
             items.Where(i => i.Paused is not null).Select(i => i.Paused!).ToList(), items[0].Temperature, budget, ct);
-    }
-
-    /// <summary>HOST:PORT (port 0: any free one).</summary>
-    public static (string Host, int Port) ParseListen(string text)
-    {
-        int colon = text.LastIndexOf(':');
-        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), out int port) || port is < 0 or > 65535)
-        {
-            throw new Common.ConfigException($"--listen '{text}' is not HOST:PORT");
-        }
-
-        return (text[..colon], port);
     }
 
     public async ValueTask DisposeAsync()
