@@ -164,7 +164,7 @@ public sealed class RolloutWorker : IAsyncDisposable
 
             foreach (var group in Batches(items))
             {
-                await RunBatchAsync(group, ct).ConfigureAwait(false);
+                await RunBatchAsync(group, () => held.Count == 0, ct).ConfigureAwait(false);
             }
         }
         finally
@@ -190,7 +190,8 @@ public sealed class RolloutWorker : IAsyncDisposable
         }
     }
 
-    private async Task RunBatchAsync(List<(WorkLease Lease, RolloutWorkItem Item)> batch, CancellationToken ct)
+    /// <param name="lost">true once every lease of the batch is lost (the renew loop saw them expire or the trainer start over).</param>
+    private async Task RunBatchAsync(List<(WorkLease Lease, RolloutWorkItem Item)> batch, Func<bool> lost, CancellationToken ct)
     {
         var first = batch[0].Item;
         var s = await SessionAsync(first.Epoch, ct).ConfigureAwait(false);
@@ -200,7 +201,14 @@ public sealed class RolloutWorker : IAsyncDisposable
             return;
         }
 
-        if (!await WaitForVersionAsync(s, first.WeightsVersion, ct).ConfigureAwait(false))
+        var ready = await WaitForVersionAsync(s, first.WeightsVersion, lost, ct).ConfigureAwait(false);
+        if (ready is null)
+        {
+            log.Warning("dropping {Count} item(s) whose leases were lost while waiting for weights version {Version}", batch.Count, first.WeightsVersion);
+            return;
+        }
+
+        if (ready == false)
         {
             foreach (var (lease, _) in batch)
             {
@@ -319,8 +327,8 @@ public sealed class RolloutWorker : IAsyncDisposable
             .Select(w => WorkerHeartbeat.FromJson(w.Json)).Where(h => h?.Address is not null).Select(h => new Uri(h!.Address!)).ToList();
     }
 
-    /// <summary>Waits until the engine holds <paramref name="version"/>; false when it holds a newer one (the item is stale).</summary>
-    private async Task<bool> WaitForVersionAsync(WorkerSession s, long version, CancellationToken ct)
+    /// <summary>Waits until the engine holds <paramref name="version"/>; false when it holds a newer one (the item is stale), null when the leases were lost meanwhile.</summary>
+    private async Task<bool?> WaitForVersionAsync(WorkerSession s, long version, Func<bool> lost, CancellationToken ct)
     {
         long t0 = Stopwatch.GetTimestamp();
         var noted = Stopwatch.StartNew();
@@ -337,6 +345,11 @@ public sealed class RolloutWorker : IAsyncDisposable
             if (s.Engine.WeightVersion >= version)
             {
                 return s.Engine.WeightVersion == version;
+            }
+
+            if (lost())
+            {
+                return null;
             }
 
             state = "waiting_for_weights";
