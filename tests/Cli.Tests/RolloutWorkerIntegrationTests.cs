@@ -158,6 +158,21 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
         Assert.Contains("redis://127.0.0.1:1/2", e.Message);
     }
 
+    [Fact]
+    public async Task BenchRlWithWorkersPrintsOneJsonObject()
+    {
+        var output = new StringWriter();
+        int code = await CliApp.RunAsync(["bench", "rl", "--base", jobs.BaseDir, "--iterations", "1", "--prompts", "1", "--samples", "2", "--max-tokens", "4",
+            "--workers", "1", "--latency-items", "20", "--json"], new CliContext(output, new StringWriter()));
+        Assert.Equal(0, code);
+        var o = System.Text.Json.Nodes.JsonNode.Parse(output.ToString())!.AsObject();   // exactly one object
+        var run = o["scale_out"]!.AsArray().Single()!;
+        Assert.Equal(1, (int)run["workers"]!);
+        Assert.True((double)run["samples_per_s"]! > 0);
+        Assert.True((double)o["queue_latency_ms"]!["median"]! > 0);
+        Assert.True((double)o["queue_latency_ms"]!["p90"]! >= (double)o["queue_latency_ms"]!["median"]!);
+    }
+
     [Theory]
     [InlineData("workers: http://127.0.0.1:6379", "rollout.workers")]
     [InlineData("workers: redis://127.0.0.1:6379/99", "database")]
