@@ -47,7 +47,7 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
         Assert.Equal(new QueueDepths(0, 0, 0, 0, 2), depths);
         var stats = StopWorkers();
         Assert.Equal(2 * 4, stats.Sum(s => s.ItemsDone));   // 2 iterations × 2 prompts × 2 samples, each once
-        Assert.All(stats, s => Assert.Equal(1, s.WeightsVersion));
+        Assert.Equal(1, stats.Max(s => s.WeightsVersion));   // the last iteration ran at version 1 (a worker that got none of it holds 0)
         Assert.Contains("dead-lettered", w1.Log + w2.Log);
     }
 

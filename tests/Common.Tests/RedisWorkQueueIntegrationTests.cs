@@ -70,11 +70,13 @@ public sealed class RedisWorkQueueIntegrationTests : IAsyncLifetime
     public async Task RenewingKeepsALeaseAndCollectRequeuesExpiredOnes()
     {
         await queue.EnqueueAsync([("a", "A"), ("b", "B")]);
-        var leases = (await queue.LeaseAsync("w1", TimeSpan.FromMilliseconds(200), 10, Live)).Leases;
-        for (int i = 0; i < 5; i++)
+        var lease = TimeSpan.FromSeconds(2);
+        var leases = (await queue.LeaseAsync("w1", lease, 10, Live)).Leases;
+        var started = DateTime.UtcNow;
+        while (DateTime.UtcNow - started < lease + TimeSpan.FromMilliseconds(500))
         {
-            await Task.Delay(100);
-            Assert.True((await queue.RenewAsync([leases[0]], TimeSpan.FromMilliseconds(200))).Single());   // only a is renewed
+            await Task.Delay(250);
+            Assert.True((await queue.RenewAsync([leases[0]], lease)).Single());   // only a is renewed
         }
 
         Assert.Equal([ItemState.Waiting, ItemState.Waiting], (await queue.CollectAsync(["a", "b"])).Select(s => s.State));
