@@ -97,6 +97,32 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
     }
 
     [Fact]
+    public async Task WithRedisDownTheJobWaitsAndAStopCheckpointsForAnExactResume()
+    {
+        var registry = GymRegistry.CreateDefault();
+        var config = RlJobConfig.Load(jobs.JobPath, registry.Environments.Select(e => e.Name).ToArray(), SyntheticCorpus.CreateDefault().Kinds);
+        string dir = jobs.RunDir("outage");
+        using (var rl = new RlJob(config, dir, registry))
+        {
+            redis.Stop();
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(3));   // the job waits for Redis meanwhile, retrying
+            var result = await rl.TrainAsync(resume: false, maxIterations: null, stop.Token);
+            Assert.Equal(RlStopReason.Interrupted, result.Reason);
+            Assert.Equal(0, result.Iteration);
+            Assert.NotNull(result.Checkpoint);
+        }
+
+        redis.Start();
+        StartWorker("after");
+        using (var rl = new RlJob(config, dir, registry))
+        {
+            Assert.Equal(RlStopReason.Completed, (await rl.TrainAsync(resume: true, maxIterations: null, CancellationToken.None)).Reason);
+        }
+
+        AssertSameRun(RunEmbedded(), dir);
+    }
+
+    [Fact]
     public async Task AWorkerTakingWeightsOverTheNetworkGivesTheEmbeddedRun()
     {
         using var net = new RlTestJobs(iterations: 2, every: 1, tokenBudget: 0, extra: "", $"workers: {redis.Url}", "transport: net");

@@ -23,8 +23,11 @@ public sealed record RedisGenerationOptions
 
     public string Prefix { get; init; } = "k2rl:";
 
-    /// <summary>Redis unreachable for this long in one call: the iteration fails (the job stops; its last checkpoint stands).</summary>
-    public TimeSpan GiveUpAfter { get; init; } = TimeSpan.FromMinutes(10);
+    /// <summary>
+    /// Redis unreachable for this long in one call fails the iteration; null (the default): never — the job waits,
+    /// retrying with backoff and logging each retry, and a stop request (SIGTERM, job control) still checkpoints and exits.
+    /// </summary>
+    public TimeSpan? GiveUpAfter { get; init; }
 
     /// <summary>An item rejected or lost this many times fails the iteration (a worker that cannot read what the trainer writes).</summary>
     public int MaxRequeues { get; init; } = 5;
@@ -40,7 +43,7 @@ public sealed record RedisGenerationStats(QueueDepths Queue, IReadOnlyList<Worke
 /// config and tokenizer. Each call ships the weights at the version the work needs (shared memory or a push to the
 /// registered workers) before it enqueues one item per episode, then collects one result per item: first result per
 /// id, malformed results dead-lettered and run again, items lost with Redis's data enqueued again from the trainer's
-/// copy. A Redis outage is retried with backoff (each retry logged) up to <see cref="RedisGenerationOptions.GiveUpAfter"/>.
+/// copy. A Redis outage is retried with backoff, each retry logged: the job waits for Redis rather than losing work.
 /// <para>Token budget: each item carries ⌈budget / items⌉ and a worker pauses its batch when the batch's summed share is
 /// spent, so which episodes pause depends on how the items were split among workers (without a budget the
 /// trajectories are exactly the embedded run's).</para>
