@@ -32,15 +32,17 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
     public async Task TwoWorkersGiveTheEmbeddedRunAndMalformedItemsAreDeadLettered()
     {
         var w1 = StartWorker("w1");
-        var w2 = StartWorker("w2");
+        var w2 = StartWorker("w2", "--listen", "127.0.0.1:0");   // shm weights: --listen serves grpc.health.v1 alone
         await using var connection = await RedisConnection.ConnectAsync(redis.Url);
         var queue = new RedisWorkQueue(connection);
         await WaitForAsync(async () => (await queue.WorkersAsync(TimeSpan.FromMinutes(1))).Count == 2, "both workers registered");
+        string remote = await RunRemoteAsync();
         await queue.EnqueueAsync([("bad-json", "{not json"), ("bad-format", """{"format":"something.else","version":1}""")]);
         await WaitForAsync(async () => (await queue.DeadLettersAsync()).Count == 2, "the malformed items dead-lettered");
         Assert.False(w1.Process.HasExited || w2.Process.HasExited, "a worker crashed on a malformed item");
+        string served = w2.Log.Split('\n').Single(l => l.Contains("serving grpc.health.v1 on "));
+        await AssertServingAsync(served[(served.IndexOf("http", StringComparison.Ordinal))..].Trim());
 
-        string remote = await RunRemoteAsync();
         string embedded = RunEmbedded();
         AssertSameRun(embedded, remote);
         var depths = await queue.DepthsAsync();
@@ -132,6 +134,8 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
         await WaitForAsync(async () => (await queue.WorkersAsync(TimeSpan.FromMinutes(1))).Count == 1, "the worker registered");
         string remote = await RunRemoteAsync(net);
         AssertSameRun(RunEmbedded(), remote);
+        var registered = WorkerHeartbeat.FromJson((await queue.WorkersAsync(TimeSpan.FromMinutes(1))).Single().Json)!;
+        await AssertServingAsync(registered.Address!);   // the registered address answers grpc.health.v1 beside k2rl.v1.Checkpoint
         var stats = StopWorkers();
         Assert.Equal(2 * 4, stats.Single().ItemsDone);
         Assert.StartsWith("http://127.0.0.1:", stats.Single().Address);
@@ -211,6 +215,13 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
             RlJobConfig.Load(bad.JobPath, registry.Environments.Select(x => x.Name).ToArray(), SyntheticCorpus.CreateDefault().Kinds));
         Assert.Contains("job.yaml:", e.Message);
         Assert.Contains(expected, e.Message);
+    }
+
+    private static async Task AssertServingAsync(string address)
+    {
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(address);
+        var reply = await new Grpc.Health.V1.Health.HealthClient(channel).CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
+        Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, reply.Status);
     }
 
     private Task<string> RunRemoteAsync() => RunRemoteAsync(jobs);

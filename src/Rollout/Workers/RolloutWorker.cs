@@ -96,6 +96,16 @@ public sealed class RolloutWorker : IAsyncDisposable
         await Retry("subscribe", async () => await queue.Redis.Subscriber.SubscribeAsync(queue.Events, (_, _) => wake.Release()).ConfigureAwait(false), ct)
             .ConfigureAwait(false);
         var heartbeat = HeartbeatLoopAsync(ct);
+        try
+        {
+            await StartSessionAsync(ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            await heartbeat.ConfigureAwait(false);
+            return;
+        }
+
         log.Information("rollout worker {Id} on {Url}: leasing work (batch {Batch}, lease {Lease} s, weights by {Weights})", options.Id,
             options.Url, options.MaxBatch, options.Lease.TotalSeconds, options.Weights);
         try
@@ -278,6 +288,31 @@ public sealed class RolloutWorker : IAsyncDisposable
 
     private static long Generated(RolloutWorkItem item) =>
         item.Paused is { } p ? p.Generated.Count(g => g) + (p.InFlight?.Tokens.Count ?? 0) : 0;
+
+    /// <summary>
+    /// Waits for the trainer's model and builds the session of its epoch now, not at the first item: the receiver (net)
+    /// or the health service (shm with --listen) serves from then on, and the first version arrives before work does.
+    /// </summary>
+    private async Task StartSessionAsync(CancellationToken ct)
+    {
+        var noted = Stopwatch.StartNew();
+        while (true)
+        {
+            if (await Retry("read the model", () => RolloutModelInfo.LoadAsync(queue), ct).ConfigureAwait(false) is { } info
+                && await SessionAsync(info.Epoch, ct).ConfigureAwait(false) is not null)
+            {
+                return;
+            }
+
+            if (noted.Elapsed > TimeSpan.FromSeconds(10))
+            {
+                log.Information("waiting for a trainer to publish its model at {Url}", options.Url);
+                noted.Restart();
+            }
+
+            await Task.Delay(200, ct).ConfigureAwait(false);
+        }
+    }
 
     /// <summary>The session of <paramref name="epoch"/> (built from the model the trainer published); null when the trainer has moved past it.</summary>
     private async Task<WorkerSession?> SessionAsync(long epoch, CancellationToken ct)

@@ -14,13 +14,15 @@ internal sealed class WorkerSession : IAsyncDisposable
 {
     private readonly SharedMemoryWeightReceiver? shm;
     private readonly NetworkWeightReceiver? net;
+    private readonly Common.Rpc.GrpcServer? health;
 
-    private WorkerSession(RolloutModelInfo info, RolloutEngine engine, SharedMemoryWeightReceiver? shm, NetworkWeightReceiver? net)
+    private WorkerSession(RolloutModelInfo info, RolloutEngine engine, SharedMemoryWeightReceiver? shm, NetworkWeightReceiver? net, Common.Rpc.GrpcServer? health)
     {
         Info = info;
         Engine = engine;
         this.shm = shm;
         this.net = net;
+        this.health = health;
     }
 
     public RolloutModelInfo Info { get; }
@@ -52,6 +54,7 @@ internal sealed class WorkerSession : IAsyncDisposable
         var tensors = new ParameterLayout(info.Config).ToTensorSpecs();
         SharedMemoryWeightReceiver? shm = null;
         NetworkWeightReceiver? net = null;
+        Common.Rpc.GrpcServer? health = null;
         IWeightSource source;
         if (options.Weights == "shm")
         {
@@ -59,6 +62,12 @@ internal sealed class WorkerSession : IAsyncDisposable
             shm = new SharedMemoryWeightReceiver(name, tensors);
             shm.Start(TimeSpan.FromMilliseconds(1));
             source = shm;
+            if (options.Listen is { } listen)
+            {
+                var (host, port) = Common.Rpc.GrpcServerOptions.ParseListen(listen);
+                health = await Common.Rpc.GrpcServer.Create(new Common.Rpc.GrpcServerOptions { Host = host, Port = port }).StartAsync(ct).ConfigureAwait(false);
+                log.Information("serving grpc.health.v1 on {Address}", health.Address);
+            }
         }
         else
         {
@@ -75,7 +84,7 @@ internal sealed class WorkerSession : IAsyncDisposable
             Detokenize = ids => tokenizer.Decode(ids.ToArray()),
             SampleableVocab = tokenizer.VocabSize,
         }, source, initialVersion: -1);
-        return new WorkerSession(info, engine, shm, net);
+        return new WorkerSession(info, engine, shm, net, health);
     }
 
     public void SyncWeights()
@@ -99,6 +108,11 @@ internal sealed class WorkerSession : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         shm?.Dispose();
+        if (health is not null)
+        {
+            await health.DisposeAsync().ConfigureAwait(false);
+        }
+
         if (net is not null)
         {
             await net.DisposeAsync().ConfigureAwait(false);
