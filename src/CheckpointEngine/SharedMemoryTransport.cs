@@ -38,6 +38,9 @@ public sealed class SharedMemoryWeightPublisher : IWeightPublisher, IDisposable
     /// <summary>The file's path.</summary>
     public string Path => file.Path;
 
+    /// <summary>Removes the file of <paramref name="name"/>, so the next publisher starts its versions over (readers of the old file see no new version).</summary>
+    public static void Delete(string name) => File.Delete(SharedMemoryLayout.PathOf(name));
+
     public long LatestVersion { get; private set; }
 
     public void Publish(long version, ReadOnlySpan<float> parameters) => Publish(version, parameters, stopAfterBuckets: int.MaxValue);

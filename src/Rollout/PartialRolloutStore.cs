@@ -7,7 +7,7 @@ using K2RL.Model.IO;
 
 namespace K2RL.Rollout;
 
-/// <summary>Where paused rollouts wait for a later iteration. In-memory and file-backed now; Redis later.</summary>
+/// <summary>Where paused rollouts wait for a later iteration: in memory, in files, or in Redis (<see cref="RedisPartialRolloutStore"/>).</summary>
 public interface IPartialRolloutStore
 {
     void Save(PartialRollout rollout);

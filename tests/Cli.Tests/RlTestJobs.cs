@@ -13,7 +13,8 @@ internal sealed class RlTestJobs : IDisposable
         ModelConfig.Load(ModelCommandInfoTests.Preset("k2-test")) with { VocabSize = 272, MaxPositionEmbeddings = 512 },
         seed: 5, prefix: "k2rl-rlbase-");
 
-    public RlTestJobs(int iterations = 4, int every = 2, long tokenBudget = 0, string extra = "")
+    /// <param name="rollout">more lines of the rollout section (each "key: value"), e.g. rollout.workers.</param>
+    public RlTestJobs(int iterations = 4, int every = 2, long tokenBudget = 0, string extra = "", params string[] rollout)
     {
         Dir = Path.Combine(Path.GetTempPath(), "k2rl-rl-" + Guid.NewGuid().ToString("N")[..10]);
         Directory.CreateDirectory(Dir);
@@ -37,6 +38,7 @@ internal sealed class RlTestJobs : IDisposable
                 synthetic: [arithmetic, list_ops]
             rollout:
               iteration_token_budget: {tokenBudget}
+            {string.Concat(rollout.Select(r => "  " + r + "\n"))}
             critic:
               calibration_pairs: 1
               max_tokens: 4

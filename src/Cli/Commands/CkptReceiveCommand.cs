@@ -79,7 +79,7 @@ public sealed class CkptReceiveCommand : ICommandProvider
             return r with { Error = r.Error is null ? null : receiver.LastError is { } why ? $"{r.Error}: {why}" : r.Error, Refetched = receiver.Refetched };
         }
 
-        var (host, port) = ParseListen(o.Listen!);
+        var (host, port) = Common.Rpc.GrpcServerOptions.ParseListen(o.Listen!);
         await using var net = await NetworkWeightReceiver.StartAsync(model,
             new NetworkReceiverOptions { Host = host, Port = port, Peers = o.Peers.Select(p => new Uri(p)).ToList() }, ct: ct);
         context.Error.WriteLine($"ckpt receive: serving k2rl.v1.Checkpoint on {net.Address}");
@@ -133,17 +133,6 @@ public sealed class CkptReceiveCommand : ICommandProvider
     /// <summary>The hex XxHash3 of a parameter buffer's bytes (what the tests compare with the sent buffer's).</summary>
     public static string Checksum(float[] parameters) =>
         WireCodec.Checksum(System.Runtime.InteropServices.MemoryMarshal.AsBytes(parameters.AsSpan())).ToString("x16");
-
-    private static (string Host, int Port) ParseListen(string text)
-    {
-        int colon = text.LastIndexOf(':');
-        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), out int port) || port is < 0 or > 65535)
-        {
-            throw new Common.ConfigException($"--listen '{text}' is not HOST:PORT");
-        }
-
-        return (text[..colon], port);
-    }
 
     private sealed record ReceiveOptions(string? Shm, string? Listen, string? AddressFile, string? StatusFile, string[] Peers, long UntilVersion, TimeSpan Timeout);
 

@@ -17,6 +17,18 @@ namespace K2RL.Common.Rpc;
 /// <summary>Where a <see cref="GrpcServer"/> listens and what it accepts.</summary>
 public sealed record GrpcServerOptions
 {
+    /// <summary>Parses a <c>--listen HOST:PORT</c> value (port 0: any free one); anything else is a <see cref="ConfigException"/> quoting it.</summary>
+    public static (string Host, int Port) ParseListen(string text)
+    {
+        int colon = text.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), out int port) || port is < 0 or > 65535)
+        {
+            throw new ConfigException($"--listen '{text}' is not HOST:PORT");
+        }
+
+        return (text[..colon], port);
+    }
+
     /// <summary>The largest message either side of K2RL's services accepts by default: gRPC's usual 4 MiB.</summary>
     public const int DefaultMaxMessageSize = 4 * 1024 * 1024;
 

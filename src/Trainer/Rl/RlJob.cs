@@ -10,6 +10,7 @@ using K2RL.Model.IO;
 using K2RL.Model.Tokenization;
 using K2RL.Rollout;
 using K2RL.Rollout.Episodes;
+using K2RL.Rollout.Workers;
 using K2RL.Trainer.Checkpointing;
 using K2RL.Trainer.Pretraining;
 using K2RL.Trainer.Training;
@@ -63,6 +64,7 @@ public sealed partial class RlJob : IDisposable
     private readonly InProcessWeightChannel channel = new();
     private readonly RolloutEngine engine;
     private readonly EpisodeRunner runner;
+    private readonly IEpisodeGeneration generation;
     private readonly BatchPacker ptx;
     private readonly RlCritic critic;
     private readonly string jobSha;
@@ -110,6 +112,10 @@ public sealed partial class RlJob : IDisposable
         var envs = job.Envs.ToDictionary(e => e.Name, StringComparer.Ordinal);
         runner = new EpisodeRunner(engine, tokenizer, registry.CreateEnvironment, EpisodeOptionsFor(job.Envs[0]),
             name => EpisodeOptionsFor(envs[name]));
+        generation = job.Workers is { } url
+            ? RedisEpisodeGeneration.StartAsync(new RedisGenerationOptions { Url = url, Transport = job.WeightTransport, ShmName = job.ShmName },
+                checkpoint.Config, tokenizer, job.RolloutWeights, name => EpisodeOptionsFor(envs[name]), this.log).GetAwaiter().GetResult()
+            : new EmbeddedGeneration(runner);
         var corpus = SyntheticCorpus.CreateDefault();
         ptx = new BatchPacker(new DocumentStream(job.Seed ^ 0x5054584E, job.PtxData, corpus), new BpeTextEncoder(tokenizer), checkpoint.Config.VocabSize);
         critic = new RlCritic(job, registry, engine, tokenizer, this.log);
@@ -126,7 +132,17 @@ public sealed partial class RlJob : IDisposable
 
     public BpeTokenizer Tokenizer => tokenizer;
 
-    public void Dispose() => critic.Dispose();
+    /// <summary>Where step 1 generates: in-process, or a <see cref="RedisEpisodeGeneration"/> (its StatsAsync: queue depths, workers).</summary>
+    public IEpisodeGeneration Generation => generation;
+
+    public void Dispose()
+    {
+        critic.Dispose();
+        if (generation is IAsyncDisposable remote)
+        {
+            remote.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
 
     private EpisodeOptions EpisodeOptionsFor(RlEnvSettings e) => new()
     {
@@ -209,7 +225,8 @@ public sealed partial class RlJob : IDisposable
 
         // 1. Generate: this iteration's fresh prompts, K responses each, and the episodes paused before.
         var fresh = PromptMix.Draw(job, iteration);
-        var batch = await runner.RunAsync(fresh, paused, (float)temperature, job.IterationTokenBudget > 0 ? job.IterationTokenBudget : long.MaxValue, stop);
+        var batch = await generation.RunAsync(fresh, paused, (float)temperature, job.IterationTokenBudget > 0 ? job.IterationTokenBudget : long.MaxValue,
+            new PolicyWeights(version, model.Parameters), stop);
         double generateS = Stopwatch.GetElapsedTime(t0).TotalSeconds;
 
         // 2. Score the groups whose K responses have all finished; the rest wait for their paused members.

@@ -140,6 +140,15 @@ public sealed record RlJobConfig
     /// <summary>Generated tokens per iteration after which unfinished episodes pause (0: no limit).</summary>
     public long IterationTokenBudget { get; init; }
 
+    /// <summary>rollout.workers: a redis:// URL sends generation to rollout workers (docs/SCALE_OUT.md); null: in-process.</summary>
+    public string? Workers { get; init; }
+
+    /// <summary>rollout.transport: how the workers get the weights, "shm" (one node) or "net" (pushed to their addresses).</summary>
+    public string WeightTransport { get; init; } = "shm";
+
+    /// <summary>rollout.shm_name: the shared-memory file /dev/shm/k2rl-weights-NAME (shm transport).</summary>
+    public string ShmName { get; init; } = "k2rl-rl";
+
     public double StepTimeoutSeconds { get; init; } = 30;
 
     public float TopP { get; init; } = 1f;
@@ -243,6 +252,7 @@ public sealed record RlJobConfig
 
         double stepTimeout = ro.Float("step_timeout_s", 30f, 0, 3600, minExclusive: true);
         float topP = ro.Float("top_p", 1f, 0, 1, minExclusive: true);
+        var (workers, transport, shmName) = ParseWorkers(ro);
         ro.RejectUnknown();
 
         var c = r.Section("critic");
@@ -319,6 +329,9 @@ public sealed record RlJobConfig
             Temperature = temperature,
             RolloutWeights = weights == "bf16" ? WeightPrecision.Bf16 : WeightPrecision.F32,
             IterationTokenBudget = tokenBudget,
+            Workers = workers,
+            WeightTransport = transport,
+            ShmName = shmName,
             StepTimeoutSeconds = stepTimeout,
             TopP = topP,
             Critic = critic,
@@ -341,6 +354,34 @@ public sealed record RlJobConfig
         }
 
         return job;
+    }
+
+    /// <summary>rollout.workers ("embedded" or a redis:// URL), rollout.transport (shm | net) and rollout.shm_name.</summary>
+    private static (string? Workers, string Transport, string ShmName) ParseWorkers(YamlReader ro)
+    {
+        string workers = ro.Str("workers", "embedded");
+        string transport = ro.Str("transport", "shm", "shm", "net");
+        string shmName = ro.Str("shm_name", "k2rl-rl");
+        if (workers == "embedded")
+        {
+            return (null, transport, shmName);
+        }
+
+        try
+        {
+            K2RL.Common.Redis.RedisConnection.Parse(workers);
+        }
+        catch (ConfigException e)
+        {
+            throw new ConfigException($"{ro.At("workers")}: \"rollout.workers\" must be \"embedded\" or a Redis URL: {e.Message}");
+        }
+
+        if (shmName.Length == 0 || shmName.Length > 100 || !shmName.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
+        {
+            throw new ConfigException($"{ro.At("shm_name")}: \"rollout.shm_name\" must be 1-100 letters, digits, '-', '_' or '.'");
+        }
+
+        return (workers, transport, shmName);
     }
 
     private static List<RlEnvSettings> ParseEnvs(YamlReader section, IReadOnlyCollection<string> envNames, string at)

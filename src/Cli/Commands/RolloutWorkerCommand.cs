@@ -1,0 +1,62 @@
+using System.CommandLine;
+using K2RL.Common.Logging;
+using K2RL.Gym;
+using K2RL.Rollout.Workers;
+
+namespace K2RL.Cli.Commands;
+
+/// <summary>
+/// <c>k2rl rollout-worker --redis URL --weights shm|net [--shm NAME] [--listen HOST:PORT] [--id ID] [--json]</c>: a rollout
+/// worker for an RL job whose job file has <c>rollout.workers: redis://…</c> (docs/SCALE_OUT.md). It takes the model
+/// and tokenizer from what the trainer publishes in Redis, the weights from the checkpoint engine, and runs until
+/// SIGINT/SIGTERM; with --json it then prints one JSON object: its final stats.
+/// </summary>
+public sealed class RolloutWorkerCommand : ICommandProvider
+{
+    public string Group => "";
+
+    public IEnumerable<Command> Build(CliContext context)
+    {
+        var redis = new Option<string>("--redis") { Description = "The job's Redis: redis://HOST[:PORT][/DB]", Required = true };
+        var weights = new Option<string>("--weights") { Description = "How weights arrive: shm (this node's /dev/shm) or net (pushed to --listen)", DefaultValueFactory = _ => "shm" };
+        weights.AcceptOnlyFromAmong("shm", "net");
+        var shm = new Option<string?>("--shm") { Description = "Shared-memory name (default: the one the trainer published)" };
+        var listen = new Option<string?>("--listen") { Description = "HOST:PORT to serve k2rl.v1.Checkpoint and grpc.health.v1 on (net weights: required)" };
+        var id = new Option<string?>("--id") { Description = "Worker id (default: hostname-pid)" };
+        var lease = new Option<double>("--lease-s") { Description = "Lease length in seconds (renewed every third of it)", DefaultValueFactory = _ => 10 };
+        var batch = new Option<int>("--batch") { Description = "Items leased and run together at most", DefaultValueFactory = _ => 64 };
+        var hold = new Option<int>("--hold-ms") { Description = "Fault-injection tests: wait this long after leasing", Hidden = true };
+        var json = new Option<bool>("--json") { Description = "On exit, print one JSON object (the worker's stats) on stdout" };
+        var command = new Command("rollout-worker", "Run episodes for an RL job's Redis work queue (rollout.workers: redis://…)")
+        {
+            redis, weights, shm, listen, id, lease, batch, hold, json,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            var options = new RolloutWorkerOptions
+            {
+                Url = parse.GetValue(redis)!,
+                Weights = parse.GetValue(weights)!,
+                ShmName = parse.GetValue(shm),
+                Listen = parse.GetValue(listen),
+                Lease = TimeSpan.FromSeconds(parse.GetValue(lease)),
+                MaxBatch = parse.GetValue(batch),
+                Hold = TimeSpan.FromMilliseconds(parse.GetValue(hold)),
+            };
+            if (parse.GetValue(id) is { } given)
+            {
+                options = options with { Id = given };
+            }
+
+            using var log = K2Log.Create(context.LogLevel);
+            using var stop = new StopSignal(log, "stopping (leases held now expire and go to other workers)");
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, stop.Token);
+            await using var worker = await RolloutWorker.ConnectAsync(options, GymRegistry.CreateDefault(), log);
+            await worker.RunAsync(linked.Token);
+            var stats = worker.Stats();
+            context.Out.WriteLine(parse.GetValue(json) ? stats.ToJson() : $"{stats.ItemsDone} items, {stats.TokensGenerated} tokens");
+            return 0;
+        });
+        yield return command;
+    }
+}
