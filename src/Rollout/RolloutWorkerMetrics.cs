@@ -24,6 +24,23 @@ public sealed class RolloutWorkerMetrics
         weightVersion.Set(-1);
     }
 
+    /// <summary>
+    /// Brings the metrics to a worker's stats snapshot (<see cref="Workers.RolloutWorker.Stats"/>): the counters rise to its
+    /// totals, the gauges take its values, and a version not seen before counts as one sync.
+    /// </summary>
+    public void Observe(Workers.WorkerHeartbeat stats)
+    {
+        items.IncTo(stats.ItemsDone);
+        tokens.IncTo(stats.TokensGenerated);
+        tokensPerSecond.Set(stats.TokensPerSecond);
+        if (stats.WeightsVersion >= 0 && stats.WeightsVersion != (long)weightVersion.Value)
+        {
+            syncs.Inc();
+            weightVersion.Set(stats.WeightsVersion);
+            syncSeconds.Set(stats.LastSyncSeconds);
+        }
+    }
+
     /// <summary>One work item finished: <paramref name="generatedTokens"/> tokens in <paramref name="seconds"/>.</summary>
     public void ItemDone(long generatedTokens, double seconds)
     {

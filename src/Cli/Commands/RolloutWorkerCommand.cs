@@ -1,12 +1,15 @@
 using System.CommandLine;
 using K2RL.Common.Logging;
+using K2RL.Common.Metrics;
+using K2RL.Common.Rpc;
+using K2RL.Rollout;
 using K2RL.Gym;
 using K2RL.Rollout.Workers;
 
 namespace K2RL.Cli.Commands;
 
 /// <summary>
-/// <c>k2rl rollout-worker --redis URL --weights shm|net [--shm NAME] [--listen HOST:PORT] [--id ID] [--json]</c>: a rollout
+/// <c>k2rl rollout-worker --redis URL --weights shm|net [--shm NAME] [--listen HOST:PORT] [--id ID] [--metrics HOST:PORT] [--json]</c>: a rollout
 /// worker for an RL job whose job file has <c>rollout.workers: redis://…</c> (docs/SCALE_OUT.md). It takes the model
 /// and tokenizer from what the trainer publishes in Redis, the weights from the checkpoint engine, and runs until
 /// SIGINT/SIGTERM; with --json it then prints one JSON object: its final stats.
@@ -26,10 +29,11 @@ public sealed class RolloutWorkerCommand : ICommandProvider
         var lease = new Option<double>("--lease-s") { Description = "Lease length in seconds (renewed every third of it)", DefaultValueFactory = _ => 10 };
         var batch = new Option<int>("--batch") { Description = "Items leased and run together at most", DefaultValueFactory = _ => 64 };
         var hold = new Option<int>("--hold-ms") { Description = "Fault-injection tests: wait this long after leasing", Hidden = true };
+        var metrics = new Option<string?>("--metrics") { Description = "Serve Prometheus metrics (k2rl_worker_*) on http://HOST:PORT/metrics" };
         var json = new Option<bool>("--json") { Description = "On exit, print one JSON object (the worker's stats) on stdout" };
         var command = new Command("rollout-worker", "Run episodes for an RL job's Redis work queue (rollout.workers: redis://…)")
         {
-            redis, weights, shm, listen, id, lease, batch, hold, json,
+            redis, weights, shm, listen, id, lease, batch, hold, metrics, json,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -48,15 +52,63 @@ public sealed class RolloutWorkerCommand : ICommandProvider
                 options = options with { Id = given };
             }
 
+            var metricsAt = parse.GetValue(metrics) is { } m ? HostPort.Parse(m, "--metrics") : null;
             using var log = K2Log.Create(context.LogLevel);
             using var stop = new StopSignal(log, "stopping (leases held now expire and go to other workers)");
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, stop.Token);
             await using var worker = await RolloutWorker.ConnectAsync(options, GymRegistry.CreateDefault(), log);
+            await using var exporter = metricsAt is null ? null : await WorkerMetricsExporter.StartAsync(worker, metricsAt, log, linked.Token);
             await worker.RunAsync(linked.Token);
             var stats = worker.Stats();
             context.Out.WriteLine(parse.GetValue(json) ? stats.ToJson() : $"{stats.ItemsDone} items, {stats.TokensGenerated} tokens");
             return 0;
         });
         yield return command;
+    }
+}
+
+/// <summary>The worker's <c>--metrics</c> endpoint: <see cref="RolloutWorkerMetrics"/> brought to the worker's stats every second.</summary>
+internal sealed class WorkerMetricsExporter : IAsyncDisposable
+{
+    private readonly MetricsServer server;
+    private readonly CancellationTokenSource stop = new();
+    private readonly Task loop;
+
+    private WorkerMetricsExporter(MetricsServer server, RolloutWorker worker, RolloutWorkerMetrics metrics)
+    {
+        this.server = server;
+        loop = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                metrics.Observe(worker.Stats());
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), stop.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+        });
+    }
+
+    public static async Task<WorkerMetricsExporter> StartAsync(RolloutWorker worker, HostPort listen, Serilog.ILogger log, CancellationToken ct)
+    {
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        var metrics = new RolloutWorkerMetrics(registry);
+        metrics.Observe(worker.Stats());
+        var server = await MetricsServer.StartAsync(listen, registry, log, ct);
+        log.Information("metrics on {Address}", server.Address);
+        return new WorkerMetricsExporter(server, worker, metrics);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await stop.CancelAsync();
+        await loop;
+        await server.DisposeAsync();
+        stop.Dispose();
     }
 }

@@ -50,7 +50,8 @@ internal sealed class WorkerSession : IAsyncDisposable
             throw new Common.ConfigException($"the trainer ships weights by {info.Transport}; this worker was started with --weights {options.Weights}");
         }
 
-        var decoder = new ModelDecoder(info.Config, options.MaxBatch, precision: info.Precision);
+        // always keeps routing records: the trainer replays them when its job has routing replay on (docs/RL.md)
+        var decoder = new ModelDecoder(info.Config, options.MaxBatch, precision: info.Precision, recordRouting: info.Config.RoutingStride > 0);
         var tensors = new ParameterLayout(info.Config).ToTensorSpecs();
         SharedMemoryWeightReceiver? shm = null;
         NetworkWeightReceiver? net = null;

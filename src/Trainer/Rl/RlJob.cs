@@ -116,6 +116,11 @@ public sealed partial class RlJob : IDisposable
             ? RedisEpisodeGeneration.StartAsync(new RedisGenerationOptions { Url = url, Transport = job.WeightTransport, ShmName = job.ShmName },
                 checkpoint.Config, tokenizer, job.RolloutWeights, name => EpisodeOptionsFor(envs[name]), this.log).GetAwaiter().GetResult()
             : new EmbeddedGeneration(runner);
+        if (generation is RedisEpisodeGeneration redis)
+        {
+            WorkerPool = new RedisWorkerPool(redis);
+        }
+
         var corpus = SyntheticCorpus.CreateDefault();
         ptx = new BatchPacker(new DocumentStream(job.Seed ^ 0x5054584E, job.PtxData, corpus), new BpeTextEncoder(tokenizer), checkpoint.Config.VocabSize);
         critic = new RlCritic(job, registry, engine, tokenizer, this.log);
