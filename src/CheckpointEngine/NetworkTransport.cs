@@ -149,15 +149,12 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
     /// <summary>Blocks the calling thread (the trainer's) until every receiver holds the version or was found down (the
     /// buffer is read while the version streams out, so it must not change until this returns); from async code (or a
     /// thread-pool thread) call <see cref="PublishAsync"/>, which blocks no thread.</summary>
-    public unsafe void Publish(long version, ReadOnlySpan<float> parameters)
-    {
-        fixed (float* start = parameters)
+    public void Publish(long version, ReadOnlySpan<float> parameters) =>
+        K2RL.Kernels.PinnedMemory<float>.Run(parameters, memory =>
         {
-            using var pinned = new PinnedFloats(start, parameters.Length);
-            var memory = pinned.Memory;
             Task.Run(() => PublishAsync(version, memory)).GetAwaiter().GetResult();
-        }
-    }
+            return true;
+        });
 
     /// <summary>As <see cref="Publish"/>: each bucket is encoded (copied, hashed) while the one before is on the wire, so
     /// <paramref name="parameters"/> must not change until the returned task completes.</summary>

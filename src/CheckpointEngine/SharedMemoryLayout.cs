@@ -24,14 +24,12 @@ internal sealed partial class SharedMemoryLayout : IDisposable
     private const int MagicAt = 0, FormatAt = 8, DataBytesAt = 16, ManifestBytesAt = 24, CurrentAt = 32, PublishedAt = 40;
 
     private readonly MemoryMappedFile file;
-    private readonly unsafe byte* start;   // the mapping itself: bulk reads and writes are spans over it, no stream or copy between
+    private readonly K2RL.Kernels.MappedSpans spans;   // the mapping itself: bulk reads and writes are spans over it, no stream or copy between
 
-    private unsafe SharedMemoryLayout(MemoryMappedFile file, MemoryMappedViewAccessor view, string path, long dataBytes, long manifestBytes)
+    private SharedMemoryLayout(MemoryMappedFile file, MemoryMappedViewAccessor view, string path, long dataBytes, long manifestBytes)
     {
         this.file = file;
-        byte* p = null;
-        view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-        start = p + view.PointerOffset;
+        spans = new K2RL.Kernels.MappedSpans(view);
         View = view;
         Path = path;
         DataBytes = dataBytes;
@@ -143,10 +141,10 @@ internal sealed partial class SharedMemoryLayout : IDisposable
     }
 
     /// <summary>Bytes [at, at + length) of the mapping, to read (a reader checks the slot's sequence after).</summary>
-    public unsafe ReadOnlySpan<byte> Span(long at, int length) => new(start + Check(at, length), length);
+    public ReadOnlySpan<byte> Span(long at, int length) => spans.Span(Check(at, length), length);
 
     /// <summary>Bytes [at, at + length) of the mapping, to write.</summary>
-    public unsafe Span<byte> WritableSpan(long at, int length) => new(start + Check(at, length), length);
+    public Span<byte> WritableSpan(long at, int length) => spans.WritableSpan(Check(at, length), length);
 
     public void Read(long at, Span<byte> into) => Span(at, into.Length).CopyTo(into);
 
@@ -154,7 +152,7 @@ internal sealed partial class SharedMemoryLayout : IDisposable
 
     public void Dispose()
     {
-        View.SafeMemoryMappedViewHandle.ReleasePointer();
+        spans.Dispose();
         View.Dispose();
         file.Dispose();
     }

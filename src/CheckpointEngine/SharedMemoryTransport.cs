@@ -108,7 +108,7 @@ public sealed class SharedMemoryWeightPublisher : IWeightPublisher, IDisposable
             }
 
             hash.Append(bytes);
-            WireCodec.CopyStreaming(bytes, file.WritableSpan(at + ((long)i * size), bytes.Length));
+            K2RL.Kernels.StreamingStores.Copy(bytes, file.WritableSpan(at + ((long)i * size), bytes.Length));
         }
 
         WireCodec.FenceStreamingStores();

@@ -62,19 +62,3 @@ internal sealed class StreamedVersion : IBucketSource
         return new EncodedVersion(Manifest with { Buckets = Manifest.Buckets.Select((b, i) => b with { Checksum = checksums[i] }).ToList() }, bytes);
     }
 }
-
-/// <summary>A <see cref="Memory{T}"/> over floats the caller keeps pinned (a span it holds for the whole call).</summary>
-internal sealed unsafe class PinnedFloats(float* start, int length) : MemoryManager<float>
-{
-    public override Span<float> GetSpan() => new(start, length);
-
-    public override MemoryHandle Pin(int elementIndex = 0) => new(start + elementIndex);
-
-    public override void Unpin()
-    {
-    }
-
-    protected override void Dispose(bool disposing)
-    {
-    }
-}

@@ -1,3 +1,4 @@
+using K2RL.Kernels;
 using System.IO.Hashing;
 using System.Numerics;
 using System.Runtime.InteropServices;
@@ -17,7 +18,7 @@ namespace K2RL.CheckpointEngine;
 public static class WireCodec
 {
     /// <summary>Below this a streaming copy is a plain one (the aligned head and tail would dominate).</summary>
-    private const int StreamingMinBytes = 4096;
+    private const int StreamingMinBytes = StreamingStores.StreamingMinBytes;
 
     public static ulong Checksum(ReadOnlySpan<byte> bytes) => XxHash3.HashToUInt64(bytes);
 
@@ -66,77 +67,15 @@ public static class WireCodec
     {
         if (dtype == WeightDtype.F32 && src.Length == values.Length * sizeof(float))
         {
-            CopyStreaming(src, MemoryMarshal.AsBytes(values));
+            StreamingStores.Copy(src, MemoryMarshal.AsBytes(values));
         }
         else if (dtype == WeightDtype.Bf16 && src.Length == values.Length * 2 && Vector256.IsHardwareAccelerated && values.Length >= StreamingMinBytes)
         {
-            WidenStreaming(MemoryMarshal.Cast<byte, ushort>(src), values);
+            StreamingStores.WidenBf16(MemoryMarshal.Cast<byte, ushort>(src), values);
         }
         else
         {
             Decode(src, dtype, values);
-        }
-    }
-
-    // bf16 → fp32 (exact: the bits shifted up), the fp32 written with streaming stores into 32-byte aligned lines.
-    private static unsafe void WidenStreaming(ReadOnlySpan<ushort> src, Span<float> dst)
-    {
-        fixed (ushort* s = src)
-        fixed (float* d = dst)
-        {
-            int n = src.Length, i = 0;
-            for (; i < n && ((long)(d + i) & 31) != 0; i++)
-            {
-                d[i] = BitConverter.Int32BitsToSingle(s[i] << 16);
-            }
-
-            uint* u = (uint*)d;
-            for (; i + 16 <= n; i += 16)
-            {
-                var (lo, hi) = Vector256.Widen(Vector256.Load(s + i));
-                Vector256.StoreAlignedNonTemporal(Vector256.ShiftLeft(lo, 16), u + i);
-                Vector256.StoreAlignedNonTemporal(Vector256.ShiftLeft(hi, 16), u + i + 8);
-            }
-
-            for (; i < n; i++)
-            {
-                d[i] = BitConverter.Int32BitsToSingle(s[i] << 16);
-            }
-        }
-    }
-
-    /// <summary>Copies <paramref name="src"/> to <paramref name="dst"/> (same length, not overlapping) with streaming stores
-    /// into 32-byte aligned lines of the target when the platform has them and the copy is large; else a plain copy.</summary>
-    public static unsafe void CopyStreaming(ReadOnlySpan<byte> src, Span<byte> dst)
-    {
-        if (src.Length != dst.Length)
-        {
-            throw new ArgumentException($"streaming copy of {src.Length} bytes into {dst.Length}");
-        }
-
-        if (!Vector256.IsHardwareAccelerated || src.Length < StreamingMinBytes)
-        {
-            src.CopyTo(dst);
-            return;
-        }
-
-        fixed (byte* s = src, d = dst)
-        {
-            long n = src.Length, head = Math.Min(n, (32 - ((long)d & 31)) & 31), i = head;
-            new ReadOnlySpan<byte>(s, (int)head).CopyTo(new Span<byte>(d, (int)head));
-            for (; i + 128 <= n; i += 128)
-            {
-                var a = Vector256.Load(s + i);
-                var b = Vector256.Load(s + i + 32);
-                var c = Vector256.Load(s + i + 64);
-                var e = Vector256.Load(s + i + 96);
-                Vector256.StoreAlignedNonTemporal(a, d + i);
-                Vector256.StoreAlignedNonTemporal(b, d + i + 32);
-                Vector256.StoreAlignedNonTemporal(c, d + i + 64);
-                Vector256.StoreAlignedNonTemporal(e, d + i + 96);
-            }
-
-            new ReadOnlySpan<byte>(s + i, (int)(n - i)).CopyTo(new Span<byte>(d + i, (int)(n - i)));
         }
     }
 

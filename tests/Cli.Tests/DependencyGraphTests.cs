@@ -13,7 +13,7 @@ public class DependencyGraphTests
         ["Common"] = ["Protos"],
         ["Model"] = ["Kernels", "Common"],
         ["Gym"] = ["Common"],
-        ["CheckpointEngine"] = ["Common"],
+        ["CheckpointEngine"] = ["Common", "Kernels"],   // Kernels: its streaming copies and spans over mapped memory (the unsafe code)
         ["Rollout"] = ["Model", "Gym", "CheckpointEngine", "Common"],
         ["Trainer"] = ["Model", "Rollout", "Gym", "CheckpointEngine", "Common"],
         ["Cli"] = ["Trainer", "Rollout", "Model", "Gym", "CheckpointEngine", "Common", "Kernels"],

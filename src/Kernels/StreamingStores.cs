@@ -1,0 +1,139 @@
+using System.Buffers;
+using System.IO.MemoryMappedFiles;
+using System.Runtime.Intrinsics;
+
+namespace K2RL.Kernels;
+
+/// <summary>
+/// Bulk copies for the checkpoint engine with streaming (non-temporal) stores into 32-byte aligned lines, so a bucket
+/// written into a staging buffer or a shared-memory slot does not evict the caches; the pointer work lives here, in the
+/// one unsafe project.
+/// </summary>
+public static class StreamingStores
+{
+    /// <summary>Below this many bytes a plain copy is as fast.</summary>
+    public const int StreamingMinBytes = 4096;
+
+    // bf16 → fp32 (exact: the bits shifted up), the fp32 written with streaming stores into 32-byte aligned lines.
+    public static unsafe void WidenBf16(ReadOnlySpan<ushort> src, Span<float> dst)
+    {
+        fixed (ushort* s = src)
+        fixed (float* d = dst)
+        {
+            int n = src.Length, i = 0;
+            for (; i < n && ((long)(d + i) & 31) != 0; i++)
+            {
+                d[i] = BitConverter.Int32BitsToSingle(s[i] << 16);
+            }
+
+            uint* u = (uint*)d;
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(s + i));
+                Vector256.StoreAlignedNonTemporal(Vector256.ShiftLeft(lo, 16), u + i);
+                Vector256.StoreAlignedNonTemporal(Vector256.ShiftLeft(hi, 16), u + i + 8);
+            }
+
+            for (; i < n; i++)
+            {
+                d[i] = BitConverter.Int32BitsToSingle(s[i] << 16);
+            }
+        }
+    }
+
+    /// <summary>Copies <paramref name="src"/> to <paramref name="dst"/> (same length, not overlapping) with streaming stores
+    /// into 32-byte aligned lines of the target when the platform has them and the copy is large; else a plain copy.</summary>
+    public static unsafe void Copy(ReadOnlySpan<byte> src, Span<byte> dst)
+    {
+        if (src.Length != dst.Length)
+        {
+            throw new ArgumentException($"streaming copy of {src.Length} bytes into {dst.Length}");
+        }
+
+        if (!Vector256.IsHardwareAccelerated || src.Length < StreamingMinBytes)
+        {
+            src.CopyTo(dst);
+            return;
+        }
+
+        fixed (byte* s = src, d = dst)
+        {
+            long n = src.Length, head = Math.Min(n, (32 - ((long)d & 31)) & 31), i = head;
+            new ReadOnlySpan<byte>(s, (int)head).CopyTo(new Span<byte>(d, (int)head));
+            for (; i + 128 <= n; i += 128)
+            {
+                var a = Vector256.Load(s + i);
+                var b = Vector256.Load(s + i + 32);
+                var c = Vector256.Load(s + i + 64);
+                var e = Vector256.Load(s + i + 96);
+                Vector256.StoreAlignedNonTemporal(a, d + i);
+                Vector256.StoreAlignedNonTemporal(b, d + i + 32);
+                Vector256.StoreAlignedNonTemporal(c, d + i + 64);
+                Vector256.StoreAlignedNonTemporal(e, d + i + 96);
+            }
+
+            new ReadOnlySpan<byte>(s + i, (int)(n - i)).CopyTo(new Span<byte>(d + i, (int)(n - i)));
+        }
+    }
+}
+
+/// <summary>A <see cref="Memory{T}"/> over a span the caller keeps pinned for the whole call (see <see cref="Run"/>).</summary>
+public sealed unsafe class PinnedMemory<T> : MemoryManager<T> where T : unmanaged
+{
+    private readonly T* start;
+    private readonly int length;
+
+    private PinnedMemory(T* start, int length)
+    {
+        this.start = start;
+        this.length = length;
+    }
+
+    /// <summary>Pins <paramref name="span"/> and hands <paramref name="body"/> a memory over it, valid until the body returns.</summary>
+    public static TResult Run<TResult>(ReadOnlySpan<T> span, Func<ReadOnlyMemory<T>, TResult> body)
+    {
+        fixed (T* p = span)
+        {
+            using var pinned = new PinnedMemory<T>(p, span.Length);
+            return body(pinned.Memory);
+        }
+    }
+
+    public override Span<T> GetSpan() => new(start, length);
+
+    public override MemoryHandle Pin(int elementIndex = 0) => new(start + elementIndex);
+
+    public override void Unpin()
+    {
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+    }
+}
+
+/// <summary>Spans straight over a memory-mapped view (no stream, no copy between); the pointer is held until disposed.</summary>
+public sealed unsafe class MappedSpans : IDisposable
+{
+    private readonly MemoryMappedViewAccessor view;
+    private readonly byte* start;
+    private readonly long capacity;
+
+    public MappedSpans(MemoryMappedViewAccessor view)
+    {
+        this.view = view;
+        byte* p = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+        start = p + view.PointerOffset;
+        capacity = view.Capacity;
+    }
+
+    public ReadOnlySpan<byte> Span(long at, int length) => new(start + Check(at, length), length);
+
+    public Span<byte> WritableSpan(long at, int length) => new(start + Check(at, length), length);
+
+    private long Check(long at, int length) =>
+        at >= 0 && length >= 0 && at + length <= capacity ? at : throw new ArgumentOutOfRangeException(nameof(at), $"[{at}, {at + length}) is outside the mapping's {capacity} bytes");
+
+    public void Dispose() => view.SafeMemoryMappedViewHandle.ReleasePointer();
+}
