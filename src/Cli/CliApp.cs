@@ -9,10 +9,10 @@ public static class CliApp
 {
     private static readonly Dictionary<string, string> GroupDescriptions = new()
     {
-        ["bench"] = "Benchmarks: kernels, training and decoding throughput",
+        ["bench"] = "Benchmarks: kernels, training, decoding, RPC, the Gym, the RL iteration (and its workers), weight broadcast",
         ["model"] = "Model configs, parameter accounting, checkpoints and logits",
         ["tokenizer"] = "Train, encode and decode with the byte-level BPE tokenizer",
-        ["gym"] = "Environments: list, play and evaluate",
+        ["gym"] = "Environments: list, play and evaluate; check rubrics and judge responses against them",
         ["ckpt"] = "Checkpoint engine: plan a weight update (bucket size, pipeline, time)",
         ["job"] = "Job control of a running RL job: status, pause, drain, resume, stop",
     };
