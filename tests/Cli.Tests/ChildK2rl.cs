@@ -5,7 +5,10 @@ namespace K2RL.Cli.Tests;
 /// <summary>The built k2rl as a child process, for signal and kill -9 tests.</summary>
 internal static class ChildK2rl
 {
-    public static Process Start(params string[] args)
+    public static Process Start(params string[] args) => Start(args, stderrLine: null);
+
+    /// <summary>Starts the child; each line it writes to stderr goes to <paramref name="stderrLine"/> (or is dropped).</summary>
+    public static Process Start(IEnumerable<string> args, Action<string>? stderrLine)
     {
         var psi = new ProcessStartInfo(Environment.ProcessPath!)
         {
@@ -20,7 +23,13 @@ internal static class ChildK2rl
         }
 
         var p = Process.Start(psi)!;
-        p.ErrorDataReceived += (_, _) => { };
+        p.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                stderrLine?.Invoke(e.Data);
+            }
+        };
         p.BeginErrorReadLine();
         return p;
     }

@@ -327,9 +327,9 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
     /// <summary>A k2rl child process whose stderr is kept.</summary>
     private sealed class Worker
     {
-        private readonly ConcurrentQueue<string> lines = new();
+        private readonly ConcurrentQueue<string> lines;
 
-        private Worker(Process process) => Process = process;
+        private Worker(Process process, ConcurrentQueue<string> lines) => (Process, this.lines) = (process, lines);
 
         public Process Process { get; }
 
@@ -337,28 +337,8 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
 
         public static Worker Start(string[] args)
         {
-            var psi = new ProcessStartInfo(Environment.ProcessPath!)
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "k2rl.dll"));
-            foreach (string a in args)
-            {
-                psi.ArgumentList.Add(a);
-            }
-
-            var w = new Worker(Process.Start(psi)!);
-            w.Process.ErrorDataReceived += (_, e) =>
-            {
-                if (e.Data is not null)
-                {
-                    w.lines.Enqueue(e.Data);
-                }
-            };
-            w.Process.BeginErrorReadLine();
-            return w;
+            var lines = new ConcurrentQueue<string>();
+            return new Worker(ChildK2rl.Start(args, lines.Enqueue), lines);
         }
     }
 }

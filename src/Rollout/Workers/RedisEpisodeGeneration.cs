@@ -50,7 +50,8 @@ public sealed record RedisGenerationStats(QueueDepths Queue, IReadOnlyList<Worke
 /// </summary>
 public sealed class RedisEpisodeGeneration : IEpisodeGeneration, IAsyncDisposable
 {
-    private static readonly TimeSpan LiveWindow = TimeSpan.FromSeconds(10);
+    /// <summary>A worker whose heartbeat is younger than this counts as alive (for the fair share and for status).</summary>
+    public static readonly TimeSpan LiveWindow = TimeSpan.FromSeconds(10);
     private readonly RedisGenerationOptions options;
     private readonly RedisWorkQueue queue;
     private readonly Func<string, EpisodeOptions> optionsFor;

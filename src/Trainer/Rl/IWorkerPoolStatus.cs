@@ -38,20 +38,18 @@ public sealed class EmbeddedWorkerPool : IWorkerPoolStatus
 
 /// <summary>
 /// A job generating through Redis (<see cref="K2RL.Rollout.Workers.RedisEpisodeGeneration"/>): the workers' heartbeats
-/// (healthy while the heartbeat is younger than <see cref="LiveWindow"/>) and the queue's keys' lengths.
+/// (healthy while the heartbeat is younger than the generation's own <see cref="K2RL.Rollout.Workers.RedisEpisodeGeneration.LiveWindow"/>)
+/// and the queue's keys' lengths.
 /// </summary>
 public sealed class RedisWorkerPool(K2RL.Rollout.Workers.RedisEpisodeGeneration generation) : IWorkerPoolStatus
 {
-    /// <summary>A worker heartbeats every second or so; past this it is counted as gone (its leases then expire).</summary>
-    public static readonly TimeSpan LiveWindow = TimeSpan.FromSeconds(10);
-
     public async Task<WorkerPoolSnapshot> SnapshotAsync(CancellationToken ct)
     {
         var stats = await generation.StatsAsync(ct).ConfigureAwait(false);
         var workers = stats.Workers.Select(w =>
         {
             var beat = K2RL.Rollout.Workers.WorkerHeartbeat.FromJson(w.Json);
-            return new WorkerInfo(w.Id, beat?.Address ?? "", beat?.WeightsVersion ?? -1, w.HeartbeatAge, beat is not null && w.HeartbeatAge < LiveWindow);
+            return new WorkerInfo(w.Id, beat?.Address ?? "", beat?.WeightsVersion ?? -1, w.HeartbeatAge, beat is not null && w.HeartbeatAge < K2RL.Rollout.Workers.RedisEpisodeGeneration.LiveWindow);
         }).OrderBy(w => w.Id, StringComparer.Ordinal).ToList();
         var q = stats.Queue;
         return new WorkerPoolSnapshot(workers, new Dictionary<string, long>
