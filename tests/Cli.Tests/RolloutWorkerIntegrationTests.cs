@@ -31,8 +31,8 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
     [Fact]
     public async Task TwoWorkersGiveTheEmbeddedRunAndMalformedItemsAreDeadLettered()
     {
-        var w1 = StartWorker("w1");
-        var w2 = StartWorker("w2", "--listen", "127.0.0.1:0");   // shm weights: --listen serves grpc.health.v1 alone
+        var w1 = StartWorker("w1", "--metrics", "127.0.0.1:0");
+        var w2 = StartWorker("w2", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0");   // shm weights: --listen serves grpc.health.v1 alone
         await using var connection = await RedisConnection.ConnectAsync(redis.Url);
         var queue = new RedisWorkQueue(connection);
         await WaitForAsync(async () => (await queue.WorkersAsync(TimeSpan.FromMinutes(1))).Count == 2, "both workers registered");
@@ -47,6 +47,12 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
         AssertSameRun(embedded, remote);
         var depths = await queue.DepthsAsync();
         Assert.Equal(new QueueDepths(0, 0, 0, 0, 2), depths);
+        // each worker's --metrics endpoint follows its stats (every second): together they count the run's 8 items
+        var scrapes = new[] { w1, w2 }.Select(w => w.Log.Split('\n').Single(l => l.Contains("Prometheus metrics on http")))
+            .Select(l => new Uri(l[l.IndexOf("http", StringComparison.Ordinal)..].Trim())).ToList();
+        await WaitForAsync(() => Task.FromResult(scrapes.Sum(u => PromTool.Sample(PromTool.Scrape(u), "k2rl_worker_items_done_total") ?? 0) == 8),
+            "the workers' metrics counted the 8 items");
+        PromTool.CheckMetrics(PromTool.Scrape(scrapes[0]));
         var stats = StopWorkers();
         Assert.Equal(2 * 4, stats.Sum(s => s.ItemsDone));   // 2 iterations × 2 prompts × 2 samples, each once
         Assert.Equal(1, stats.Max(s => s.WeightsVersion));   // the last iteration ran at version 1 (a worker that got none of it holds 0)

@@ -99,8 +99,7 @@ internal sealed class WorkerMetricsExporter : IAsyncDisposable
         var registry = Prometheus.Metrics.NewCustomRegistry();
         var metrics = new RolloutWorkerMetrics(registry);
         metrics.Observe(worker.Stats());
-        var server = await MetricsServer.StartAsync(listen, registry, log, ct);
-        log.Information("metrics on {Address}", server.Address);
+        var server = await MetricsServer.StartAsync(listen, registry, log, ct);   // logs its address
         return new WorkerMetricsExporter(server, worker, metrics);
     }
 
