@@ -12,10 +12,13 @@ public sealed class JobControlIntegrationTests
 {
     private static readonly TimeSpan Patience = TimeSpan.FromMinutes(3);
 
+    private const int Iterations = 60;
+
     [Fact]
     public async Task PauseResumeDrainAndStopWithATokenThenResumeMatchesTheUninterruptedRun()
     {
-        using var jobs = new RlTestJobs(iterations: 8, every: 100);
+        // enough iterations that the commands below land before the end on a fast idle machine (8 finished in 1.5 s)
+        using var jobs = new RlTestJobs(iterations: Iterations, every: 100);
         string reference = jobs.RunDir("reference"), run = jobs.RunDir("controlled");
         string token = Path.Combine(jobs.Dir, "token"), wrong = Path.Combine(jobs.Dir, "wrong");
         File.WriteAllText(token, "the-right-token\n");
@@ -29,7 +32,7 @@ public sealed class JobControlIntegrationTests
         (code, _, err) = await Job("pause", run, "--token-file", wrong);
         Assert.True(code == 1 && err.Contains("UNAUTHENTICATED") && err.Contains("token was wrong"), err);
         var status = await JobJson("status", run, "--token-file", token);
-        Assert.Equal(("running", p.Id, 8L), (status["state"]!.GetValue<string>(), status["pid"]!.GetValue<int>(), status["total_iterations"]!.GetValue<long>()));
+        Assert.Equal(("running", p.Id, (long)Iterations), (status["state"]!.GetValue<string>(), status["pid"]!.GetValue<int>(), status["total_iterations"]!.GetValue<long>()));
         Assert.Empty(status["workers"]!.AsArray());
         Assert.Empty(status["queue_depths"]!.AsObject());
 
@@ -50,7 +53,7 @@ public sealed class JobControlIntegrationTests
         await JobJson("drain", run, "--token-file", token);
         status = await WaitFor(run, token, s => s["parked"]!.GetValue<bool>() && s["state"]!.GetValue<string>() == "paused");
         long m = status["iteration"]!.GetValue<long>();
-        Assert.True(m < 8, $"the job finished before the drain ({m})");
+        Assert.True(m < Iterations, $"the job finished before the drain ({m})");
         Assert.Equal($"checkpoints/step-{m}", File.ReadAllText(Path.Combine(run, "LATEST")).Trim());
         Assert.EndsWith($"step-{m}", status["last_checkpoint"]!.GetValue<string>());
         Assert.Equal(m, MetricsLines(run));

@@ -207,6 +207,9 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
         Assert.True((double)run["samples_per_s"]! > 0);
         Assert.True((double)o["queue_latency_ms"]!["median"]! > 0);
         Assert.True((double)o["queue_latency_ms"]!["p90"]! >= (double)o["queue_latency_ms"]!["median"]!);
+        Assert.Equal("everysec", (string)o["queue_latency_ms"]!["appendfsync"]!);   // deploy/'s Redis setting
+        Assert.Equal("always", (string)o["queue_latency_ms_fsync_always"]!["appendfsync"]!);
+        Assert.True((double)o["queue_latency_ms_fsync_always"]!["median"]! > 0);
     }
 
     [Theory]

@@ -155,4 +155,30 @@ public sealed class RedisWorkQueueIntegrationTests : IAsyncLifetime
         Assert.Equal(("localhost", 6379, 0), RedisConnection.Parse("redis://localhost"));
         Assert.Equal(("10.0.0.2", 7000, 5), RedisConnection.Parse("redis://10.0.0.2:7000/5"));
     }
+
+    [Fact]
+    public async Task TheServerRunsWithTheFsyncPolicyAsked()
+    {
+        Assert.Equal("always", await ConfigGet(server.Url, "appendfsync"));
+        using (var everysec = new RedisServerProcess(ExternalTools.Require("redis-server", "redis-server"), appendFsync: "everysec"))
+        {
+            Assert.Equal("everysec", await ConfigGet(everysec.Url, "appendfsync"));
+            Assert.Equal("yes", await ConfigGet(everysec.Url, "appendonly"));
+        }
+
+        Assert.Contains("'sometimes'", Assert.Throws<ArgumentException>(() => new RedisServerProcess("redis-server", appendFsync: "sometimes")).Message);
+    }
+
+    /// <summary>CONFIG GET through redis-cli (the client library refuses admin commands unless told otherwise).</summary>
+    private static async Task<string> ConfigGet(string url, string key)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(ExternalTools.Require("redis-cli", "redis-tools"), ["-p", new Uri(url).Port.ToString(), "config", "get", key])
+        {
+            RedirectStandardOutput = true,
+        };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        string output = await p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return output.Split('\n')[1].Trim();
+    }
 }

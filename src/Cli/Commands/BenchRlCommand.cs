@@ -17,7 +17,9 @@ namespace K2RL.Cli.Commands;
 /// random weights and the byte-level tokenizer unless a base is given) and where their time goes: the shares of
 /// generate / score / train / push / other, samples and generated tokens per second. The overhead target: push + other
 /// ≤ 10% of an iteration. With <c>--workers N</c> the same job runs again with 1..N rollout-worker processes on a
-/// redis-server the bench starts (weights through shared memory), and the queue's added latency per item is measured.
+/// redis-server the bench starts (weights through shared memory), and the queue's added latency per item is measured:
+/// on that server (AOF with fsync <c>everysec</c>, as deploy/ runs Redis) and on a second one with fsync <c>always</c>
+/// (every write on disk before its reply: three fsyncs per item).
 /// </summary>
 public sealed class BenchRlCommand : ICommandProvider
 {
@@ -103,6 +105,9 @@ public sealed class BenchRlCommand : ICommandProvider
                 ["other_share"] = Math.Round(Share(m => m.OtherS), 4),
                 ["overhead_share"] = Math.Round(Share(m => m.PushS + m.OtherS), 4),
                 ["push_s"] = Math.Round(measured.Average(m => m.PushS), 4),
+                ["generate_s"] = Math.Round(measured.Average(m => m.GenerateS), 3),
+                ["train_s"] = Math.Round(measured.Average(m => m.TrainS), 3),
+                ["train_s_median"] = Math.Round(Median(measured.Select(m => m.TrainS)), 3),
                 ["weights"] = weights,
                 ["prompts"] = prompts,
                 ["samples"] = samples,
@@ -149,7 +154,7 @@ public sealed class BenchRlCommand : ICommandProvider
     /// <summary>The same job with 1..<paramref name="workers"/> rollout-worker processes on a redis-server started here, and the queue's latency.</summary>
     private static void AddScaleOut(CliContext context, JsonObject result, RlJobConfig rlConfig, GymRegistry registry, string dir, int workers, int latencyItems)
     {
-        using var redis = new RedisServerProcess(RedisServerProcess.FindBinary(), Path.Combine(dir, "redis"));
+        using var redis = new RedisServerProcess(RedisServerProcess.FindBinary(), Path.Combine(dir, "redis"), appendFsync: "everysec");
         string shm = "k2rl-bench-" + Guid.NewGuid().ToString("N")[..8];
         var runs = new JsonArray();
         double embedded = (double)result["samples_per_s"]!;
@@ -167,6 +172,8 @@ public sealed class BenchRlCommand : ICommandProvider
                     ["workers"] = n,
                     ["iteration_s"] = Math.Round(total / measured.Count, 3),
                     ["generate_s"] = Math.Round(measured.Average(m => m.GenerateS), 3),
+                    ["train_s"] = Math.Round(measured.Average(m => m.TrainS), 3),
+                    ["train_s_median"] = Math.Round(Median(measured.Select(m => m.TrainS)), 3),
                     ["samples_per_s"] = Math.Round(samplesPerS, 2),
                     ["generated_tokens_per_s"] = Math.Round(measured.Sum(m => m.TokensGenerated) / total, 1),
                     ["speedup_vs_embedded"] = Math.Round(samplesPerS / embedded, 3),
@@ -178,16 +185,33 @@ public sealed class BenchRlCommand : ICommandProvider
             K2RL.CheckpointEngine.SharedMemoryWeightPublisher.Delete(shm);
         }
 
-        var latency = QueueLatencyBenchmark.RunAsync(redis.Url, latencyItems).GetAwaiter().GetResult();
         result["scale_out"] = runs;
-        result["queue_latency_ms"] = new JsonObject
+        result["queue_latency_ms"] = Latency(redis.Url, latencyItems, "everysec");
+        using (var strict = new RedisServerProcess(RedisServerProcess.FindBinary(), Path.Combine(dir, "redis-always"), appendFsync: "always"))
+        {
+            result["queue_latency_ms_fsync_always"] = Latency(strict.Url, latencyItems, "always");
+        }
+
+        result["cores"] = Environment.ProcessorCount;
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    private static JsonObject Latency(string url, int items, string appendFsync)
+    {
+        var latency = QueueLatencyBenchmark.RunAsync(url, items).GetAwaiter().GetResult();
+        return new JsonObject
         {
             ["items"] = latency.Items,
             ["median"] = latency.MedianMs,
             ["p90"] = latency.P90Ms,
             ["max"] = Math.Round(latency.MaxMs, 3),
+            ["appendfsync"] = appendFsync,
         };
-        result["cores"] = Environment.ProcessorCount;
     }
 
     private sealed class Collect(TextWriter err) : IRlObserver

@@ -7,18 +7,28 @@ namespace K2RL.Common.Redis;
 
 /// <summary>
 /// A redis-server child process for benchmarks and tests: on a free loopback port, in its own directory, the
-/// append-only file on (fsync always, so a restart keeps every acknowledged write). <see cref="Stop"/> sends SIGTERM
+/// append-only file on (fsync <c>always</c> by default, so even a crash keeps every acknowledged write; <c>everysec</c>
+/// is what deploy/ runs: a crash may lose the last second, which the queue's gone path redoes). <see cref="Stop"/> sends SIGTERM
 /// (the server writes its AOF and exits); <see cref="Start"/> starts it again on the same port and directory.
 /// </summary>
 public sealed class RedisServerProcess : IDisposable
 {
     private readonly string binary;
+    private readonly string appendFsync;
     private Process? process;
 
     /// <param name="binary">the redis-server executable (Debian's package redis-server).</param>
-    public RedisServerProcess(string binary, string? dir = null)
+    /// <param name="dir">its working directory (AOF and log); a fresh temporary one by default.</param>
+    /// <param name="appendFsync">the AOF's fsync policy: <c>always</c>, <c>everysec</c> or <c>no</c>.</param>
+    public RedisServerProcess(string binary, string? dir = null, string appendFsync = "always")
     {
+        if (appendFsync is not ("always" or "everysec" or "no"))
+        {
+            throw new ArgumentException($"appendfsync must be always, everysec or no, not '{appendFsync}'", nameof(appendFsync));
+        }
+
         this.binary = binary;
+        this.appendFsync = appendFsync;
         Dir = dir ?? Path.Combine(Path.GetTempPath(), "k2rl-redis-" + Guid.NewGuid().ToString("N")[..10]);
         Directory.CreateDirectory(Dir);
         Port = FreePort();
@@ -39,7 +49,7 @@ public sealed class RedisServerProcess : IDisposable
     public void Start()
     {
         var psi = new ProcessStartInfo(binary) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Dir };
-        foreach (string a in new[] { "--port", Port.ToString(), "--bind", "127.0.0.1", "--dir", Dir, "--appendonly", "yes", "--appendfsync", "always",
+        foreach (string a in new[] { "--port", Port.ToString(), "--bind", "127.0.0.1", "--dir", Dir, "--appendonly", "yes", "--appendfsync", appendFsync,
                      "--save", "", "--daemonize", "no", "--logfile", Path.Combine(Dir, "redis.log") })
         {
             psi.ArgumentList.Add(a);

@@ -61,7 +61,9 @@ internal sealed class WorkerSession : IAsyncDisposable
         {
             string name = options.ShmName ?? info.ShmName ?? throw new Common.ConfigException("the trainer published no shared-memory name; give --shm NAME");
             shm = new SharedMemoryWeightReceiver(name, tensors);
-            shm.Start(TimeSpan.FromMilliseconds(1));
+            // in the background every 10 ms (a version arrives while the worker generates or idles: 100 wake-ups a
+            // second, not 1,000, beside a trainer on the same cores); work that needs a version reads it at once (SyncWeights)
+            shm.Start(TimeSpan.FromMilliseconds(10));
             source = shm;
             if (options.Listen is { } listen)
             {
@@ -88,8 +90,10 @@ internal sealed class WorkerSession : IAsyncDisposable
         return new WorkerSession(info, engine, shm, net, health);
     }
 
+    /// <summary>Takes a newer version into the engine: from shared memory at once (not at the next background poll), else what the receiver holds.</summary>
     public void SyncWeights()
     {
+        shm?.TryReceive();
         lock (Engine)
         {
             Engine.SyncWeights();
