@@ -58,6 +58,9 @@ public sealed class GymEvalCommand : ICommandProvider
 
         public string? Config { get; init; }
 
+        /// <summary>A JSONL file for every episode's conversation (<see cref="EvalTranscripts"/>), or null.</summary>
+        public string? Transcripts { get; init; }
+
         public WeightPrecision Weights { get; init; } = WeightPrecision.F32;
 
         public bool Json { get; init; }
@@ -79,10 +82,11 @@ public sealed class GymEvalCommand : ICommandProvider
         var stepTimeout = new Option<double>("--step-timeout") { Description = "Seconds one environment call may take; past it the episode fails", DefaultValueFactory = _ => 60 };
         var episodeTimeout = new Option<double>("--episode-timeout") { Description = "Seconds of environment time per episode (its calls together); past it the episode fails", DefaultValueFactory = _ => 600 };
         var config = new Option<string?>("--config") { Description = "A job config whose 'gym:' section names plugins and remote environments" };
+        var transcripts = new Option<string?>("--transcripts") { Description = "Write every episode (messages, verdict) to this JSONL file" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout" };
         var command = new Command("eval", "Accuracy and pass@k of a checkpoint on an environment's held-out split (rollout engine)")
         {
-            env, n, k, temperature, seed, taskSeed, difficulty, batch, concurrency, maxTurns, stepTimeout, episodeTimeout, config, json,
+            env, n, k, temperature, seed, taskSeed, difficulty, batch, concurrency, maxTurns, stepTimeout, episodeTimeout, config, transcripts, json,
         };
         decode.AddTo(command);
         command.SetAction((parse, ct) =>
@@ -106,6 +110,7 @@ public sealed class GymEvalCommand : ICommandProvider
                 StepTimeoutSeconds = parse.GetValue(stepTimeout),
                 EpisodeTimeoutSeconds = parse.GetValue(episodeTimeout),
                 Config = parse.GetValue(config),
+                Transcripts = parse.GetValue(transcripts),
                 Weights = d.Weights,
                 Json = parse.GetValue(json),
             }, ct);
@@ -136,6 +141,11 @@ public sealed class GymEvalCommand : ICommandProvider
             EpisodeTimeout = TimeSpan.FromSeconds(o.EpisodeTimeoutSeconds),
         };
 
+        if (o.Transcripts is { } path && !Directory.Exists(Path.GetDirectoryName(Path.GetFullPath(path))))
+        {
+            throw new ConfigException($"--transcripts {path}: its directory does not exist");
+        }
+
         var registry = GymCommands.Registry(o.Config, null);
         if (!registry.Environments.Any(e => e.Name == o.Env))
         {
@@ -155,6 +165,13 @@ public sealed class GymEvalCommand : ICommandProvider
                                 $"up to {o.MaxTokens} tokens a turn and {o.MaxTurns} turns, batch {o.Batch}, {concurrency} episodes at once");
         var report = await Evaluator.RunAsync(o.Env, () => registry.CreateEnvironment(o.Env), new ProgressPolicy(policy, context.Error),
             new EvalOptions { N = o.N, SamplesPerTask = o.K, Difficulty = o.Difficulty, SeedBase = o.TaskSeed, Split = Split.HeldOut, Limits = limits, Concurrency = concurrency }, ct);
+
+        if (o.Transcripts is { } file)
+        {
+            using var w = new StreamWriter(file);
+            EvalTranscripts.Write(report, o.TaskSeed, o.Difficulty, w);
+            context.Error.WriteLine($"gym eval {o.Env}: {report.Episodes.Count} episodes written to {file}");
+        }
 
         var stats = policy.Stats;
         int episodes = o.N * o.K;

@@ -84,6 +84,9 @@ public sealed record EvalReport(string Env, int N, int SamplesPerTask, double Ac
 public sealed record EpisodeOutcome(int Task, int Sample, bool Correct, double Return, bool Truncated, IReadOnlyList<string> Actions)
 {
     public string? Failure { get; init; }
+
+    /// <summary>The whole episode: the environment's messages and the policy's actions, in order.</summary>
+    public IReadOnlyList<Message> Conversation { get; init; } = [];
 }
 
 /// <summary>
@@ -246,7 +249,11 @@ public static class Evaluator
         return new EvalReport(envName, n, k, accuracy, passAtK,
             episodes.Count == 0 ? 0 : episodes.Average(e => e.Return), episodes.Count(e => e.Truncated))
         {
-            Episodes = episodes.Select(e => new EpisodeOutcome(e.Task, e.Sample, e.Correct, e.Return, e.Truncated, e.Actions) { Failure = e.Failure }).ToList(),
+            Episodes = episodes.Select(e => new EpisodeOutcome(e.Task, e.Sample, e.Correct, e.Return, e.Truncated, e.Actions)
+            {
+                Failure = e.Failure,
+                Conversation = e.Conversation,
+            }).ToList(),
         };
     }
 
