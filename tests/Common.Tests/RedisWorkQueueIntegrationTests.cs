@@ -169,6 +169,30 @@ public sealed class RedisWorkQueueIntegrationTests : IAsyncLifetime
         Assert.Contains("'sometimes'", Assert.Throws<ArgumentException>(() => new RedisServerProcess("redis-server", appendFsync: "sometimes")).Message);
     }
 
+    [Fact]
+    public async Task AServerWithAPasswordTakesTheRightOneAndRefusesNoneOrAWrongOneByName()
+    {
+        using var locked = new RedisServerProcess(ExternalTools.Require("redis-server", "redis-server"), password: "s3cret pass");
+        await using (var ok = await RedisConnection.ConnectAsync(locked.Url, password: "s3cret pass"))
+        {
+            var q = new RedisWorkQueue(ok, "pw:");
+            await q.EnqueueAsync([("a", "A")]);
+            Assert.Equal("a", (await q.LeaseAsync("w", TimeSpan.FromSeconds(30), 1, Live)).Leases.Single().Id);
+        }
+
+        if (Environment.GetEnvironmentVariable(RedisConnection.PasswordVariable) is null)
+        {
+            var none = await Assert.ThrowsAsync<K2Exception>(() => RedisConnection.ConnectAsync(locked.Url, TimeSpan.FromSeconds(3)));
+            Assert.Contains(locked.Url, none.Message);
+            Assert.Contains($"requires a password and none was given (set {RedisConnection.PasswordVariable})", none.Message);
+        }
+
+        var wrong = await Assert.ThrowsAsync<K2Exception>(() => RedisConnection.ConnectAsync(locked.Url, TimeSpan.FromSeconds(3), "not it"));
+        Assert.Contains(locked.Url, wrong.Message);
+        Assert.Contains("password", wrong.Message);
+        Assert.DoesNotContain("not it", wrong.Message);   // a password is never echoed
+    }
+
     /// <summary>CONFIG GET through redis-cli (the client library refuses admin commands unless told otherwise).</summary>
     private static async Task<string> ConfigGet(string url, string key)
     {

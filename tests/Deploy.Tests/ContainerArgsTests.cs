@@ -122,6 +122,26 @@ public class ContainerArgsTests
     }
 
     [Fact]
+    public void RedisRequiresThePasswordThatTheTrainerAndTheWorkersRead()
+    {
+        var (_, redis) = Find("redis", "redis");
+        int i = redis.Args.IndexOf("--requirepass");
+        Assert.True(i >= 0 && i + 1 < redis.Args.Count, "redis-server runs without --requirepass");
+        Assert.Equal("$(REDIS_PASSWORD)", redis.Args[i + 1]);
+        var secret = redis.Env.Single(e => e.Name == "REDIS_PASSWORD").ValueFrom.SecretKeyRef;
+        Assert.NotNull(secret);
+        // the readiness probe's redis-cli authenticates too (else a locked server never becomes ready)
+        Assert.Contains("REDISCLI_AUTH=\"$REDIS_PASSWORD\"", string.Join(' ', redis.ReadinessProbe.Exec.Command));
+        foreach (var (workload, container) in new[] { ("k2rl-trainer", "trainer"), ("k2rl-rollout-worker", "worker") })
+        {
+            var (_, c) = Find(workload, container);
+            var env = c.Env?.SingleOrDefault(e => e.Name == K2RL.Common.Redis.RedisConnection.PasswordVariable);
+            Assert.True(env?.ValueFrom?.SecretKeyRef is { } key && key.Name == secret.Name && key.Key == secret.Key,
+                $"{workload}: {K2RL.Common.Redis.RedisConnection.PasswordVariable} must come from Secret {secret.Name}/{secret.Key}, as Redis's password does");
+        }
+    }
+
+    [Fact]
     public void RelativePathsInArgsExistInTheImagesConfigs()
     {
         foreach (var w in M.Workloads)

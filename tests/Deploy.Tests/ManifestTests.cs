@@ -219,6 +219,11 @@ public class ManifestTests
                     // the kubelet's gRPC probe (grpc.health.v1.Health/Check), on the port the process serves its gRPC services
                     Assert.NotNull(c.ReadinessProbe!.Grpc);
                     Assert.NotNull(c.LivenessProbe!.Grpc);
+                    // the trainer serves once it has loaded its base, a worker once the trainer's model reached it:
+                    // a startup probe keeps liveness from restarting them meanwhile (at least 5 minutes)
+                    var startup = c.StartupProbe;
+                    Assert.True(startup?.Grpc is not null && (startup.PeriodSeconds ?? 10) * (startup.FailureThreshold ?? 3) >= 300,
+                        $"{w}: container {c.Name} needs a gRPC startup probe allowing >= 300 s");
                 }
             }
         }

@@ -20,7 +20,7 @@ public sealed class RolloutWorkerCommand : ICommandProvider
 
     public IEnumerable<Command> Build(CliContext context)
     {
-        var redis = new Option<string>("--redis") { Description = "The job's Redis: redis://HOST[:PORT][/DB]", Required = true };
+        var redis = new Option<string>("--redis") { Description = "The job's Redis: redis://HOST[:PORT][/DB] (a password: the environment variable K2RL_REDIS_PASSWORD)", Required = true };
         var weights = new Option<string>("--weights") { Description = "How weights arrive: shm (this node's /dev/shm) or net (pushed to --listen)", DefaultValueFactory = _ => "shm" };
         weights.AcceptOnlyFromAmong("shm", "net");
         var shm = new Option<string?>("--shm") { Description = "Shared-memory name (default: the one the trainer published)" };

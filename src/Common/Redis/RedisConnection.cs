@@ -46,16 +46,24 @@ public sealed class RedisConnection : IAsyncDisposable
 
         if (uri.UserInfo.Length > 0 || uri.Query.Length > 0)
         {
-            throw new ConfigException($"'{url}': credentials and options in the URL are not supported (give redis://HOST:PORT/DB)");
+            throw new ConfigException($"'{url}': credentials and options in the URL are not supported (give redis://HOST:PORT/DB; a password goes in {PasswordVariable})");
         }
 
         return (uri.Host, uri.IsDefaultPort || uri.Port < 0 ? 6379 : uri.Port, db);
     }
 
-    /// <summary>Connects; a server that does not answer within <paramref name="timeout"/> is a <see cref="K2Exception"/> naming the URL.</summary>
-    public static async Task<RedisConnection> ConnectAsync(string url, TimeSpan? timeout = null)
+    /// <summary>The environment variable a Redis password is read from (never from the URL or a job file, so it is never logged).</summary>
+    public const string PasswordVariable = "K2RL_REDIS_PASSWORD";
+
+    /// <summary>
+    /// Connects; a server that does not answer within <paramref name="timeout"/> is a <see cref="K2Exception"/> naming
+    /// the URL, and so is one that refuses the password. <paramref name="password"/>: null reads
+    /// <see cref="PasswordVariable"/> (unset or empty: none; a server started with <c>requirepass</c> then refuses).
+    /// </summary>
+    public static async Task<RedisConnection> ConnectAsync(string url, TimeSpan? timeout = null, string? password = null)
     {
         var (host, port, db) = Parse(url);
+        password ??= Environment.GetEnvironmentVariable(PasswordVariable) is { Length: > 0 } fromEnv ? fromEnv : null;
         int ms = (int)(timeout ?? TimeSpan.FromSeconds(5)).TotalMilliseconds;
         var options = new ConfigurationOptions
         {
@@ -69,6 +77,7 @@ public sealed class RedisConnection : IAsyncDisposable
             ReconnectRetryPolicy = new LinearRetry(200),
             ClientName = "k2rl",
             BacklogPolicy = BacklogPolicy.FailFast,   // no silent queueing while down: calls fail and RetryAsync logs each retry
+            Password = password,
         };
         try
         {
@@ -76,6 +85,12 @@ public sealed class RedisConnection : IAsyncDisposable
             var connection = new RedisConnection(url, mux, db);
             await connection.Database.PingAsync().ConfigureAwait(false);
             return connection;
+        }
+        catch (Exception e) when (IsAuthenticationFailure(e))
+        {
+            throw new K2Exception($"Redis at {url} refused the connection: " + (password is null
+                ? $"it requires a password and none was given (set {PasswordVariable})"
+                : $"the password (from {PasswordVariable} or the caller) is wrong"), e);
         }
         catch (Exception e) when (e is RedisException or TimeoutException or System.Net.Sockets.SocketException)
         {
@@ -117,6 +132,20 @@ public sealed class RedisConnection : IAsyncDisposable
     public static bool IsTransient(Exception e) => e is RedisConnectionException or RedisTimeoutException or TimeoutException
         || (e is RedisServerException s && (s.Message.StartsWith("LOADING", StringComparison.Ordinal) || s.Message.StartsWith("BUSY", StringComparison.Ordinal)
             || s.Message.StartsWith("MASTERDOWN", StringComparison.Ordinal)));
+
+    private static bool IsAuthenticationFailure(Exception e)
+    {
+        for (var x = e; x is not null; x = x.InnerException)
+        {
+            if (x.Message.Contains("NOAUTH", StringComparison.Ordinal) || x.Message.Contains("WRONGPASS", StringComparison.Ordinal)
+                || x.Message.Contains("AuthenticationFailure", StringComparison.Ordinal) || x.Message.Contains("invalid password", StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     private static string FirstLine(string text) => text.Split('\n')[0].Trim();
 

@@ -15,12 +15,14 @@ public sealed class RedisServerProcess : IDisposable
 {
     private readonly string binary;
     private readonly string appendFsync;
+    private readonly string? password;
     private Process? process;
 
     /// <param name="binary">the redis-server executable (Debian's package redis-server).</param>
     /// <param name="dir">its working directory (AOF and log); a fresh temporary one by default.</param>
     /// <param name="appendFsync">the AOF's fsync policy: <c>always</c>, <c>everysec</c> or <c>no</c>.</param>
-    public RedisServerProcess(string binary, string? dir = null, string appendFsync = "always")
+    /// <param name="password">the server's <c>requirepass</c>, or null for none.</param>
+    public RedisServerProcess(string binary, string? dir = null, string appendFsync = "always", string? password = null)
     {
         if (appendFsync is not ("always" or "everysec" or "no"))
         {
@@ -29,6 +31,7 @@ public sealed class RedisServerProcess : IDisposable
 
         this.binary = binary;
         this.appendFsync = appendFsync;
+        this.password = password;
         Dir = dir ?? Path.Combine(Path.GetTempPath(), "k2rl-redis-" + Guid.NewGuid().ToString("N")[..10]);
         Directory.CreateDirectory(Dir);
         Port = FreePort();
@@ -53,6 +56,12 @@ public sealed class RedisServerProcess : IDisposable
                      "--save", "", "--daemonize", "no", "--logfile", Path.Combine(Dir, "redis.log") })
         {
             psi.ArgumentList.Add(a);
+        }
+
+        if (password is not null)
+        {
+            psi.ArgumentList.Add("--requirepass");
+            psi.ArgumentList.Add(password);
         }
 
         process = Process.Start(psi)!;
@@ -100,11 +109,29 @@ public sealed class RedisServerProcess : IDisposable
         {
             using var client = new TcpClient();
             client.Connect(IPAddress.Loopback, Port);
+            client.ReceiveTimeout = 2000;
             var stream = client.GetStream();
-            stream.Write("PING\r\n"u8);
-            var buffer = new byte[64];
-            int n = stream.Read(buffer);
-            return Encoding.ASCII.GetString(buffer, 0, n).StartsWith("+PONG", StringComparison.Ordinal);
+            string expected = "+PONG\r\n";
+            if (password is not null)
+            {
+                int bytes = Encoding.UTF8.GetByteCount(password);
+                stream.Write(Encoding.UTF8.GetBytes($"*2\r\n$4\r\nAUTH\r\n${bytes}\r\n{password}\r\n"));
+                expected = "+OK\r\n" + expected;
+            }
+
+            stream.Write("*1\r\n$4\r\nPING\r\n"u8);
+            var buffer = new byte[256];
+            int n = 0;
+            while (n < expected.Length && stream.Read(buffer, n, buffer.Length - n) is > 0 and var read)
+            {
+                n += read;
+                if (buffer[0] == (byte)'-')
+                {
+                    break;   // an error (LOADING: not up yet)
+                }
+            }
+
+            return Encoding.ASCII.GetString(buffer, 0, n) == expected;
         }
         catch (Exception e) when (e is SocketException or IOException)
         {
