@@ -60,6 +60,31 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
     }
 
     [Fact]
+    public async Task TwoJobsShareOneRedisDatabaseUnderTheirQueueNames()
+    {
+        using var second = new RlTestJobs(iterations: 2, every: 1, tokenBudget: 0, extra: "", $"workers: {redis.Url}", "transport: shm",
+            $"shm_name: {shm}-b", "queue: second");
+        StartWorker("other");   // the default queue, k2rl: it must see nothing of the second job
+        StartWorker("mine", "--queue", "second");
+        await using var connection = await RedisConnection.ConnectAsync(redis.Url);
+        var queue = new RedisWorkQueue(connection, "second:");
+        await WaitForAsync(async () => (await queue.WorkersAsync(TimeSpan.FromMinutes(1))).Count == 1, "the second queue's worker registered");
+        await WaitForAsync(async () => (await new RedisWorkQueue(connection).WorkersAsync(TimeSpan.FromMinutes(1))).Count == 1, "the default queue's worker registered");
+        await RunRemoteAsync(second);
+
+        var server = connection.Database.Multiplexer.GetServers().Single();
+        var keys = server.Keys(pattern: "*").Select(k => (string)k!).ToList();
+        Assert.Contains("second:model", keys);
+        Assert.DoesNotContain("k2rl:model", keys);   // the default queue only has its worker's registration
+        var stats = StopWorkers();
+        Assert.Equal(0, stats.Single(s => s.Id == "other").ItemsDone);
+        Assert.Equal(2 * 4, stats.Single(s => s.Id == "mine").ItemsDone);
+
+        var (code, _, err) = await ModelCommandInfoTests.Run("rollout-worker", "--redis", redis.Url, "--queue", "bad name");
+        Assert.True(code == 1 && err.Contains("--queue 'bad name'"), err);
+    }
+
+    [Fact]
     public async Task AWorkerKilledHoldingLeasesLosesNothingAndAGarbageResultIsRunAgain()
     {
         var doomed = StartWorker("doomed", "--hold-ms", "60000");
@@ -216,6 +241,7 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
     [InlineData("workers: http://127.0.0.1:6379", "rollout.workers")]
     [InlineData("workers: redis://127.0.0.1:6379/99", "database")]
     [InlineData("transport: carrier-pigeon", "transport")]
+    [InlineData("queue: \"k2rl:jobs\"", "rollout.queue")]
     public void ABadRolloutSectionNamesTheLine(string line, string expected)
     {
         using var bad = new RlTestJobs(iterations: 1, every: 1, tokenBudget: 0, extra: "", line);

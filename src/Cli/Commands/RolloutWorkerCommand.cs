@@ -23,6 +23,7 @@ public sealed class RolloutWorkerCommand : ICommandProvider
         var redis = new Option<string>("--redis") { Description = "The job's Redis: redis://HOST[:PORT][/DB] (a password: the environment variable K2RL_REDIS_PASSWORD)", Required = true };
         var weights = new Option<string>("--weights") { Description = "How weights arrive: shm (this node's /dev/shm) or net (pushed to --listen)", DefaultValueFactory = _ => "shm" };
         weights.AcceptOnlyFromAmong("shm", "net");
+        var queue = new Option<string>("--queue") { Description = "The job's rollout.queue: the name its keys live under in Redis", DefaultValueFactory = _ => "k2rl" };
         var shm = new Option<string?>("--shm") { Description = "Shared-memory name (default: the one the trainer published)" };
         var listen = new Option<string?>("--listen") { Description = "HOST:PORT to serve k2rl.v1.Checkpoint and grpc.health.v1 on (net weights: required)" };
         var id = new Option<string?>("--id") { Description = "Worker id (default: hostname-pid)" };
@@ -33,13 +34,20 @@ public sealed class RolloutWorkerCommand : ICommandProvider
         var json = new Option<bool>("--json") { Description = "On exit, print one JSON object (the worker's stats) on stdout" };
         var command = new Command("rollout-worker", "Run episodes for an RL job's Redis work queue (rollout.workers: redis://…)")
         {
-            redis, weights, shm, listen, id, lease, batch, hold, metrics, json,
+            redis, queue, weights, shm, listen, id, lease, batch, hold, metrics, json,
         };
         command.SetAction(async (parse, ct) =>
         {
+            string queueName = parse.GetValue(queue)!;
+            if (!K2RL.Trainer.Rl.RlJobConfig.IsName(queueName, 64))
+            {
+                throw new Common.ConfigException($"--queue '{queueName}' must be 1-64 letters, digits, '-', '_' or '.'");
+            }
+
             var options = new RolloutWorkerOptions
             {
                 Url = parse.GetValue(redis)!,
+                Prefix = queueName + ":",
                 Weights = parse.GetValue(weights)!,
                 ShmName = parse.GetValue(shm),
                 Listen = parse.GetValue(listen),

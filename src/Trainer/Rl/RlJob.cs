@@ -113,7 +113,7 @@ public sealed partial class RlJob : IDisposable
         runner = new EpisodeRunner(engine, tokenizer, registry.CreateEnvironment, EpisodeOptionsFor(job.Envs[0]),
             name => EpisodeOptionsFor(envs[name]));
         generation = job.Workers is { } url
-            ? RedisEpisodeGeneration.StartAsync(new RedisGenerationOptions { Url = url, Transport = job.WeightTransport, ShmName = job.ShmName },
+            ? RedisEpisodeGeneration.StartAsync(new RedisGenerationOptions { Url = url, Transport = job.WeightTransport, ShmName = job.ShmName, Prefix = job.RedisQueue + ":" },
                 checkpoint.Config, tokenizer, job.RolloutWeights, name => EpisodeOptionsFor(envs[name]), this.log).GetAwaiter().GetResult()
             : new EmbeddedGeneration(runner);
         if (generation is RedisEpisodeGeneration redis)

@@ -149,6 +149,10 @@ public sealed record RlJobConfig
     /// <summary>rollout.shm_name: the shared-memory file /dev/shm/k2rl-weights-NAME (shm transport).</summary>
     public string ShmName { get; init; } = "k2rl-rl";
 
+    /// <summary>rollout.queue: the name under which this job's keys live in Redis (NAME:pending, ...); workers take
+    /// <c>--queue NAME</c>. Two jobs on one Redis database need two names.</summary>
+    public string RedisQueue { get; init; } = "k2rl";
+
     public double StepTimeoutSeconds { get; init; } = 30;
 
     public float TopP { get; init; } = 1f;
@@ -252,7 +256,7 @@ public sealed record RlJobConfig
 
         double stepTimeout = ro.Float("step_timeout_s", 30f, 0, 3600, minExclusive: true);
         float topP = ro.Float("top_p", 1f, 0, 1, minExclusive: true);
-        var (workers, transport, shmName) = ParseWorkers(ro);
+        var (workers, transport, shmName, queue) = ParseWorkers(ro);
         ro.RejectUnknown();
 
         var c = r.Section("critic");
@@ -332,6 +336,7 @@ public sealed record RlJobConfig
             Workers = workers,
             WeightTransport = transport,
             ShmName = shmName,
+            RedisQueue = queue,
             StepTimeoutSeconds = stepTimeout,
             TopP = topP,
             Critic = critic,
@@ -356,15 +361,21 @@ public sealed record RlJobConfig
         return job;
     }
 
-    /// <summary>rollout.workers ("embedded" or a redis:// URL), rollout.transport (shm | net) and rollout.shm_name.</summary>
-    private static (string? Workers, string Transport, string ShmName) ParseWorkers(YamlReader ro)
+    /// <summary>rollout.workers ("embedded" or a redis:// URL), rollout.transport (shm | net), rollout.shm_name and rollout.queue.</summary>
+    private static (string? Workers, string Transport, string ShmName, string Queue) ParseWorkers(YamlReader ro)
     {
         string workers = ro.Str("workers", "embedded");
         string transport = ro.Str("transport", "shm", "shm", "net");
         string shmName = ro.Str("shm_name", "k2rl-rl");
+        string queue = ro.Str("queue", "k2rl");
+        if (!IsName(queue, 64))
+        {
+            throw new ConfigException($"{ro.At("queue")}: \"rollout.queue\" must be 1-64 letters, digits, '-', '_' or '.'");
+        }
+
         if (workers == "embedded")
         {
-            return (null, transport, shmName);
+            return (null, transport, shmName, queue);
         }
 
         try
@@ -376,13 +387,17 @@ public sealed record RlJobConfig
             throw new ConfigException($"{ro.At("workers")}: \"rollout.workers\" must be \"embedded\" or a Redis URL: {e.Message}");
         }
 
-        if (shmName.Length == 0 || shmName.Length > 100 || !shmName.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
+        if (!IsName(shmName, 100))
         {
             throw new ConfigException($"{ro.At("shm_name")}: \"rollout.shm_name\" must be 1-100 letters, digits, '-', '_' or '.'");
         }
 
-        return (workers, transport, shmName);
+        return (workers, transport, shmName, queue);
     }
+
+    /// <summary>A name for a file or a Redis key prefix: 1..<paramref name="max"/> ASCII letters, digits, '-', '_' or '.'.</summary>
+    public static bool IsName(string name, int max) =>
+        name.Length > 0 && name.Length <= max && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
 
     private static List<RlEnvSettings> ParseEnvs(YamlReader section, IReadOnlyCollection<string> envNames, string at)
     {
