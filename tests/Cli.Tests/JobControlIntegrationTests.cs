@@ -38,8 +38,8 @@ public sealed class JobControlIntegrationTests
 
         // pause: the iteration in flight finishes, then nothing advances.
         ChildK2rl.WaitForMetrics(p, run, 1);
-        Assert.Equal("paused", (await JobJson("pause", run, "--token-file", token))["state"]!.GetValue<string>());
-        status = await WaitFor(run, token, s => s["parked"]!.GetValue<bool>());
+        status = await JobJson("pause", run, "--token-file", token, "--wait", "300");   // returns once parked
+        Assert.True(status["parked"]!.GetValue<bool>() && status["state"]!.GetValue<string>() == "paused", status.ToJsonString());
         long n = status["iteration"]!.GetValue<long>();
         Assert.Equal(n, MetricsLines(run));
         Assert.Equal(n, status["last_metrics"]!["iteration"]!.GetValue<long>());
@@ -50,8 +50,8 @@ public sealed class JobControlIntegrationTests
         // resume, then drain: a checkpoint of the iterations done, then paused.
         Assert.Equal("running", (await JobJson("resume", run, "--token-file", token))["state"]!.GetValue<string>());
         await WaitFor(run, token, s => s["iteration"]!.GetValue<long>() > n);
-        await JobJson("drain", run, "--token-file", token);
-        status = await WaitFor(run, token, s => s["parked"]!.GetValue<bool>() && s["state"]!.GetValue<string>() == "paused");
+        status = await JobJson("drain", run, "--token-file", token, "--wait", "300");   // returns once the checkpoint is written
+        Assert.True(status["parked"]!.GetValue<bool>() && status["state"]!.GetValue<string>() == "paused", status.ToJsonString());
         long m = status["iteration"]!.GetValue<long>();
         Assert.True(m < Iterations, $"the job finished before the drain ({m})");
         Assert.Equal($"checkpoints/step-{m}", File.ReadAllText(Path.Combine(run, "LATEST")).Trim());
@@ -60,7 +60,9 @@ public sealed class JobControlIntegrationTests
 
         // resume and stop at once (most likely mid-iteration: that iteration is abandoned and runs again on resume).
         await JobJson("resume", run, "--token-file", token);
-        Assert.Equal("stopping", (await JobJson("stop", run, "--token-file", token))["state"]!.GetValue<string>());
+        var stopped = await JobJson("stop", run, "--token-file", token, "--wait", "300");   // returns once the job has exited
+        Assert.True(stopped["exited"]!.GetValue<bool>());
+        Assert.False(File.Exists(Path.Combine(run, "control.json")));
         string stdout = ChildK2rl.Finish(p);   // exit 0
         var result = JsonNode.Parse(stdout)!;
         Assert.Equal("stopped", result["reason"]!.GetValue<string>());
@@ -100,6 +102,8 @@ public sealed class JobControlIntegrationTests
         var (code, stdout, err) = await Job("status", jobs.Dir, "--json");
         Assert.True(code == 1 && err.Contains($"no control.json in {jobs.Dir}: no RL job is running there"), err);
         Assert.Equal("", stdout);
+        (code, _, err) = await Job("drain", jobs.Dir, "--wait", "-1");
+        Assert.True(code == 1 && err.Contains("--wait must be in [0, 86400] seconds"), err);
         (code, _, err) = await Job("status", Path.Combine(jobs.Dir, "never"));
         Assert.True(code == 1 && err.Contains("does not exist: the job was never started there"), err);
 

@@ -14,7 +14,15 @@ public sealed class JobCommands : ICommandProvider
 {
     public string Group => "job";
 
-    internal sealed record JobOptions(string Action, string RunDir, bool Json, string? TokenFile, string? Address);
+    internal sealed record JobOptions(string Action, string RunDir, bool Json, string? TokenFile, string? Address, double WaitSeconds = 0);
+
+    /// <summary>What --wait waits for, per action (status and resume return at once).</summary>
+    private static readonly Dictionary<string, string> WaitsFor = new()
+    {
+        ["pause"] = "the iteration in flight has finished (parked)",
+        ["drain"] = "the checkpoint is written and the job is parked",
+        ["stop"] = "the job has written its checkpoint and exited",
+    };
 
     private static readonly Dictionary<string, string> Descriptions = new()
     {
@@ -34,14 +42,26 @@ public sealed class JobCommands : ICommandProvider
             var tokenFile = new Option<string?>("--token-file") { Description = $"The job-control token (first line); else ${BearerToken.EnvironmentVariable}" };
             var address = new Option<string?>("--address") { Description = "Call job control at this URL (http://HOST:PORT) instead of the one in control.json" };
             var command = new Command(action, Descriptions[action]) { runDir, json, tokenFile, address };
+            Option<double>? wait = null;
+            if (WaitsFor.TryGetValue(action, out string? until))
+            {
+                wait = new Option<double>("--wait") { Description = $"Return once {until}, waiting at most this many seconds (0: return at once)", DefaultValueFactory = _ => 0 };
+                command.Options.Add(wait);
+            }
+
             command.SetAction(parse => Run(context, new JobOptions(action, parse.GetValue(runDir)!, parse.GetValue(json), parse.GetValue(tokenFile),
-                parse.GetValue(address))));
+                parse.GetValue(address), wait is null ? 0 : parse.GetValue(wait))));
             yield return command;
         }
     }
 
     internal static int Run(CliContext context, JobOptions o)
     {
+        if (o.WaitSeconds < 0 || o.WaitSeconds > 86_400)
+        {
+            throw new K2RL.Common.ConfigException($"--wait must be in [0, 86400] seconds (got {o.WaitSeconds})");
+        }
+
         var token = BearerToken.Load(o.TokenFile, "--token-file");
         Uri address;
         if (o.Address is not null)
@@ -61,7 +81,16 @@ public sealed class JobCommands : ICommandProvider
         }
 
         var status = JobControlClient.CallAsync(address, o.Action, token, TimeSpan.FromSeconds(10)).GetAwaiter().GetResult();
+        if (o.WaitSeconds > 0)
+        {
+            status = Wait(context, o, address, token, status);
+        }
+
         var json = JobControlClient.ToJson(status, o.Action, address);
+        if (o.WaitSeconds > 0 && o.Action == "stop")
+        {
+            json["exited"] = true;
+        }
         if (o.Json)
         {
             context.Out.WriteLine(json.ToJsonString());
@@ -72,6 +101,50 @@ public sealed class JobCommands : ICommandProvider
         }
 
         return 0;
+    }
+
+    /// <summary>Polls status until the action has taken effect (<see cref="WaitsFor"/>); the last status seen.</summary>
+    private static JobStatus Wait(CliContext context, JobOptions o, Uri address, BearerToken? token, JobStatus status)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(o.WaitSeconds);
+        string controlFile = Path.Combine(o.RunDir, "control.json");
+        string? said = null;
+        while (true)
+        {
+            if (o.Action == "stop" ? o.Address is null && !File.Exists(controlFile)   // the job removes it as it exits
+                : status.Parked && status.State == JobState.Paused)
+            {
+                return status;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new K2RL.Common.K2Exception($"job {o.Action}: the job at {address} did not reach the point where {WaitsFor[o.Action]} within " +
+                                                  $"{o.WaitSeconds} s (state {JobControlClient.StateName(status.State)}, iteration {status.Iteration})");
+            }
+
+            Thread.Sleep(200);
+            try
+            {
+                status = JobControlClient.CallAsync(address, "status", token, TimeSpan.FromSeconds(10)).GetAwaiter().GetResult();
+            }
+            catch (K2RL.Common.K2Exception) when (o.Action == "stop")
+            {
+                return status;   // unreachable: the process is gone
+            }
+
+            if (o.Action != "stop" && status.State is not (JobState.Paused or JobState.Draining))
+            {
+                throw new K2RL.Common.K2Exception($"job {o.Action}: the job at {address} went on to {JobControlClient.StateName(status.State)} while waiting (resumed by someone else?)");
+            }
+
+            string line = $"job {o.Action}: waiting until {WaitsFor[o.Action]} (state {JobControlClient.StateName(status.State)}, iteration {status.Iteration})";
+            if (line != said)
+            {
+                context.Error.WriteLine(line);
+                said = line;
+            }
+        }
     }
 
     private static void WriteText(TextWriter o, JobStatus s, JsonObject json)
