@@ -70,6 +70,42 @@ public sealed class GymEvalCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task TranscriptsHoldEveryEpisodesConversationAndVerdict()
+    {
+        string file = Path.Combine(Path.GetTempPath(), "k2rl-transcripts-" + Guid.NewGuid().ToString("N")[..8] + ".jsonl");
+        try
+        {
+            var (code, json, err) = await Run("gym", "eval", "tool_use", "--checkpoint", dir, "--n", "3", "--task-seed", "5", "--max-tokens", "4",
+                "--transcripts", file, "--json");
+            Assert.True(code == 0, err);
+            using var report = JsonDocument.Parse(json);
+            var lines = File.ReadAllLines(file).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+            Assert.Equal(3, lines.Count);
+            Assert.Equal([5L, 6L, 7L], lines.Select(l => l.GetProperty("task_seed").GetInt64()));
+            Assert.All(lines, l => Assert.Equal("tool_use", l.GetProperty("env").GetString()));
+            // the verdicts add up to the report's accuracy; each conversation is system, user, then the policy's turns
+            Assert.Equal(report.RootElement.GetProperty("accuracy").GetDouble() * 3, lines.Count(l => l.GetProperty("correct").GetBoolean()), 9);
+            long turns = 0;
+            foreach (var l in lines)
+            {
+                var roles = l.GetProperty("messages").EnumerateArray().Select(m => m.GetProperty("role").GetString()).ToList();
+                Assert.Equal(["system", "user"], roles.Take(2));
+                Assert.Contains("How much do", l.GetProperty("messages")[1].GetProperty("content").GetString());
+                turns += roles.Count(r => r == "assistant");
+            }
+
+            Assert.Equal(report.RootElement.GetProperty("turns").GetInt64(), turns);
+
+            var (bad, _, badErr) = await Run("gym", "eval", "tool_use", "--checkpoint", dir, "--n", "1", "--transcripts", "/nonexistent-dir/t.jsonl");
+            Assert.True(bad == 1 && badErr.Contains("--transcripts /nonexistent-dir/t.jsonl: its directory does not exist"), badErr);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task TextOutputListsAccuracyAndPassAtK()
     {
         var (code, text, err) = await Run("gym", "eval", "list_ops", "--checkpoint", dir, "--n", "2", "--max-tokens", "3");
