@@ -91,6 +91,7 @@ public sealed class JobCommands : ICommandProvider
         {
             json["exited"] = true;
         }
+
         if (o.Json)
         {
             context.Out.WriteLine(json.ToJsonString());
