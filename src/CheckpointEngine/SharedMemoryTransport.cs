@@ -41,6 +41,9 @@ public sealed class SharedMemoryWeightPublisher : IWeightPublisher, IDisposable
     /// <summary>Removes the file of <paramref name="name"/>, so the next publisher starts its versions over (readers of the old file see no new version).</summary>
     public static void Delete(string name) => File.Delete(SharedMemoryLayout.PathOf(name));
 
+    /// <summary>The file a shared-memory name stands for; a name that breaks the rule is a <see cref="K2RL.Common.ConfigException"/> saying it.</summary>
+    public static string PathOf(string name) => SharedMemoryLayout.PathOf(name);
+
     public long LatestVersion { get; private set; }
 
     public void Publish(long version, ReadOnlySpan<float> parameters) => Publish(version, parameters, stopAfterBuckets: int.MaxValue);

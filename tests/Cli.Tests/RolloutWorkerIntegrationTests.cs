@@ -252,6 +252,17 @@ public sealed class RolloutWorkerIntegrationTests : IDisposable
         Assert.Contains(expected, e.Message);
     }
 
+    [Fact]
+    public void ABadShmNameIsRefusedByTheSharedMemoryFilesOwnRule()
+    {
+        using var bad = new RlTestJobs(iterations: 1, every: 1, tokenBudget: 0, extra: "", "workers: redis://127.0.0.1:6379", "shm_name: \"a/b\"");
+        var registry = GymRegistry.CreateDefault();
+        var e = Assert.Throws<ConfigException>(() =>
+            RlJobConfig.Load(bad.JobPath, registry.Environments.Select(x => x.Name).ToArray(), SyntheticCorpus.CreateDefault().Kinds));
+        Assert.Contains("job.yaml:", e.Message);
+        Assert.Contains("\"rollout.shm_name\": shared-memory name 'a/b' must be 1-100 letters", e.Message);
+    }
+
     private static async Task AssertServingAsync(string address)
     {
         using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(address);

@@ -39,9 +39,9 @@ public sealed class RolloutWorkerCommand : ICommandProvider
         command.SetAction(async (parse, ct) =>
         {
             string queueName = parse.GetValue(queue)!;
-            if (!K2RL.Trainer.Rl.RlJobConfig.IsName(queueName, 64))
+            if (!Common.Redis.RedisWorkQueue.IsQueueName(queueName))
             {
-                throw new Common.ConfigException($"--queue '{queueName}' must be 1-64 letters, digits, '-', '_' or '.'");
+                throw new Common.ConfigException($"--queue '{queueName}' must be {Common.Redis.RedisWorkQueue.QueueNameRule}");
             }
 
             var options = new RolloutWorkerOptions

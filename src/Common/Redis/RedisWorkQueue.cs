@@ -51,6 +51,12 @@ public sealed class RedisWorkQueue(RedisConnection redis, string prefix = "k2rl:
     /// <summary>Dead-letter entries kept (the oldest are dropped past this).</summary>
     public const int DeadLetterCap = 1000;
 
+    /// <summary>What a queue name (its keys' prefix without the ':') may be: 1-64 ASCII letters, digits, '-', '_' or '.'.</summary>
+    public const string QueueNameRule = "1-64 letters, digits, '-', '_' or '.'";
+
+    public static bool IsQueueName(string name) =>
+        name.Length is > 0 and <= 64 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
+
     public string Prefix { get; } = prefix;
 
     public RedisConnection Redis { get; } = redis;

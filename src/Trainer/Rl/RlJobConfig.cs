@@ -368,9 +368,9 @@ public sealed record RlJobConfig
         string transport = ro.Str("transport", "shm", "shm", "net");
         string shmName = ro.Str("shm_name", "k2rl-rl");
         string queue = ro.Str("queue", "k2rl");
-        if (!IsName(queue, 64))
+        if (!K2RL.Common.Redis.RedisWorkQueue.IsQueueName(queue))
         {
-            throw new ConfigException($"{ro.At("queue")}: \"rollout.queue\" must be 1-64 letters, digits, '-', '_' or '.'");
+            throw new ConfigException($"{ro.At("queue")}: \"rollout.queue\" must be {K2RL.Common.Redis.RedisWorkQueue.QueueNameRule}");
         }
 
         if (workers == "embedded")
@@ -387,17 +387,17 @@ public sealed record RlJobConfig
             throw new ConfigException($"{ro.At("workers")}: \"rollout.workers\" must be \"embedded\" or a Redis URL: {e.Message}");
         }
 
-        if (!IsName(shmName, 100))
+        try
         {
-            throw new ConfigException($"{ro.At("shm_name")}: \"rollout.shm_name\" must be 1-100 letters, digits, '-', '_' or '.'");
+            K2RL.CheckpointEngine.SharedMemoryWeightPublisher.PathOf(shmName);   // the shared-memory file's own name rule
+        }
+        catch (ConfigException e)
+        {
+            throw new ConfigException($"{ro.At("shm_name")}: \"rollout.shm_name\": {e.Message}");
         }
 
         return (workers, transport, shmName, queue);
     }
-
-    /// <summary>A name for a file or a Redis key prefix: 1..<paramref name="max"/> ASCII letters, digits, '-', '_' or '.'.</summary>
-    public static bool IsName(string name, int max) =>
-        name.Length > 0 && name.Length <= max && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
 
     private static List<RlEnvSettings> ParseEnvs(YamlReader section, IReadOnlyCollection<string> envNames, string at)
     {
