@@ -7,12 +7,13 @@ namespace K2RL.CheckpointEngine;
 public sealed record NetFigure(double Ms, double GbPerS, double CpuMs);
 
 /// <summary>One transport's figures for one dtype. Rates are the fp32 parameter bytes delivered per second (so f32 and
-/// bf16 compare: bf16 moves half the bytes for the same delivery).</summary>
+/// bf16 compare: bf16 moves half the bytes for the same delivery). Net*: pushes over the receivers' data lanes (the
+/// default); Grpc*: the same pushes to receivers without a lane, over gRPC (HTTP/2), for comparison.</summary>
 /// <remarks>ShmReceiveCpuMs and ShmMemcpyCpuMs: the thread's own CPU time for the receive and for a memcpy of the same
 /// bytes beside it (best of the repeats), which a loaded machine's scheduler does not stretch.</remarks>
 public sealed record BroadcastDtypeFigures(string Dtype, long WireBytes, double InprocMs, double ShmPublishMs, double ShmReceiveMs,
     double ShmGbPerS, double ShmEndToEndGbPerS, double ShmReceiveCpuMs, double ShmMemcpyCpuMs, NetFigure Net1, NetFigure Net3Chain, NetFigure Net3Tree,
-    double FetchMs, double FetchGbPerS);
+    double FetchMs, double FetchGbPerS, NetFigure Grpc1, NetFigure Grpc3Chain);
 
 /// <summary>The figures of one buffer size: the memcpy baseline of the same run and each dtype's transports.</summary>
 public sealed record BroadcastFigures(string Name, long Parameters, int Buckets, double MemcpyMs, double MemcpyGbPerS, IReadOnlyList<BroadcastDtypeFigures> Dtypes);
@@ -21,9 +22,10 @@ public sealed record BroadcastFigures(string Name, long Parameters, int Buckets,
 /// <c>k2rl bench broadcast</c>: one buffer pushed through each transport, best of a few repeats, beside a plain copy of
 /// the same bytes measured in the same run. In-process: publish + the reader taking it. Shared memory: the publisher's
 /// write into /dev/shm and a receiver's verified copy out (timed apart; the receiver side is the one a rollout worker
-/// pays). Network: loopback gRPC to 1 receiver, to 3 receivers in a chain (relayed hop to hop) and in a tree (the
+/// pays). Network: loopback pushes over the receivers' data lanes (gRPC for control) to 1 receiver, to 3 receivers in a chain (relayed hop to hop) and in a tree (the
 /// publisher feeds <c>fanout</c> subtrees, each hop relays to <c>fanout</c> more), until every receiver holds the
-/// version, and a late receiver's fetch of the current version from a holder (server-streaming). The receivers run in
+/// version, and a late receiver's fetch of the current version from a holder (server-streaming gRPC); then 1 and a chain
+/// of 3 again with every byte over gRPC (receivers without a lane), the baseline the lane replaces. The receivers run in
 /// this process (each its own Kestrel server, sockets and gRPC stack; the process's CPU time covers them all). The
 /// tests run receivers as child processes (<c>k2rl ckpt receive</c>).
 /// </summary>
@@ -49,11 +51,14 @@ public static class BroadcastBenchmark
             double inproc = Inproc(parameters, dtype, repeats);
             var (shmWrite, shmRead, shmMemcpy, shmReadCpu, shmMemcpyCpu) = Shm(parameters, copy, tensors, dtype, capBytes, repeats);
             memcpy = Math.Min(memcpy, shmMemcpy);
-            var (net1, fetch) = await NetAsync(parameters, tensors, NetworkPublisherOptions.Topology("chain", 1, dtype, capBytes), 1, repeats, log);
-            var (chain, _) = await NetAsync(parameters, tensors, NetworkPublisherOptions.Topology("chain", 1, dtype, capBytes), 3, repeats, log);
-            var (tree, _) = await NetAsync(parameters, tensors, NetworkPublisherOptions.Topology("tree", fanout, dtype, capBytes), 3, repeats, log);
+            var chainOptions = NetworkPublisherOptions.Topology("chain", 1, dtype, capBytes);
+            var (net1, fetch) = await NetAsync(parameters, tensors, chainOptions, 1, lane: true, repeats, log);
+            var (chain, _) = await NetAsync(parameters, tensors, chainOptions, 3, lane: true, repeats, log);
+            var (tree, _) = await NetAsync(parameters, tensors, NetworkPublisherOptions.Topology("tree", fanout, dtype, capBytes), 3, lane: true, repeats, log);
+            var (grpc1, _) = await NetAsync(parameters, tensors, chainOptions, 1, lane: false, repeats, log);
+            var (grpcChain, _) = await NetAsync(parameters, tensors, chainOptions, 3, lane: false, repeats, log);
             var figures = new BroadcastDtypeFigures(dtype.Name(), count * dtype.Size(), inproc, shmWrite, shmRead, Gbps(bytes, shmRead),
-                Gbps(bytes, shmWrite + shmRead), shmReadCpu, shmMemcpyCpu, net1, chain, tree, fetch, Gbps(bytes, fetch));
+                Gbps(bytes, shmWrite + shmRead), shmReadCpu, shmMemcpyCpu, net1, chain, tree, fetch, Gbps(bytes, fetch), grpc1, grpcChain);
             log($"  {figures}");
             dtypes.Add(figures);
         }
@@ -142,7 +147,7 @@ public static class BroadcastBenchmark
 
     // The push until every receiver holds the version; with one receiver also a late joiner's fetch of it from that one.
     private static async Task<(NetFigure Push, double Fetch)> NetAsync(float[] parameters, IReadOnlyList<TensorSpec> tensors, NetworkPublisherOptions options,
-        int receivers, int repeats, Action<string> log)
+        int receivers, bool lane, int repeats, Action<string> log)
     {
         var dtype = options.Dtype;
         // Each receiver holds the wire bytes, the newest version and the one being assembled (with one receiver, a late
@@ -161,7 +166,8 @@ public static class BroadcastBenchmark
         {
             for (int i = 0; i < receivers; i++)
             {
-                nodes.Add(await NetworkWeightReceiver.StartAsync(tensors, length: parameters.Length).ConfigureAwait(false));
+                nodes.Add(await NetworkWeightReceiver.StartAsync(tensors, new NetworkReceiverOptions { DataLanePort = lane ? 0 : null },
+                    length: parameters.Length).ConfigureAwait(false));
             }
 
             using var publisher = new NetworkWeightPublisher(nodes.Select(n => n.Address).ToList(), parameters.Length, tensors, options);
@@ -188,6 +194,12 @@ public static class BroadcastBenchmark
                 {
                     best = Math.Min(best, t);
                 }
+            }
+
+            if (nodes.Any(n => n.Node.DataLanePushes != (lane ? repeats + 1 : 0)))
+            {
+                throw new WeightTransferException($"the pushes did not all go {(lane ? "over the data lanes" : "over gRPC")}: lane pushes per receiver " +
+                    string.Join(", ", nodes.Select(n => n.Node.DataLanePushes)));
             }
 
             double fetch = double.NaN;

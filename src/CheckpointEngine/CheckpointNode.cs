@@ -19,6 +19,8 @@ public sealed class CheckpointNode : CheckpointService, IDisposable
 {
     private readonly WeightAssembler assembler;
     private readonly GrpcClientOptions clientOptions;
+    private readonly int maxMessageBytes;
+    private readonly PushClients pushClients;
     private readonly SemaphoreSlim pushGate = new(1, 1);
     private readonly ConcurrentDictionary<string, GrpcChannel> channels = new(StringComparer.Ordinal);
     private readonly object heldGate = new();
@@ -29,6 +31,8 @@ public sealed class CheckpointNode : CheckpointService, IDisposable
     public CheckpointNode(WeightAssembler assembler, int maxMessageBytes)
     {
         this.assembler = assembler;
+        this.maxMessageBytes = maxMessageBytes;
+        pushClients = new PushClients(ChannelFor);
         clientOptions = new GrpcClientOptions { MaxReceiveMessageSize = maxMessageBytes, Http2WindowBytes = NetworkReceiverOptions.WindowBytes };
     }
 
@@ -55,15 +59,44 @@ public sealed class CheckpointNode : CheckpointService, IDisposable
     /// the receiver: the next push waits for this one).</summary>
     public TimeSpan ChunkTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    public override async Task<Wire.PushReply> Push(IAsyncStreamReader<Wire.WeightChunk> requestStream, ServerCallContext context)
+    public override Task<Wire.PushReply> Push(IAsyncStreamReader<Wire.WeightChunk> requestStream, ServerCallContext context) =>
+        PushAsync(requestStream, context.CancellationToken);
+
+    /// <summary>Pushes read from <see cref="DataLanePort"/> by a <see cref="DataLaneServer"/>.</summary>
+    public long DataLanePushes => lane?.Pushes ?? 0;
+
+    /// <summary>The port of this receiver's data lane (0: none), reported by <see cref="Status"/> so that senders use it.</summary>
+    public int DataLanePort => lane?.Port ?? 0;
+
+    private DataLaneServer? lane;
+
+    /// <summary>Starts this receiver's data lane (see <see cref="DataLaneServer"/>) on <paramref name="host"/>:<paramref name="port"/> (0: any free port).</summary>
+    internal void StartDataLane(string host, int port) => lane = DataLaneServer.Start(this, host, port, maxMessageBytes);
+
+    internal ValueTask StopDataLaneAsync() => lane?.DisposeAsync() ?? ValueTask.CompletedTask;
+
+    /// <summary>One push, from gRPC or the data lane: the manifest, then buckets, until the sender completes.</summary>
+    internal async Task<Wire.PushReply> PushAsync(IAsyncStreamReader<Wire.WeightChunk> requestStream, CancellationToken callToken)
     {
-        using var stall = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        using var stall = CancellationTokenSource.CreateLinkedTokenSource(callToken);
         var ct = stall.Token;
-        if (!await requestStream.MoveNext(ct).ConfigureAwait(false))
+        stall.CancelAfter(ChunkTimeout);   // a sender that opens a push and sends nothing is dropped too
+        bool any;
+        try
+        {
+            any = await requestStream.MoveNext(ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stall.IsCancellationRequested && !callToken.IsCancellationRequested)
+        {
+            throw NetworkPush.Refused(StatusCode.DeadlineExceeded, $"no manifest for {ChunkTimeout.TotalSeconds:0} s: the push is dropped");
+        }
+
+        if (!any)
         {
             throw NetworkPush.Refused(StatusCode.InvalidArgument, "empty push: the first chunk must be the manifest");
         }
 
+        stall.CancelAfter(Timeout.InfiniteTimeSpan);   // waiting for the push before this one is not this sender's stall
         var first = requestStream.Current;
         if (first.ChunkCase != Wire.WeightChunk.ChunkOneofCase.Manifest)
         {
@@ -75,12 +108,13 @@ public sealed class CheckpointNode : CheckpointService, IDisposable
         {
             stall.CancelAfter(ChunkTimeout);   // from here on this push holds the receiver: it must keep coming
             var manifest = Begin(first.Manifest);
-            var relays = NetworkPush.Groups(first.RelayTo, first.Fanout).Select(g => StartRelay(first.Manifest, g, first.Fanout, ct)).ToList();
+            var relays = (await Task.WhenAll(NetworkPush.Groups(first.RelayTo, first.Fanout).Select(g => StartRelayAsync(first.Manifest, g, first.Fanout, ct)))
+                .ConfigureAwait(false)).ToList();
             try
             {
                 await TakeBucketsAsync(requestStream, manifest, relays, stall, ct).ConfigureAwait(false);
             }
-            catch (OperationCanceledException) when (stall.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+            catch (OperationCanceledException) when (stall.IsCancellationRequested && !callToken.IsCancellationRequested)
             {
                 relays.ForEach(r => r.Call.Dispose());
                 throw NetworkPush.Refused(StatusCode.DeadlineExceeded, $"no chunk of version {manifest.Version} for {ChunkTimeout.TotalSeconds:0} s: the push is dropped");
@@ -152,7 +186,7 @@ public sealed class CheckpointNode : CheckpointService, IDisposable
     }
 
     public override Task<Wire.CheckpointStatusReply> Status(Wire.CheckpointStatusRequest request, ServerCallContext context) =>
-        Task.FromResult(new Wire.CheckpointStatusReply { HeldVersion = assembler.HeldVersion });
+        Task.FromResult(new Wire.CheckpointStatusReply { HeldVersion = assembler.HeldVersion, DataLanePort = DataLanePort });
 
     /// <summary>
     /// Takes the newest complete version from the first of <paramref name="peers"/> that has one newer than the held
@@ -352,9 +386,9 @@ public sealed class CheckpointNode : CheckpointService, IDisposable
         }
     }
 
-    private Relay StartRelay(Wire.WeightManifest manifest, IReadOnlyList<string> group, int fanout, CancellationToken ct)
+    private async Task<Relay> StartRelayAsync(Wire.WeightManifest manifest, IReadOnlyList<string> group, int fanout, CancellationToken ct)
     {
-        var client = new Wire.Checkpoint.CheckpointClient(ChannelFor(group[0]));
+        var client = await pushClients.ForAsync(group[0], ct).ConfigureAwait(false);
         var call = client.Push(cancellationToken: ct);
         var head = new Wire.WeightChunk { Manifest = manifest, Fanout = fanout };
         head.RelayTo.AddRange(group.Skip(1));

@@ -24,6 +24,17 @@ public sealed record NetworkReceiverOptions
     /// <summary>A push that sends no chunk for this long is dropped (<see cref="CheckpointNode.ChunkTimeout"/>).</summary>
     public TimeSpan ChunkTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>The port of the data lane, a plain TCP listener on <see cref="Host"/> that takes pushes without HTTP/2
+    /// (<see cref="DataLaneServer"/>): 0 picks a free one (reported to senders by Status), null runs none, so that
+    /// pushes come over gRPC.</summary>
+    public int? DataLanePort { get; init; } = 0;
+
+    /// <summary>Parses a <c>--data-lane-port</c> value: a port (0: any free one) or "off" (null: no lane).</summary>
+    public static int? ParseDataLanePort(string text) =>
+        text.Equals("off", StringComparison.OrdinalIgnoreCase) ? null
+        : int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int port) && port <= 65535 ? port
+        : throw new K2RL.Common.ConfigException($"--data-lane-port '{text}' is not a port (0-65535; 0: any free one) or 'off'");
+
     /// <summary>The HTTP/2 receive window, a few buckets deep, so a sender streams without waiting on window updates.</summary>
     public const int WindowBytes = 16 << 20;
 }
@@ -61,6 +72,19 @@ public sealed class NetworkWeightReceiver : IWeightSource, IAsyncDisposable
                 Host = options.Host, Port = options.Port, MaxReceiveMessageSize = options.MaxMessageBytes, Http2WindowBytes = NetworkReceiverOptions.WindowBytes,
             })
             .AddService(node).StartAsync(ct).ConfigureAwait(false);
+        if (options.DataLanePort is { } lanePort)
+        {
+            try
+            {
+                node.StartDataLane(options.Host, lanePort);
+            }
+            catch
+            {
+                await server.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
+
         var receiver = new NetworkWeightReceiver(server, node);
         if (options.Peers.Count > 0)
         {
@@ -74,8 +98,12 @@ public sealed class NetworkWeightReceiver : IWeightSource, IAsyncDisposable
 
     public void Release(WeightSet weights) => Slot.Release(weights);
 
+    /// <summary>The data lane's port (0: none).</summary>
+    public int DataLanePort => Node.DataLanePort;
+
     public async ValueTask DisposeAsync()
     {
+        await Node.StopDataLaneAsync().ConfigureAwait(false);
         await server.DisposeAsync().ConfigureAwait(false);
         Node.Dispose();
     }
@@ -124,6 +152,7 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
     private readonly IReadOnlyList<TensorSpec> tensors;
     private readonly NetworkPublisherOptions options;
     private readonly Dictionary<Uri, GrpcChannel> channels = [];
+    private readonly PushClients pushClients;
     private EncodedVersion? last;
 
     public NetworkWeightPublisher(IReadOnlyList<Uri> receivers, long parameterCount, IReadOnlyList<TensorSpec> tensors, NetworkPublisherOptions? options = null)
@@ -136,6 +165,8 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
         {
             channels[r] = GrpcChannels.Create(r, new GrpcClientOptions { MaxReceiveMessageSize = 64 << 20 });   // replies only
         }
+
+        pushClients = new PushClients(a => channels[new Uri(a)]);
     }
 
     public long LatestVersion { get; private set; } = -1;
@@ -211,7 +242,7 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
                 }
 
                 direct.Add(r);
-                var reply = await NetworkPush.PushWithRepairAsync(client, held, [], 1, options.Tamper, ct).ConfigureAwait(false);
+                var reply = await NetworkPush.PushWithRepairAsync(await pushClients.ForAsync(r.ToString(), ct).ConfigureAwait(false), held, [], 1, options.Tamper, ct).ConfigureAwait(false);
                 if (reply.HeldVersion < held.Manifest.Version)
                 {
                     failures.Add($"{r}: buckets {string.Join(", ", reply.MissingBuckets)} still missing");
@@ -232,7 +263,7 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
     {
         try
         {
-            var client = new Wire.Checkpoint.CheckpointClient(channels[chain[0]]);
+            var client = await pushClients.ForAsync(chain[0].ToString(), ct).ConfigureAwait(false);
             await NetworkPush.PushWithRepairAsync(client, held, chain.Skip(1).Select(u => u.ToString()).ToList(), options.Fanout, options.Tamper, ct)
                 .ConfigureAwait(false);
         }

@@ -55,6 +55,8 @@ public sealed class NetworkIntegrationTests
             var head = children[0].Finish();
             Assert.Equal(0, head.ExitCode);
             Assert.Equal(2, head.Json.GetProperty("refetched").GetInt64());   // the corrupted bucket, once in each of versions 1 and 3
+            // every push came over the data lane: versions 1 and 3 twice (the repair of the corrupted bucket), version 2 once
+            Assert.Equal(5, head.Json.GetProperty("data_lane_pushes").GetInt64());
         }
         finally
         {
@@ -109,8 +111,10 @@ public sealed class NetworkIntegrationTests
         Assert.Empty(NetworkPush.Groups(Array.Empty<int>(), 2));
     }
 
-    [Fact]
-    public async Task AHostilePeerGetsClearErrorsAndTheReceiverKeepsServingItsVersion()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task AHostilePeerGetsClearErrorsAndTheReceiverKeepsServingItsVersion(bool lane)
     {
         using var child = ChildReceiver.Start(Tensors, Size, "--listen", "127.0.0.1:0");
         var address = child.Address();
@@ -119,7 +123,7 @@ public sealed class NetworkIntegrationTests
         await Task.Run(() => publisher.Publish(1, p1));
         string digest = child.WaitForVersion(1);
         using var channel = GrpcChannels.Create(address);
-        var client = new Wire.Checkpoint.CheckpointClient(channel);
+        var client = await ClientAsync(channel, lane);
         var v2 = EncodedVersion.Encode(2, Weights.Random(Tensors * Size, 5), Layout, WeightDtype.F32, Cap);
 
         // A sender that stops mid-stream: half the buckets, then the call is gone.
@@ -169,12 +173,14 @@ public sealed class NetworkIntegrationTests
         Assert.Equal(Weights.Digest(p3), child.WaitForVersion(3));
     }
 
-    [Fact]
-    public async Task APeerThatStallsMidStreamIsDroppedAndDoesNotHoldTheReceiver()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task APeerThatStallsMidStreamIsDroppedAndDoesNotHoldTheReceiver(bool lane)
     {
         await using var receiver = await NetworkWeightReceiver.StartAsync(Layout, new NetworkReceiverOptions { ChunkTimeout = TimeSpan.FromSeconds(1) });
         using var channel = GrpcChannels.Create(receiver.Address);
-        var client = new Wire.Checkpoint.CheckpointClient(channel);
+        var client = await ClientAsync(channel, lane);
         var v1 = EncodedVersion.Encode(1, Weights.Random(Tensors * Size, 7), Layout, WeightDtype.F32, Cap);
         using var stalled = client.Push();
         await stalled.RequestStream.WriteAsync(new Wire.WeightChunk { Manifest = v1.Manifest.ToWire() });
@@ -189,6 +195,117 @@ public sealed class NetworkIntegrationTests
         Assert.Empty(publisher.LastFailures);
         Assert.True(receiver.TryGetNewer(-1, out var w));
         Assert.Equal(p2, w!.Parameters);
+    }
+
+    [Fact]
+    public async Task AMixedChainRelaysOverEachNextHopsOwnTransport()
+    {
+        // The middle receiver runs without a data lane: the publisher's push to the head and the middle's relay to the
+        // last go over their lanes, the head's relay to the middle over gRPC.
+        var children = new[] { "0", "off", "0" }.Select(l => ChildReceiver.Start(Tensors, Size, "--listen", "127.0.0.1:0", "--data-lane-port", l)).ToList();
+        try
+        {
+            var addresses = children.Select(c => c.Address()).ToList();
+            using var publisher = new NetworkWeightPublisher(addresses, Tensors * Size, Layout, new NetworkPublisherOptions { BucketCapBytes = Cap });
+            var p1 = Weights.Random(Tensors * Size, 11);
+            await Task.Run(() => publisher.Publish(1, p1));
+            Assert.Empty(publisher.LastFailures);
+            Assert.Empty(publisher.LastDirect);
+            Assert.All(children, c => Assert.Equal(Weights.Digest(p1), c.WaitForVersion(1)));
+            var lanePushes = children.Select(c => c.Finish()).Select(r => (r.ExitCode, r.Json.GetProperty("data_lane_pushes").GetInt64())).ToList();
+            Assert.Equal([(0, 1L), (0, 0L), (0, 1L)], lanePushes);
+        }
+        finally
+        {
+            children.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Fact]
+    public async Task TheDataLaneAnswersBytesThatAreNotItsFramingWithAClearErrorAndKeepsTheVersion()
+    {
+        using var child = ChildReceiver.Start(Tensors, Size, "--listen", "127.0.0.1:0");
+        var address = child.Address();
+        using var publisher = new NetworkWeightPublisher([address], Tensors * Size, Layout, new NetworkPublisherOptions { BucketCapBytes = Cap });
+        var p1 = Weights.Random(Tensors * Size, 12);
+        await Task.Run(() => publisher.Publish(1, p1));
+        string digest = child.WaitForVersion(1);
+        using var channel = GrpcChannels.Create(address);
+        int port = (await new Wire.Checkpoint.CheckpointClient(channel).StatusAsync(new Wire.CheckpointStatusRequest())).DataLanePort;
+        Assert.True(port > 0);
+
+        byte[] Frame(byte type, int length, byte[]? body = null) =>
+            [.. new byte[] { type }, .. BitConverter.GetBytes(length), .. body ?? []];
+        byte[] preface = "K2RLCKP1"u8.ToArray();
+        var v2 = EncodedVersion.Encode(2, Weights.Random(Tensors * Size, 13), Layout, WeightDtype.F32, Cap);
+        var manifest = new Wire.WeightChunk { Manifest = v2.Manifest.ToWire() }.ToByteArray();
+        var cases = new (byte[] Bytes, StatusCode Code, string Says)[]
+        {
+            ("GET / HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray(), StatusCode.InvalidArgument, "not a k2rl checkpoint data-lane stream"),
+            ([.. preface, .. Frame(1, 1 << 30)], StatusCode.ResourceExhausted, "beyond this receiver's limit"),
+            ([.. preface, .. Frame(9, 4, [1, 2, 3, 4])], StatusCode.InvalidArgument, "unknown data-lane frame type 9"),
+            ([.. preface, .. Frame(1, 6, [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])], StatusCode.InvalidArgument, "not a k2rl.v1.WeightChunk"),
+            ([.. preface, .. Frame(1, manifest.Length, manifest), .. Frame(2, 8, new byte[8])], StatusCode.InvalidArgument, "shorter than its 20-byte header"),
+        };
+        foreach (var (bytes, code, says) in cases)
+        {
+            var (gotCode, detail) = await RawLanePushAsync(port, bytes, closeAfter: false);
+            Assert.Equal(code, gotCode);
+            Assert.Contains(says, detail);
+        }
+
+        // A sender that closes in the middle of a bucket: no reply to give, and nothing partial is swapped in.
+        var bucket0 = v2.Bucket(0).ToArray();
+        byte[] header = [.. BitConverter.GetBytes(2L), .. BitConverter.GetBytes(0), .. BitConverter.GetBytes(v2.Manifest.Buckets[0].Checksum)];
+        var cut = await RawLanePushAsync(port, [.. preface, .. Frame(1, manifest.Length, manifest), .. Frame(2, 20 + bucket0.Length, [.. header, .. bucket0[..(bucket0.Length / 2)]])],
+            closeAfter: true);
+        Assert.Null(cut.Code);
+
+        Assert.Equal((1L, digest), child.Status());
+        var p3 = Weights.Random(Tensors * Size, 14);
+        await Task.Run(() => publisher.Publish(3, p3));   // still serving, over the lane
+        Assert.Empty(publisher.LastFailures);
+        Assert.Equal(Weights.Digest(p3), child.WaitForVersion(3));
+    }
+
+    // Sends raw bytes to a data lane and reads its reply frame (null when it closed without one).
+    private static async Task<(StatusCode? Code, string Detail)> RawLanePushAsync(int port, byte[] bytes, bool closeAfter)
+    {
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        await socket.ConnectAsync("127.0.0.1", port);
+        await using var stream = new System.Net.Sockets.NetworkStream(socket, ownsSocket: false);
+        await stream.WriteAsync(bytes);
+        if (closeAfter)
+        {
+            socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+        }
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var head = new byte[5];
+        if (await stream.ReadAtLeastAsync(head, 5, throwOnEndOfStream: false, timeout.Token) < 5)
+        {
+            return (null, "");
+        }
+
+        Assert.Equal(4, head[0]);   // a reply frame
+        var body = new byte[BitConverter.ToInt32(head, 1)];
+        await stream.ReadExactlyAsync(body, timeout.Token);
+        int detailLength = BitConverter.ToInt32(body, 4);
+        return ((StatusCode)BitConverter.ToInt32(body, 0), System.Text.Encoding.UTF8.GetString(body, 8, detailLength));
+    }
+
+    // A Checkpoint client that pushes over the receiver's data lane (when lane) or over gRPC.
+    private static async Task<Wire.Checkpoint.CheckpointClient> ClientAsync(Grpc.Net.Client.GrpcChannel channel, bool lane)
+    {
+        var grpc = new Wire.Checkpoint.CheckpointClient(channel);
+        if (!lane)
+        {
+            return grpc;
+        }
+
+        int port = (await grpc.StatusAsync(new Wire.CheckpointStatusRequest())).DataLanePort;
+        Assert.True(port > 0, "the receiver runs a data lane by default");
+        return new Wire.Checkpoint.CheckpointClient(new DataLaneInvoker(channel.CreateCallInvoker(), "127.0.0.1", port, () => { }));
     }
 
     private static ByteString Flip(ByteString data)

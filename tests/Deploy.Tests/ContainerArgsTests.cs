@@ -112,6 +112,13 @@ public class ContainerArgsTests
         AssertPortDeclared(c, Value(args, "--listen"), "grpc");
         AssertPortDeclared(c, Value(args, "--metrics"), "metrics");
         Assert.Equal("0.0.0.0:9401", Value(args, "--metrics"));
+        // the data lane, a fixed port (a free one would not be in the NetworkPolicy), open to K2RL's pods like the receiver
+        string lane = Value(args, "--data-lane-port");
+        Assert.Equal(7072, CheckpointEngine.NetworkReceiverOptions.ParseDataLanePort(lane));
+        AssertPortDeclared(c, "x:" + lane, "data-lane");
+        var policy = M.All<V1NetworkPolicy>().Single(p => p.Metadata.Name == "k2rl-rollout-worker");
+        Assert.Contains(policy.Spec.Ingress, rule => rule.FromProperty?.Count > 0 && rule.Ports.Any(p => p.Port.Value == lane) &&
+            rule.Ports.Any(p => p.Port.Value == "7071"));
         Assert.Equal(7071, c.ReadinessProbe.Grpc.Port);
 
         var redis = new Uri(Value(args, "--redis"));

@@ -75,7 +75,7 @@ public sealed class BenchBroadcastCommand : ICommandProvider
                     context.Out.WriteLine($"{c.Name}: {c.Parameters * 4 / 1e6:0.0} MB fp32, {c.Buckets} buckets, memcpy {c.MemcpyMs:0.00} ms = {c.MemcpyGbPerS:0.00} GB/s");
                     foreach (var d in c.Dtypes)
                     {
-                        context.Out.WriteLine($"  {d.Dtype}: wire {d.WireBytes / 1e6:0.0} MB  inproc {d.InprocMs:0.00} ms  shm receive {d.ShmGbPerS:0.00} GB/s (end to end {d.ShmEndToEndGbPerS:0.00})  net 1 {d.Net1.GbPerS:0.00} GB/s  net 3 chain {d.Net3Chain.GbPerS:0.00} / tree {d.Net3Tree.GbPerS:0.00} GB/s per receiver  fetch {d.FetchGbPerS:0.00} GB/s");
+                        context.Out.WriteLine($"  {d.Dtype}: wire {d.WireBytes / 1e6:0.0} MB  inproc {d.InprocMs:0.00} ms  shm receive {d.ShmGbPerS:0.00} GB/s (end to end {d.ShmEndToEndGbPerS:0.00})  net 1 {d.Net1.GbPerS:0.00} GB/s  net 3 chain {d.Net3Chain.GbPerS:0.00} / tree {d.Net3Tree.GbPerS:0.00} GB/s per receiver  (gRPC only: 1 {d.Grpc1.GbPerS:0.00}, chain {d.Grpc3Chain.GbPerS:0.00})  fetch {d.FetchGbPerS:0.00} GB/s");
                     }
                 }
 
@@ -124,6 +124,10 @@ public sealed class BenchBroadcastCommand : ICommandProvider
             net_3_tree_gb_per_s = R(d.Net3Tree.GbPerS),
             net_3_tree_vs_memcpy = R(d.Net3Tree.GbPerS / c.MemcpyGbPerS),
             net_3_tree_cpu_ms = R(d.Net3Tree.CpuMs),
+            net_grpc_1_gb_per_s = R(d.Grpc1.GbPerS),
+            net_grpc_1_cpu_ms = R(d.Grpc1.CpuMs),
+            net_grpc_3_chain_gb_per_s = R(d.Grpc3Chain.GbPerS),
+            net_grpc_3_chain_cpu_ms = R(d.Grpc3Chain.CpuMs),
             net_fetch_ms = R(d.FetchMs),
             net_fetch_gb_per_s = R(d.FetchGbPerS),
         }).ToList(),

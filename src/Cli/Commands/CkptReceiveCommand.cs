@@ -22,6 +22,11 @@ public sealed class CkptReceiveCommand : ICommandProvider
     {
         var shm = new Option<string?>("--shm") { Description = "Receive from the shared-memory file /dev/shm/k2rl-weights-NAME" };
         var listen = new Option<string?>("--listen") { Description = "Receive over the network: serve k2rl.v1.Checkpoint on HOST:PORT (port 0: any free one)" };
+        var lane = new Option<string>("--data-lane-port")
+        {
+            Description = "With --listen: the port of the data lane (raw TCP pushes on the same host; 0: any free one; off: gRPC only)",
+            DefaultValueFactory = _ => "0",
+        };
         var addressFile = new Option<string?>("--address-file") { Description = "Write the listening address here once serving" };
         var statusFile = new Option<string?>("--status-file") { Description = "Rewrite {held_version, checksum} here after every version" };
         var peers = new Option<string[]>("--peer") { Description = "A holder to fetch the current version from at start (repeatable)", AllowMultipleArgumentsPerToken = false };
@@ -33,7 +38,7 @@ public sealed class CkptReceiveCommand : ICommandProvider
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout" };
         var command = new Command("receive", "Run one checkpoint-engine receiver (shared memory or network) until a version or stdin's end")
         {
-            shm, listen, addressFile, statusFile, peers, config, tensors, tensorSize, until, timeout, json,
+            shm, listen, lane, addressFile, statusFile, peers, config, tensors, tensorSize, until, timeout, json,
         };
         command.Hidden = true;
         command.SetAction(async (parse, ct) =>
@@ -41,7 +46,8 @@ public sealed class CkptReceiveCommand : ICommandProvider
             var model = parse.GetValue(config) is { } path ? new ParameterLayout(ModelConfig.Load(path)).ToTensorSpecs()
                 : TensorSpec.Synthetic(parse.GetValue(tensors), parse.GetValue(tensorSize));
             var options = new ReceiveOptions(parse.GetValue(shm), parse.GetValue(listen), parse.GetValue(addressFile), parse.GetValue(statusFile),
-                parse.GetValue(peers) ?? [], parse.GetValue(until), TimeSpan.FromSeconds(parse.GetValue(timeout)));
+                parse.GetValue(peers) ?? [], parse.GetValue(until), TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                NetworkReceiverOptions.ParseDataLanePort(parse.GetValue(lane)!));
             var result = await ReceiveAsync(model, options, context, ct);
             context.Out.WriteLine(parse.GetValue(json) ? JsonSerializer.Serialize(result, Json) : $"held version {result.HeldVersion} ({result.Checksum})");
             return result.Error is null ? 0 : 1;
@@ -81,15 +87,15 @@ public sealed class CkptReceiveCommand : ICommandProvider
 
         var (host, port) = Common.Rpc.GrpcServerOptions.ParseListen(o.Listen!);
         await using var net = await NetworkWeightReceiver.StartAsync(model,
-            new NetworkReceiverOptions { Host = host, Port = port, Peers = o.Peers.Select(p => new Uri(p)).ToList() }, ct: ct);
-        context.Error.WriteLine($"ckpt receive: serving k2rl.v1.Checkpoint on {net.Address}");
+            new NetworkReceiverOptions { Host = host, Port = port, Peers = o.Peers.Select(p => new Uri(p)).ToList(), DataLanePort = o.DataLanePort }, ct: ct);
+        context.Error.WriteLine($"ckpt receive: serving k2rl.v1.Checkpoint on {net.Address}, data lane port {net.DataLanePort}");
         if (o.AddressFile is { } file)
         {
             K2RL.Model.IO.AtomicFile.WriteAllText(file, net.Address.ToString());
         }
 
         var result = await WatchAsync(net.Slot, o, linked.Token, stdinClosed.Token);
-        return result with { Refetched = net.Node.CorruptBuckets };
+        return result with { Refetched = net.Node.CorruptBuckets, DataLanePushes = net.Node.DataLanePushes };
     }
 
     // Polls the receiver's slot: records each new version, ends at the wanted one, at stdin's end or at the timeout.
@@ -134,7 +140,12 @@ public sealed class CkptReceiveCommand : ICommandProvider
     public static string Checksum(float[] parameters) =>
         WireCodec.Checksum(System.Runtime.InteropServices.MemoryMarshal.AsBytes(parameters.AsSpan())).ToString("x16");
 
-    private sealed record ReceiveOptions(string? Shm, string? Listen, string? AddressFile, string? StatusFile, string[] Peers, long UntilVersion, TimeSpan Timeout);
+    private sealed record ReceiveOptions(string? Shm, string? Listen, string? AddressFile, string? StatusFile, string[] Peers, long UntilVersion, TimeSpan Timeout,
+        int? DataLanePort);
 
-    private sealed record ReceiveResult(long HeldVersion, string Checksum, string? Error, long Refetched);
+    private sealed record ReceiveResult(long HeldVersion, string Checksum, string? Error, long Refetched)
+    {
+        /// <summary>Pushes that came in on the data lane (the rest came over gRPC).</summary>
+        public long DataLanePushes { get; init; }
+    }
 }

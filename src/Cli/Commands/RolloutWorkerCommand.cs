@@ -26,6 +26,11 @@ public sealed class RolloutWorkerCommand : ICommandProvider
         var queue = new Option<string>("--queue") { Description = "The job's rollout.queue: the name its keys live under in Redis", DefaultValueFactory = _ => "k2rl" };
         var shm = new Option<string?>("--shm") { Description = "Shared-memory name (default: the one the trainer published)" };
         var listen = new Option<string?>("--listen") { Description = "HOST:PORT to serve k2rl.v1.Checkpoint and grpc.health.v1 on (net weights: required)" };
+        var lane = new Option<string>("--data-lane-port")
+        {
+            Description = "Net weights: the port of the checkpoint data lane (raw TCP beside --listen, on its host; 0: any free one; off: pushes over gRPC)",
+            DefaultValueFactory = _ => "0",
+        };
         var id = new Option<string?>("--id") { Description = "Worker id (default: hostname-pid)" };
         var lease = new Option<double>("--lease-s") { Description = "Lease length in seconds (renewed every third of it)", DefaultValueFactory = _ => 10 };
         var batch = new Option<int>("--batch") { Description = "Items leased and run together at most", DefaultValueFactory = _ => 64 };
@@ -34,7 +39,7 @@ public sealed class RolloutWorkerCommand : ICommandProvider
         var json = new Option<bool>("--json") { Description = "On exit, print one JSON object (the worker's stats) on stdout" };
         var command = new Command("rollout-worker", "Run episodes for an RL job's Redis work queue (rollout.workers: redis://…)")
         {
-            redis, queue, weights, shm, listen, id, lease, batch, hold, metrics, json,
+            redis, queue, weights, shm, listen, lane, id, lease, batch, hold, metrics, json,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -51,6 +56,7 @@ public sealed class RolloutWorkerCommand : ICommandProvider
                 Weights = parse.GetValue(weights)!,
                 ShmName = parse.GetValue(shm),
                 Listen = parse.GetValue(listen),
+                DataLanePort = CheckpointEngine.NetworkReceiverOptions.ParseDataLanePort(parse.GetValue(lane)!),
                 Lease = TimeSpan.FromSeconds(parse.GetValue(lease)),
                 MaxBatch = parse.GetValue(batch),
                 Hold = TimeSpan.FromMilliseconds(parse.GetValue(hold)),

@@ -210,8 +210,9 @@ public sealed class GrpcServer : IAsyncDisposable
     internal static Serilog.ILogger WarningsAndAbove(Serilog.ILogger logger) =>
         new LoggerConfiguration().MinimumLevel.Warning().WriteTo.Logger(logger).CreateLogger();
 
-    /// <summary>The address to bind for a host given on the command line, and the one a client on this machine calls.</summary>
-    internal static (IPAddress Bind, string CallHost) ResolveHost(string host)
+    /// <summary>The address to bind for a host given on the command line, and the one a client on this machine calls (any
+    /// K2RL listener: gRPC, metrics, the checkpoint engine's data lane).</summary>
+    public static (IPAddress Bind, string CallHost) ResolveHost(string host)
     {
         if (host is "*" or "0.0.0.0")
         {

@@ -15,6 +15,10 @@ public sealed record RolloutWorkerOptions
     /// <summary>HOST:PORT of the k2rl.v1.Checkpoint receiver (and grpc.health.v1) for net weights.</summary>
     public string? Listen { get; init; }
 
+    /// <summary>Net weights: the port of the receiver's data lane on the --listen host (0: any free one; null: none, pushes
+    /// come over gRPC). docs/CHECKPOINT_ENGINE.md, "The data lane".</summary>
+    public int? DataLanePort { get; init; }
+
     public string Id { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}";
 
     public string Prefix { get; init; } = "k2rl:";

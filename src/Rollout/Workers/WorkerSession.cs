@@ -75,9 +75,9 @@ internal sealed class WorkerSession : IAsyncDisposable
         else
         {
             var (host, port) = Common.Rpc.GrpcServerOptions.ParseListen(options.Listen!);
-            net = await NetworkWeightReceiver.StartAsync(tensors, new NetworkReceiverOptions { Host = host, Port = port, Peers = await peers() }, ct: ct)
+            net = await NetworkWeightReceiver.StartAsync(tensors, new NetworkReceiverOptions { Host = host, Port = port, Peers = await peers(), DataLanePort = options.DataLanePort }, ct: ct)
                 .ConfigureAwait(false);
-            log.Information("serving k2rl.v1.Checkpoint and grpc.health.v1 on {Address}", net.Address);
+            log.Information("serving k2rl.v1.Checkpoint and grpc.health.v1 on {Address}, the data lane on port {DataLanePort}", net.Address, net.DataLanePort);
             source = net;
         }
 
