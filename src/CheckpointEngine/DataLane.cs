@@ -65,6 +65,7 @@ internal sealed class DataLaneServer : IAsyncDisposable
     private readonly ConcurrentDictionary<Task, bool> serving = new();
     private readonly Task accepting;
     private long pushes;
+    private int disposed;
 
     private DataLaneServer(Socket listener, CheckpointNode node, int maxMessageBytes)
     {
@@ -100,6 +101,11 @@ internal sealed class DataLaneServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref disposed, 1) != 0)
+        {
+            return;
+        }
+
         await stopping.CancelAsync().ConfigureAwait(false);
         listener.Dispose();
         await accepting.ConfigureAwait(false);
@@ -523,38 +529,78 @@ internal sealed class DataLaneInvoker(CallInvoker grpc, string host, int port, A
 
 /// <summary>
 /// The Checkpoint clients a sender (the publisher, a relaying receiver) pushes through: over a peer's data lane when its
-/// Status names one, else over gRPC. A lane that cannot be reached is forgotten, so the next push asks the peer again
-/// (a receiver restarted on the same gRPC address gets a new lane port).
+/// Status names one, else over gRPC. A lane that cannot be reached (a firewall that admits the gRPC port only, a receiver
+/// restarted on a new lane port) is not tried again for <see cref="LaneRetryAfter"/>: pushes to that peer go over gRPC,
+/// then its Status is asked again.
 /// </summary>
 internal sealed class PushClients(Func<string, GrpcChannel> channelFor)
 {
+    public static readonly TimeSpan LaneRetryAfter = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan StatusDeadline = TimeSpan.FromSeconds(10);
     private readonly ConcurrentDictionary<string, int> lanePorts = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> brokenAt = new(StringComparer.Ordinal);
 
+    /// <summary>The client for <paramref name="address"/>'s next push: its lane's, or gRPC's.</summary>
     public async Task<Wire.Checkpoint.CheckpointClient> ForAsync(string address, CancellationToken ct)
     {
-        var channel = channelFor(address);
-        if (!lanePorts.TryGetValue(address, out int port))
+        int port = await LanePortAsync(address, ct).ConfigureAwait(false);
+        return port > 0 ? LaneClient(address, port) : new Wire.Checkpoint.CheckpointClient(channelFor(address));
+    }
+
+    /// <summary>Runs <paramref name="push"/> over the peer's lane, and over gRPC at once if the lane cannot be reached
+    /// (or when the peer has none).</summary>
+    public async Task<Wire.PushReply> PushAsync(string address, Func<Wire.Checkpoint.CheckpointClient, Task<Wire.PushReply>> push, CancellationToken ct)
+    {
+        int port = await LanePortAsync(address, ct).ConfigureAwait(false);
+        if (port > 0)
         {
             try
             {
-                var s = await new Wire.Checkpoint.CheckpointClient(channel)
-                    .StatusAsync(new Wire.CheckpointStatusRequest(), deadline: DateTime.UtcNow + StatusDeadline, cancellationToken: ct).ConfigureAwait(false);
-                port = s.DataLanePort;
-                lanePorts[address] = port;
+                return await push(LaneClient(address, port)).ConfigureAwait(false);
             }
-            catch (RpcException)
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && brokenAt.ContainsKey(address))
             {
-                return new Wire.Checkpoint.CheckpointClient(channel);   // down or unreachable: the gRPC push reports it as before
+                // the lane, not the push, failed: the same push over gRPC (a receiver that is down fails there too)
             }
         }
 
-        if (port <= 0)
+        return await push(new Wire.Checkpoint.CheckpointClient(channelFor(address))).ConfigureAwait(false);
+    }
+
+    private Wire.Checkpoint.CheckpointClient LaneClient(string address, int port) =>
+        new(new DataLaneInvoker(channelFor(address).CreateCallInvoker(), new Uri(address).DnsSafeHost, port, () =>
         {
-            return new Wire.Checkpoint.CheckpointClient(channel);
+            brokenAt[address] = System.Diagnostics.Stopwatch.GetTimestamp();
+            lanePorts.TryRemove(address, out _);
+        }));
+
+    private async Task<int> LanePortAsync(string address, CancellationToken ct)
+    {
+        if (brokenAt.TryGetValue(address, out long when))
+        {
+            if (System.Diagnostics.Stopwatch.GetElapsedTime(when) < LaneRetryAfter)
+            {
+                return 0;
+            }
+
+            brokenAt.TryRemove(address, out _);
         }
 
-        string host = new Uri(address).DnsSafeHost;
-        return new Wire.Checkpoint.CheckpointClient(new DataLaneInvoker(channel.CreateCallInvoker(), host, port, () => lanePorts.TryRemove(address, out _)));
+        if (lanePorts.TryGetValue(address, out int port))
+        {
+            return port;
+        }
+
+        try
+        {
+            var s = await new Wire.Checkpoint.CheckpointClient(channelFor(address))
+                .StatusAsync(new Wire.CheckpointStatusRequest(), deadline: DateTime.UtcNow + StatusDeadline, cancellationToken: ct).ConfigureAwait(false);
+            lanePorts[address] = s.DataLanePort;
+            return s.DataLanePort;
+        }
+        catch (RpcException)
+        {
+            return 0;   // down or unreachable: the gRPC push reports it as before
+        }
     }
 }

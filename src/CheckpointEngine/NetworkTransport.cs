@@ -242,7 +242,8 @@ public sealed class NetworkWeightPublisher : IWeightPublisher, IDisposable
                 }
 
                 direct.Add(r);
-                var reply = await NetworkPush.PushWithRepairAsync(await pushClients.ForAsync(r.ToString(), ct).ConfigureAwait(false), held, [], 1, options.Tamper, ct).ConfigureAwait(false);
+                var reply = await pushClients.PushAsync(r.ToString(), c => NetworkPush.PushWithRepairAsync(c, held, [], 1, options.Tamper, ct), ct)
+                    .ConfigureAwait(false);
                 if (reply.HeldVersion < held.Manifest.Version)
                 {
                     failures.Add($"{r}: buckets {string.Join(", ", reply.MissingBuckets)} still missing");

@@ -222,6 +222,39 @@ public sealed class NetworkIntegrationTests
     }
 
     [Fact]
+    public async Task AReceiverWhoseLaneCannotBeReachedGetsEveryVersionOverGrpc()
+    {
+        await using var a = await NetworkWeightReceiver.StartAsync(Layout);
+        await using var b = await NetworkWeightReceiver.StartAsync(Layout);
+        int bLane = b.DataLanePort;
+        await b.Node.StopDataLaneAsync();   // b's Status still names its lane, where nothing listens (a firewall that admits gRPC only)
+        Assert.Equal(bLane, (await new Wire.Checkpoint.CheckpointClient(GrpcChannels.Create(b.Address)).StatusAsync(new Wire.CheckpointStatusRequest())).DataLanePort);
+        using var publisher = new NetworkWeightPublisher([a.Address, b.Address], Tensors * Size, Layout, new NetworkPublisherOptions { BucketCapBytes = Cap });
+
+        // a's relay to b fails on the lane; the publisher finds b behind and pushes to it directly, falling back to gRPC
+        var p1 = Weights.Random(Tensors * Size, 15);
+        await publisher.PublishAsync(1, p1);
+        Assert.Empty(publisher.LastFailures);
+        Assert.Equal([b.Address], publisher.LastDirect);
+        foreach (var r in new[] { a, b })
+        {
+            Assert.True(r.TryGetNewer(-1, out var w));
+            Assert.Equal(p1, w!.Parameters);
+            r.Release(w);
+        }
+
+        // the next version: a relays to b over gRPC (the broken lane is not tried again for a minute), no direct push
+        var p2 = Weights.Random(Tensors * Size, 16);
+        await publisher.PublishAsync(2, p2);
+        Assert.Empty(publisher.LastFailures);
+        Assert.Empty(publisher.LastDirect);
+        Assert.True(b.TryGetNewer(1, out var w2));
+        Assert.Equal(p2, w2!.Parameters);
+        Assert.Equal(2, a.Node.DataLanePushes);
+        Assert.Equal(0, b.Node.DataLanePushes);
+    }
+
+    [Fact]
     public async Task TheDataLaneAnswersBytesThatAreNotItsFramingWithAClearErrorAndKeepsTheVersion()
     {
         using var child = ChildReceiver.Start(Tensors, Size, "--listen", "127.0.0.1:0");
