@@ -32,6 +32,31 @@ public sealed class RlLearningTests
         }
     }
 
+    /// <summary>Reward 1 when the reply's first character has an even code, else 0, whatever the text (a direct
+    /// <see cref="IEnvironment"/>, without <see cref="EnvironmentBase"/>'s refusal of text that is not well formed): a
+    /// coin flip for a random base, so some groups get equal rewards and some do not.</summary>
+    private sealed class EvenStartEnvironment : IEnvironment
+    {
+        public string Name => "even_start";
+
+        public ValueTask<Observation> ResetAsync(long seed, ResetOptions? options = null, CancellationToken ct = default) =>
+            ValueTask.FromResult(Observation.Of(Message.UserText("Start evenly.")));
+
+        public ValueTask<StepResult> StepAsync(string action, CancellationToken ct = default)
+        {
+            bool even = action.Length > 0 && action[0] % 2 == 0;
+            return ValueTask.FromResult(new StepResult(Observation.Empty, even ? 1 : 0, true, false, new StepInfo { Correct = even }));
+        }
+
+        public ValueTask<byte[]> SnapshotAsync(CancellationToken ct = default) => ValueTask.FromResult(Array.Empty<byte>());
+
+        public ValueTask RestoreAsync(ReadOnlyMemory<byte> state, CancellationToken ct = default) => ValueTask.CompletedTask;
+
+        public ValueTask CloseAsync() => ValueTask.CompletedTask;
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+
     /// <summary>
     /// Throws on every second task seed and hangs (past the job's step timeout) on every third, when the episode starts
     /// (a random base's replies are mostly malformed text, which the base class refuses before a step would reach the env).
@@ -134,6 +159,64 @@ public sealed class RlLearningTests
         }
 
         public void OnIteration(RlMetrics metrics, long totalIterations) => Metrics.Add(metrics);
+    }
+
+    [Fact]
+    public async Task LeavingOutGroupsWithEqualRewardsTrainsTheSameAsTrainingThem()
+    {
+        // objective.skip_uniform_groups (the default) against false: with one mini-batch a group with no advantage adds
+        // only rounding to the gradient, so from the same weights the step sees the same losses and gradient. (Not
+        // beyond the first update: the expert-bias rule counts the loads of the tokens trained on, so the biases after
+        // it differ a little.)
+        using var checkpoint = new RandomCheckpoint(
+            ModelConfig.Load(ModelCommandInfoTests.Preset("k2-test")) with { VocabSize = 272, MaxPositionEmbeddings = 128 }, seed: 9, prefix: "k2rl-rlskip-");
+        string dir = Path.Combine(Path.GetTempPath(), "k2rl-rlskip-run-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var registry = GymRegistry.CreateDefault().AddEnvironment("even_start", "reward: an even first character", _ => new EvenStartEnvironment());
+            RlMetrics Run(bool skip)
+            {
+                string job = $"""
+                    init_from: {checkpoint.Dir}
+                    seed: 5
+                    iterations: 1
+                    prompts_per_iteration: 8
+                    samples_per_prompt: 4
+                    envs:
+                      even_start: {"{"}max_response_tokens: 6{"}"}
+                    objective:
+                      skip_uniform_groups: {(skip ? "true" : "false")}
+                      micro_batch_rows: 5
+                    budget:
+                      truncation_reward: 1   # min(r, 1) = r: a truncated reply keeps its reward
+                    ptx:
+                      lambda: 0.1
+                      batch_size: 2
+                      seq_len: 32
+                    critic:
+                      calibration_pairs: 0
+                    eval:
+                      every: 0
+                    """;
+                var config = ParseJob(job, dir, registry);
+                return Assert.Single(RunInProcess(config, Path.Combine(dir, skip ? "skip" : "all"), registry).GetAwaiter().GetResult().Observer.Metrics);
+            }
+
+            var a = Run(skip: true);
+            var b = Run(skip: false);
+            Assert.True(a.UniformGroups >= 1 && a.UniformGroups < a.Groups, $"{a.UniformGroups} of {a.Groups} groups with equal rewards (reward mean {a.RewardMean}, {System.Text.Json.JsonSerializer.Serialize(a.Envs)}): some must be left out and some trained, else the comparison shows nothing");
+            Assert.Equal(0, b.UniformGroups);
+            Assert.Equal(b.RewardMean, a.RewardMean);   // the same responses
+            Assert.Equal(b.LossRl, a.LossRl, 1e-6);
+            Assert.Equal(b.LossPtx, a.LossPtx, 1e-4 * b.LossPtx);   // the step's loss less the RL part: other float sums
+            Assert.True(Math.Abs(a.GradNorm - b.GradNorm) <= 1e-5 * b.GradNorm, $"grad_norm {a.GradNorm} with the skip, {b.GradNorm} without");
+            Assert.True(a.LogprobMismatchMean <= 1e-5, $"mismatch {a.LogprobMismatchMean} over the trained groups");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]

@@ -153,6 +153,7 @@ public sealed partial class RlJob
             LogprobMismatchMean = train.MismatchMean,
             LogprobMismatchMax = train.MismatchMax,
             RoutingFlips = train.RoutingFlips,
+            UniformGroups = train.UniformGroups,
             KlToOld = train.KlToOld,
             GradNorm = train.GradNorm,
             Skipped = train.Skipped,

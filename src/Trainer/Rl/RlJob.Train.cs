@@ -27,6 +27,9 @@ internal sealed record TrainOutcome
 
     public long RoutingFlips { get; init; } = -1;
 
+    /// <summary>Groups left out of training for equal rewards (<see cref="RlJobConfig.SkipUniformGroups"/>).</summary>
+    public int UniformGroups { get; init; }
+
     public double KlToOld { get; init; } = double.NaN;
 
     public double GradNorm { get; init; } = double.NaN;
@@ -62,11 +65,15 @@ public sealed partial class RlJob
         for (int part = 0; part < parts; part++)
         {
             var mine = groups.Where((_, i) => i % parts == part).ToList();
+            int uniformBefore = stats.UniformGroups;
             var batches = RlMicroBatches(mine, stats, measureMismatch: part == 0);
-            if (batches.Count == 0)
+            if (batches.Count == 0 && stats.UniformGroups == uniformBefore)
             {
                 continue;   // no response of this mini-batch sampled a token: nothing to train on
             }
+
+            // (groups left out for equal rewards still get this step's PTX and critic terms: the update is the one they
+            // would have had)
 
             double rlBefore = stats.Loss, criticBefore = stats.CriticLoss;
             var critic = part == 0 && job.Critic.TrainWeight > 0 ? CriticMicroBatch(criticExamples, stats) : null;
@@ -83,6 +90,11 @@ public sealed partial class RlJob
                 var targets = new int[B * T];
                 ptx.Next(inputs, targets, B, T);
                 batches.Add(new MicroBatch(inputs, targets, B, T) { Scale = (float)job.PtxLambda });
+            }
+
+            if (batches.Count == 0)
+            {
+                continue;
             }
 
             var result = trainStep.Run(batches, job.Optimizer.Lr);
@@ -128,6 +140,7 @@ public sealed partial class RlJob
             MismatchMean = stats.MismatchCount == 0 ? double.NaN : stats.MismatchSum / stats.MismatchCount,
             MismatchMax = stats.MismatchCount == 0 ? double.NaN : stats.MismatchMax,
             RoutingFlips = job.RoutingReplay ? stats.RoutingFlips : -1,
+            UniformGroups = stats.UniformGroups,
             KlToOld = stats.KlCount == 0 ? double.NaN : stats.KlSum / stats.KlCount,
             GradNorm = r.GradNorm,
             MaxLogit = r.MaxLogit,
@@ -147,6 +160,12 @@ public sealed partial class RlJob
         var rows = new List<RlRow>();
         foreach (var g in groups)
         {
+            if (job.SkipUniformGroups && g.Rewards.Count > 0 && g.Rewards.All(r => r == g.Rewards[0]))
+            {
+                stats.UniformGroups++;   // no advantage: nothing to learn from it (RlJobConfig.SkipUniformGroups)
+                continue;
+            }
+
             double baseline = K2Objective.Baseline(g.Rewards.ToArray());
             for (int i = 0; i < g.Members.Count; i++)
             {
@@ -363,5 +382,6 @@ public sealed partial class RlJob
         public double MismatchMax;
         public long MismatchCount;
         public long RoutingFlips;
+        public int UniformGroups;
     }
 }

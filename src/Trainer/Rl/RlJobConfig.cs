@@ -116,6 +116,14 @@ public sealed record RlJobConfig
     /// <summary>Optimizer steps per iteration (the iteration's groups are split among them).</summary>
     public int MiniBatches { get; init; } = 1;
 
+    /// <summary>
+    /// Leave groups whose K rewards are all equal (no advantage) out of the trainer's forward and backward. With one
+    /// mini-batch their gradient is zero up to rounding (each token's weight is −2τ²·logρ/(K·P·n), logρ being the
+    /// train/inference mismatch, ~1e-6), so the update is the same for less work; the loss stays a mean over all P
+    /// groups. With more mini-batches it drops the small pull toward π_old such groups add after the first step. On by default.
+    /// </summary>
+    public bool SkipUniformGroups { get; init; } = true;
+
     /// <summary>Rows (one response each) per forward/backward micro-batch.</summary>
     public int MicroBatchRows { get; init; } = 16;
 
@@ -213,6 +221,7 @@ public sealed record RlJobConfig
         bool lengthNormalized = obj.Bool("length_normalized", true);
         bool routingReplay = obj.Bool("routing_replay", true);
         int miniBatches = obj.Int("minibatches", 1, 1, 1024);
+        bool skipUniform = obj.Bool("skip_uniform_groups", true);
         int microRows = obj.Int("micro_batch_rows", 16, 1, 4096);
         obj.RejectUnknown();
 
@@ -323,6 +332,7 @@ public sealed record RlJobConfig
             LengthNormalized = lengthNormalized,
             RoutingReplay = routingReplay,
             MiniBatches = miniBatches,
+            SkipUniformGroups = skipUniform,
             MicroBatchRows = microRows,
             TruncationReward = truncation,
             FailureReward = failure,

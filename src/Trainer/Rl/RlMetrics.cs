@@ -58,6 +58,9 @@ public sealed record RlMetrics
     /// <summary>Tokens × MoE layers (first mini-batch) whose replayed routing differs from the trainer's own choice; −1 with replay off.</summary>
     public long RoutingFlips { get; init; } = -1;
 
+    /// <summary>Groups whose rewards were all equal, left out of the trainer's work (objective.skip_uniform_groups).</summary>
+    public int UniformGroups { get; init; }
+
     public double KlToOld { get; init; }
 
     public double GradNorm { get; init; }
@@ -131,6 +134,7 @@ public sealed record RlMetrics
         o["logprob_mismatch_mean"] = Round(LogprobMismatchMean);
         o["logprob_mismatch_max"] = Round(LogprobMismatchMax);
         o["routing_flips"] = RoutingFlips < 0 ? null : RoutingFlips;
+        o["uniform_groups"] = UniformGroups;
         o["kl_to_old"] = Round(KlToOld);
         o["grad_norm"] = Round(GradNorm);
         o["skipped"] = Skipped;
