@@ -55,6 +55,6 @@ public class ShippedJobFilesTests
         var main = JobConfig.Parse(File.ReadAllText(Path.Combine(root, "configs/jobs/pretrain-nano.yaml")).Replace("model: configs/", $"model: {root}/configs/"),
             "pretrain-nano.yaml", kinds);
         Assert.Equal(4, main.GradAccumSteps);
-        Assert.Equal(500, main.Steps);
+        Assert.Equal(1000, main.Steps);
     }
 }

@@ -27,7 +27,7 @@ public class JobFileTests
         // Blank lines in front, so an error's line number is trainer.yaml's (its column is 4 less: the block's indent).
         int before = File.ReadAllLines(Path.Combine(M.Root, "trainer.yaml")).TakeWhile(l => l != "  rl.yaml: |").Count() + 1;
         var job = Parse(new string('\n', before) + JobText, "deploy/k8s/trainer.yaml");
-        Assert.Equal(150, job.Iterations);
+        Assert.Equal(250, job.Iterations);
         Assert.Equal(0, job.IterationTokenBudget);
     }
 

@@ -50,7 +50,7 @@ public class LocalScriptTests
         var (code, stdout, stderr) = Bash("--print-job", "--run-root", dir.Path);
         Assert.True(code == 0, stderr);
         var job = JobFileTests.Parse(stdout, "deploy/local.sh --print-job");
-        Assert.Equal(150, job.Iterations);
+        Assert.Equal(250, job.Iterations);
     }
 
     [Theory]
