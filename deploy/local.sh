@@ -183,7 +183,7 @@ start() {
 
 if [ "$base" = "$default_base" ]; then
   # As the trainer pod's init container does: pretrain the base, or resume it (a no-op once it is finished).
-  [ -f "$base/LATEST" ] || echo "local.sh: pretraining the base into $base first (configs/jobs/pretrain-nano.yaml, about 25 minutes on 2 cores; log: $logs/base.log)" >&2
+  [ -f "$base/LATEST" ] || echo "local.sh: pretraining the base into $base first (configs/jobs/pretrain-nano.yaml, about 20 minutes on 2 cores; log: $logs/base.log)" >&2
   (cd "$repo" && "$k2rl" pretrain --job configs/jobs/pretrain-nano.yaml --run-dir "$base" --resume >"$logs/base.json" 2>"$logs/base.log") \
     || die "pretraining the base failed: see $logs/base.log"
 elif [ ! -f "$base/LATEST" ] && [ ! -f "$base/config.json" ]; then
