@@ -226,13 +226,17 @@ until "$k2rl" job status --run-dir "$run_root/rl" --json >"$logs/status.json" 2>
   sleep 1
 done
 
-cat >&2 <<EOF
-local.sh: ready. $(cat "$logs/status.json")
-  logs:     $logs/{trainer,worker-N,redis}.log (the trainer's structured log: $run_root/rl/logs/rl.clef)
-  control:  $k2rl job status|pause|drain|resume|stop --run-dir $run_root/rl [--json]
-  metrics:  curl -s http://127.0.0.1:$metrics_base/metrics (trainer), http://127.0.0.1:$((metrics_base + 1))/metrics (worker 1), ...
-  Ctrl-C stops everything (the trainer checkpoints first); rerun with the same --run-root to continue.
-EOF
+# Builtins only from here to `wait`: a SIGINT that reaches bash alone (kill -INT, not a terminal's Ctrl-C to the whole
+# group) while a foreground child runs is dropped when that child exits normally (bash's wait-and-cooperative-exit
+# rule), so no child may run between the "ready" line a caller waits for and the interruptible `wait`.
+IFS= read -r -d '' status <"$logs/status.json" || true
+{
+  echo "local.sh: ready. ${status%$'\n'}"
+  echo "  logs:     $logs/{trainer,worker-N,redis}.log (the trainer's structured log: $run_root/rl/logs/rl.clef)"
+  echo "  control:  $k2rl job status|pause|drain|resume|stop --run-dir $run_root/rl [--json]"
+  echo "  metrics:  curl -s http://127.0.0.1:$metrics_base/metrics (trainer), http://127.0.0.1:$((metrics_base + 1))/metrics (worker 1), ..."
+  echo "  Ctrl-C stops everything (the trainer checkpoints first); rerun with the same --run-root to continue."
+} >&2
 
 code=0
 wait "$trainer_pid" || code=$?
