@@ -92,8 +92,11 @@ public class LocalScriptIntegrationTests
 
         public static LocalRun Start(string dir, int port, string[] extra, int? rlSeconds = null)
         {
-            var psi = new ProcessStartInfo("bash") { RedirectStandardError = true, RedirectStandardOutput = true, WorkingDirectory = Root };
-            foreach (string a in (string[])[Path.Combine(Root, "deploy/local.sh"), "--k2rl", Fake, "--run-root", Path.Combine(dir, "run"),
+            // env --default-signal=INT execs bash with SIGINT at its default: a test run started in the background of a
+            // non-interactive shell inherits SIGINT ignored, and bash cannot trap a signal ignored on entry (the
+            // Ctrl-C test then waits for an exit that never comes). env execs, so the pid is bash's.
+            var psi = new ProcessStartInfo("env") { RedirectStandardError = true, RedirectStandardOutput = true, WorkingDirectory = Root };
+            foreach (string a in (string[])["--default-signal=INT", "bash", Path.Combine(Root, "deploy/local.sh"), "--k2rl", Fake, "--run-root", Path.Combine(dir, "run"),
                          "--redis-port", port.ToString(), "--ready-timeout", "30", .. extra])
             {
                 psi.ArgumentList.Add(a);
