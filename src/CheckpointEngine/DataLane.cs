@@ -163,7 +163,10 @@ internal sealed class DataLaneServer : IAsyncDisposable
         }
         finally
         {
-            Interlocked.Increment(ref pushes);
+            if (reader.Started)
+            {
+                Interlocked.Increment(ref pushes);   // a connection that never sent the preface (a port probe) is no push
+            }
         }
 
         try
@@ -207,6 +210,9 @@ internal sealed class DataLaneReader(Stream stream, int maxMessageBytes) : IAsyn
     private readonly byte[] header = new byte[DataLaneFrames.HeaderBytes + DataLaneFrames.BucketHeaderBytes];
     private bool started;
     private bool ended;
+
+    /// <summary>The sender's preface was read: this connection carries a push.</summary>
+    public bool Started => started;
 
     public Wire.WeightChunk Current { get; private set; } = new();
 
