@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using K2RL.Common.Metrics;
 using K2RL.Common.Rpc;
 using K2RL.Gym;
 using K2RL.Gym.Remote;
@@ -59,7 +60,7 @@ public static class RpcBenchmark
             }
         }
 
-        return (Percentile(us, 0.5), Percentile(us, 0.99));
+        return (Quantiles.NearestRank(us, 0.5), Quantiles.NearestRank(us, 0.99));
     }
 
     private static async Task<(double TtftP50, double TtftP99, double TokensPerSecond)> MeasureStreamsAsync(
@@ -100,12 +101,6 @@ public static class RpcBenchmark
             }
         }
 
-        return (Percentile(ttft, 0.5), Percentile(ttft, 0.99), Percentile(rates, 0.5));
-    }
-
-    private static double Percentile(List<double> values, double q)
-    {
-        var sorted = values.Order().ToList();
-        return sorted[Math.Min(sorted.Count - 1, (int)(sorted.Count * q))];
+        return (Quantiles.NearestRank(ttft, 0.5), Quantiles.NearestRank(ttft, 0.99), Quantiles.NearestRank(rates, 0.5));
     }
 }

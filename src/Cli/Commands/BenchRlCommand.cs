@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using K2RL.Common.Metrics;
 using K2RL.Common.Redis;
 using K2RL.Gym;
 using K2RL.Model;
@@ -107,7 +108,7 @@ public sealed class BenchRlCommand : ICommandProvider
                 ["push_s"] = Math.Round(measured.Average(m => m.PushS), 4),
                 ["generate_s"] = Math.Round(measured.Average(m => m.GenerateS), 3),
                 ["train_s"] = Math.Round(measured.Average(m => m.TrainS), 3),
-                ["train_s_median"] = Math.Round(Median(measured.Select(m => m.TrainS)), 3),
+                ["train_s_median"] = Math.Round(Quantiles.Median(measured.Select(m => m.TrainS)), 3),
                 ["weights"] = weights,
                 ["prompts"] = prompts,
                 ["samples"] = samples,
@@ -173,7 +174,7 @@ public sealed class BenchRlCommand : ICommandProvider
                     ["iteration_s"] = Math.Round(total / measured.Count, 3),
                     ["generate_s"] = Math.Round(measured.Average(m => m.GenerateS), 3),
                     ["train_s"] = Math.Round(measured.Average(m => m.TrainS), 3),
-                    ["train_s_median"] = Math.Round(Median(measured.Select(m => m.TrainS)), 3),
+                    ["train_s_median"] = Math.Round(Quantiles.Median(measured.Select(m => m.TrainS)), 3),
                     ["samples_per_s"] = Math.Round(samplesPerS, 2),
                     ["generated_tokens_per_s"] = Math.Round(measured.Sum(m => m.TokensGenerated) / total, 1),
                     ["speedup_vs_embedded"] = Math.Round(samplesPerS / embedded, 3),
@@ -193,12 +194,6 @@ public sealed class BenchRlCommand : ICommandProvider
         }
 
         result["cores"] = Environment.ProcessorCount;
-    }
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     private static JsonObject Latency(string url, int items, string appendFsync)

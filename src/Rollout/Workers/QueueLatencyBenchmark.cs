@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using K2RL.Common.Metrics;
 using K2RL.Common.Redis;
 
 namespace K2RL.Rollout.Workers;
@@ -74,8 +75,6 @@ public static class QueueLatencyBenchmark
         }
 
         var sorted = ms.Skip(Math.Min(10, items / 10)).Order().ToArray();   // the first few warm the connections and scripts up
-        return new QueueLatency(sorted.Length, Percentile(sorted, 0.5), Percentile(sorted, 0.9), sorted[^1]);
+        return new QueueLatency(sorted.Length, Math.Round(Quantiles.NearestRank(sorted, 0.5), 3), Math.Round(Quantiles.NearestRank(sorted, 0.9), 3), sorted[^1]);
     }
-
-    private static double Percentile(double[] sorted, double q) => Math.Round(sorted[(int)Math.Min(sorted.Length - 1, Math.Floor(q * sorted.Length))], 3);
 }
