@@ -32,6 +32,8 @@ public abstract class DecoderDecorator(IDecoder inner) : IDecoder
 
     public void LoadWeights(float[] parameters) => Inner.LoadWeights(parameters);
 
+    public bool TryShareWeights(float[] parameters) => Inner.TryShareWeights(parameters);
+
     public virtual void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits) => Inner.Prefill(seq, tokens, lastLogits);
 
     public virtual void PrefillBatch(IReadOnlyList<IDecoderSequence> seqs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> counts, Span<float> lastLogits) =>

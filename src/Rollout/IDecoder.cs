@@ -45,8 +45,15 @@ public interface IDecoder
 
     void FreeBlock(int block);
 
-    /// <summary>Replaces the weights (a layout-sized flat fp32 buffer). Called only between steps.</summary>
+    /// <summary>Replaces the weights (a layout-sized flat fp32 buffer) by a copy. Called only between steps.</summary>
     void LoadWeights(float[] parameters);
+
+    /// <summary>
+    /// Replaces the weights by reading <paramref name="parameters"/> in place (no copy) until the next load or share; the
+    /// caller keeps the buffer unchanged that long. False where the decoder cannot (it keeps a transformed copy, or
+    /// does not support it: the default), and the caller then copies with <see cref="LoadWeights"/>.
+    /// </summary>
+    bool TryShareWeights(float[] parameters) => false;
 
     /// <summary>Appends <paramref name="tokens"/> to the sequence's cache; writes the last position's logits [V].</summary>
     void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits);

@@ -74,6 +74,8 @@ public sealed class ModelDecoder : IDecoder
 
     public void LoadWeights(float[] parameters) => model.LoadWeights(parameters);
 
+    public bool TryShareWeights(float[] parameters) => model.TryShareWeights(parameters);
+
     public void Prefill(IDecoderSequence seq, ReadOnlySpan<int> tokens, Span<float> lastLogits) =>
         model.Prefill(((Sequence)seq).Cache, tokens, lastLogits);
 

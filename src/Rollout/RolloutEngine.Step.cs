@@ -116,14 +116,35 @@ public sealed partial class RolloutEngine
     {
         if (weights is not null && weights.TryGetNewer(WeightVersion, out var w) && w is not null)
         {
+            // Shared where the decoder can read the version in place (the swap is then a reference change): the engine
+            // holds it as a reader, so the checkpoint engine reuses the buffer only after the next swap releases it.
+            // Otherwise copied, and released at once.
+            bool shared;
             try
             {
-                decoder.LoadWeights(w.Parameters);
+                shared = decoder.TryShareWeights(w.Parameters);
+                if (!shared)
+                {
+                    decoder.LoadWeights(w.Parameters);
+                }
             }
-            finally
+            catch
+            {
+                weights.Release(w);
+                throw;
+            }
+
+            if (!shared)
             {
                 weights.Release(w);   // copied: the checkpoint engine may reuse the buffer
             }
+
+            if (sharedWeights is { } previous)
+            {
+                weights.Release(previous);   // no longer read
+            }
+
+            sharedWeights = shared ? w : null;
 
             WeightVersion = w.Version;
             if (options.RecomputeCacheOnNewWeights)

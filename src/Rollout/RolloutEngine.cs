@@ -15,6 +15,7 @@ public sealed partial class RolloutEngine
     private readonly IDecoder decoder;
     private readonly EngineOptions options;
     private readonly IWeightSource? weights;
+    private WeightSet? sharedWeights;   // the version the decoder reads in place, held as a reader of its source
     private readonly object inboxGate = new();
     private readonly List<ActiveSequence> inbox = [];
     private readonly LinkedList<ActiveSequence> waiting = new();

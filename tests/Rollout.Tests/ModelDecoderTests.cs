@@ -156,6 +156,79 @@ public class ModelDecoderTests
     }
 
     [Fact]
+    public void AVersionIsReadInPlaceAndItsBufferIsNotReusedUntilTheEngineHasMovedOn()
+    {
+        var config = Preset("k2-test");
+        float[] p1 = Weights(config, "k2-test", 11), p2 = Weights(config, "k2-test", 12), p3 = Weights(config, "k2-test", 13);
+        var channel = new InProcessWeightChannel();
+        var engine = new RolloutEngine(Decoder("k2-test"), weights: channel);
+        channel.Publish(1, p1);
+        Assert.True(engine.SyncWeights());
+        Assert.True(channel.TryGetNewer(0, out var v1));
+        channel.Release(v1!);
+        float[] held = v1!.Parameters;   // the buffer the engine's decoder now reads
+
+        // The trainer keeps publishing while the engine stays on version 1: none of that lands in the held buffer.
+        for (int v = 2; v <= 6; v++)
+        {
+            channel.Publish(v, v % 2 == 0 ? p2 : p3);
+        }
+
+        Assert.Equal(p1, held);
+
+        // The engine moves to version 6 and lets version 1 go: its buffer serves a later version.
+        Assert.True(engine.SyncWeights());
+        Assert.Equal(6, engine.WeightVersion);
+        var reused = false;
+        for (int v = 7; v <= 8; v++)
+        {
+            channel.Publish(v, p2);
+            Assert.True(channel.TryGetNewer(v - 1, out var w));
+            channel.Release(w!);
+            reused |= ReferenceEquals(w!.Parameters, held);
+        }
+
+        Assert.True(reused, "the buffer of version 1 was never reused after the engine released it");
+
+        // What the engine generates on version 8 (read in place from a reused buffer) is what a copy of p2 gives.
+        var h = engine.Submit(Req("g", [3, 4, 5], 20, 1, temperature: 0f));
+        engine.RunUntilIdle();
+        Assert.All(h.Result!.Tokens, t => Assert.Equal(8, t.WeightVersion));
+        var check = new RolloutEngine(Decoder("k2-test", seed: 12));
+        var hc = check.Submit(Req("g", [3, 4, 5], 20, 1, temperature: 0f));
+        check.RunUntilIdle();
+        Assert.Equal(hc.Result!.TokenIds, h.Result!.TokenIds);
+    }
+
+    [Fact]
+    public void SharingIsRefusedForBf16AndALoadAfterASharedVersionNeverWritesIntoIt()
+    {
+        var config = Preset("k2-test");
+        float[] shared = (float[])Weights(config, "k2-test", 11).Clone(), copy = (float[])shared.Clone();
+        var f32 = new ModelDecoder(config, 2);
+        Assert.True(f32.TryShareWeights(shared));
+        f32.LoadWeights(Weights(config, "k2-test", 12));
+        Assert.Equal(copy, shared);
+        Assert.False(new ModelDecoder(config, 2, precision: WeightPrecision.Bf16).TryShareWeights(shared));
+        Assert.Throws<ArgumentException>(() => f32.TryShareWeights(new float[3]));
+
+        // A bf16 engine still takes new versions (by copy) and releases each at once.
+        var channel = new InProcessWeightChannel();
+        var engine = new RolloutEngine(Decoder("k2-test", precision: WeightPrecision.Bf16), weights: channel);
+        channel.Publish(1, shared);
+        Assert.True(engine.SyncWeights());
+        Assert.True(channel.TryGetNewer(0, out var v1));
+        channel.Release(v1!);
+        channel.Publish(2, shared);
+        channel.Publish(3, shared);
+        Assert.True(channel.TryGetNewer(2, out var v3));
+        channel.Release(v3!);
+        Assert.Same(v1!.Parameters, v3!.Parameters);   // version 1's buffer was free at once: the engine copied it
+        Assert.True(engine.SyncWeights());
+        Assert.Equal(3, engine.WeightVersion);
+    }
+
+    [Fact]
     public void CacheBudgetInBlocksOfTheRealPool()
     {
         var decoder = Decoder("k2-test", maxBatch: 8, blockTokens: 8, blocks: 40);

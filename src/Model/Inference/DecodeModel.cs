@@ -29,7 +29,8 @@ public sealed partial class DecodeModel
     private readonly float eps, scale;
     private readonly int embedOffset, normOffset, headOffset;
     private readonly float[] ropeCos, ropeSin;
-    private readonly float[] parameters;         // as loaded, or rounded to bf16 values (Precision Bf16)
+    private readonly float[] own;                // this model's buffer: LoadWeights copies into it
+    private float[] parameters;                  // what the kernels read: own (as loaded, or rounded to bf16 values), or a shared buffer
     private ushort[] experts16 = [];             // Bf16: the routed experts' rows for decode's small products (same offsets)
     private readonly float[] maxLogits;          // [L, H] of the last prefill
     private readonly Projector project = new(fewRowParts: true);
@@ -78,7 +79,7 @@ public sealed partial class DecodeModel
         layerSlots = LayerSlots.All(layout);
         (embedOffset, normOffset, headOffset) = TrunkSlots.From(layout);
         (ropeCos, ropeSin) = Rope.BuildTables(mla.Dr, maxPos, config.RopeTheta);
-        parameters = layout.NewBuffer();
+        own = parameters = layout.NewBuffer();
         maxLogits = new float[L * mla.H];
         decode = new DecodeWork(this, maxBatch);
     }
@@ -104,7 +105,8 @@ public sealed partial class DecodeModel
                 $"parameter buffer has {parameters.Length} floats; this model's layout needs {this.parameters.Length}", nameof(parameters));
         }
 
-        parameters.CopyTo(this.parameters, 0);
+        parameters.CopyTo(own, 0);
+        this.parameters = own;
         if (Precision == WeightPrecision.Bf16)
         {
             RoundToBf16();
@@ -113,12 +115,36 @@ public sealed partial class DecodeModel
         loaded = true;
     }
 
+    /// <summary>
+    /// Reads <paramref name="parameters"/> in place from now on, without a copy: the swap of a new version is a reference
+    /// change. The caller must not change the buffer until the next <see cref="LoadWeights"/> or share. Returns false (and
+    /// changes nothing) where this model keeps its own transformed copy: with <see cref="WeightPrecision.Bf16"/> it rounds
+    /// and packs the weights, so the caller copies with <see cref="LoadWeights"/>.
+    /// </summary>
+    public bool TryShareWeights(float[] parameters)
+    {
+        if (parameters.Length != own.Length)
+        {
+            throw new ArgumentException(
+                $"parameter buffer has {parameters.Length} floats; this model's layout needs {own.Length}", nameof(parameters));
+        }
+
+        if (Precision != WeightPrecision.F32)
+        {
+            return false;
+        }
+
+        this.parameters = parameters;
+        loaded = true;
+        return true;
+    }
+
     /// <summary>Rounds the loaded weights (not the routing biases) to bf16 and packs the routed experts' rows.</summary>
     private void RoundToBf16()
     {
         if (experts16.Length == 0)
         {
-            experts16 = new ushort[parameters.Length];
+            experts16 = new ushort[own.Length];
         }
 
         foreach (var t in layout.Tensors)
