@@ -167,6 +167,43 @@ public sealed class RlCommandTests
         }
     }
 
+    [Theory]
+    [InlineData("full", true)]
+    [InlineData("brief", false)]
+    public async Task ACriticPromptLongerThanTheContextIsCountedAsRefusedAndBriefRubricsFitIt(string detail, bool refused)
+    {
+        // One rubric with long criteria: with them the comparison prompt is over the test model's 512-token (byte-level)
+        // context, without them well under it.
+        using var jobs = new RlTestJobs(iterations: 2);
+        string rubrics = Path.Combine(jobs.Dir, "rubrics");
+        Directory.CreateDirectory(rubrics);
+        string criteria = string.Concat(Enumerable.Range(1, 6).Select(i =>
+            $"      - Criterion {i}, the response states each step of its working in order, names what it computes, and checks the result once more.\n"));
+        File.WriteAllText(Path.Combine(rubrics, "core.yaml"), $"kind: core\nrubrics:\n  - name: steps\n    description: Shows its steps.\n    criteria:\n{criteria}");
+        File.WriteAllText(jobs.JobPath, File.ReadAllText(jobs.JobPath)
+            .Replace("max_response_tokens: 12}", "max_response_tokens: 12, reward: critic, tags: [math]}")
+            .Replace("critic:\n", $"critic:\n  rubrics: {rubrics}\n  rubric_detail: {detail}\n"));
+        string run = jobs.RunDir(detail);
+        var (code, _, err) = await Run("rl", "--job", jobs.JobPath, "--run-dir", run);
+        Assert.True(code == 0, err);
+        var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+        int total = lines.Sum(m => m["critic_refused"]!.GetValue<int>());
+        bool judged = lines.Any(m => m["envs"]?["arithmetic"] is not null || m["critic_pairs"]!.GetValue<int>() > 0);
+        Assert.True(judged, "no comparison was asked in two iterations: the test proves nothing");
+        string log = string.Concat(Directory.GetFiles(Path.Combine(run, "logs")).Select(File.ReadAllText));
+        if (refused)
+        {
+            Assert.True(total > 0, "no comparison prompt was refused");
+            Assert.Contains("the critic's engine refused", log);
+            Assert.Contains("does not fit the context", log);
+        }
+        else
+        {
+            Assert.Equal(0, total);
+            Assert.DoesNotContain("the critic's engine refused", log);
+        }
+    }
+
     [Fact]
     public void MetricsAreParseableJsonEvenWithNaN()
     {

@@ -39,6 +39,21 @@ public class CriticTests
         Assert.Equal(6, oneOrder.BuildComparisons("q", ["a", "b", "c", "d"]).Count);
     }
 
+    [Fact]
+    public void ABriefPromptNamesAndDescribesEachRubricWithoutItsCriteria()
+    {
+        var brief = new CriticProtocol(ScriptedJudge.PreferLonger(), [Core, Mandatory], new CriticOptions { RubricDetail = RubricDetail.Brief });
+        var full = new CriticProtocol(ScriptedJudge.PreferLonger(), [Core, Mandatory]);
+        string b = brief.BuildComparisons("Explain tides.", ["r0", "r1"])[0].Prompt, f = full.BuildComparisons("Explain tides.", ["r0", "r1"])[0].Prompt;
+        Assert.Contains("- clarity: Clear.", b);
+        Assert.Contains("- no_praise: No flattery.", b);
+        Assert.Contains("Mandatory", b);
+        Assert.DoesNotContain("Answers it.", b);
+        Assert.Contains("Answers it.", f);
+        Assert.Equal(("r0", "r1"), CriticProtocol.ResponsesOf(b));
+        Assert.Equal(f.Replace("  - Answers it.\n", ""), b);
+    }
+
     [Theory]
     [InlineData("Reasoning... Verdict: [[A]]", PairVerdict.A)]
     [InlineData("verdict: [[ b ]]", PairVerdict.B)]

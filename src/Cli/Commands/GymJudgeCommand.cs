@@ -58,6 +58,8 @@ public sealed class GymJudgeCommand : ICommandProvider
         public int Batch { get; init; } = 16;
 
         public WeightPrecision Weights { get; init; } = WeightPrecision.F32;
+
+        public RubricDetail RubricDetail { get; init; } = RubricDetail.Full;
     }
 
     public IEnumerable<Command> Build(CliContext context)
@@ -77,9 +79,15 @@ public sealed class GymJudgeCommand : ICommandProvider
         var maxTokens = new Option<int>("--max-tokens") { Description = "A checkpoint judge's verdict budget in tokens", DefaultValueFactory = _ => 64 };
         var batch = new Option<int>("--batch") { Description = "A checkpoint judge's engine batch", DefaultValueFactory = _ => 16 };
         var weights = WeightsOption.Create();
+        var detail = new Option<string>("--rubric-detail")
+        {
+            Description = "full: rubric criteria in the prompt; brief: names and descriptions only (a prompt that fits a small model's context)",
+            DefaultValueFactory = _ => "full",
+        };
+        detail.AcceptOnlyFromAmong("full", "brief");
         var command = new Command("judge", "Judge responses against rubrics with a checkpoint or an http judge, and see why")
         {
-            rubrics, input, judge, model, apiKeyEnv, tags, bothOrders, json, report, timeout, retries, concurrency, maxTokens, batch, weights,
+            rubrics, input, judge, model, apiKeyEnv, tags, bothOrders, json, report, timeout, retries, concurrency, maxTokens, batch, weights, detail,
         };
         command.SetAction((parse, ct) => Run(context, new Options
         {
@@ -98,6 +106,7 @@ public sealed class GymJudgeCommand : ICommandProvider
             MaxTokens = parse.GetValue(maxTokens),
             Batch = parse.GetValue(batch),
             Weights = WeightPrecisions.Parse(parse.GetValue(weights)!),
+            RubricDetail = parse.GetValue(detail) == "brief" ? RubricDetail.Brief : RubricDetail.Full,
         }, ct));
         yield return command;
     }
@@ -108,7 +117,7 @@ public sealed class GymJudgeCommand : ICommandProvider
         Validate(o);
         var rubrics = RubricLoader.LoadDirectory(o.Rubrics);
         var items = JudgeInputReader.ReadFile(o.Input);
-        var options = new WorkbenchOptions { BothOrders = o.BothOrders, ExtraTags = o.Tags, RubricSource = o.Rubrics };
+        var options = new WorkbenchOptions { BothOrders = o.BothOrders, ExtraTags = o.Tags, RubricSource = o.Rubrics, RubricDetail = o.RubricDetail };
         JudgeWorkbench.Check(rubrics, items, options);
 
         var judges = new List<WorkbenchJudge>();

@@ -71,6 +71,20 @@ public sealed record CriticOptions
     public double BradleyTerryPrior { get; init; } = 0.5;
 
     public int BradleyTerryIterations { get; init; } = 200;
+
+    /// <summary>How much of each rubric the prompt carries: its criteria too (the default), or its name and description
+    /// only, for a judge whose context does not hold the full text (a small model).</summary>
+    public RubricDetail RubricDetail { get; init; } = RubricDetail.Full;
+}
+
+/// <summary>How much of a rubric a comparison prompt carries.</summary>
+public enum RubricDetail
+{
+    /// <summary>Name, description and every criterion.</summary>
+    Full,
+
+    /// <summary>Name and description.</summary>
+    Brief,
 }
 
 /// <summary>
@@ -274,12 +288,12 @@ public sealed class CriticProtocol(IJudge judge, IReadOnlyList<Rubric> rubrics, 
         return (comparisonPrompt[(a + ResponseAHeader.Length)..(b - 2)], comparisonPrompt[(b + ResponseBHeader.Length)..r]);
     }
 
-    private static void AppendRubrics(StringBuilder sb, IEnumerable<Rubric> list)
+    private void AppendRubrics(StringBuilder sb, IEnumerable<Rubric> list)
     {
         foreach (var r in list)
         {
             sb.Append("- ").Append(r.Name).Append(": ").Append(r.Description.Trim()).Append('\n');
-            foreach (string c in r.Criteria)
+            foreach (string c in Options.RubricDetail == RubricDetail.Full ? r.Criteria : [])
             {
                 sb.Append("  - ").Append(c.Trim()).Append('\n');
             }

@@ -49,15 +49,30 @@ public sealed class RlCritic : IDisposable
             ? new HttpJudge(new Uri(job.Critic.Endpoint!), job.Critic.Http with { Model = job.Critic.JudgeModel })
             : new EngineJudge(engine, tokenizer, job.Critic.MaxTokens);
         bool needsRubrics = job.Envs.Any(e => !IsVerifiable(e)) || job.Critic.CalibrationPairs > 0;
-        if (needsRubrics && registry.Rubrics.Count == 0 && Directory.Exists(job.Critic.Rubrics))
+        if (needsRubrics && registry.Rubrics.Count == 0)
         {
-            registry.LoadRubrics(job.Critic.Rubrics);
+            if (Directory.Exists(job.Critic.Rubrics))
+            {
+                registry.LoadRubrics(job.Critic.Rubrics);
+            }
+            else
+            {
+                // Only the default can be missing here (a path given in the job file is checked when it is read).
+                log.Warning("no rubric directory at {Rubrics} (working directory {Cwd}): the critic compares responses without rubrics; " +
+                    "run from the repository root or set critic.rubrics", job.Critic.Rubrics, Environment.CurrentDirectory);
+            }
         }
 
-        protocol = new CriticProtocol(judge, registry.Rubrics, new CriticOptions { BothOrders = job.Critic.BothOrders });
+        protocol = new CriticProtocol(judge, registry.Rubrics, new CriticOptions { BothOrders = job.Critic.BothOrders, RubricDetail = job.Critic.RubricDetail });
         gate = new MandatoryGate(judge);
         mode = job.Critic.Mode == "bradley_terry" ? CriticRewardMode.BradleyTerry : CriticRewardMode.WinRate;
     }
+
+    /// <summary>Comparison prompts the policy's engine refused so far (a prompt longer than its context); 0 for an http judge.</summary>
+    public int Refused => (judge as EngineJudge)?.Failures ?? 0;
+
+    /// <summary>Why the engine refused the last one.</summary>
+    public string? LastRefusal => (judge as EngineJudge)?.LastError;
 
     public bool IsVerifiable(RlEnvSettings env) => env.Reward switch
     {

@@ -67,6 +67,7 @@ public sealed partial class RlJob : IDisposable
     private readonly IEpisodeGeneration generation;
     private readonly BatchPacker ptx;
     private readonly RlCritic critic;
+    private bool criticRefusalLogged;
     private readonly string jobSha;
     private readonly string baseDir;
     private long iteration;
@@ -237,8 +238,16 @@ public sealed partial class RlJob : IDisposable
         // 2. Score the groups whose K responses have all finished; the rest wait for their paused members.
         long t1 = Stopwatch.GetTimestamp();
         var groups = CompleteGroups(waiting.Concat(batch.Finished), out var stillWaiting);
+        int refusedBefore = critic.Refused;
         var scored = await critic.ScoreAsync(groups, stop);
         var calibration = await critic.CalibrateAsync(scored, stop);
+        int refused = critic.Refused - refusedBefore;
+        if (refused > 0 && !criticRefusalLogged)
+        {
+            criticRefusalLogged = true;
+            log.Warning("the critic's engine refused {Refused} comparison prompts in iteration {Iteration} ({Reason}): their verdicts " +
+                "count as unparseable; critic.rubric_detail: brief shortens the prompt (metric critic_refused)", refused, iteration + 1, critic.LastRefusal);
+        }
         double scoreS = Stopwatch.GetElapsedTime(t1).TotalSeconds;
 
         // Past this point the iteration is not abandoned: the weights change.
@@ -272,6 +281,7 @@ public sealed partial class RlJob : IDisposable
             ScoreS = scoreS,
             TrainS = trainS,
             PushS = pushS,
+            CriticRefused = refused,
             OtherS = Math.Max(0, total - generateS - scoreS - trainS - pushS),
             IterationS = total,
         };

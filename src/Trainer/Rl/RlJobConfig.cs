@@ -80,6 +80,10 @@ public sealed record CriticSettings
 
     /// <summary>Weight of the supervised critic loss on those pairs (the verifier's verdict as the target); 0: off.</summary>
     public double TrainWeight { get; init; }
+
+    /// <summary>"full" (rubric criteria in the prompt) or "brief" (names and descriptions only: a comparison prompt that
+    /// fits a small model's context).</summary>
+    public RubricDetail RubricDetail { get; init; } = RubricDetail.Full;
 }
 
 /// <summary>An RL job, parsed and checked from YAML before any work starts.</summary>
@@ -288,8 +292,14 @@ public sealed record RlJobConfig
             MandatoryPenalty = c.Float("mandatory_penalty", -0.5f),
             CalibrationPairs = c.Int("calibration_pairs", 4, 0, 4096),
             TrainWeight = c.Float("train_weight", 0f, 0, 100),
+            RubricDetail = c.Str("rubric_detail", "full", "full", "brief") == "brief" ? RubricDetail.Brief : RubricDetail.Full,
         };
         c.RejectUnknown();
+        if (c.OptionalStr("rubrics") is { } rubricDir && !Directory.Exists(rubricDir))
+        {
+            throw new ConfigException($"{c.At("rubrics")}: \"critic.rubrics\" is not a directory: {rubricDir} (relative paths are taken from the working directory, {Environment.CurrentDirectory})");
+        }
+
         if (critic.Judge == "http" && critic.Endpoint is null)
         {
             throw new ConfigException($"{r.At("critic")}: \"critic.judge: http\" needs \"critic.endpoint\" (an OpenAI-compatible chat-completions URL)");

@@ -77,6 +77,10 @@ public sealed record RlMetrics
 
     public int CriticPairs { get; init; }
 
+    /// <summary>Comparison prompts (rewards and closed loop) the critic's engine refused this iteration (too long for its
+    /// context): their verdicts count as unparseable.</summary>
+    public int CriticRefused { get; init; }
+
     public int PartialPaused { get; init; }
 
     public int PartialResumed { get; init; }
@@ -143,6 +147,7 @@ public sealed record RlMetrics
         o["expert_load_max_over_mean"] = Round(ExpertLoadMaxOverMean);
         o["critic_accuracy"] = Round(CriticAccuracy);
         o["critic_pairs"] = CriticPairs;
+        o["critic_refused"] = CriticRefused;
         o["partial_paused"] = PartialPaused;
         o["partial_resumed"] = PartialResumed;
         o["tokens_generated"] = TokensGenerated;

@@ -12,6 +12,8 @@ public class RlCriticConfigTests
     {
         string root = ExternalTools.RepoRoot();
         string text = File.ReadAllText(Path.Combine(root, "configs", "jobs", "rl-nano.yaml"));
+        // The committed job's own rubric_detail line goes, so that a test's settings are the only ones.
+        text = string.Join("\n", text.Split('\n').Where(l => !l.TrimStart().StartsWith("rubric_detail:", StringComparison.Ordinal)));
         text = text.Replace("critic:\n  judge: policy\n", "critic:\n" + critic);
         Assert.Contains(critic, text);
         return RlJobConfig.Parse(text, "rl.yaml", GymRegistry.CreateDefault().Environments.Select(e => e.Name).ToArray(),
@@ -34,7 +36,16 @@ public class RlCriticConfigTests
         Assert.Equal(new K2RL.Gym.Critic.HttpJudgeOptions(), c.Http);
     }
 
+    [Fact]
+    public void RubricDetailIsFullUnlessBriefIsAsked()
+    {
+        Assert.Equal(K2RL.Gym.Critic.RubricDetail.Full, Parse("  judge: policy\n").Critic.RubricDetail);
+        Assert.Equal(K2RL.Gym.Critic.RubricDetail.Brief, Parse("  judge: policy\n  rubric_detail: brief\n").Critic.RubricDetail);
+    }
+
     [Theory]
+    [InlineData("  judge: policy\n  rubric_detail: short\n", "critic.rubric_detail")]
+    [InlineData("  judge: policy\n  rubrics: /nonexistent/rubrics\n", "\"critic.rubrics\" is not a directory: /nonexistent/rubrics")]
     [InlineData("  judge: http\n  endpoint: ftp://x/y\n", "\"critic.endpoint\" must be an http:// or https:// URL")]
     [InlineData("  judge: http\n  endpoint: not a url\n", "\"critic.endpoint\" must be an http:// or https:// URL")]
     [InlineData("  judge: http\n  endpoint: http://127.0.0.1:9/\n  timeout_s: 0\n", "critic.timeout_s")]

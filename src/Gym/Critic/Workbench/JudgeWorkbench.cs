@@ -19,6 +19,9 @@ public sealed record WorkbenchOptions
 
     /// <summary>Longest response text put in a comparison prompt.</summary>
     public int MaxResponseChars { get; init; } = 6000;
+
+    /// <summary>Rubric criteria in the prompt too, or names and descriptions only.</summary>
+    public RubricDetail RubricDetail { get; init; } = RubricDetail.Full;
 }
 
 /// <summary>One comparison as the evaluator sees it: who was shown first, the verdict, the judge's text, and why there is no verdict.</summary>
@@ -79,7 +82,7 @@ public static class JudgeWorkbench
             throw new ConfigException($"give one or two judges (got {judges.Count})");
         }
 
-        var criticOptions = new CriticOptions { BothOrders = options.BothOrders, MaxResponseChars = options.MaxResponseChars };
+        var criticOptions = new CriticOptions { BothOrders = options.BothOrders, MaxResponseChars = options.MaxResponseChars, RubricDetail = options.RubricDetail };
         var protocol = new CriticProtocol(judges[0].Judge, rubrics, criticOptions);
         var plans = items.Select(item => Plan(protocol, rubrics, item, options)).ToList();   // every rubric check before any judge call
         var prompts = new List<PromptResult>();
