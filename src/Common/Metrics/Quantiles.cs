@@ -2,8 +2,8 @@ namespace K2RL.Common.Metrics;
 
 /// <summary>
 /// The order statistics the benchmarks report. <see cref="NearestRank"/> is the value at rank ⌊q·n⌋ of the sorted sample
-/// (clamped to the last), so the p99 of 100 samples is the largest and the p50 the 51st; <see cref="Median"/> averages the two middle
-/// values of an even sample.
+/// (clamped to the last), so the p99 of 100 samples is the largest and the p50 the 51st; <see cref="Median"/> averages
+/// the two middle values of an even sample.
 /// </summary>
 public static class Quantiles
 {
