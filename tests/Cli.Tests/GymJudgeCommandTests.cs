@@ -89,6 +89,27 @@ public sealed class GymJudgeCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task BriefRubricDetailSendsNamesAndDescriptionsWithoutTheCriteria()
+    {
+        var criteria = RubricLoader.LoadDirectory(rubrics).SelectMany(r => r.Criteria).Select(c => c.Trim()).ToList();
+        Assert.NotEmpty(criteria);
+        var (code, _, err) = await Run(Judge("--judge", server.Endpoint("longer").ToString(), "--json"));
+        Assert.True(code == 0, err);
+        var full = server.Requests.Select(r => r.Prompt).ToList();
+        (code, _, err) = await Run(Judge("--judge", server.Endpoint("longer").ToString(), "--json", "--rubric-detail", "brief"));
+        Assert.True(code == 0, err);
+        var brief = server.Requests.Select(r => r.Prompt).Skip(full.Count).ToList();
+        Assert.Equal(full.Count, brief.Count);
+        Assert.All(full, p => Assert.Contains(criteria, c => p.Contains(c, StringComparison.Ordinal)));
+        Assert.All(brief, p => Assert.DoesNotContain(criteria, c => p.Contains(c, StringComparison.Ordinal)));
+        Assert.True(brief.Sum(p => p.Length) < full.Sum(p => p.Length));   // requests run concurrently: compare totals, not pairs
+
+        (code, _, err) = await Run(Judge("--judge", server.Endpoint("longer").ToString(), "--rubric-detail", "short"));
+        Assert.NotEqual(0, code);
+        Assert.Contains("short", err);
+    }
+
+    [Fact]
     public async Task TheKeyIsSentButNeverPrinted()
     {
         string key = "sk-" + Guid.NewGuid().ToString("N");
