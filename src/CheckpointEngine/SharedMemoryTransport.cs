@@ -1,4 +1,4 @@
-using System.IO.Hashing;
+using K2RL.Kernels;
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 
@@ -6,7 +6,7 @@ namespace K2RL.CheckpointEngine;
 
 /// <summary>
 /// Publishes versions into <c>/dev/shm</c> (<see cref="SharedMemoryLayout"/>) for receivers in other processes on the
-/// node: each version is encoded bucket by bucket straight into the slot not being served (hashed piece by piece as it
+/// node: each version is encoded bucket by bucket straight into the slot not being served (summed by the copy as it
 /// goes), its manifest written beside it, and only then made current.
 /// </summary>
 public sealed class SharedMemoryWeightPublisher : IWeightPublisher, IDisposable
@@ -16,7 +16,7 @@ public sealed class SharedMemoryWeightPublisher : IWeightPublisher, IDisposable
     private readonly WeightDtype dtype;
     private readonly long capBytes;
     private readonly long parameterCount;
-    private readonly byte[] piece = new byte[WeightAssembler.ChunkBytes];
+    private readonly byte[] piece = new byte[256 << 10];   // bf16 encoded here, in cache, then copied into the slot
 
     /// <param name="name">the file is /dev/shm/k2rl-weights-NAME.</param>
     /// <param name="parameterCount">the flat buffer's length; <paramref name="tensors"/> describe it.</param>
@@ -90,10 +90,11 @@ public sealed class SharedMemoryWeightPublisher : IWeightPublisher, IDisposable
 
     public void Dispose() => file.Dispose();
 
-    // Encodes the values in pieces that stay in cache: each piece is hashed there, then streamed into the mapping.
+    // Writes the values into the mapping with streaming stores, summed by the copy (WordChecksum); bf16 is encoded
+    // piece by piece into a buffer that stays in cache, then copied from there.
     private ulong WriteBucket(long at, ReadOnlySpan<float> values)
     {
-        var hash = new XxHash3();
+        var sum = default(WordChecksum);
         int size = dtype.Size(), per = piece.Length / size;
         for (int i = 0; i < values.Length; i += per)
         {
@@ -110,12 +111,11 @@ public sealed class SharedMemoryWeightPublisher : IWeightPublisher, IDisposable
                 bytes = dst;
             }
 
-            hash.Append(bytes);
-            K2RL.Kernels.StreamingStores.Copy(bytes, file.WritableSpan(at + ((long)i * size), bytes.Length));
+            sum.CopyAndAdd(bytes, file.WritableSpan(at + ((long)i * size), bytes.Length), (long)i * size);
         }
 
         WireCodec.FenceStreamingStores();
-        return hash.GetCurrentHashAsUInt64();
+        return sum.Finish((long)values.Length * size);
     }
 }
 

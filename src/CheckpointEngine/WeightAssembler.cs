@@ -25,9 +25,6 @@ public enum BucketResult
 /// </summary>
 public sealed class WeightAssembler
 {
-    /// <summary>The piece a bucket is hashed and copied out in: small enough to stay in L2 between the two.</summary>
-    internal const int ChunkBytes = 256 << 10;
-
     private readonly IReadOnlyList<TensorSpec> model;
     private readonly Dictionary<string, TensorSpec> byName;
     private readonly long length;
@@ -128,9 +125,9 @@ public sealed class WeightAssembler
     }
 
     /// <summary>
-    /// Verifies bucket <paramref name="index"/> of <paramref name="version"/> and copies out what the receiver holds. The
-    /// bucket is taken in cache-sized pieces: each piece is hashed (which brings it into cache), then copied out of the
-    /// cache into the staging buffer with streaming stores, so verifying costs no second pass over memory. A bucket
+    /// Verifies bucket <paramref name="index"/> of <paramref name="version"/> and copies out what the receiver holds, in
+    /// one pass: the copy into the staging buffer (streaming stores) computes the checksum
+    /// (<see cref="K2RL.Kernels.WordChecksum"/>) of what it moves, so verifying reads nothing twice. A bucket
     /// that fails its checksum leaves its bytes in staging, unpublished, until it is taken again. The checksum is the
     /// manifest's, or where that is 0 (a sender that streams buckets as it encodes them), <paramref name="carried"/>.
     /// </summary>
@@ -152,27 +149,39 @@ public sealed class WeightAssembler
                 return BucketResult.Corrupt;
             }
 
+            // One pass: each run the receiver holds is copied out (widened from bf16) by the loop that sums it; the
+            // bytes between runs (tensors it does not hold) are summed alone.
             int size = pending.Dtype.Size();
-            int piece = ChunkBytes / size * size;
-            var hash = new System.IO.Hashing.XxHash3();
-            for (int at = 0; at < data.Length; at += piece)
+            var sum = default(K2RL.Kernels.WordChecksum);
+            long next = 0;
+            foreach (var run in runs[index])
             {
-                var span = data.Slice(at, Math.Min(piece, data.Length - at));
-                hash.Append(span);
-                long first = at / size, count = span.Length / size;
-                foreach (var run in runs[index])
+                if (run.Source > next)
                 {
-                    long lo = Math.Max(run.Source, first), hi = Math.Min(run.Source + run.Count, first + count);
-                    if (lo < hi)
-                    {
-                        WireCodec.DecodeStreaming(span.Slice((int)((lo - first) * size), (int)((hi - lo) * size)), pending.Dtype,
-                            staging.AsSpan(checked((int)(run.Target + lo - run.Source)), (int)(hi - lo)));
-                    }
+                    sum.Add(data.Slice(checked((int)(next * size)), checked((int)((run.Source - next) * size))), next * size);
                 }
+
+                var src = data.Slice(checked((int)(run.Source * size)), checked((int)(run.Count * size)));
+                var dst = staging.AsSpan(checked((int)run.Target), checked((int)run.Count));
+                if (pending.Dtype == WeightDtype.F32)
+                {
+                    sum.CopyAndAdd(src, MemoryMarshal.AsBytes(dst), run.Source * size);
+                }
+                else
+                {
+                    sum.WidenBf16AndAdd(MemoryMarshal.Cast<byte, ushort>(src), dst, run.Source * size);
+                }
+
+                next = run.Source + run.Count;
+            }
+
+            if (next * size < data.Length)
+            {
+                sum.Add(data[checked((int)(next * size))..], next * size);
             }
 
             WireCodec.FenceStreamingStores();
-            if (hash.GetCurrentHashAsUInt64() != expected)
+            if (sum.Finish(data.Length) != expected)
             {
                 return BucketResult.Corrupt;
             }
@@ -278,6 +287,11 @@ public sealed class WeightAssembler
                 }
 
                 plan[bi].Add(new CopyRun(s.Offset - b.Offset, t.Offset, t.Length));
+            }
+
+            foreach (var runs in plan)
+            {
+                runs.Sort((x, y) => x.Source.CompareTo(y.Source));   // the gaps between them are summed in Accept
             }
         }
 

@@ -23,7 +23,7 @@ public sealed record WeightManifest(long Version, long ParameterCount, WeightDty
 
     public Wire.WeightManifest ToWire()
     {
-        var m = new Wire.WeightManifest { Version = Version, ParameterCount = ParameterCount };
+        var m = new Wire.WeightManifest { Version = Version, ParameterCount = ParameterCount, ChecksumKind = K2RL.Kernels.WordChecksum.Kind };
         foreach (var t in Tensors)
         {
             var e = new Wire.TensorEntry { Name = t.Name, Offset = t.Offset, Dtype = (Wire.WeightDtype)(int)Dtype };
@@ -45,6 +45,13 @@ public sealed record WeightManifest(long Version, long ParameterCount, WeightDty
         if (m.Tensors.Count == 0)
         {
             throw new WeightTransferException($"manifest of version {m.Version} lists no tensors");
+        }
+
+        if (m.ChecksumKind != K2RL.Kernels.WordChecksum.Kind)
+        {
+            throw new WeightTransferException($"manifest of version {m.Version}: its checksums are " +
+                (m.ChecksumKind.Length == 0 ? "of no named kind (a sender from before k2rl named them: XxHash3)" : $"\"{m.ChecksumKind}\"") +
+                $"; this receiver verifies {K2RL.Kernels.WordChecksum.Kind} only");
         }
 
         var dtype = (WeightDtype)(int)m.Tensors[0].Dtype;

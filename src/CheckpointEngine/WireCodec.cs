@@ -1,5 +1,4 @@
 using K2RL.Kernels;
-using System.IO.Hashing;
 using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -10,9 +9,9 @@ namespace K2RL.CheckpointEngine;
 /// <summary>
 /// The bytes of a bucket on the wire: fp32 as is, or bf16 (the top 16 bits of each fp32, rounded to nearest even, NaN
 /// kept a quiet NaN of its sign: the rounding of <c>K2RL.Kernels.Bf16</c>, which is scalar; this one is vectorized with
-/// <see cref="Vector{T}"/>, and the tests hold it bit-exact to that oracle). Checksums are XxHash3 (64-bit): it hashes at
-/// memory speed, so verifying a bucket costs a fraction of moving it, and a 64-bit digest makes an undetected corrupted
-/// bucket a 2⁻⁶⁴ event (CRC-32C would be as fast with hardware support, but 32 bits).
+/// <see cref="Vector{T}"/>, and the tests hold it bit-exact to that oracle). Checksums are <see cref="WordChecksum"/>
+/// (64-bit, named in every manifest): position-weighted word sums that the copy moving a bucket computes in the same
+/// pass, so verifying costs no second read, and any one- or two-word corruption is always caught.
 /// Little-endian hosts only (every supported one).
 /// </summary>
 public static class WireCodec
@@ -20,7 +19,7 @@ public static class WireCodec
     /// <summary>Below this a streaming copy is a plain one (the aligned head and tail would dominate).</summary>
     private const int StreamingMinBytes = StreamingStores.StreamingMinBytes;
 
-    public static ulong Checksum(ReadOnlySpan<byte> bytes) => XxHash3.HashToUInt64(bytes);
+    public static ulong Checksum(ReadOnlySpan<byte> bytes) => WordChecksum.Of(bytes);
 
     /// <summary>Writes <paramref name="values"/> in <paramref name="dtype"/> to <paramref name="dst"/> (values · size bytes).</summary>
     public static void Encode(ReadOnlySpan<float> values, WeightDtype dtype, Span<byte> dst)

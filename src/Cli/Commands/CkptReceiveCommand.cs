@@ -10,7 +10,7 @@ namespace K2RL.Cli.Commands;
 /// <c>k2rl ckpt receive</c> (hidden): one checkpoint-engine receiver in its own process, from shared memory or the
 /// network, as a rollout worker will run it; the integration tests' child process. It runs until a version is reached
 /// (<c>--until-version</c>) or its stdin closes, keeps <c>--status-file</c> current after every version, and prints one
-/// JSON object: the version held and the XxHash3 of its parameter bytes.
+/// JSON object: the version held and the checksum (WireCodec's) of its parameter bytes.
 /// </summary>
 public sealed class CkptReceiveCommand : ICommandProvider
 {
@@ -136,7 +136,7 @@ public sealed class CkptReceiveCommand : ICommandProvider
         }
     }
 
-    /// <summary>The hex XxHash3 of a parameter buffer's bytes (what the tests compare with the sent buffer's).</summary>
+    /// <summary>The hex checksum of a parameter buffer's bytes (what the tests compare with the sent buffer's).</summary>
     public static string Checksum(float[] parameters) =>
         WireCodec.Checksum(System.Runtime.InteropServices.MemoryMarshal.AsBytes(parameters.AsSpan())).ToString("x16");
 
