@@ -33,6 +33,13 @@ public sealed record GymTask
 
     public required string Solution { get; init; }
 
+    /// <summary>
+    /// A finer-grained worked solution where the generator has one (every intermediate fact on its own line); the
+    /// pretraining corpus uses <see cref="Solution"/>, synthesis either (its job's <c>solutions</c>).
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? DetailedSolution { get; init; }
+
     /// <summary>Task-specific facts verifiers read (numbers, target, interpreter, tolerance, lookup table).</summary>
     public IReadOnlyDictionary<string, string> Params { get; init; } = ResetOptions.EmptyMap;
 

@@ -41,23 +41,65 @@ public class GeneratorTests
     }
 
     [Theory]
-    [InlineData("arithmetic")]
-    [InlineData("countdown")]
-    [InlineData("list_ops")]
-    public async Task WorkedSolutionsScoreFullMarks(string kind)
+    [InlineData("arithmetic", false)]
+    [InlineData("countdown", false)]
+    [InlineData("list_ops", false)]
+    [InlineData("arithmetic", true)]   // the detailed solutions: other steps, the same answer line
+    [InlineData("list_ops", true)]
+    public async Task WorkedSolutionsScoreFullMarks(string kind, bool detailed)
     {
         var registry = GymRegistry.CreateDefault();
         for (int d = 1; d <= 5; d++)
         {
-            for (int seed = 0; seed < 40; seed++)
+            for (int seed = 0; seed < 50; seed++)
             {
                 await using var env = (TaskEnvironment)registry.CreateEnvironment(kind);
                 await env.ResetAsync(seed, new ResetOptions { Difficulty = d });
-                var step = await env.StepAsync(env.Task!.Solution);
-                Assert.True(step.Info.Correct, $"{kind} d={d} seed={seed}: {env.Task.Prompt}\n{env.Task.Solution}\n{step.Info.Data.GetValueOrDefault("reason")}");
+                string solution = detailed ? env.Task!.DetailedSolution! : env.Task!.Solution;
+                if (detailed)
+                {
+                    Assert.NotEqual(env.Task.Solution, solution);
+                    Assert.Equal(env.Task.Solution.Split('\n')[^1], solution.Split('\n')[^1]);
+                }
+
+                var step = await env.StepAsync(solution);
+                Assert.True(step.Info.Correct, $"{kind} d={d} seed={seed}: {env.Task.Prompt}\n{solution}\n{step.Info.Data.GetValueOrDefault("reason")}");
                 Assert.Equal(1.0, step.Reward);
             }
         }
+    }
+
+    [Theory]
+    [InlineData(958, 67, "+", "hundreds: 9 + 0 + 1 = 10, write 0, carry 1. So far: 025", "thousands: the carry 1, write 1. So far: 1025")]
+    [InlineData(402, 38, "-", "tens: 0 - 3 - 1 (lent): 0 < 4, borrow: 10 - 4 = 6. So far: 64", "hundreds: 4 - 0 - 1 (lent): 4 - 1 = 3. So far: 364")]
+    [InlineData(47, 38, "-", "ones: 7 - 8: 7 < 8, borrow: 17 - 8 = 9. So far: 9", "tens: 4 - 3 - 1 (lent): 4 - 4 = 0. So far: 09")]
+    [InlineData(47, 8, "*", "ones: 7 * 8 = 56, write 6, carry 5. So far: 6", "tens: 4 * 8 = 32, + 5 = 37, write 37. So far: 376")]
+    [InlineData(123, 45, "*", "tens digit 4: 123 * 4 = 492, shifted 1 place: 4920", "thousands: 0 + 4 + 1 = 5, write 5. So far: 5535")]
+    public void DetailedArithmeticWritesEveryDigitFactAndTheResultSoFar(long a, long b, string op, string line, string later)
+    {
+        string steps = op switch
+        {
+            "+" => ArithmeticGenerator.DetailedAddition(a, b),
+            "-" => ArithmeticGenerator.DetailedSubtraction(a, b),
+            _ => ArithmeticGenerator.DetailedMultiplication(a, b),
+        };
+        var lines = steps.Split('\n');
+        Assert.True(Array.IndexOf(lines, line) >= 0 && Array.IndexOf(lines, line) < Array.IndexOf(lines, later), steps);
+        long result = op switch { "+" => a + b, "-" => a - b, _ => a * b };
+        Assert.Equal($"So {a} {op} {b} = {result}.", lines[^1]);
+    }
+
+    [Fact]
+    public void DetailedListOpsWalkOneElementAtATime()
+    {
+        Assert.Equal("the smallest of [5, 3, 8, 3] is 3\nthe smallest of [5, 8, 3] is 3\nthe smallest of [5, 8] is 5\nthe smallest of [8] is 8\n",
+            ListOpsGenerator.Walk("sort", [5, 3, 8, 3], 0));
+        Assert.Equal("positions: 1: 5, 2: 3, 3: 8\nfrom position 3 back to 1: 8, 3, 5\n", ListOpsGenerator.Walk("reverse", [5, 3, 8], 0));
+        Assert.Equal("5 new, 3 new, 5 seen\n", ListOpsGenerator.Walk("dedupe", [5, 3, 5], 0));
+        Assert.Equal("5 odd, 4 even\n", ListOpsGenerator.Walk("evens", [5, 4], 0));
+        Assert.Equal("0 + 5 = 5\n5 + 4 = 9\n", ListOpsGenerator.Walk("sum", [5, 4], 0));
+        Assert.Equal("start with 5; 9: 9; 2: 9\n", ListOpsGenerator.Walk("max", [5, 9, 2], 0));
+        Assert.Equal("positions: 1: 5, 2: 9, 3: 2\npositions 1 to 2\n", ListOpsGenerator.Walk("first", [5, 9, 2], 2));
     }
 
     [Fact]

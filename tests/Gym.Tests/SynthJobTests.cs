@@ -59,6 +59,8 @@ public sealed class SynthJobTests
     [InlineData("generator: {kind: checkpoint}\nenvs: {arithmetic: {}}\n", "required key \"generator.path\"")]
     [InlineData("generator: {kind: http, url: not-a-url}\nenvs: {arithmetic: {}}\n", "\"generator.url\" is not an absolute URL")]
     [InlineData("generator: {kind: gpt}\nenvs: {arithmetic: {}}\n", "\"generator.kind\" must be one of expert, checkpoint, http")]
+    [InlineData("generator: {solutions: verbose}\nenvs: {arithmetic: {}}\n", "\"generator.solutions\" must be one of compact, detailed")]
+    [InlineData("generator: {kind: http, url: 'http://127.0.0.1:1/v1', solutions: detailed}\nenvs: {arithmetic: {}}\n", "a http generator writes its own")]
     [InlineData("envs: [arithmetic\n", "job.yaml:")]
     [InlineData("- a list\n", "the file must be a YAML mapping")]
     public void MalformedJobIsAnErrorNamingFileLineAndKey(string yaml, string expected)

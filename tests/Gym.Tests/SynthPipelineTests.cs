@@ -49,6 +49,25 @@ public sealed class SynthPipelineTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task WithDetailedSolutionsTheExpertPlaysThemWhereTheGeneratorHasThemAndTheyAreRewarded()
+    {
+        var job = Job(90, ("arithmetic", 1), ("list_ops", 1), ("countdown", 1)) with { Generator = new SynthGeneratorSpec { Solutions = SynthGeneratorSpec.Detailed } };
+        var summary = await SynthesisPipeline.RunAsync(job, dir);
+        Assert.Equal(0, summary.Rejected);
+        var records = SftDataset.Read(Path.Combine(dir, SynthesisPipeline.TrainFile));
+        Assert.Equal(3, records.Select(r => r.Env).Distinct().Count());
+        var registry = GymRegistry.CreateDefault();
+        foreach (var record in records)
+        {
+            long seed = JsonNode.Parse(record.ProvenanceJson!)!["seed"]!.GetValue<long>();
+            var task = registry.GetEnvironment(record.Env!).Generator!.Generate(seed, Split.Train, record.Difficulty!.Value);
+            Assert.Equal(record.Env == "countdown" ? null : task.DetailedSolution, record.Env == "countdown" ? task.DetailedSolution : record.Messages[^1].Content);
+            Assert.Equal(task.DetailedSolution ?? task.Solution, record.Messages[^1].Content);
+            await AssertReplays(registry, record);
+        }
+    }
+
     /// <summary>A fresh environment, reset from the record's provenance, presents the record's prompt, tools and tool results, and rewards its answer.</summary>
     private static async Task AssertReplays(GymRegistry registry, SftRecord record)
     {

@@ -8,9 +8,11 @@ namespace K2RL.Gym.Synthesis;
 /// them exactly as it drives a model. For a Gym environment with a task generator the expert is the generator's worked
 /// <see cref="GymTask.Solution"/> (for tool_use a whole transcript: its assistant turns are played one per step, and
 /// the tool results the environment returns must equal the transcript's: <see cref="Expected"/>). For the agentic
-/// tasks it is <see cref="AgenticExpert"/>, which reacts to what the tools return.
+/// tasks it is <see cref="AgenticExpert"/>, which reacts to what the tools return. With <paramref name="detailed"/> a
+/// task's <see cref="GymTask.DetailedSolution"/> is played where its generator writes one.
 /// </summary>
-public sealed class ExpertPolicy(IReadOnlyList<EpisodePlan> plan, GymRegistry registry, AgenticCatalog catalog, AgenticOptions options) : IPolicy
+public sealed class ExpertPolicy(IReadOnlyList<EpisodePlan> plan, GymRegistry registry, AgenticCatalog catalog, AgenticOptions options,
+    bool detailed = false) : IPolicy
 {
     public Task<IReadOnlyList<string>> GenerateAsync(IReadOnlyList<PolicyRequest> requests, CancellationToken ct = default) =>
         System.Threading.Tasks.Task.FromResult<IReadOnlyList<string>>(requests.Select(r => Act(plan[r.Task], r.Conversation)).ToList());
@@ -45,7 +47,7 @@ public sealed class ExpertPolicy(IReadOnlyList<EpisodePlan> plan, GymRegistry re
         }
 
         var messages = task.PromptMessages().ToList();
-        foreach (var m in SolutionMessages(task))
+        foreach (var m in SolutionMessages(task, detailed))
         {
             messages.Add(m.Role == Role.Assistant ? AssistantRecord(ActionOf(m)) : m);
         }
@@ -59,14 +61,17 @@ public sealed class ExpertPolicy(IReadOnlyList<EpisodePlan> plan, GymRegistry re
             ? new Message(Role.Assistant, content, ToolCalls: calls)
             : Message.AssistantText(action);
 
-    private static List<string> Actions(GymTask? task) =>
-        task is null ? [] : SolutionMessages(task).Where(m => m.Role == Role.Assistant).Select(ActionOf).ToList();
+    private List<string> Actions(GymTask? task) =>
+        task is null ? [] : SolutionMessages(task, detailed).Where(m => m.Role == Role.Assistant).Select(ActionOf).ToList();
 
     /// <summary>The worked solution as messages: a transcript in the chat format, or one assistant reply.</summary>
-    private static IReadOnlyList<Message> SolutionMessages(GymTask task) =>
-        task.Solution.StartsWith(ChatTokens.ImAssistant, StringComparison.Ordinal) && ChatFormat.TryParse(task.Solution, out var messages, out _, out _)
+    private static IReadOnlyList<Message> SolutionMessages(GymTask task, bool detailed)
+    {
+        string solution = detailed ? task.DetailedSolution ?? task.Solution : task.Solution;
+        return solution.StartsWith(ChatTokens.ImAssistant, StringComparison.Ordinal) && ChatFormat.TryParse(solution, out var messages, out _, out _)
             ? messages
-            : [Message.AssistantText(task.Solution)];
+            : [Message.AssistantText(solution)];
+    }
 
     /// <summary>What the policy would generate for an assistant message: its content, then its tool-call section.</summary>
     private static string ActionOf(Message m) =>

@@ -16,7 +16,16 @@ public sealed record SynthGeneratorSpec
 {
     public const string Expert = "expert", Checkpoint = "checkpoint", Http = "http";
 
+    public const string Compact = "compact", Detailed = "detailed";
+
     public string Kind { get; init; } = Expert;
+
+    /// <summary>
+    /// expert: which worked solution a Gym task's expert plays: <c>compact</c> (the one the pretraining corpus holds) or
+    /// <c>detailed</c> (<see cref="GymTask.DetailedSolution"/>, every intermediate fact on its line, where the
+    /// generator has one; the compact one elsewhere).
+    /// </summary>
+    public string Solutions { get; init; } = Compact;
 
     /// <summary>checkpoint: a checkpoint or run directory.</summary>
     public string? Path { get; init; }
@@ -174,11 +183,17 @@ public sealed record SynthJob
             Batch = g.Int("batch", 16, 1, 4096),
             TimeoutSeconds = g.Float("timeout_s", 60, 0, 86_400, minExclusive: true),
             Weights = g.Str("weights", "f32"),
+            Solutions = g.Str("solutions", SynthGeneratorSpec.Compact, SynthGeneratorSpec.Compact, SynthGeneratorSpec.Detailed),
         };
         g.RejectUnknown();
         if (kind == SynthGeneratorSpec.Checkpoint && spec.Path is null)
         {
             throw g.Missing("path", "the checkpoint or run directory to generate with");
+        }
+
+        if (kind != SynthGeneratorSpec.Expert && spec.Solutions != SynthGeneratorSpec.Compact)
+        {
+            throw new ConfigException($"{g.At("solutions")}: \"{g.Prefix}solutions\" chooses the expert programs' worked solutions; a {kind} generator writes its own");
         }
 
         if (kind == SynthGeneratorSpec.Http && !Uri.TryCreate(spec.Url, UriKind.Absolute, out _))

@@ -1,10 +1,14 @@
+using System.Globalization;
 using System.Text;
 
 namespace K2RL.Gym.Tasks;
 
 /// <summary>
 /// Multi-digit addition, subtraction and multiplication. Difficulty d: operands of d+1 digits for + and -,
-/// (d+1)×d digits for ×. The worked solution goes column by column (carries, borrows) or by partial products.
+/// (d+1)×d digits for ×. The worked solution goes column by column (carries, borrows) or by partial products; the
+/// detailed one (<see cref="GymTask.DetailedSolution"/>, what synthesis can teach) names each column, writes every
+/// borrow and every digit product, and carries the result so far from line to line, so no step needs more than one
+/// digit fact and a copy of the line above.
 /// </summary>
 public sealed class ArithmeticGenerator : TaskGenerator
 {
@@ -43,7 +47,133 @@ public sealed class ArithmeticGenerator : TaskGenerator
             Prompt = $"What is {a} {symbol} {b}?",
             Answer = result.ToString(System.Globalization.CultureInfo.InvariantCulture),
             Solution = solution,
+            DetailedSolution = op switch
+            {
+                '+' => DetailedAddition(a, b),
+                '-' => DetailedSubtraction(a, b),
+                _ => DetailedMultiplication(a, b),
+            } + $"\nAnswer: {result}",
         };
+    }
+
+    private static readonly string[] Places = ["ones", "tens", "hundreds", "thousands", "ten-thousands", "hundred-thousands", "millions"];
+
+    private static string Place(int i) => i < Places.Length ? Places[i] : $"column {i + 1}";
+
+    private static int DigitFromRight(string s, int i) => i < s.Length ? s[s.Length - 1 - i] - '0' : 0;
+
+    /// <summary>Addition by columns, each line ending with the digits written so far.</summary>
+    public static string DetailedAddition(long a, long b)
+    {
+        var sb = new StringBuilder($"Add {a} and {b} column by column from the right.\n");
+        string sa = a.ToString(CultureInfo.InvariantCulture), sb2 = b.ToString(CultureInfo.InvariantCulture);
+        int n = Math.Max(sa.Length, sb2.Length), carry = 0;
+        string digits = "";
+        for (int i = 0; i < n; i++)
+        {
+            int da = DigitFromRight(sa, i), db = DigitFromRight(sb2, i), s = da + db + carry;
+            digits = (char)('0' + (s % 10)) + digits;
+            sb.Append($"{Place(i)}: {da} + {db}{(carry > 0 ? " + 1" : "")} = {s}, write {s % 10}{(s >= 10 ? ", carry 1" : "")}. So far: {digits}\n");
+            carry = s / 10;
+        }
+
+        if (carry > 0)
+        {
+            digits = "1" + digits;
+            sb.Append($"{Place(n)}: the carry 1, write 1. So far: {digits}\n");
+        }
+
+        sb.Append($"So {a} + {b} = {a + b}.");
+        return sb.ToString();
+    }
+
+    /// <summary>Subtraction by columns with every borrow written out: the digit lent from, then the column's difference.</summary>
+    public static string DetailedSubtraction(long a, long b)
+    {
+        if (a < b)
+        {
+            return $"{b} is larger than {a}, so compute {b} - {a} and negate it.\n" + DetailedSubtraction(b, a) +
+                $"\nSo {a} - {b} = {a - b}.";
+        }
+
+        var sb = new StringBuilder($"Subtract {b} from {a} column by column from the right.\n");
+        string sa = a.ToString(CultureInfo.InvariantCulture), sb2 = b.ToString(CultureInfo.InvariantCulture);
+        int borrow = 0;
+        string digits = "";
+        for (int i = 0; i < sa.Length; i++)
+        {
+            // a column that lent to the one before takes 1 more off: top - (db + 1)
+            int top = DigitFromRight(sa, i), db = DigitFromRight(sb2, i), take = db + borrow, d;
+            sb.Append($"{Place(i)}: {top} - {db}{(borrow > 0 ? " - 1 (lent)" : "")}");
+            if (top < take)
+            {
+                d = top + 10 - take;
+                sb.Append($": {top} < {take}, borrow: {top + 10} - {take} = {d}");
+                borrow = 1;
+            }
+            else
+            {
+                d = top - take;
+                sb.Append(borrow > 0 ? $": {top} - {take} = {d}" : $" = {d}");
+                borrow = 0;
+            }
+
+            digits = (char)('0' + d) + digits;
+            sb.Append($". So far: {digits}\n");
+        }
+
+        sb.Append($"So {a} - {b} = {a - b}.");
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// Multiplication by a one-digit multiplier digit by digit with its carry; by a longer one, a partial product per
+    /// digit (one line each: digit by digit would not fit 256 tokens at difficulty 2), shifted, then added by columns.
+    /// </summary>
+    public static string DetailedMultiplication(long a, long b)
+    {
+        var sb = new StringBuilder(b < 10 ? $"Multiply {a} by {b} digit by digit from the right.\n" : $"Multiply {a} by each digit of {b} and add the partial products.\n");
+        string sa = a.ToString(CultureInfo.InvariantCulture), sbs = b.ToString(CultureInfo.InvariantCulture);
+        var parts = new List<long>();
+        for (int j = 0; j < sbs.Length; j++)
+        {
+            int m = DigitFromRight(sbs, j);
+            long part = a * m;
+            long shifted = part * (long)Math.Pow(10, j);
+            if (sbs.Length > 1)
+            {
+                sb.Append($"{Place(j)} digit {m}: {a} * {m} = {part}{(j > 0 ? $", shifted {j} place{(j > 1 ? "s" : "")}: {shifted}" : "")}\n");
+                parts.Add(shifted);
+                continue;
+            }
+
+            int carry = 0;
+            string digits = "";
+            for (int i = 0; i < sa.Length; i++)
+            {
+                int da = DigitFromRight(sa, i), p = (da * m) + carry;
+                bool last = i == sa.Length - 1;
+                sb.Append($"{Place(i)}: {da} * {m} = {da * m}{(carry > 0 ? $", + {carry} = {p}" : "")}");
+                digits = (last ? p.ToString(CultureInfo.InvariantCulture) : ((char)('0' + (p % 10))).ToString()) + digits;
+                sb.Append(last || p < 10 ? $", write {(last ? p : p % 10)}" : $", write {p % 10}, carry {p / 10}");
+                sb.Append($". So far: {digits}\n");
+                carry = p / 10;
+            }
+
+            parts.Add(part);
+        }
+
+        long total = parts[0];
+        for (int j = 1; j < parts.Count; j++)
+        {
+            sb.Append($"Add the partial products: {total} + {parts[j]}.\n");
+            string add = DetailedAddition(total, parts[j]);
+            sb.Append(add[(add.IndexOf('\n') + 1)..]).Append('\n');
+            total += parts[j];
+        }
+
+        sb.Append($"So {a} * {b} = {total}.");
+        return sb.ToString();
     }
 
     public static string AdditionSteps(long a, long b)

@@ -43,6 +43,7 @@ public sealed class ListOpsGenerator : TaskGenerator
         ops.Add(last);
         int k = rng.Next(1, Math.Max(2, n / 2));
         var steps = new StringBuilder();
+        var detailed = new StringBuilder();
         var current = list;
         string answer = "";
         foreach (string op in ops)
@@ -57,6 +58,7 @@ public sealed class ListOpsGenerator : TaskGenerator
                     _ => current.Count,
                 };
                 steps.Append($"{Describe(op, k)} of {Show(current)} is {v}.\n");
+                detailed.Append($"{Describe(op, k)} of {Show(current)}:\n").Append(Walk(op, current, k)).Append($"{Describe(op, k)} is {v}.\n");
                 answer = v.ToString(System.Globalization.CultureInfo.InvariantCulture);
             }
             else
@@ -70,6 +72,7 @@ public sealed class ListOpsGenerator : TaskGenerator
                     _ => current.Take(k).ToList(),
                 };
                 steps.Append($"{Describe(op, k)} of {Show(current)} gives {Show(next)}.\n");
+                detailed.Append($"{Describe(op, k)} of {Show(current)}:\n").Append(Walk(op, current, k)).Append($"This gives {Show(next)}.\n");
                 current = next;
                 answer = Show(current);
             }
@@ -84,7 +87,75 @@ public sealed class ListOpsGenerator : TaskGenerator
             Prompt = $"List: {Show(list)}. Operations: {opText}.",
             Answer = answer,
             Solution = steps + $"Answer: {answer}",
+            DetailedSolution = detailed + $"Answer: {answer}",
         };
+    }
+
+    /// <summary>
+    /// The detailed solution's walk through one operation, one element (or one pick) at a time: positions for reverse,
+    /// first k and length; keep or drop for dedupe and evens; a running total or extreme for sum, max and min; the
+    /// smallest of what is left for sort.
+    /// </summary>
+    public static string Walk(string op, List<long> xs, int k)
+    {
+        var sb = new StringBuilder();
+        switch (op)
+        {
+            case "sort":
+                var left = new List<long>(xs);
+                while (left.Count > 0)
+                {
+                    long min = left.Min();
+                    sb.Append($"the smallest of {Show(left)} is {min}\n");
+                    left.Remove(min);
+                }
+
+                break;
+            case "reverse":
+                sb.Append("positions: ").Append(string.Join(", ", xs.Select((x, i) => $"{i + 1}: {x}"))).Append('\n');
+                sb.Append($"from position {xs.Count} back to 1: ").Append(string.Join(", ", Enumerable.Reverse(xs))).Append('\n');
+                break;
+            case "first":
+            case "length":
+                sb.Append("positions: ").Append(string.Join(", ", xs.Select((x, i) => $"{i + 1}: {x}"))).Append('\n');
+                sb.Append(op == "first" ? $"positions 1 to {Math.Min(k, xs.Count)}\n" : $"the last position is {xs.Count}\n");
+                break;
+            case "dedupe":
+                var seen = new HashSet<long>();
+                sb.Append(string.Join(", ", xs.Select(x => seen.Add(x) ? $"{x} new" : $"{x} seen"))).Append('\n');
+                break;
+            case "evens":
+                sb.Append(string.Join(", ", xs.Select(x => x % 2 == 0 ? $"{x} even" : $"{x} odd"))).Append('\n');
+                break;
+            case "sum":
+                long total = 0;
+                foreach (long x in xs)
+                {
+                    sb.Append($"{total} + {x} = {total + x}\n");
+                    total += x;
+                }
+
+                break;
+            default:   // max, min: the running extreme
+                if (xs.Count == 0)
+                {
+                    sb.Append("the list is empty: 0\n");
+                    break;
+                }
+
+                long best = xs[0];
+                sb.Append($"start with {best}");
+                foreach (long x in xs.Skip(1))
+                {
+                    best = op == "max" ? Math.Max(best, x) : Math.Min(best, x);
+                    sb.Append($"; {x}: {best}");
+                }
+
+                sb.Append('\n');
+                break;
+        }
+
+        return sb.ToString();
     }
 
     internal static string Show(IEnumerable<long> xs) => "[" + string.Join(", ", xs) + "]";
