@@ -74,7 +74,7 @@ public class GeneratorTests
     [InlineData(402, 38, "-", "tens: 0 - 3 - 1 (lent): 0 < 4, borrow: 10 - 4 = 6. So far: 64", "hundreds: 4 - 0 - 1 (lent): 4 - 1 = 3. So far: 364")]
     [InlineData(47, 38, "-", "ones: 7 - 8: 7 < 8, borrow: 17 - 8 = 9. So far: 9", "tens: 4 - 3 - 1 (lent): 4 - 4 = 0. So far: 09")]
     [InlineData(47, 8, "*", "ones: 7 * 8 = 56, write 6, carry 5. So far: 6", "tens: 4 * 8 = 32, + 5 = 37, write 37. So far: 376")]
-    [InlineData(123, 45, "*", "tens digit 4: 123 * 4 = 492, shifted 1 place: 4920", "thousands: 0 + 4 + 1 = 5, write 5. So far: 5535")]
+    [InlineData(123, 45, "*", "tens digit 4: 123 * 4 = 492, shifted 1 place: 4920", "615 + 4920 = 5535")]
     public void DetailedArithmeticWritesEveryDigitFactAndTheResultSoFar(long a, long b, string op, string line, string later)
     {
         string steps = op switch
@@ -92,7 +92,7 @@ public class GeneratorTests
     [Fact]
     public void DetailedListOpsWalkOneElementAtATime()
     {
-        Assert.Equal("the smallest of [5, 3, 8, 3] is 3\nthe smallest of [5, 8, 3] is 3\nthe smallest of [5, 8] is 5\nthe smallest of [8] is 8\n",
+        Assert.Equal("positions: 1: 5, 2: 3, 3: 8, 4: 3\nthe smallest left each time: 3 (position 2), 3 (position 4), 5 (position 1), 8 (position 3)\n",
             ListOpsGenerator.Walk("sort", [5, 3, 8, 3], 0));
         Assert.Equal("positions: 1: 5, 2: 3, 3: 8\nfrom position 3 back to 1: 8, 3, 5\n", ListOpsGenerator.Walk("reverse", [5, 3, 8], 0));
         Assert.Equal("5 new, 3 new, 5 seen\n", ListOpsGenerator.Walk("dedupe", [5, 3, 5], 0));

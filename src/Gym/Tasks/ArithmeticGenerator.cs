@@ -128,7 +128,8 @@ public sealed class ArithmeticGenerator : TaskGenerator
 
     /// <summary>
     /// Multiplication by a one-digit multiplier digit by digit with its carry; by a longer one, a partial product per
-    /// digit (one line each: digit by digit would not fit 256 tokens at difficulty 2), shifted, then added by columns.
+    /// digit of the multiplier, shifted, then their sum, a line each (digit by digit, or the sum by columns, would not
+    /// fit gym eval's 256 tokens at difficulty 2: ~330).
     /// </summary>
     public static string DetailedMultiplication(long a, long b)
     {
@@ -163,13 +164,10 @@ public sealed class ArithmeticGenerator : TaskGenerator
             parts.Add(part);
         }
 
-        long total = parts[0];
-        for (int j = 1; j < parts.Count; j++)
+        long total = parts.Sum();
+        if (parts.Count > 1)
         {
-            sb.Append($"Add the partial products: {total} + {parts[j]}.\n");
-            string add = DetailedAddition(total, parts[j]);
-            sb.Append(add[(add.IndexOf('\n') + 1)..]).Append('\n');
-            total += parts[j];
+            sb.Append($"{string.Join(" + ", parts)} = {total}\n");
         }
 
         sb.Append($"So {a} * {b} = {total}.");

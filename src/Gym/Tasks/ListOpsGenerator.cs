@@ -93,8 +93,8 @@ public sealed class ListOpsGenerator : TaskGenerator
 
     /// <summary>
     /// The detailed solution's walk through one operation, one element (or one pick) at a time: positions for reverse,
-    /// first k and length; keep or drop for dedupe and evens; a running total or extreme for sum, max and min; the
-    /// smallest of what is left for sort.
+    /// first k and length; keep or drop for dedupe and evens; a running total or extreme for sum, max and min; for sort
+    /// the smallest of what is left, again and again, by value and position.
     /// </summary>
     public static string Walk(string op, List<long> xs, int k)
     {
@@ -102,14 +102,11 @@ public sealed class ListOpsGenerator : TaskGenerator
         switch (op)
         {
             case "sort":
-                var left = new List<long>(xs);
-                while (left.Count > 0)
-                {
-                    long min = left.Min();
-                    sb.Append($"the smallest of {Show(left)} is {min}\n");
-                    left.Remove(min);
-                }
-
+                // each pick names its position, so what is left is what no line has named yet
+                sb.Append("positions: ").Append(string.Join(", ", xs.Select((x, i) => $"{i + 1}: {x}"))).Append('\n');
+                sb.Append("the smallest left each time: ")
+                    .Append(string.Join(", ", xs.Select((x, i) => (x, i)).OrderBy(p => p.x).ThenBy(p => p.i).Select(p => $"{p.x} (position {p.i + 1})")))
+                    .Append('\n');
                 break;
             case "reverse":
                 sb.Append("positions: ").Append(string.Join(", ", xs.Select((x, i) => $"{i + 1}: {x}"))).Append('\n');
