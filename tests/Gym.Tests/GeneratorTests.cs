@@ -71,6 +71,8 @@ public class GeneratorTests
 
     [Theory]
     [InlineData(958, 67, "+", "hundreds: 9 + 0 + 1 = 10, write 0, carry 1. So far: 025", "thousands: the carry 1, write 1. So far: 1025")]
+    [InlineData(26, 7, "+", "7 has tens 0, ones 7.", "tens: 2 + 0 + 1 = 3, write 3. So far: 33")]   // digits named by place first
+    [InlineData(15, 2, "-", "15 has tens 1, ones 5.", "tens: 1 - 0 = 1. So far: 13")]
     [InlineData(402, 38, "-", "tens: 0 - 3 - 1 (lent): 0 < 4, borrow: 10 - 4 = 6. So far: 64", "hundreds: 4 - 0 - 1 (lent): 4 - 1 = 3. So far: 364")]
     [InlineData(47, 38, "-", "ones: 7 - 8: 7 < 8, borrow: 17 - 8 = 9. So far: 9", "tens: 4 - 3 - 1 (lent): 4 - 4 = 0. So far: 09")]
     [InlineData(47, 8, "*", "ones: 7 * 8 = 56, write 6, carry 5. So far: 6", "tens: 4 * 8 = 32, + 5 = 37, write 37. So far: 376")]

@@ -62,12 +62,18 @@ public sealed class ArithmeticGenerator : TaskGenerator
 
     private static int DigitFromRight(string s, int i) => i < s.Length ? s[s.Length - 1 - i] - '0' : 0;
 
+    /// <summary>"{x} has tens 0, ones 7.": a number's digits by place, highest first, zero-padded to <paramref name="places"/>
+    /// places, so each column's line finds its digits by name rather than by counting from the right.</summary>
+    public static string Digits(string x, int places) =>
+        $"{x} has " + string.Join(", ", Enumerable.Range(0, places).Reverse().Select(i => $"{Place(i)} {DigitFromRight(x, i)}")) + ".\n";
+
     /// <summary>Addition by columns, each line ending with the digits written so far.</summary>
     public static string DetailedAddition(long a, long b)
     {
         var sb = new StringBuilder($"Add {a} and {b} column by column from the right.\n");
         string sa = a.ToString(CultureInfo.InvariantCulture), sb2 = b.ToString(CultureInfo.InvariantCulture);
         int n = Math.Max(sa.Length, sb2.Length), carry = 0;
+        sb.Append(Digits(sa, n)).Append(Digits(sb2, n));
         string digits = "";
         for (int i = 0; i < n; i++)
         {
@@ -98,6 +104,7 @@ public sealed class ArithmeticGenerator : TaskGenerator
 
         var sb = new StringBuilder($"Subtract {b} from {a} column by column from the right.\n");
         string sa = a.ToString(CultureInfo.InvariantCulture), sb2 = b.ToString(CultureInfo.InvariantCulture);
+        sb.Append(Digits(sa, sa.Length)).Append(Digits(sb2, sa.Length));
         int borrow = 0;
         string digits = "";
         for (int i = 0; i < sa.Length; i++)
@@ -135,6 +142,7 @@ public sealed class ArithmeticGenerator : TaskGenerator
     {
         var sb = new StringBuilder(b < 10 ? $"Multiply {a} by {b} digit by digit from the right.\n" : $"Multiply {a} by each digit of {b} and add the partial products.\n");
         string sa = a.ToString(CultureInfo.InvariantCulture), sbs = b.ToString(CultureInfo.InvariantCulture);
+        sb.Append(Digits(b < 10 ? sa : sbs, b < 10 ? sa.Length : sbs.Length));
         var parts = new List<long>();
         for (int j = 0; j < sbs.Length; j++)
         {
