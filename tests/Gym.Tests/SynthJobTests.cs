@@ -45,6 +45,16 @@ public sealed class SynthJobTests
         Assert.Equal(10, job.ShardRecords);
     }
 
+    [Fact]
+    public void WorkedSolutionsAreChosenForEveryEnvOrPerEnv()
+    {
+        var all = Parse("generator: {solutions: detailed}\nenvs:\n  arithmetic: {}\n  list_ops: {solutions: compact}\n  tool_use: {}\n");
+        Assert.Equal(["arithmetic", "tool_use"], all.DetailedEnvs.Order());
+        var one = Parse("envs:\n  arithmetic: {solutions: detailed}\n  list_ops: {}\n");
+        Assert.Equal(["arithmetic"], one.DetailedEnvs);
+        Assert.Empty(Parse("envs: {arithmetic: {}}\n").DetailedEnvs);
+    }
+
     [Theory]
     [InlineData("envs:\n  arithmetic: {weight: 1}\nsed: 3\n", "job.yaml:3:1: unknown key \"sed\"")]
     [InlineData("envs:\n  arithmatic: {weight: 1}\n", "job.yaml:2:3: unknown environment \"envs.arithmatic\"")]
@@ -60,6 +70,8 @@ public sealed class SynthJobTests
     [InlineData("generator: {kind: http, url: not-a-url}\nenvs: {arithmetic: {}}\n", "\"generator.url\" is not an absolute URL")]
     [InlineData("generator: {kind: gpt}\nenvs: {arithmetic: {}}\n", "\"generator.kind\" must be one of expert, checkpoint, http")]
     [InlineData("generator: {solutions: verbose}\nenvs: {arithmetic: {}}\n", "\"generator.solutions\" must be one of compact, detailed")]
+    [InlineData("envs:\n  arithmetic: {solutions: long}\n", "job.yaml:2:16: \"envs.arithmetic.solutions\" must be one of compact, detailed; got \"long\"")]
+    [InlineData("generator: {kind: checkpoint, path: runs/x}\nenvs:\n  arithmetic: {solutions: detailed}\n", "a checkpoint generator writes its own")]
     [InlineData("generator: {kind: http, url: 'http://127.0.0.1:1/v1', solutions: detailed}\nenvs: {arithmetic: {}}\n", "a http generator writes its own")]
     [InlineData("envs: [arithmetic\n", "job.yaml:")]
     [InlineData("- a list\n", "the file must be a YAML mapping")]

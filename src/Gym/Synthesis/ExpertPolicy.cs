@@ -8,11 +8,11 @@ namespace K2RL.Gym.Synthesis;
 /// them exactly as it drives a model. For a Gym environment with a task generator the expert is the generator's worked
 /// <see cref="GymTask.Solution"/> (for tool_use a whole transcript: its assistant turns are played one per step, and
 /// the tool results the environment returns must equal the transcript's: <see cref="Expected"/>). For the agentic
-/// tasks it is <see cref="AgenticExpert"/>, which reacts to what the tools return. With <paramref name="detailed"/> a
-/// task's <see cref="GymTask.DetailedSolution"/> is played where its generator writes one.
+/// tasks it is <see cref="AgenticExpert"/>, which reacts to what the tools return. In the environments of
+/// <paramref name="detailedEnvs"/> a task's <see cref="GymTask.DetailedSolution"/> is played where its generator writes one.
 /// </summary>
 public sealed class ExpertPolicy(IReadOnlyList<EpisodePlan> plan, GymRegistry registry, AgenticCatalog catalog, AgenticOptions options,
-    bool detailed = false) : IPolicy
+    IReadOnlySet<string>? detailedEnvs = null) : IPolicy
 {
     public Task<IReadOnlyList<string>> GenerateAsync(IReadOnlyList<PolicyRequest> requests, CancellationToken ct = default) =>
         System.Threading.Tasks.Task.FromResult<IReadOnlyList<string>>(requests.Select(r => Act(plan[r.Task], r.Conversation)).ToList());
@@ -25,7 +25,7 @@ public sealed class ExpertPolicy(IReadOnlyList<EpisodePlan> plan, GymRegistry re
         }
 
         int turn = conversation.Count(m => m.Role == Role.Assistant);
-        var actions = Actions(Task(p));
+        var actions = Actions(Task(p), Detailed(p));
         return turn < actions.Count ? actions[turn] : "";
     }
 
@@ -47,7 +47,7 @@ public sealed class ExpertPolicy(IReadOnlyList<EpisodePlan> plan, GymRegistry re
         }
 
         var messages = task.PromptMessages().ToList();
-        foreach (var m in SolutionMessages(task, detailed))
+        foreach (var m in SolutionMessages(task, Detailed(p)))
         {
             messages.Add(m.Role == Role.Assistant ? AssistantRecord(ActionOf(m)) : m);
         }
@@ -61,7 +61,9 @@ public sealed class ExpertPolicy(IReadOnlyList<EpisodePlan> plan, GymRegistry re
             ? new Message(Role.Assistant, content, ToolCalls: calls)
             : Message.AssistantText(action);
 
-    private List<string> Actions(GymTask? task) =>
+    private bool Detailed(EpisodePlan p) => detailedEnvs?.Contains(p.Env) == true;
+
+    private static List<string> Actions(GymTask? task, bool detailed) =>
         task is null ? [] : SolutionMessages(task, detailed).Where(m => m.Role == Role.Assistant).Select(ActionOf).ToList();
 
     /// <summary>The worked solution as messages: a transcript in the chat format, or one assistant reply.</summary>

@@ -5,7 +5,8 @@ using K2RL.Common.Config;
 namespace K2RL.Gym.Synthesis;
 
 /// <summary>One environment of the mix (job file section <c>envs.NAME</c>): its share of the trajectories and its difficulties.</summary>
-public sealed record SynthEnvSpec(string Name, double Weight, IReadOnlyList<int> Difficulties, IReadOnlyList<double> DifficultyWeights);
+/// <param name="Solutions">expert source: <c>compact</c> or <c>detailed</c> worked solutions for this env; null: the generator's setting.</param>
+public sealed record SynthEnvSpec(string Name, double Weight, IReadOnlyList<int> Difficulties, IReadOnlyList<double> DifficultyWeights, string? Solutions = null);
 
 /// <summary>
 /// Where trajectories come from (job file section <c>generator</c>): <c>expert</c> (deterministic programs, the
@@ -88,6 +89,10 @@ public sealed record SynthJob
     /// <summary>The file the job came from (for provenance).</summary>
     public string Source { get; init; } = "";
 
+    /// <summary>The environments whose expert plays detailed solutions (an env's <c>solutions</c>, else the generator's).</summary>
+    public IReadOnlySet<string> DetailedEnvs => Envs.Where(e => (e.Solutions ?? Generator.Solutions) == SynthGeneratorSpec.Detailed)
+        .Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
+
     public static SynthJob Load(string path, IReadOnlyCollection<string> knownEnvs) => Parse(YamlReader.Load(path), knownEnvs);
 
     public static SynthJob Parse(string yaml, string file, IReadOnlyCollection<string> knownEnvs) => Parse(YamlReader.Parse(yaml, file), knownEnvs);
@@ -113,6 +118,11 @@ public sealed record SynthJob
 
             var e = envSection.Section(name);
             envs.Add(ParseEnv(e, name));
+            if (envs[^1].Solutions is not null && generator.Kind != SynthGeneratorSpec.Expert)
+            {
+                throw new ConfigException($"{e.At("solutions")}: \"{e.Prefix}solutions\" chooses the expert programs' worked solutions; a {generator.Kind} generator writes its own");
+            }
+
             if (name == AgenticEnvironment.EnvName)
             {
                 agentic = new AgenticOptions
@@ -160,7 +170,13 @@ public sealed record SynthJob
                                       $"({difficulties.Count}), not all 0");
         }
 
-        return new SynthEnvSpec(name, weight, difficulties, weights);
+        string? solutions = e.OptionalStr("solutions");
+        if (solutions is not null && solutions != SynthGeneratorSpec.Compact && solutions != SynthGeneratorSpec.Detailed)
+        {
+            throw new ConfigException($"{e.At("solutions")}: \"{e.Prefix}solutions\" must be one of {SynthGeneratorSpec.Compact}, {SynthGeneratorSpec.Detailed}; got \"{solutions}\"");
+        }
+
+        return new SynthEnvSpec(name, weight, difficulties, weights, solutions);
     }
 
     private static List<(string Text, double Value)> Numbers(YamlReader e, string key, string[] fallback) =>

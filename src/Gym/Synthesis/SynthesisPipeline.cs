@@ -57,7 +57,7 @@ public static class SynthesisPipeline
         var registry = options.Registry ?? GymRegistry.CreateDefault();
         var catalog = (options.Catalog ?? AgenticCatalog.Default()).Only(job.Categories);
         var plan = SynthPlan.Build(job);
-        var policy = options.Policy ?? new ExpertPolicy(plan, registry, catalog, job.Agentic, job.Generator.Solutions == SynthGeneratorSpec.Detailed);
+        var policy = options.Policy ?? new ExpertPolicy(plan, registry, catalog, job.Agentic, job.DetailedEnvs);
         bool expert = options.Policy is null;
         string source = options.SourceName ?? (expert ? "expert" : job.Generator.Kind);
         int workers = job.Workers > 0 ? job.Workers : expert ? Environment.ProcessorCount : 1;
