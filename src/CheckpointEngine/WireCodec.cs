@@ -11,7 +11,7 @@ namespace K2RL.CheckpointEngine;
 /// kept a quiet NaN of its sign: the rounding of <c>K2RL.Kernels.Bf16</c>, which is scalar; this one is vectorized with
 /// <see cref="Vector{T}"/>, and the tests hold it bit-exact to that oracle). Checksums are <see cref="WordChecksum"/>
 /// (64-bit, named in every manifest): position-weighted word sums that the copy moving a bucket computes in the same
-/// pass, so verifying costs no second read, and any one- or two-word corruption is always caught.
+/// pass, so verifying costs no second read; a one- or two-word corruption always changes the sums it mixes.
 /// Little-endian hosts only (every supported one).
 /// </summary>
 public static class WireCodec

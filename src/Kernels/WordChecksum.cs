@@ -14,9 +14,10 @@ namespace K2RL.Kernels;
 /// </para>
 /// <para>
 /// Strength: a change of one word changes S; a change of two words that leaves S equal changes T by
-/// <c>(p − q)·Δ</c>, never 0 mod 2⁶⁴ for buckets under 16 GB, so any one- or two-word corruption (a flipped bit, two
-/// swapped words, a truncated or shifted tail) is always caught before the mix; other corruption (garbage, a stale
-/// or torn bucket) escapes with probability about 2⁻⁶⁴. Not a defence against a peer forging data.
+/// <c>(p − q)·Δ</c>, never 0 mod 2⁶⁴ for buckets under 16 GB: any one- or two-word corruption (a flipped bit, two
+/// swapped words, a truncated or shifted tail) always changes (S, T), and escapes only if the final 128 → 64-bit mix
+/// collides (about 2⁻⁶⁴), as other corruption (garbage, a stale or torn bucket) may. Not a defence against a peer
+/// forging data.
 /// </para>
 /// <para>
 /// Why not XxHash3 (what the engine used before): hashing a cache-sized piece, then copying it out, reads every byte
