@@ -16,9 +16,6 @@ namespace K2RL.CheckpointEngine;
 /// </summary>
 public static class WireCodec
 {
-    /// <summary>Below this a streaming copy is a plain one (the aligned head and tail would dominate).</summary>
-    private const int StreamingMinBytes = StreamingStores.StreamingMinBytes;
-
     public static ulong Checksum(ReadOnlySpan<byte> bytes) => WordChecksum.Of(bytes);
 
     /// <summary>Writes <paramref name="values"/> in <paramref name="dtype"/> to <paramref name="dst"/> (values · size bytes).</summary>
@@ -54,27 +51,6 @@ public static class WireCodec
         else
         {
             FromBf16(MemoryMarshal.Cast<byte, ushort>(src), values);
-        }
-    }
-
-    /// <summary>
-    /// As <see cref="Decode"/>, writing <paramref name="values"/> with streaming (non-temporal) stores where the target
-    /// is large: the receiver's staging buffer is not read again soon, so its lines need not be read for ownership nor
-    /// kept in cache. Call <see cref="FenceStreamingStores"/> before another thread may read the values.
-    /// </summary>
-    public static void DecodeStreaming(ReadOnlySpan<byte> src, WeightDtype dtype, Span<float> values)
-    {
-        if (dtype == WeightDtype.F32 && src.Length == values.Length * sizeof(float))
-        {
-            StreamingStores.Copy(src, MemoryMarshal.AsBytes(values));
-        }
-        else if (dtype == WeightDtype.Bf16 && src.Length == values.Length * 2 && Vector256.IsHardwareAccelerated && values.Length >= StreamingMinBytes)
-        {
-            StreamingStores.WidenBf16(MemoryMarshal.Cast<byte, ushort>(src), values);
-        }
-        else
-        {
-            Decode(src, dtype, values);
         }
     }
 

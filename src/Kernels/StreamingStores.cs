@@ -5,9 +5,9 @@ using System.Runtime.Intrinsics;
 namespace K2RL.Kernels;
 
 /// <summary>
-/// Bulk copies for the checkpoint engine with streaming (non-temporal) stores into 32-byte aligned lines, so a bucket
+/// Bulk writes for the checkpoint engine with streaming (non-temporal) stores into 32-byte aligned lines, so a bucket
 /// written into a staging buffer or a shared-memory slot does not evict the caches; the pointer work lives here, in the
-/// one unsafe project.
+/// one unsafe project. The copies that also checksum what they move are <see cref="WordChecksum"/>'s.
 /// </summary>
 public static class StreamingStores
 {
@@ -38,41 +38,6 @@ public static class StreamingStores
             {
                 d[i] = BitConverter.Int32BitsToSingle(s[i] << 16);
             }
-        }
-    }
-
-    /// <summary>Copies <paramref name="src"/> to <paramref name="dst"/> (same length, not overlapping) with streaming stores
-    /// into 32-byte aligned lines of the target when the platform has them and the copy is large; else a plain copy.</summary>
-    public static unsafe void Copy(ReadOnlySpan<byte> src, Span<byte> dst)
-    {
-        if (src.Length != dst.Length)
-        {
-            throw new ArgumentException($"streaming copy of {src.Length} bytes into {dst.Length}");
-        }
-
-        if (!Vector256.IsHardwareAccelerated || src.Length < StreamingMinBytes)
-        {
-            src.CopyTo(dst);
-            return;
-        }
-
-        fixed (byte* s = src, d = dst)
-        {
-            long n = src.Length, head = Math.Min(n, (32 - ((long)d & 31)) & 31), i = head;
-            new ReadOnlySpan<byte>(s, (int)head).CopyTo(new Span<byte>(d, (int)head));
-            for (; i + 128 <= n; i += 128)
-            {
-                var a = Vector256.Load(s + i);
-                var b = Vector256.Load(s + i + 32);
-                var c = Vector256.Load(s + i + 64);
-                var e = Vector256.Load(s + i + 96);
-                Vector256.StoreAlignedNonTemporal(a, d + i);
-                Vector256.StoreAlignedNonTemporal(b, d + i + 32);
-                Vector256.StoreAlignedNonTemporal(c, d + i + 64);
-                Vector256.StoreAlignedNonTemporal(e, d + i + 96);
-            }
-
-            new ReadOnlySpan<byte>(s + i, (int)(n - i)).CopyTo(new Span<byte>(d + i, (int)(n - i)));
         }
     }
 }
