@@ -70,7 +70,7 @@ public sealed class SynthJobTests
     [InlineData("generator: {kind: http, url: not-a-url}\nenvs: {arithmetic: {}}\n", "\"generator.url\" is not an absolute URL")]
     [InlineData("generator: {kind: gpt}\nenvs: {arithmetic: {}}\n", "\"generator.kind\" must be one of expert, checkpoint, http")]
     [InlineData("generator: {solutions: verbose}\nenvs: {arithmetic: {}}\n", "\"generator.solutions\" must be one of compact, detailed")]
-    [InlineData("envs:\n  arithmetic: {solutions: long}\n", "job.yaml:2:16: \"envs.arithmetic.solutions\" must be one of compact, detailed; got \"long\"")]
+    [InlineData("envs:\n  arithmetic: {solutions: long}\n", "job.yaml:2:27: \"envs.arithmetic.solutions\" must be one of compact, detailed; got \"long\"")]
     [InlineData("generator: {kind: checkpoint, path: runs/x}\nenvs:\n  arithmetic: {solutions: detailed}\n", "a checkpoint generator writes its own")]
     [InlineData("generator: {kind: http, url: 'http://127.0.0.1:1/v1', solutions: detailed}\nenvs: {arithmetic: {}}\n", "a http generator writes its own")]
     [InlineData("envs: [arithmetic\n", "job.yaml:")]

@@ -120,7 +120,7 @@ public sealed record SynthJob
             envs.Add(ParseEnv(e, name));
             if (envs[^1].Solutions is not null && generator.Kind != SynthGeneratorSpec.Expert)
             {
-                throw new ConfigException($"{e.At("solutions")}: \"{e.Prefix}solutions\" chooses the expert programs' worked solutions; a {generator.Kind} generator writes its own");
+                throw OwnSolutions(e, generator.Kind);
             }
 
             if (name == AgenticEnvironment.EnvName)
@@ -170,14 +170,13 @@ public sealed record SynthJob
                                       $"({difficulties.Count}), not all 0");
         }
 
-        string? solutions = e.OptionalStr("solutions");
-        if (solutions is not null && solutions != SynthGeneratorSpec.Compact && solutions != SynthGeneratorSpec.Detailed)
-        {
-            throw new ConfigException($"{e.At("solutions")}: \"{e.Prefix}solutions\" must be one of {SynthGeneratorSpec.Compact}, {SynthGeneratorSpec.Detailed}; got \"{solutions}\"");
-        }
-
-        return new SynthEnvSpec(name, weight, difficulties, weights, solutions);
+        string solutions = e.Str("solutions", "", SynthGeneratorSpec.Compact, SynthGeneratorSpec.Detailed);   // "": the generator's
+        return new SynthEnvSpec(name, weight, difficulties, weights, solutions.Length == 0 ? null : solutions);
     }
+
+    // `solutions` set where the generator is not the expert programs.
+    private static ConfigException OwnSolutions(YamlReader r, string kind) =>
+        new($"{r.At("solutions")}: \"{r.Prefix}solutions\" chooses the expert programs' worked solutions; a {kind} generator writes its own");
 
     private static List<(string Text, double Value)> Numbers(YamlReader e, string key, string[] fallback) =>
         e.StrList(key, fallback).Select(s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
@@ -209,7 +208,7 @@ public sealed record SynthJob
 
         if (kind != SynthGeneratorSpec.Expert && spec.Solutions != SynthGeneratorSpec.Compact)
         {
-            throw new ConfigException($"{g.At("solutions")}: \"{g.Prefix}solutions\" chooses the expert programs' worked solutions; a {kind} generator writes its own");
+            throw OwnSolutions(g, kind);
         }
 
         if (kind == SynthGeneratorSpec.Http && !Uri.TryCreate(spec.Url, UriKind.Absolute, out _))

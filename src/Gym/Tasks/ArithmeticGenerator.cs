@@ -188,21 +188,16 @@ public sealed class ArithmeticGenerator : TaskGenerator
         string sa = a.ToString(), sb2 = b.ToString();
         int n = Math.Max(sa.Length, sb2.Length);
         int carry = 0;
-        var digits = new StringBuilder();
         for (int i = 0; i < n; i++)
         {
-            int da = i < sa.Length ? sa[sa.Length - 1 - i] - '0' : 0;
-            int db = i < sb2.Length ? sb2[sb2.Length - 1 - i] - '0' : 0;
-            int s = da + db + carry;
+            int da = DigitFromRight(sa, i), db = DigitFromRight(sb2, i), s = da + db + carry;
             sb.Append($"{da} + {db}{(carry > 0 ? " + 1 (carry)" : "")} = {s}: write {s % 10}{(s >= 10 ? ", carry 1" : "")}\n");
             carry = s / 10;
-            digits.Insert(0, (char)('0' + s % 10));
         }
 
         if (carry > 0)
         {
             sb.Append("write the final carry 1\n");
-            digits.Insert(0, '1');
         }
 
         sb.Append($"So {a} + {b} = {a + b}.");
@@ -222,8 +217,7 @@ public sealed class ArithmeticGenerator : TaskGenerator
         int borrow = 0;
         for (int i = 0; i < sa.Length; i++)
         {
-            int da = sa[sa.Length - 1 - i] - '0' - borrow;
-            int db = i < sb2.Length ? sb2[sb2.Length - 1 - i] - '0' : 0;
+            int da = DigitFromRight(sa, i) - borrow, db = DigitFromRight(sb2, i);
             if (da < db)
             {
                 sb.Append($"{da} < {db}: borrow, {da + 10} - {db} = {da + 10 - db}\n");

@@ -99,22 +99,23 @@ public sealed class ListOpsGenerator : TaskGenerator
     public static string Walk(string op, List<long> xs, int k)
     {
         var sb = new StringBuilder();
+        string positions = "positions: " + string.Join(", ", xs.Select((x, i) => $"{i + 1}: {x}")) + "\n";
         switch (op)
         {
             case "sort":
                 // each pick names its position, so what is left is what no line has named yet
-                sb.Append("positions: ").Append(string.Join(", ", xs.Select((x, i) => $"{i + 1}: {x}"))).Append('\n');
+                sb.Append(positions);
                 sb.Append("the smallest left each time: ")
                     .Append(string.Join(", ", xs.Select((x, i) => (x, i)).OrderBy(p => p.x).ThenBy(p => p.i).Select(p => $"{p.x} (position {p.i + 1})")))
                     .Append('\n');
                 break;
             case "reverse":
-                sb.Append("positions: ").Append(string.Join(", ", xs.Select((x, i) => $"{i + 1}: {x}"))).Append('\n');
+                sb.Append(positions);
                 sb.Append($"from position {xs.Count} back to 1: ").Append(string.Join(", ", Enumerable.Reverse(xs))).Append('\n');
                 break;
             case "first":
             case "length":
-                sb.Append("positions: ").Append(string.Join(", ", xs.Select((x, i) => $"{i + 1}: {x}"))).Append('\n');
+                sb.Append(positions);
                 sb.Append(op == "first" ? $"positions 1 to {Math.Min(k, xs.Count)}\n" : $"the last position is {xs.Count}\n");
                 break;
             case "dedupe":
