@@ -1,3 +1,4 @@
+using System.Globalization;
 using K2RL.Common.Chat;
 using K2RL.Gym;
 using K2RL.Gym.Tasks;
@@ -46,6 +47,7 @@ public class GeneratorTests
     [InlineData("list_ops", false)]
     [InlineData("arithmetic", true)]   // the detailed solutions: other steps, the same answer line
     [InlineData("list_ops", true)]
+    [InlineData("countdown", true)]
     public async Task WorkedSolutionsScoreFullMarks(string kind, bool detailed)
     {
         var registry = GymRegistry.CreateDefault();
@@ -102,6 +104,68 @@ public class GeneratorTests
         Assert.Equal("0 + 5 = 5\n5 + 4 = 9\n", ListOpsGenerator.Walk("sum", [5, 4], 0));
         Assert.Equal("start with 5; 9: 9; 2: 9\n", ListOpsGenerator.Walk("max", [5, 9, 2], 0));
         Assert.Equal("positions: 1: 5, 2: 9, 3: 2\npositions 1 to 2\n", ListOpsGenerator.Walk("first", [5, 9, 2], 2));
+    }
+
+    [Fact]
+    public void DetailedCountdownTriesOtherChainsAndChecksEachAgainstTheTarget()
+    {
+        var g = new CountdownGenerator();
+        var triesSeen = new HashSet<int>();
+        for (int d = 1; d <= 3; d++)
+        {
+            for (int seed = 0; seed < 200; seed++)
+            {
+                var task = g.Generate(seed, Split.Train, d);
+                Assert.Equal(task.DetailedSolution, g.Generate(seed, Split.Train, d).DetailedSolution);
+                long target = long.Parse(task.Params["target"], CultureInfo.InvariantCulture);
+                string[] blocks = task.DetailedSolution!.Split("Try:\n");
+                Assert.Equal("", blocks[0]);
+                var chains = new List<string>();
+                for (int b = 1; b < blocks.Length; b++)
+                {
+                    var lines = blocks[b].TrimEnd('\n').Split('\n');
+                    bool last = b == blocks.Length - 1;
+                    int checkAt = last ? lines.Length - 2 : lines.Length - 1;
+                    var available = task.Params["numbers"].Split(',').Select(long.Parse).ToList();
+                    long? running = null;
+                    for (int i = 0; i < checkAt; i++)
+                    {
+                        // "a op b = c": after the first line one operand is the previous result, the other a number not used yet
+                        var m = System.Text.RegularExpressions.Regex.Match(lines[i], @"^(\d+) ([-+*/]) (\d+) = (\d+)$");
+                        Assert.True(m.Success, lines[i]);
+                        long x = long.Parse(m.Groups[1].Value), y = long.Parse(m.Groups[3].Value), z = long.Parse(m.Groups[4].Value);
+                        Assert.Equal(m.Groups[2].Value switch { "+" => x + y, "-" => x - y, "*" => x * y, _ => x / y }, z);
+                        Assert.True(m.Groups[2].Value != "/" || x % y == 0, lines[i]);
+                        if (running is null)
+                        {
+                            Assert.True(available.Remove(x) && available.Remove(y), $"{task.Prompt}: {lines[i]}");
+                        }
+                        else
+                        {
+                            Assert.True(x == running || y == running, lines[i]);
+                            Assert.True(available.Remove(x == running ? y : x), $"{task.Prompt}: {lines[i]}");
+                        }
+
+                        running = z;
+                    }
+
+                    Assert.NotNull(running);
+                    Assert.Equal(last ? $"{target} is the target." : $"{running} is not {target}.", lines[checkAt]);
+                    Assert.True(last || running != target);
+                    chains.Add(string.Join("\n", lines[..checkAt]));
+                    if (last)
+                    {
+                        Assert.Equal(task.Solution, string.Join("\n", lines[..checkAt]) + "\n" + lines[^1]);
+                    }
+                }
+
+                Assert.Equal(chains.Count, chains.Distinct().Count());
+                triesSeen.Add(blocks.Length - 2);
+            }
+        }
+
+        // zero to three tries before the answer, each count drawn somewhere
+        Assert.Equal([0, 1, 2, 3], triesSeen.Order());
     }
 
     [Fact]

@@ -31,11 +31,79 @@ public sealed class CountdownGenerator : TaskGenerator
             var order = new List<int>(numbers);
             rng.Shuffle(order);
             int use = rng.Next(2, n + 1);
+            var chain = Chain.Build(ref rng, order, use);
+            if (chain is null || chain.Value < 10 || chain.Value > 1000 || numbers.Contains((int)chain.Value))
+            {
+                continue;
+            }
+
+            long value = chain.Value;
+            string expr = chain.Expression;
+            var sorted = numbers.OrderBy(v => v).ToList();
+            string list = string.Join(", ", sorted);
+            return new GymTask
+            {
+                Kind = Kind,
+                Id = $"{string.Join(",", sorted)}->{value}",
+                SystemPrompt = SystemPrompt,
+                Prompt = $"Numbers: {list}. Target: {value}.",
+                Answer = expr,
+                Solution = chain.Steps + $"Answer: {expr}",
+                DetailedSolution = SearchTrace(sorted, chain),
+                Params = new Dictionary<string, string>
+                {
+                    ["numbers"] = string.Join(",", sorted),
+                    ["target"] = value.ToString(CultureInfo.InvariantCulture),
+                },
+            };
+        }
+    }
+    /// <summary>
+    /// The worked solution as a search: up to three other chains over the task's numbers, each worked out step by step
+    /// and checked against the target ("20 is not 24."), then the answering chain ("24 is the target."). The tries
+    /// are drawn from a stream of their own, keyed by the task's id, so the task and its compact solution stay exactly
+    /// those the generator makes without them.
+    /// </summary>
+    internal static string SearchTrace(IReadOnlyList<int> numbers, Chain answer)
+    {
+        var rng = new GymRandom(GymRandom.Mix(0, 0, $"countdown-tries/{string.Join(",", numbers)}->{answer.Value}"));
+        int wanted = rng.Next(0, 4);
+        var tries = new List<Chain>();
+        var seen = new HashSet<string>(StringComparer.Ordinal) { answer.Steps };
+        for (int attempt = 0; tries.Count < wanted && attempt < 64; attempt++)
+        {
+            var order = new List<int>(numbers);
+            rng.Shuffle(order);
+            var chain = Chain.Build(ref rng, order, rng.Next(2, numbers.Count + 1));
+            if (chain is not null && chain.Value != answer.Value && seen.Add(chain.Steps))
+            {
+                tries.Add(chain);
+            }
+        }
+
+        var sb = new StringBuilder();
+        foreach (var chain in tries)
+        {
+            sb.Append("Try:\n").Append(chain.Steps).Append(CultureInfo.InvariantCulture, $"{chain.Value} is not {answer.Value}.\n");
+        }
+
+        sb.Append("Try:\n").Append(answer.Steps).Append(CultureInfo.InvariantCulture, $"{answer.Value} is the target.\n");
+        return sb.Append("Answer: ").Append(answer.Expression).ToString();
+    }
+
+    /// <summary>
+    /// A left-to-right chain over <paramref name="order"/>'s first <c>use</c> numbers, one operator drawn per step among
+    /// those that keep every intermediate result a positive integer (a product at most 2,000); null when the draw
+    /// would subtract a number from itself. <see cref="Steps"/> has one "a op b = c" line per step.
+    /// </summary>
+    internal sealed record Chain(long Value, string Expression, string Steps)
+    {
+        public static Chain? Build(ref GymRandom rng, IReadOnlyList<int> order, int use)
+        {
             long value = order[0];
             string expr = order[0].ToString(CultureInfo.InvariantCulture);
             bool lastAdditive = false;
             var steps = new StringBuilder();
-            bool ok = true;
             for (int i = 1; i < use; i++)
             {
                 long x = order[i];
@@ -70,9 +138,7 @@ public sealed class CountdownGenerator : TaskGenerator
                         lastAdditive = true;
                         break;
                     case '-':
-                        ok = false;
-                        next = 0;
-                        break;
+                        return null;
                     case '*':
                         next = value * x;
                         expr = lastAdditive ? $"({expr}) * {x}" : $"{expr} * {x}";
@@ -85,37 +151,12 @@ public sealed class CountdownGenerator : TaskGenerator
                         break;
                 }
 
-                if (!ok)
-                {
-                    break;
-                }
-
                 string shown = op == '-' && value < x ? $"{x} - {value}" : $"{value} {op} {x}";
-                steps.Append($"{shown} = {next}\n");
+                steps.Append(CultureInfo.InvariantCulture, $"{shown} = {next}\n");
                 value = next;
             }
 
-            if (!ok || value < 10 || value > 1000 || numbers.Contains((int)value))
-            {
-                continue;
-            }
-
-            var sorted = numbers.OrderBy(v => v).ToList();
-            string list = string.Join(", ", sorted);
-            return new GymTask
-            {
-                Kind = Kind,
-                Id = $"{string.Join(",", sorted)}->{value}",
-                SystemPrompt = SystemPrompt,
-                Prompt = $"Numbers: {list}. Target: {value}.",
-                Answer = expr,
-                Solution = steps + $"Answer: {expr}",
-                Params = new Dictionary<string, string>
-                {
-                    ["numbers"] = string.Join(",", sorted),
-                    ["target"] = value.ToString(CultureInfo.InvariantCulture),
-                },
-            };
+            return new Chain(value, expr, steps.ToString());
         }
     }
 }
