@@ -150,7 +150,7 @@ public class GeneratorTests
                     }
 
                     Assert.NotNull(running);
-                    Assert.Equal(last ? $"{target} is the target." : $"{running} is not {target}.", lines[checkAt]);
+                    Assert.Equal(last ? $"{target}, target {target}: yes." : $"{running}, target {target}: no.", lines[checkAt]);
                     Assert.True(last || running != target);
                     chains.Add(string.Join("\n", lines[..checkAt]));
                     if (last)

@@ -60,7 +60,8 @@ public sealed class CountdownGenerator : TaskGenerator
     }
     /// <summary>
     /// The worked solution as a search: up to three other chains over the task's numbers, each worked out step by step
-    /// and checked against the target ("20 is not 24."), then the answering chain ("24 is the target."). The tries
+    /// and checked against the target ("20, target 24: no."), then the answering chain ("24, target 24: yes."). The
+    /// check writes the target beside the result, so the comparison is between two neighbouring numbers. The tries
     /// are drawn from a stream of their own, keyed by the task's id, so the task and its compact solution stay exactly
     /// those the generator makes without them.
     /// </summary>
@@ -84,10 +85,10 @@ public sealed class CountdownGenerator : TaskGenerator
         var sb = new StringBuilder();
         foreach (var chain in tries)
         {
-            sb.Append("Try:\n").Append(chain.Steps).Append(CultureInfo.InvariantCulture, $"{chain.Value} is not {answer.Value}.\n");
+            sb.Append("Try:\n").Append(chain.Steps).Append(CultureInfo.InvariantCulture, $"{chain.Value}, target {answer.Value}: no.\n");
         }
 
-        sb.Append("Try:\n").Append(answer.Steps).Append(CultureInfo.InvariantCulture, $"{answer.Value} is the target.\n");
+        sb.Append("Try:\n").Append(answer.Steps).Append(CultureInfo.InvariantCulture, $"{answer.Value}, target {answer.Value}: yes.\n");
         return sb.Append("Answer: ").Append(answer.Expression).ToString();
     }
 
