@@ -41,15 +41,16 @@ public sealed class CountdownGenerator : TaskGenerator
             string expr = chain.Expression;
             var sorted = numbers.OrderBy(v => v).ToList();
             string list = string.Join(", ", sorted);
+            string id = $"{string.Join(",", sorted)}->{value}";
             return new GymTask
             {
                 Kind = Kind,
-                Id = $"{string.Join(",", sorted)}->{value}",
+                Id = id,
                 SystemPrompt = SystemPrompt,
                 Prompt = $"Numbers: {list}. Target: {value}.",
                 Answer = expr,
                 Solution = chain.Steps + $"Answer: {expr}",
-                DetailedSolution = SearchTrace(sorted, chain),
+                DetailedSolution = SearchTrace(id, sorted, chain),
                 Params = new Dictionary<string, string>
                 {
                     ["numbers"] = string.Join(",", sorted),
@@ -58,6 +59,7 @@ public sealed class CountdownGenerator : TaskGenerator
             };
         }
     }
+
     /// <summary>
     /// The worked solution as a search: up to three other chains over the task's numbers, each worked out step by step
     /// and checked against the target ("20, target 24: no."), then the answering chain ("24, target 24: yes."). The
@@ -65,9 +67,9 @@ public sealed class CountdownGenerator : TaskGenerator
     /// are drawn from a stream of their own, keyed by the task's id, so the task and its compact solution stay exactly
     /// those the generator makes without them.
     /// </summary>
-    internal static string SearchTrace(IReadOnlyList<int> numbers, Chain answer)
+    internal static string SearchTrace(string taskId, IReadOnlyList<int> numbers, Chain answer)
     {
-        var rng = new GymRandom(GymRandom.Mix(0, 0, $"countdown-tries/{string.Join(",", numbers)}->{answer.Value}"));
+        var rng = new GymRandom(GymRandom.Mix(0, 0, $"countdown-tries/{taskId}"));
         int wanted = rng.Next(0, 4);
         var tries = new List<Chain>();
         var seen = new HashSet<string>(StringComparer.Ordinal) { answer.Steps };
