@@ -170,15 +170,23 @@ public sealed class RemoteEnvironmentIntegrationTests : IAsyncLifetime
         await using var small = await RemoteEnvironmentServer.StartAsync(Registry(), options: new GymServiceOptions
         {
             MaxSessions = 2,
-            IdleTimeout = TimeSpan.FromMilliseconds(300),
+            IdleTimeout = TimeSpan.FromSeconds(2),
         });
         using var c = GrpcChannels.Create(small.Address);
+
+        // Eviction runs when a session opens, so the three resets below must fall within one idle timeout: warm the
+        // connection and the server's code paths first (a loaded CI machine once took over 300 ms for them), then
+        // keep the timeout well above what three warm resets take.
+        var warm = new RemoteEnvironment(c, "arithmetic");
+        await warm.ResetAsync(0);
+        await warm.CloseAsync();
+        Assert.Equal(0, small.Service.SessionCount);
         await new RemoteEnvironment(c, "arithmetic").ResetAsync(1);
         await new RemoteEnvironment(c, "arithmetic").ResetAsync(2);
         var e = await Assert.ThrowsAsync<RemoteEnvironmentException>(async () => await new RemoteEnvironment(c, "arithmetic").ResetAsync(3));
         Assert.Contains("ResourceExhausted", e.Message);
 
-        await Task.Delay(500);
+        await Task.Delay(TimeSpan.FromSeconds(2.5));
         await new RemoteEnvironment(c, "arithmetic").ResetAsync(4);
         Assert.Equal(1, small.Service.SessionCount);
     }

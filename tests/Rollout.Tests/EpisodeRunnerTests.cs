@@ -209,7 +209,7 @@ public class EpisodeRunnerTests
     [Fact]
     public async Task AThrowingOrHangingEnvironmentFailsOnlyItsEpisode()
     {
-        var options = new EpisodeOptions { Seed = 2, MaxResponseTokens = 40, StepTimeout = TimeSpan.FromMilliseconds(300) };
+        var options = new EpisodeOptions { Seed = 2, MaxResponseTokens = 40, StepTimeout = TimeSpan.FromSeconds(1) };
         var good = new[] { Req("arithmetic", 1), Req("tool_use", 2) };
         var clean = await Run(Runner(Engine(), options), good);
         var mixed = await Run(Runner(Engine(), options), [Req("throws", 1), good[0], Req("hangs", 2), good[1], Req("nonexistent", 3)]);
