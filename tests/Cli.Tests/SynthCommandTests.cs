@@ -83,6 +83,31 @@ public sealed class SynthCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task AnEnvsOwnCheckpointGeneratorPlaysThatEnvAndTheExpertTheRest()
+    {
+        using var checkpoint = new RandomCheckpoint(
+            ModelConfig.Load(ModelCommandInfoTests.Preset("k2-test")) with { VocabSize = 272, MaxPositionEmbeddings = 4096 }, seed: 5, prefix: "k2rl-synthmix-");
+        string job = Job("seed: 2\ntrajectories: 12\nenvs:\n  list_ops: {weight: 1}\n" +
+                         $"  countdown: {{weight: 1, generator: {{kind: checkpoint, path: {checkpoint.Dir}, max_tokens: 8, batch: 4}}}}\n");
+        string output = Path.Combine(dir, "mixed");
+        var (code, json, err) = await Run("synth", "--job", job, "--out", output, "--json");
+        Assert.True(code == 0, err);
+        Assert.Contains($"list_ops from expert, countdown from checkpoint:{checkpoint.Dir}", err);
+        using var doc = JsonDocument.Parse(json);
+        var root = doc.RootElement;
+        Assert.Equal("mixed", root.GetProperty("source").GetString());
+        var byEnv = root.GetProperty("by_env");
+        Assert.Equal("expert", byEnv.GetProperty("list_ops").GetProperty("source").GetString());
+        Assert.Equal($"checkpoint:{checkpoint.Dir}", byEnv.GetProperty("countdown").GetProperty("source").GetString());
+        Assert.Equal(6, byEnv.GetProperty("list_ops").GetProperty("kept").GetInt32() + byEnv.GetProperty("list_ops").GetProperty("duplicates").GetInt32());
+        Assert.Equal(6, byEnv.GetProperty("countdown").GetProperty("judged").GetInt32());
+        foreach (var record in SftDataset.Read(Path.Combine(output, "train.jsonl")).Where(r => r.Env == "list_ops"))
+        {
+            Assert.Equal("expert", JsonDocument.Parse(record.ProvenanceJson!).RootElement.GetProperty("source").GetString());
+        }
+    }
+
+    [Fact]
     public async Task MalformedJobFileIsAnErrorNamingFileAndLine()
     {
         string job = Job("trajectories: 10\nenvs:\n  arithmetic: {weight: 1}\n  countdwn: {weight: 1}\n");

@@ -55,6 +55,30 @@ public sealed class SynthJobTests
         Assert.Empty(Parse("envs: {arithmetic: {}}\n").DetailedEnvs);
     }
 
+    [Fact]
+    public void AnEnvMayHaveItsOwnGenerator()
+    {
+        var job = Parse("""
+            generator: {solutions: detailed}
+            envs:
+              arithmetic: {}
+              countdown:
+                weight: 2
+                generator: {kind: checkpoint, path: runs/base, temperature: 1.0, max_tokens: 160, batch: 32}
+              list_ops: {generator: {kind: checkpoint, path: runs/base, temperature: 1.0, max_tokens: 160, batch: 32}}
+              tool_use: {generator: {kind: expert}}
+            """);
+        var countdown = job.Envs.Single(e => e.Name == "countdown");
+        Assert.Equal(SynthGeneratorSpec.Checkpoint, job.GeneratorFor(countdown).Kind);
+        Assert.Equal("runs/base", job.GeneratorFor(countdown).Path);
+        Assert.Equal(1.0f, job.GeneratorFor(countdown).Temperature);
+        Assert.Same(job.Generator, job.GeneratorFor(job.Envs[0]));
+
+        // Equal specs are one source; the job's detailed setting reaches only envs played by the expert with it.
+        Assert.Equal(3, job.Generators.Count);
+        Assert.Equal(["arithmetic"], job.DetailedEnvs);
+    }
+
     [Theory]
     [InlineData("envs:\n  arithmetic: {weight: 1}\nsed: 3\n", "job.yaml:3:1: unknown key \"sed\"")]
     [InlineData("envs:\n  arithmatic: {weight: 1}\n", "job.yaml:2:3: unknown environment \"envs.arithmatic\"")]
@@ -75,6 +99,10 @@ public sealed class SynthJobTests
     [InlineData("generator: {kind: http, url: 'http://127.0.0.1:1/v1', solutions: detailed}\nenvs: {arithmetic: {}}\n", "a http generator writes its own")]
     [InlineData("envs: [arithmetic\n", "job.yaml:")]
     [InlineData("- a list\n", "the file must be a YAML mapping")]
+    [InlineData("envs:\n  countdown: {generator: {kind: checkpoint}}\n", "required key \"envs.countdown.generator.path\"")]
+    [InlineData("envs:\n  countdown: {generator: {kind: checkpoint, path: x, temprature: 1}}\n", "unknown key \"envs.countdown.generator.temprature\"")]
+    [InlineData("envs:\n  countdown: {generator: {kind: checkpoint, path: x}, solutions: detailed}\n", "job.yaml:2:55: \"envs.countdown.solutions\" chooses the expert programs' worked solutions; a checkpoint generator writes its own")]
+    [InlineData("envs:\n  countdown: {generator: 3}\n", "job.yaml:2:26: \"envs.countdown.generator\" must be a mapping")]
     public void MalformedJobIsAnErrorNamingFileLineAndKey(string yaml, string expected)
     {
         var e = Assert.Throws<ConfigException>(() => Parse(yaml));

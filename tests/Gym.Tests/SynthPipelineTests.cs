@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using K2RL.Common.Chat;
+using K2RL.Gym.Eval;
 using K2RL.Gym.Synthesis;
 using K2RL.Gym.Tasks;
 
@@ -46,6 +47,66 @@ public sealed class SynthPipelineTests : IDisposable
         {
             Assert.Equal(new SftVerdict(true, "verifier", "correct"), record.Verdict);
             await AssertReplays(registry, record);
+        }
+    }
+
+    [Fact]
+    public async Task AnEnvWithItsOwnGeneratorIsPlayedByItsModelAndTheOthersAreUnchanged()
+    {
+        var model = new SynthGeneratorSpec { Kind = SynthGeneratorSpec.Checkpoint, Path = "runs/m", Batch = 5 };
+        var expertOnly = Job(60, ("arithmetic", 1), ("countdown", 1), ("list_ops", 1));
+        var mixed = expertOnly with { Envs = expertOnly.Envs.Select(e => e.Name == "countdown" ? e with { Generator = model } : e).ToList() };
+        int requests = 0, batches = 0;
+        var scripted = new ScriptedPolicy(r =>
+        {
+            Interlocked.Increment(ref requests);
+            Assert.Contains("target", r.Conversation[^1].Content, StringComparison.OrdinalIgnoreCase);   // only countdown's prompts
+            return "Answer: 1 + 1";
+        });
+        var counting = new CountingPolicy(scripted, () => batches++);
+
+        var summary = await SynthesisPipeline.RunAsync(mixed, Path.Combine(dir, "mixed"), new SynthRunOptions
+        {
+            ModelSources = new Dictionary<SynthGeneratorSpec, SynthModelSource> { [model] = new(counting, "checkpoint:runs/m") },
+        });
+        await SynthesisPipeline.RunAsync(expertOnly, Path.Combine(dir, "expert"));
+
+        Assert.Equal("mixed", summary.Source);
+        Assert.Equal("checkpoint:runs/m", summary.ByEnv["countdown"].Source);
+        Assert.Equal("expert", summary.ByEnv["arithmetic"].Source);
+        Assert.Equal(summary.ByEnv["countdown"].Judged, requests);              // one turn each, every one from the model
+        Assert.Equal((requests + 4) / 5, batches);                             // in the generator's batches of 5
+        Assert.Equal(summary.ByEnv["countdown"].Judged, summary.ByEnv["countdown"].Rejected);   // "1 + 1" solves none
+        foreach (string line in File.ReadLines(Path.Combine(dir, "mixed", SynthesisPipeline.RejectedFile)))
+        {
+            var node = JsonNode.Parse(line)!;
+            Assert.Equal("countdown", (string?)node["env"]);
+            Assert.Equal("checkpoint:runs/m", (string?)node["provenance"]!["source"]);
+        }
+
+        // The expert's envs get the same records, in the same order, as in the job without the model.
+        string[] Lines(string run) => File.ReadLines(Path.Combine(dir, run, SynthesisPipeline.TrainFile))
+            .Where(l => (string?)JsonNode.Parse(l)!["env"] != "countdown").ToArray();
+        Assert.Equal(Lines("expert"), Lines("mixed"));
+        Assert.NotEmpty(Lines("mixed"));
+    }
+
+    [Fact]
+    public async Task AnEnvGeneratorWithoutItsModelIsAnErrorNamingTheEnv()
+    {
+        var job = Job(10, ("arithmetic", 1), ("countdown", 1));
+        job = job with { Envs = [job.Envs[0], job.Envs[1] with { Generator = new SynthGeneratorSpec { Kind = SynthGeneratorSpec.Http, Url = "http://127.0.0.1:1/v1" } }] };
+        var e = await Assert.ThrowsAsync<K2RL.Common.ConfigException>(() => SynthesisPipeline.RunAsync(job, dir));
+        Assert.Contains("envs.countdown: its http generator has no model to play it", e.Message);
+        Assert.False(File.Exists(Path.Combine(dir, SynthesisPipeline.TrainFile)));
+    }
+
+    private sealed class CountingPolicy(IPolicy inner, Action onBatch) : IPolicy
+    {
+        public Task<IReadOnlyList<string>> GenerateAsync(IReadOnlyList<PolicyRequest> requests, CancellationToken ct = default)
+        {
+            onBatch();
+            return inner.GenerateAsync(requests, ct);
         }
     }
 

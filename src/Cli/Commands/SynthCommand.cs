@@ -12,7 +12,8 @@ namespace K2RL.Cli.Commands;
 
 /// <summary>
 /// <c>k2rl synth --job FILE --out DIR [--count N] [--seed S] [--workers W] [--json]</c>: the synthesis pipeline
-/// (<see cref="SynthesisPipeline"/>). The job's <c>generator</c> picks the trajectory source: the expert programs, a
+/// (<see cref="SynthesisPipeline"/>). The job's <c>generator</c> (or an env's own <c>envs.NAME.generator</c>) picks the
+/// trajectory source: the expert programs, a
 /// checkpoint through the rollout engine (<see cref="EnginePolicy"/>, built here), or an OpenAI-compatible endpoint
 /// (<see cref="OpenAiPolicy"/>). DIR gets train.jsonl, rejected.jsonl and summary.json; with --json the summary is the one
 /// stdout object; progress goes to stderr.
@@ -74,23 +75,29 @@ public sealed class SynthCommand : ICommandProvider
         var registry = GymRegistry.CreateDefault();
         var job = SynthJob.Load(o.Job, SynthesisPipeline.KnownEnvs(registry));
         job = job with { Trajectories = o.Count ?? job.Trajectories, Seed = o.Seed ?? job.Seed, Workers = o.Workers ?? job.Workers };
-        var (policy, source, dispose) = Source(context, job);
+        var models = new Dictionary<SynthGeneratorSpec, SynthModelSource>();
         try
         {
-            context.Error.WriteLine($"synth: {job.Trajectories} trajectories from {source} over {string.Join(", ", job.Envs.Select(e => e.Name))} -> {o.Out}");
+            foreach (var g in job.Generators.Where(g => g.Kind != SynthGeneratorSpec.Expert))
+            {
+                models[g] = Model(context, job, g);
+            }
+
+            string sources = string.Join(", ", job.Envs.Where(e => e.Weight > 0).GroupBy(e => job.GeneratorFor(e))
+                .Select(g => $"{string.Join(", ", g.Select(e => e.Name))} from {models.GetValueOrDefault(g.Key)?.Name ?? "expert"}"));
+            context.Error.WriteLine($"synth: {job.Trajectories} trajectories over {sources} -> {o.Out}");
             var summary = await SynthesisPipeline.RunAsync(job, o.Out, new SynthRunOptions
             {
-                Policy = policy,
-                SourceName = source,
+                ModelSources = models,
                 Registry = registry,
                 Progress = new ProgressBar(context.Error),
                 TokenCounter = o.Tokenizer is null ? null : Counter(BpeTokenizer.Load(o.Tokenizer)),
             }, ct);
             var result = summary.ToJson();
             result["out"] = Path.GetFullPath(o.Out);
-            if (policy is OpenAiPolicy http)
+            if (models.Values.Select(m => m.Policy).OfType<OpenAiPolicy>().ToList() is { Count: > 0 } http)
             {
-                result["source_failures"] = http.Failures;
+                result["source_failures"] = http.Sum(h => h.Failures);
             }
 
             context.Out.WriteLine(o.Json ? result.ToJsonString()
@@ -100,31 +107,29 @@ public sealed class SynthCommand : ICommandProvider
         }
         finally
         {
-            dispose?.Invoke();
+            foreach (var m in models.Values)
+            {
+                (m.Policy as IDisposable)?.Dispose();
+            }
         }
     }
 
-    /// <summary>The job's trajectory source: null for the expert programs, else the model policy and how to release it.</summary>
-    private static (IPolicy? Policy, string Name, Action? Dispose) Source(CliContext context, SynthJob job)
+    /// <summary>The model behind a checkpoint or http generator (the job's, or an env's own).</summary>
+    private static SynthModelSource Model(CliContext context, SynthJob job, SynthGeneratorSpec g)
     {
-        var g = job.Generator;
-        switch (g.Kind)
+        if (g.Kind == SynthGeneratorSpec.Checkpoint)
         {
-            case SynthGeneratorSpec.Checkpoint:
-                var (_, tokenizer, engine) = CheckpointGeneration.LoadEngine(g.Path!, g.Batch, WeightPrecisions.Parse(g.Weights), context.Warn);
-                var policy = new EnginePolicy(engine, tokenizer, new EnginePolicyOptions
-                {
-                    Temperature = g.Temperature,
-                    MaxTokens = g.MaxTokens,
-                    Seed = (ulong)job.Seed,
-                });
-                return (policy, $"checkpoint:{g.Path}", null);
-            case SynthGeneratorSpec.Http:
-                var http = OpenAiPolicy.FromSpec(g);
-                return (http, $"http:{g.Model}@{g.Url}", http.Dispose);
-            default:
-                return (null, "expert", null);
+            var (_, tokenizer, engine) = CheckpointGeneration.LoadEngine(g.Path!, g.Batch, WeightPrecisions.Parse(g.Weights), context.Warn);
+            var policy = new EnginePolicy(engine, tokenizer, new EnginePolicyOptions
+            {
+                Temperature = g.Temperature,
+                MaxTokens = g.MaxTokens,
+                Seed = (ulong)job.Seed,
+            });
+            return new SynthModelSource(policy, $"checkpoint:{g.Path}");
         }
+
+        return new SynthModelSource(OpenAiPolicy.FromSpec(g), $"http:{g.Model}@{g.Url}");
     }
 
     /// <summary>A record's length in tokens, encoded as the rollout engine and SFT encode chats.</summary>

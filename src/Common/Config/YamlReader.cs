@@ -251,6 +251,9 @@ public sealed class YamlReader
         return list;
     }
 
+    /// <summary>Whether <paramref name="key"/> is present with a value (a null or empty value counts as absent).</summary>
+    public bool Has(string key) => Get(key) is not null;
+
     /// <summary>A nested mapping; an empty reader when the key is absent.</summary>
     public YamlReader Section(string key)
     {

@@ -6,7 +6,9 @@ namespace K2RL.Gym.Synthesis;
 
 /// <summary>One environment of the mix (job file section <c>envs.NAME</c>): its share of the trajectories and its difficulties.</summary>
 /// <param name="Solutions">expert source: <c>compact</c> or <c>detailed</c> worked solutions for this env; null: the generator's setting.</param>
-public sealed record SynthEnvSpec(string Name, double Weight, IReadOnlyList<int> Difficulties, IReadOnlyList<double> DifficultyWeights, string? Solutions = null);
+/// <param name="Generator">this env's own trajectory source (<c>envs.NAME.generator</c>); null: the job's <c>generator</c>.</param>
+public sealed record SynthEnvSpec(string Name, double Weight, IReadOnlyList<int> Difficulties, IReadOnlyList<double> DifficultyWeights, string? Solutions = null,
+    SynthGeneratorSpec? Generator = null);
 
 /// <summary>
 /// Where trajectories come from (job file section <c>generator</c>): <c>expert</c> (deterministic programs, the
@@ -89,9 +91,19 @@ public sealed record SynthJob
     /// <summary>The file the job came from (for provenance).</summary>
     public string Source { get; init; } = "";
 
-    /// <summary>The environments whose expert plays detailed solutions (an env's <c>solutions</c>, else the generator's).</summary>
-    public IReadOnlySet<string> DetailedEnvs => Envs.Where(e => (e.Solutions ?? Generator.Solutions) == SynthGeneratorSpec.Detailed)
+    /// <summary>
+    /// The environments whose expert plays detailed solutions: an env's <c>solutions</c>, else its generator's (its own
+    /// <c>envs.NAME.generator</c>, else the job's), for envs whose source is the expert programs.
+    /// </summary>
+    public IReadOnlySet<string> DetailedEnvs => Envs
+        .Where(e => GeneratorFor(e).Kind == SynthGeneratorSpec.Expert && (e.Solutions ?? GeneratorFor(e).Solutions) == SynthGeneratorSpec.Detailed)
         .Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
+
+    /// <summary>Where an environment's trajectories come from: its own generator, else the job's.</summary>
+    public SynthGeneratorSpec GeneratorFor(SynthEnvSpec env) => env.Generator ?? Generator;
+
+    /// <summary>The distinct trajectory sources of the job (by value), the job's own first when any env uses it.</summary>
+    public IReadOnlyList<SynthGeneratorSpec> Generators => Envs.Where(e => e.Weight > 0).Select(GeneratorFor).Distinct().ToList();
 
     public static SynthJob Load(string path, IReadOnlyCollection<string> knownEnvs) => Parse(YamlReader.Load(path), knownEnvs);
 
@@ -117,10 +129,12 @@ public sealed record SynthJob
             }
 
             var e = envSection.Section(name);
-            envs.Add(ParseEnv(e, name));
-            if (envs[^1].Solutions is not null && generator.Kind != SynthGeneratorSpec.Expert)
+            var own = e.Has("generator") ? ParseGenerator(e.Section("generator")) : null;
+            envs.Add(ParseEnv(e, name) with { Generator = own });
+            string kind = (own ?? generator).Kind;
+            if (envs[^1].Solutions is not null && kind != SynthGeneratorSpec.Expert)
             {
-                throw OwnSolutions(e, generator.Kind);
+                throw OwnSolutions(e, kind);
             }
 
             if (name == AgenticEnvironment.EnvName)

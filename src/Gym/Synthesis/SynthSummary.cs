@@ -6,6 +6,9 @@ namespace K2RL.Gym.Synthesis;
 /// <summary>Counts of one environment's trajectories, and the rendered lengths (chars) of its kept records.</summary>
 public sealed class SynthEnvCounts
 {
+    /// <summary>Where the env's trajectories came from (<c>expert</c>, <c>checkpoint:DIR</c>, <c>http:MODEL@URL</c>).</summary>
+    public string? Source { get; set; }
+
     public int Judged { get; set; }
 
     public int Kept { get; set; }
@@ -87,6 +90,7 @@ public sealed class SynthSummary
         {
             envs[name] = new JsonObject
             {
+                ["source"] = c.Source,
                 ["judged"] = c.Judged, ["kept"] = c.Kept, ["rejected"] = c.Rejected, ["duplicates"] = c.Duplicates, ["multi_turn"] = c.MultiTurn,
                 ["kept_by_difficulty"] = Map(c.KeptByDifficulty.ToDictionary(kv => kv.Key.ToString(CultureInfo.InvariantCulture), kv => kv.Value)),
                 ["chars"] = Lengths(c.Chars),

@@ -6,14 +6,26 @@ namespace K2RL.Gym.Synthesis;
 /// <summary>How far a synthesis run is (reported after each wave of chunks).</summary>
 public sealed record SynthProgress(int Done, int Total, int Kept, int Rejected, int Duplicates, TimeSpan Elapsed);
 
-/// <summary>What a caller may set besides the job: the trajectory source and the registries.</summary>
+/// <summary>A model that plays trajectories, and how provenance names it (<c>checkpoint:DIR</c>, <c>http:MODEL@URL</c>).</summary>
+public sealed record SynthModelSource(IPolicy Policy, string Name);
+
+/// <summary>What a caller may set besides the job: the trajectory sources and the registries.</summary>
 public sealed record SynthRunOptions
 {
-    /// <summary>A model as the source (the rollout engine, an HTTP endpoint); null: the expert programs.</summary>
+    /// <summary>
+    /// A model as the source of every env that has no generator of its own (the rollout engine, an HTTP endpoint); null:
+    /// the job's <c>generator</c> (the expert programs, or the entry of <see cref="ModelSources"/> for it).
+    /// </summary>
     public IPolicy? Policy { get; init; }
 
-    /// <summary>How the provenance names the source (<c>expert</c>, <c>checkpoint:DIR</c>, <c>http:MODEL@URL</c>).</summary>
+    /// <summary>How the provenance names <see cref="Policy"/> (<c>checkpoint:DIR</c>, <c>http:MODEL@URL</c>).</summary>
     public string? SourceName { get; init; }
+
+    /// <summary>
+    /// The model behind each non-expert generator of the job (<see cref="SynthJob.Generators"/>: the job's and the envs'
+    /// own), keyed by its spec; the CLI builds them. An env whose generator is a model missing here is an error.
+    /// </summary>
+    public IReadOnlyDictionary<SynthGeneratorSpec, SynthModelSource>? ModelSources { get; init; }
 
     public GymRegistry? Registry { get; init; }
 
@@ -57,27 +69,41 @@ public static class SynthesisPipeline
         var registry = options.Registry ?? GymRegistry.CreateDefault();
         var catalog = (options.Catalog ?? AgenticCatalog.Default()).Only(job.Categories);
         var plan = SynthPlan.Build(job);
-        var policy = options.Policy ?? new ExpertPolicy(plan, registry, catalog, job.Agentic, job.DetailedEnvs);
-        bool expert = options.Policy is null;
-        string source = options.SourceName ?? (expert ? "expert" : job.Generator.Kind);
-        int workers = job.Workers > 0 ? job.Workers : expert ? Environment.ProcessorCount : 1;
-        int chunkSize = expert ? 32 : job.Generator.Batch;
-        var runner = new SynthEpisodes(job, registry, catalog, policy, source, options.TokenCounter);
-        var summary = new SynthSummary { Source = source, Workers = workers };
-        var clock = Stopwatch.StartNew();
+        var sourceOf = Sources(job, plan, options, registry, catalog);
+        var sources = sourceOf.Values.Distinct().ToList();
+        var summary = new SynthSummary
+        {
+            Source = sources.Count == 1 ? sources[0].Name : "mixed",
+            Workers = sources.Max(x => x.Workers),
+        };
+        foreach (var env in job.Envs.Where(e => sourceOf.ContainsKey(e.Name)))
+        {
+            summary.Env(env.Name).Source = sourceOf[env.Name].Name;
+        }
 
+        var clock = Stopwatch.StartNew();
         Directory.CreateDirectory(outDir);
         RemoveEarlierOutput(outDir);
         await using var writer = new SynthWriter(outDir, job, summary);
         var seen = new HashSet<string>(StringComparer.Ordinal);
-        var chunks = plan.Chunk(chunkSize).ToList();
-        for (int w = 0; w < chunks.Count; w += workers * 4)
+
+        // Waves over the plan: a source's episodes of the wave, in plan order, in chunks of its size (expert chunks in
+        // parallel, a model's one after another), then every outcome written in plan order. With one source this is
+        // its waves of 4 chunks per worker exactly.
+        int window = sources.Max(x => x.Workers * 4 * x.ChunkSize);
+        for (int w = 0; w < plan.Count; w += window)
         {
-            var wave = chunks.Skip(w).Take(workers * 4).ToList();
-            var results = expert
-                ? await RunParallelAsync(wave, runner, workers, ct)
-                : await RunSequentialAsync(wave, runner, ct);
-            foreach (var outcome in results.SelectMany(r => r))
+            var outcomes = new List<(int Index, SynthOutcome Outcome)>();
+            foreach (var source in sources)
+            {
+                var chunks = plan.Skip(w).Take(window).Where(p => sourceOf[p.Env] == source).Chunk(source.ChunkSize).ToList();
+                var results = source.Expert
+                    ? await RunParallelAsync(chunks, source.Runner, source.Workers, ct)
+                    : await RunSequentialAsync(chunks, source.Runner, ct);
+                outcomes.AddRange(chunks.Zip(results).SelectMany(c => c.First.Select(p => p.Index).Zip(c.Second)));
+            }
+
+            foreach (var (_, outcome) in outcomes.OrderBy(o => o.Index))
             {
                 await writer.WriteAsync(Count(summary, outcome, seen.Add(outcome.Hash)), ct);
             }
@@ -88,6 +114,45 @@ public static class SynthesisPipeline
         summary.Elapsed = clock.Elapsed;
         await writer.FinishAsync(ct);
         return summary;
+    }
+
+    /// <summary>One trajectory source of a run: who plays, how provenance names it, and how its episodes are batched.</summary>
+    private sealed record Source(string Name, bool Expert, int Workers, int ChunkSize, SynthEpisodes Runner);
+
+    /// <summary>
+    /// Each environment's source: <see cref="SynthRunOptions.Policy"/> for the envs without a generator of their own when
+    /// set, else the env's generator (its own, else the job's): the expert programs, or that generator's model from
+    /// <see cref="SynthRunOptions.ModelSources"/>. Envs sharing a source share one runner (and batches).
+    /// </summary>
+    private static Dictionary<string, Source> Sources(SynthJob job, IReadOnlyList<EpisodePlan> plan, SynthRunOptions options,
+        GymRegistry registry, AgenticCatalog catalog)
+    {
+        var byPolicy = new Dictionary<IPolicy, Source>(ReferenceEqualityComparer.Instance);
+        ExpertPolicy? expert = null;
+        var result = new Dictionary<string, Source>(StringComparer.Ordinal);
+        foreach (var env in job.Envs.Where(e => e.Weight > 0))
+        {
+            var spec = job.GeneratorFor(env);
+            (IPolicy policy, string name, int batch) = env.Generator is null && options.Policy is not null
+                ? (options.Policy, options.SourceName ?? job.Generator.Kind, job.Generator.Batch)
+                : spec.Kind == SynthGeneratorSpec.Expert
+                    ? (expert ??= new ExpertPolicy(plan, registry, catalog, job.Agentic, job.DetailedEnvs), "expert", 32)
+                    : options.ModelSources?.GetValueOrDefault(spec) is { } model
+                        ? (model.Policy, model.Name, spec.Batch)
+                        : throw new K2RL.Common.ConfigException(
+                            $"{job.Source}: envs.{env.Name}: its {spec.Kind} generator has no model to play it (k2rl synth builds one for each generator of the job)");
+            if (!byPolicy.TryGetValue(policy, out var source))
+            {
+                bool isExpert = policy is ExpertPolicy;
+                int workers = job.Workers > 0 ? job.Workers : isExpert ? Environment.ProcessorCount : 1;
+                byPolicy[policy] = source = new Source(name, isExpert, workers, batch,
+                    new SynthEpisodes(job, registry, catalog, policy, name, options.TokenCounter));
+            }
+
+            result[env.Name] = source;
+        }
+
+        return result;
     }
 
     /// <summary>
