@@ -93,10 +93,11 @@ public static class SynthesisPipeline
         int window = sources.Max(x => x.Workers * 4 * x.ChunkSize);
         for (int w = 0; w < plan.Count; w += window)
         {
-            var outcomes = new List<(int Index, SynthOutcome Outcome)>();
+            var slice = plan.Skip(w).Take(window).ToList();
+            var outcomes = new List<(int Index, SynthOutcome Outcome)>(slice.Count);
             foreach (var source in sources)
             {
-                var chunks = plan.Skip(w).Take(window).Where(p => sourceOf[p.Env] == source).Chunk(source.ChunkSize).ToList();
+                var chunks = slice.Where(p => sourceOf[p.Env] == source).Chunk(source.ChunkSize).ToList();
                 var results = source.Expert
                     ? await RunParallelAsync(chunks, source.Runner, source.Workers, ct)
                     : await RunSequentialAsync(chunks, source.Runner, ct);
