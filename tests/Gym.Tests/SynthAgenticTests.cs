@@ -175,9 +175,13 @@ public sealed class SynthAgenticTests : IDisposable
     [Fact]
     public async Task AChatFormatViolationIsRejectedWithItsReason()
     {
-        var job = SynthPipelineTests.Job(6, ("arithmetic", 1));
+        var model = new SynthGeneratorSpec { Kind = SynthGeneratorSpec.Checkpoint, Path = "scripted" };
+        var job = SynthPipelineTests.Job(6, ("arithmetic", 1)) with { Generator = model };
         var policy = new ScriptedPolicy(r => ChatTokens.ImEnd + "Answer: 3");
-        var summary = await SynthesisPipeline.RunAsync(job, dir, new SynthRunOptions { Policy = policy });
+        var summary = await SynthesisPipeline.RunAsync(job, dir, new SynthRunOptions
+        {
+            ModelSources = new Dictionary<SynthGeneratorSpec, SynthModelSource> { [model] = new(policy, "checkpoint:scripted") },
+        });
         Assert.Equal(6, summary.RejectedByReason["chat_format"]);
         Assert.Contains("content holds the chat special token <|im_end|>", Reason(File.ReadAllLines(Path.Combine(dir, SynthesisPipeline.RejectedFile))[0]));
 

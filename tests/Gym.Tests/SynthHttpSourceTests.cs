@@ -132,7 +132,7 @@ public sealed partial class SynthHttpSourceTests : IDisposable
         var spec = new SynthGeneratorSpec { Kind = SynthGeneratorSpec.Http, Url = endpoint.ToString(), Model = "fake", ApiKeyEnv = keyVar, Batch = 4 };
         using var policy = OpenAiPolicy.FromSpec(spec);
         var job = SynthPipelineTests.Job(12, ("arithmetic", 1), ("tool_use", 1), ("countdown", 1)) with { Generator = spec };
-        var summary = await SynthesisPipeline.RunAsync(job, dir, new SynthRunOptions { Policy = policy, SourceName = "http:fake" });
+        var summary = await SynthesisPipeline.RunAsync(job, dir, new SynthRunOptions { ModelSources = new Dictionary<SynthGeneratorSpec, SynthModelSource> { [spec] = new(policy, "http:fake") } });
 
         Assert.Equal(12, summary.Judged);
         Assert.Equal(4, summary.ByEnv["arithmetic"].Kept + summary.ByEnv["arithmetic"].Duplicates);

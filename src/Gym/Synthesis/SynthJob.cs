@@ -102,7 +102,7 @@ public sealed record SynthJob
     /// <summary>Where an environment's trajectories come from: its own generator, else the job's.</summary>
     public SynthGeneratorSpec GeneratorFor(SynthEnvSpec env) => env.Generator ?? Generator;
 
-    /// <summary>The distinct trajectory sources of the job (by value), the job's own first when any env uses it.</summary>
+    /// <summary>The distinct trajectory sources (by value) of the envs with a weight, in the envs' order.</summary>
     public IReadOnlyList<SynthGeneratorSpec> Generators => Envs.Where(e => e.Weight > 0).Select(GeneratorFor).Distinct().ToList();
 
     public static SynthJob Load(string path, IReadOnlyCollection<string> knownEnvs) => Parse(YamlReader.Load(path), knownEnvs);

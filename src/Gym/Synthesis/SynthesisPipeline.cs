@@ -13,15 +13,6 @@ public sealed record SynthModelSource(IPolicy Policy, string Name);
 public sealed record SynthRunOptions
 {
     /// <summary>
-    /// A model as the source of every env that has no generator of its own (the rollout engine, an HTTP endpoint); null:
-    /// the job's <c>generator</c> (the expert programs, or the entry of <see cref="ModelSources"/> for it).
-    /// </summary>
-    public IPolicy? Policy { get; init; }
-
-    /// <summary>How the provenance names <see cref="Policy"/> (<c>checkpoint:DIR</c>, <c>http:MODEL@URL</c>).</summary>
-    public string? SourceName { get; init; }
-
-    /// <summary>
     /// The model behind each non-expert generator of the job (<see cref="SynthJob.Generators"/>: the job's and the envs'
     /// own), keyed by its spec; the CLI builds them. An env whose generator is a model missing here is an error.
     /// </summary>
@@ -121,9 +112,8 @@ public static class SynthesisPipeline
     private sealed record Source(string Name, bool Expert, int Workers, int ChunkSize, SynthEpisodes Runner);
 
     /// <summary>
-    /// Each environment's source: <see cref="SynthRunOptions.Policy"/> for the envs without a generator of their own when
-    /// set, else the env's generator (its own, else the job's): the expert programs, or that generator's model from
-    /// <see cref="SynthRunOptions.ModelSources"/>. Envs sharing a source share one runner (and batches).
+    /// Each environment's source, from its generator (its own, else the job's): the expert programs, or that generator's
+    /// model from <see cref="SynthRunOptions.ModelSources"/>. Envs sharing a source share one runner (and batches).
     /// </summary>
     private static Dictionary<string, Source> Sources(SynthJob job, IReadOnlyList<EpisodePlan> plan, SynthRunOptions options,
         GymRegistry registry, AgenticCatalog catalog)
@@ -134,14 +124,12 @@ public static class SynthesisPipeline
         foreach (var env in job.Envs.Where(e => e.Weight > 0))
         {
             var spec = job.GeneratorFor(env);
-            (IPolicy policy, string name, int batch) = env.Generator is null && options.Policy is not null
-                ? (options.Policy, options.SourceName ?? job.Generator.Kind, job.Generator.Batch)
-                : spec.Kind == SynthGeneratorSpec.Expert
-                    ? (expert ??= new ExpertPolicy(plan, registry, catalog, job.Agentic, job.DetailedEnvs), "expert", 32)
-                    : options.ModelSources?.GetValueOrDefault(spec) is { } model
-                        ? (model.Policy, model.Name, spec.Batch)
-                        : throw new K2RL.Common.ConfigException(
-                            $"{job.Source}: envs.{env.Name}: its {spec.Kind} generator has no model to play it (k2rl synth builds one for each generator of the job)");
+            (IPolicy policy, string name, int batch) = spec.Kind == SynthGeneratorSpec.Expert
+                ? (expert ??= new ExpertPolicy(plan, registry, catalog, job.Agentic, job.DetailedEnvs), "expert", 32)
+                : options.ModelSources?.GetValueOrDefault(spec) is { } model
+                    ? (model.Policy, model.Name, spec.Batch)
+                    : throw new K2RL.Common.ConfigException(
+                        $"{job.Source}: envs.{env.Name}: its {spec.Kind} generator has no model to play it (k2rl synth builds one for each generator of the job)");
             if (!byPolicy.TryGetValue(policy, out var source))
             {
                 bool isExpert = policy is ExpertPolicy;
